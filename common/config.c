@@ -1,0 +1,1594 @@
+/*
+ * config: load the daemon's settings from a libconfig file plus "-s"
+ * overrides into struct extractd_config (config.h holds the DESIGN).
+ *
+ * Everything is driven by cfg_table[]: one row per setting with its type,
+ * default, bounds, enum names, extra check and place in the struct. The
+ * same rows set the defaults, check values from the file and from
+ * overrides, resolve relative paths, free the strings and print values
+ * back (cfg_value_text). Adding a setting is one row here, one field in
+ * config.h and one line in deploy/extractd.cfg (tests/unit/test_config.c
+ * fails when the example file and the table disagree).
+ *
+ * kafka.properties is a list of ("name", value) pairs, not a group:
+ * libconfig setting names are [A-Za-z*][-A-Za-z0-9_*]*, so "linger.ms"
+ * cannot be a name, and nearly every librdkafka property has a dot. On the
+ * command line, "-s kafka.properties.NAME=VALUE" sets one property.
+ *
+ * Overrides: "-s path=value" parses value as libconfig parses a value
+ * ("v = <value>;"); when that fails, or yields more than one setting, the
+ * value is plain text. A string setting also takes a number or boolean as
+ * typed ("-s kafka.group=2024"). Blanks around a plain value are dropped.
+ * Relative paths given with -s stay relative to the working directory:
+ * only paths written in a file resolve against that file's directory.
+ *
+ * Known limit: libconfig 1.5 wraps an integer literal past 32 bits unless
+ * it ends in L. Every integer setting here fits in 31 bits, so a wrapped
+ * value is normally caught by the range check; overrides are re-read from
+ * their text and never wrap.
+ *
+ * Not thread-safe (neither is libconfig): load once, at start-up.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <libconfig.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CFG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define CFG_PROPS_PREFIX "kafka.properties."
+#define CFG_DEFAULT_ORIGIN "(default)"
+
+/* Enums are stored through an int-sized copy (cfg_store_enum). */
+_Static_assert(sizeof(enum cfg_llm_mode) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_ordering) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_partitioning) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_delivery) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_log_level) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_log_format) == sizeof(int), "enum size");
+
+enum cfg_type {
+	CFG_T_STRING,    /**< char *, strdup'ed */
+	CFG_T_UINT,      /**< unsigned */
+	CFG_T_SIZE,      /**< size_t */
+	CFG_T_DOUBLE,    /**< double; an integer is accepted */
+	CFG_T_ENUM,      /**< one of names[], stored as its index */
+	CFG_T_PROPS,     /**< kafka.properties: list of ("name", value) */
+	CFG_T_FORBIDDEN, /**< never accepted; why says what to do instead */
+};
+
+/** Relative values resolve against the directory of the file they are in. */
+#define CFG_F_PATH 0x1u
+
+/**
+ * Extra rule for a string setting. May rewrite value in place (shorten
+ * only). Returns 0, or -1 with the reason in why.
+ */
+typedef int cfg_check_fn(char *value, char *why, size_t why_size);
+
+/** One row of the settings table. */
+struct cfg_entry {
+	const char *path;          /**< dotted path, "group.name" */
+	enum cfg_type type;
+	size_t offset;             /**< of the field in extractd_config */
+	const char *def_str;       /**< CFG_T_STRING default */
+	double def_num;            /**< UINT, SIZE, DOUBLE, ENUM default */
+	double min, max;           /**< UINT, SIZE, DOUBLE bounds */
+	const char *const *names;  /**< CFG_T_ENUM, NULL-terminated */
+	cfg_check_fn *check;       /**< CFG_T_STRING extra rule, or NULL */
+	unsigned flags;            /**< CFG_F_* */
+	const char *why;           /**< CFG_T_FORBIDDEN message */
+};
+
+static cfg_check_fn cfg_check_nonempty, cfg_check_topic, cfg_check_url,
+	cfg_check_env_name, cfg_check_schema_name, cfg_check_listen;
+
+static const char *const cfg_mode_names[] = {
+	[CFG_MODE_JSON_SCHEMA] = "json_schema",
+	[CFG_MODE_TOOLS] = "tools",
+	[CFG_MODE_JSON_OBJECT] = "json_object",
+	[CFG_MODE_MD_JSON] = "md_json",
+	[CFG_MODE_MD_JSON + 1] = NULL,
+};
+static const char *const cfg_ordering_names[] = {
+	[CFG_ORDER_COMPLETION] = "completion",
+	[CFG_ORDER_OFFSET] = "offset",
+	[CFG_ORDER_OFFSET + 1] = NULL,
+};
+static const char *const cfg_partitioning_names[] = {
+	[CFG_PART_KEY] = "key",
+	[CFG_PART_SOURCE] = "source",
+	[CFG_PART_SOURCE + 1] = NULL,
+};
+static const char *const cfg_delivery_names[] = {
+	[CFG_DELIVERY_AT_LEAST_ONCE] = "at-least-once",
+	[CFG_DELIVERY_EXACTLY_ONCE] = "exactly-once",
+	[CFG_DELIVERY_EXACTLY_ONCE + 1] = NULL,
+};
+static const char *const cfg_log_level_names[] = {
+	[CFG_LOG_DEBUG] = "debug",
+	[CFG_LOG_INFO] = "info",
+	[CFG_LOG_WARN] = "warn",
+	[CFG_LOG_ERROR] = "error",
+	[CFG_LOG_ERROR + 1] = NULL,
+};
+static const char *const cfg_log_format_names[] = {
+	[CFG_LOG_JSON] = "json",
+	[CFG_LOG_TEXT] = "text",
+	[CFG_LOG_TEXT + 1] = NULL,
+};
+
+#define CFG_OFF(grp, name) offsetof(struct extractd_config, grp.name)
+#define CFG_STR(grp, name, def, chk, fl)                                     \
+	{ .path = #grp "." #name, .type = CFG_T_STRING,                      \
+	  .offset = CFG_OFF(grp, name), .def_str = (def), .check = (chk),    \
+	  .flags = (fl) }
+#define CFG_NUM(grp, name, t, def, lo, hi)                                   \
+	{ .path = #grp "." #name, .type = (t), .offset = CFG_OFF(grp, name), \
+	  .def_num = (def), .min = (lo), .max = (hi) }
+#define CFG_UINT(grp, name, def, lo, hi)                                     \
+	CFG_NUM(grp, name, CFG_T_UINT, def, lo, hi)
+#define CFG_SIZE(grp, name, def, lo, hi)                                     \
+	CFG_NUM(grp, name, CFG_T_SIZE, def, lo, hi)
+#define CFG_DOUBLE(grp, name, def, lo, hi)                                   \
+	CFG_NUM(grp, name, CFG_T_DOUBLE, def, lo, hi)
+#define CFG_ENUM(grp, name, def, nm)                                         \
+	{ .path = #grp "." #name, .type = CFG_T_ENUM,                        \
+	  .offset = CFG_OFF(grp, name), .def_num = (def), .names = (nm) }
+
+/*
+ * The settings, in the order of deploy/extractd.cfg. Integer bounds stay
+ * below 2^31 (see the libconfig note at the top).
+ */
+static const struct cfg_entry cfg_table[] = {
+	CFG_STR(kafka, brokers, "localhost:9092", cfg_check_nonempty, 0),
+	CFG_STR(kafka, group, "extractd", cfg_check_nonempty, 0),
+	CFG_STR(kafka, input_topic, "texts", cfg_check_topic, 0),
+	CFG_STR(kafka, output_topic, "persons", cfg_check_topic, 0),
+	CFG_STR(kafka, dlq_topic, "texts.dlq", cfg_check_topic, 0),
+	CFG_UINT(kafka, consumer_threads, 1, 1, 64),
+	{ .path = "kafka.properties", .type = CFG_T_PROPS },
+
+	CFG_STR(llm, base_url, "https://api.openai.com/v1", cfg_check_url, 0),
+	CFG_STR(llm, api_key_env, "OPENAI_API_KEY", cfg_check_env_name, 0),
+	CFG_STR(llm, api_key_file, "", NULL, CFG_F_PATH),
+	{ .path = "llm.api_key", .type = CFG_T_FORBIDDEN,
+	  .why = "API keys are not read from config text; "
+		 "use llm.api_key_env or llm.api_key_file" },
+	CFG_STR(llm, model, "gpt-4o-mini", cfg_check_nonempty, 0),
+	CFG_ENUM(llm, mode, CFG_MODE_JSON_SCHEMA, cfg_mode_names),
+	CFG_UINT(llm, timeout_ms, 30000, 1, 3600000),
+	CFG_UINT(llm, connect_timeout_ms, 10000, 1, 600000),
+	CFG_UINT(llm, max_reasks, 2, 0, 10),
+	CFG_DOUBLE(llm, temperature, 0.0, 0.0, 2.0),
+	CFG_SIZE(llm, max_response_bytes, 1048576, 1024, 67108864),
+
+	CFG_STR(schema, file, "schemas/person.schema.json", cfg_check_nonempty,
+		CFG_F_PATH),
+	CFG_STR(schema, name, "Person", cfg_check_schema_name, 0),
+	CFG_STR(schema, instructions,
+		"Extract the person described in the user's text.",
+		cfg_check_nonempty, 0),
+
+	CFG_UINT(pool, workers, 16, 1, 4096),
+	CFG_UINT(pool, max_in_flight, 16, 1, 65536),
+
+	CFG_UINT(rate, requests_per_minute, 0, 0, INT_MAX),
+	CFG_UINT(rate, tokens_per_minute, 0, 0, INT_MAX),
+
+	CFG_UINT(retry, max_attempts, 6, 1, 100),
+	CFG_UINT(retry, base_delay_ms, 500, 0, 3600000),
+	CFG_UINT(retry, max_delay_ms, 30000, 0, 3600000),
+
+	CFG_SIZE(input, max_bytes, 65536, 1, 16777216),
+
+	CFG_ENUM(output, ordering, CFG_ORDER_COMPLETION, cfg_ordering_names),
+	CFG_ENUM(output, partitioning, CFG_PART_KEY, cfg_partitioning_names),
+	CFG_ENUM(output, delivery, CFG_DELIVERY_AT_LEAST_ONCE,
+		 cfg_delivery_names),
+	CFG_UINT(output, transaction_ms, 100, 1, 60000),
+
+	CFG_STR(http, listen, "127.0.0.1:9464", cfg_check_listen, 0),
+
+	CFG_ENUM(log, level, CFG_LOG_INFO, cfg_log_level_names),
+	CFG_ENUM(log, format, CFG_LOG_JSON, cfg_log_format_names),
+};
+
+#define CFG_N CFG_ARRAY_SIZE(cfg_table)
+
+/** Pairs of unsigned settings where lo must not exceed hi. */
+static const struct {
+	const char *lo, *hi;
+} cfg_order_rules[] = {
+	{ "retry.base_delay_ms", "retry.max_delay_ms" },
+};
+
+/** Where values came from; hangs off extractd_config.meta. */
+struct cfg_meta {
+	char *origin[CFG_N];  /**< "FILE:LINE" or "-s:N"; NULL: default */
+	unsigned seq[CFG_N];  /**< 0 default, 1 file, 1 + N for "-s" N */
+	char **prop_origin;   /**< parallel to kafka.properties */
+	size_t props_cap;     /**< allocated entries of both arrays */
+};
+
+/** One value being applied: from the file, or from an override. */
+struct cfg_value {
+	const config_setting_t *s; /**< parsed value; NULL: plain text raw */
+	const char *raw;      /**< the override's text; NULL in a file */
+	const char *file;     /**< file it was read from; NULL for "-s" */
+	const char *origin;   /**< "FILE:LINE" or "-s:N" */
+	unsigned seq;         /**< see cfg_meta.seq */
+};
+
+struct cfg_loader {
+	struct extractd_config *cfg;
+	char *err;
+	size_t err_size;
+	const char *path;     /**< config file, or NULL */
+	const char *dir;      /**< its directory, NULL: none (or no file) */
+};
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                       */
+/* ------------------------------------------------------------------ */
+
+/**
+ * @brief Write "ORIGIN: SETTING: message" into the caller's error buffer
+ * (either prefix left out when NULL).
+ * @returns -1, so callers can "return cfg_fail(...)".
+ */
+__attribute__((format(printf, 4, 5))) static int
+cfg_fail(struct cfg_loader *ld, const char *origin, const char *setting,
+	 const char *fmt, ...)
+{
+	va_list ap;
+	size_t len = 0;
+	int n;
+
+	if (!ld->err || ld->err_size == 0)
+		return -1;
+	n = snprintf(ld->err, ld->err_size, "%s%s%s%s",
+		     origin ? origin : "", origin ? ": " : "",
+		     setting ? setting : "", setting ? ": " : "");
+	if (n > 0)
+		len = (size_t)n < ld->err_size ? (size_t)n : ld->err_size - 1;
+	va_start(ap, fmt);
+	vsnprintf(ld->err + len, ld->err_size - len, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int cfg_oom(struct cfg_loader *ld)
+{
+	return cfg_fail(ld, NULL, NULL, "out of memory");
+}
+
+/** @returns a malloc'ed formatted string, or NULL when out of memory. */
+__attribute__((format(printf, 1, 2))) static char *cfg_printf(const char *fmt,
+							      ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return NULL;
+	s = malloc((size_t)n + 1);
+	if (!s)
+		return NULL;
+	va_start(ap, fmt);
+	vsnprintf(s, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return s;
+}
+
+static bool cfg_is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
+	       c == '\v';
+}
+
+/** Skip blanks at both ends of s: returns the start, sets *ret_len. */
+static const char *cfg_trim(const char *s, size_t *ret_len)
+{
+	size_t len;
+
+	while (cfg_is_blank(*s))
+		s++;
+	len = strlen(s);
+	while (len > 0 && cfg_is_blank(s[len - 1]))
+		len--;
+	*ret_len = len;
+	return s;
+}
+
+/**
+ * @brief Quote a user's value for a message: 'value', cut at 60 bytes
+ * with "..." so that a pasted novel does not flood the log.
+ * @returns buf.
+ */
+static const char *cfg_quote(const char *s, size_t len, char *buf,
+			     size_t size)
+{
+	const size_t limit = 60;
+
+	if (len > limit)
+		snprintf(buf, size, "'%.*s...'", (int)limit, s);
+	else
+		snprintf(buf, size, "'%.*s'", (int)len, s);
+	return buf;
+}
+
+/** Like cfg_quote() for a NUL-terminated string. */
+static const char *cfg_quote_str(const char *s, char *buf, size_t size)
+{
+	return cfg_quote(s, strlen(s), buf, size);
+}
+
+/**
+ * @brief Read an integer literal as libconfig writes one (decimal or
+ * 0x hex, optional L/LL), without libconfig 1.5's 32-bit wrap-around.
+ * Values past 64 bits saturate, so any range check rejects them.
+ * @returns true when raw is such a literal.
+ */
+static bool cfg_raw_int(const char *raw, long long *ret)
+{
+	const char *s, *digits, *end;
+	char *stop;
+	size_t len;
+	long long v;
+	int base = 10;
+
+	s = cfg_trim(raw, &len);
+	end = s + len;
+	digits = s;
+	if (digits < end && (*digits == '+' || *digits == '-'))
+		digits++;
+	if (end - digits > 2 && digits[0] == '0' &&
+	    (digits[1] == 'x' || digits[1] == 'X'))
+		base = 16;
+	if (digits >= end || !((*digits >= '0' && *digits <= '9')))
+		return false;
+	errno = 0;
+	v = strtoll(s, &stop, base);
+	if (stop < end && (*stop == 'L' || *stop == 'l'))
+		stop++;
+	if (stop < end && (*stop == 'L' || *stop == 'l'))
+		stop++;
+	if (stop != end)
+		return false;
+	*ret = v; /* on ERANGE strtoll saturated: out of any range */
+	return true;
+}
+
+/** The directory part of path, or NULL (and 0) when it has none. */
+static int cfg_dirname(const char *path, char **ret)
+{
+	const char *slash = strrchr(path, '/');
+
+	*ret = NULL;
+	if (!slash)
+		return 0;
+	*ret = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
+	return *ret ? 0 : -1;
+}
+
+/** @returns rel resolved against dir (NULL: as is), malloc'ed. */
+static char *cfg_resolve(const char *dir, const char *rel)
+{
+	if (!dir || rel[0] == '\0' || rel[0] == '/')
+		return strdup(rel);
+	if (strcmp(dir, "/") == 0)
+		return cfg_printf("/%s", rel);
+	return cfg_printf("%s/%s", dir, rel);
+}
+
+/**
+ * @brief The file a setting was read from, malloc'ed. libconfig 1.5
+ * records an @include'd file by the name written in the directive, but
+ * opens it relative to the include directory (the config's directory).
+ */
+static char *cfg_source_file(const struct cfg_loader *ld,
+			     const config_setting_t *s)
+{
+	const char *file = config_setting_source_file(s);
+
+	if (!file || strcmp(file, ld->path) == 0)
+		return strdup(ld->path);
+	return cfg_resolve(ld->dir, file);
+}
+
+/** @returns "FILE:LINE" for a setting read from a file, malloc'ed. */
+static char *cfg_file_origin(const struct cfg_loader *ld,
+			     const config_setting_t *s)
+{
+	char *file = cfg_source_file(ld, s), *origin;
+
+	if (!file)
+		return NULL;
+	origin = cfg_printf("%s:%u", file,
+			    (unsigned)config_setting_source_line(s));
+	free(file);
+	return origin;
+}
+
+/** @returns the index of path in cfg_table, or -1. */
+static int cfg_find(const char *path)
+{
+	size_t i;
+
+	for (i = 0; i < CFG_N; i++)
+		if (strcmp(cfg_table[i].path, path) == 0)
+			return (int)i;
+	return -1;
+}
+
+/** True when some setting lives in group name. */
+static bool cfg_group_known(const char *name)
+{
+	size_t i, len = strlen(name);
+
+	for (i = 0; i < CFG_N; i++)
+		if (strncmp(cfg_table[i].path, name, len) == 0 &&
+		    cfg_table[i].path[len] == '.')
+			return true;
+	return false;
+}
+
+static void *cfg_field(const struct extractd_config *cfg,
+		       const struct cfg_entry *e)
+{
+	return (char *)cfg + e->offset;
+}
+
+static void cfg_store_enum(void *field, int value)
+{
+	memcpy(field, &value, sizeof(value));
+}
+
+static int cfg_load_enum(const void *field)
+{
+	int value;
+
+	memcpy(&value, field, sizeof(value));
+	return value;
+}
+
+/** "a, b, c" for an enum's names, into buf. */
+static const char *cfg_join_names(const char *const *names, char *buf,
+				  size_t size)
+{
+	size_t len = 0;
+	int n;
+
+	buf[0] = '\0';
+	for (; *names; names++) {
+		n = snprintf(buf + len, size - len, "%s%s", len ? ", " : "",
+			     *names);
+		if (n < 0 || (size_t)n >= size - len)
+			break;
+		len += (size_t)n;
+	}
+	return buf;
+}
+
+/**
+ * @brief Shortest text that reads back as d ("0.5", not
+ * "0.50000000000000000").
+ */
+static void cfg_format_double(double d, char *buf, size_t size)
+{
+	int prec;
+
+	for (prec = 1; prec <= 17; prec++) {
+		snprintf(buf, size, "%.*g", prec, d);
+		if (strtod(buf, NULL) == d)
+			break;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Reading values                                                      */
+/* ------------------------------------------------------------------ */
+
+/** True for libconfig's integer types. */
+static bool cfg_is_int(const config_setting_t *s)
+{
+	return config_setting_type(s) == CONFIG_TYPE_INT ||
+	       config_setting_type(s) == CONFIG_TYPE_INT64;
+}
+
+/** The integer in v, re-read from an override's text when it has one. */
+static bool cfg_int_of(const struct cfg_value *v, long long *ret)
+{
+	if (!v->s || !cfg_is_int(v->s))
+		return false;
+	*ret = config_setting_get_int64(v->s);
+	if (v->raw)
+		cfg_raw_int(v->raw, ret);
+	return true;
+}
+
+/** The number in v: a float, or an integer (accepted for floats). */
+static bool cfg_number_of(const struct cfg_value *v, double *ret)
+{
+	long long i;
+
+	if (cfg_int_of(v, &i)) {
+		*ret = (double)i;
+		return true;
+	}
+	if (!v->s || config_setting_type(v->s) != CONFIG_TYPE_FLOAT)
+		return false;
+	*ret = config_setting_get_float(v->s);
+	return true;
+}
+
+/**
+ * @brief The text a string setting gets from v: a string value, or for an
+ * override the value as typed when it is plain text, a number or a
+ * boolean (blanks around it dropped).
+ * @returns false when v holds something else (a number in a file, a group).
+ */
+static bool cfg_text_of(const struct cfg_value *v, const char **ret,
+			size_t *ret_len)
+{
+	if (v->s && config_setting_type(v->s) == CONFIG_TYPE_STRING) {
+		*ret = config_setting_get_string(v->s);
+		*ret_len = strlen(*ret);
+		return true;
+	}
+	if (v->raw && (!v->s || config_setting_is_scalar(v->s))) {
+		*ret = cfg_trim(v->raw, ret_len);
+		return true;
+	}
+	return false;
+}
+
+/** What v holds, for "got ..." in messages: '8', 8, 0.5, true, a group. */
+static const char *cfg_describe(const struct cfg_value *v, char *buf,
+				size_t size)
+{
+	const config_setting_t *s = v->s;
+	const char *t;
+	size_t len;
+
+	if (!s) {
+		t = cfg_trim(v->raw, &len);
+		return cfg_quote(t, len, buf, size);
+	}
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_STRING:
+		return cfg_quote_str(config_setting_get_string(s), buf, size);
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		if (v->raw) {
+			t = cfg_trim(v->raw, &len);
+			snprintf(buf, size, "%.*s", (int)len, t);
+		} else {
+			snprintf(buf, size, "%lld",
+				 config_setting_get_int64(s));
+		}
+		return buf;
+	case CONFIG_TYPE_FLOAT:
+		cfg_format_double(config_setting_get_float(s), buf, size);
+		len = strlen(buf);
+		if (!strpbrk(buf, ".eEn") && len + 3 <= size)
+			memcpy(buf + len, ".0", 3);
+		return buf;
+	case CONFIG_TYPE_BOOL:
+		return config_setting_get_bool(s) ? "true" : "false";
+	case CONFIG_TYPE_GROUP:
+		return "a group";
+	case CONFIG_TYPE_ARRAY:
+		return "an array";
+	case CONFIG_TYPE_LIST:
+		return "a list";
+	default:
+		return "nothing";
+	}
+}
+
+/**
+ * @brief A property value as text for librdkafka: strings as they are,
+ * numbers in decimal, booleans as "true"/"false".
+ * @param s parsed value, or NULL for plain text raw
+ * @param raw the override's text, or NULL
+ * @returns 0 with *ret malloc'ed, 1 when s is not a scalar, -1 when out
+ *          of memory.
+ */
+static int cfg_scalar_text(const config_setting_t *s, const char *raw,
+			   char **ret)
+{
+	struct cfg_value v = { .s = s, .raw = raw };
+	char num[64];
+	const char *t;
+	size_t len;
+	long long i;
+
+	if (!s) {
+		t = cfg_trim(raw, &len);
+		*ret = strndup(t, len);
+		return *ret ? 0 : -1;
+	}
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_STRING:
+		*ret = strdup(config_setting_get_string(s));
+		break;
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		cfg_int_of(&v, &i);
+		*ret = cfg_printf("%lld", i);
+		break;
+	case CONFIG_TYPE_FLOAT:
+		cfg_format_double(config_setting_get_float(s), num, sizeof(num));
+		*ret = strdup(num);
+		break;
+	case CONFIG_TYPE_BOOL:
+		*ret = strdup(config_setting_get_bool(s) ? "true" : "false");
+		break;
+	default:
+		return 1;
+	}
+	return *ret ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Checks for string settings                                          */
+/* ------------------------------------------------------------------ */
+
+static int cfg_check_nonempty(char *value, char *why, size_t why_size)
+{
+	const char *p;
+
+	for (p = value; *p; p++)
+		if (!cfg_is_blank(*p))
+			return 0;
+	snprintf(why, why_size, "must not be empty");
+	return -1;
+}
+
+/** Kafka's rule for topic names. */
+static int cfg_check_topic(char *value, char *why, size_t why_size)
+{
+	size_t len = strlen(value), i;
+	char q[80];
+
+	for (i = 0; i < len; i++) {
+		char c = value[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			break;
+	}
+	if (len >= 1 && len <= 249 && i == len && strcmp(value, ".") != 0 &&
+	    strcmp(value, "..") != 0)
+		return 0;
+	snprintf(why, why_size,
+		 "must be a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -), "
+		 "got %s",
+		 cfg_quote_str(value, q, sizeof(q)));
+	return -1;
+}
+
+/** http:// or https:// with a host; trailing slashes are dropped. */
+static int cfg_check_url(char *value, char *why, size_t why_size)
+{
+	size_t len = strlen(value), skip = 0, i;
+	char q[80];
+
+	if (strncmp(value, "http://", 7) == 0)
+		skip = 7;
+	else if (strncmp(value, "https://", 8) == 0)
+		skip = 8;
+	for (i = 0; skip && i < len; i++)
+		if ((unsigned char)value[i] <= ' ' || value[i] == 0x7f)
+			skip = 0;
+	while (skip && len > skip && value[len - 1] == '/')
+		value[--len] = '\0';
+	if (skip && len > skip && value[skip] != '/')
+		return 0;
+	snprintf(why, why_size, "must be an http:// or https:// URL, got %s",
+		 cfg_quote_str(value, q, sizeof(q)));
+	return -1;
+}
+
+/** "" or a POSIX-style variable name. */
+static int cfg_check_env_name(char *value, char *why, size_t why_size)
+{
+	const char *p;
+	char q[80];
+
+	for (p = value; *p; p++) {
+		char c = *p;
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      c == '_' || (p > value && c >= '0' && c <= '9')))
+			break;
+	}
+	if (*p == '\0')
+		return 0;
+	snprintf(why, why_size,
+		 "must be an environment variable name (A-Z a-z 0-9 _, not "
+		 "starting with a digit) or \"\", got %s",
+		 cfg_quote_str(value, q, sizeof(q)));
+	return -1;
+}
+
+/** OpenAI's rule for schema and tool names: ^[A-Za-z0-9_-]{1,64}$. */
+static int cfg_check_schema_name(char *value, char *why, size_t why_size)
+{
+	size_t len = strlen(value), i;
+	char q[80];
+
+	for (i = 0; i < len; i++) {
+		char c = value[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '_' || c == '-'))
+			break;
+	}
+	if (len >= 1 && len <= 64 && i == len)
+		return 0;
+	snprintf(why, why_size, "must match ^[A-Za-z0-9_-]{1,64}$, got %s",
+		 cfg_quote_str(value, q, sizeof(q)));
+	return -1;
+}
+
+/** "" or "host:port", host a name, an IPv4 or a [bracketed] IPv6. */
+static int cfg_check_listen(char *value, char *why, size_t why_size)
+{
+	const char *colon, *p;
+	size_t hostlen;
+	unsigned long port = 0;
+	char q[80];
+
+	if (value[0] == '\0')
+		return 0;
+	colon = strrchr(value, ':');
+	if (!colon || colon[1] == '\0' || strlen(colon + 1) > 5)
+		goto bad;
+	for (p = colon + 1; *p; p++) {
+		if (*p < '0' || *p > '9')
+			goto bad;
+		port = port * 10 + (unsigned long)(*p - '0');
+	}
+	if (port > 65535)
+		goto bad;
+	hostlen = (size_t)(colon - value);
+	if (hostlen == 0)
+		goto bad;
+	if (value[0] == '[') {
+		if (hostlen < 3 || value[hostlen - 1] != ']')
+			goto bad;
+	} else if (memchr(value, ':', hostlen)) {
+		goto bad;
+	}
+	for (p = value; p < colon; p++)
+		if ((unsigned char)*p <= ' ' || *p == '/')
+			goto bad;
+	return 0;
+bad:
+	snprintf(why, why_size,
+		 "must be \"host:port\" with a port from 0 to 65535, or \"\" "
+		 "to disable, got %s",
+		 cfg_quote_str(value, q, sizeof(q)));
+	return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Storing values                                                      */
+/* ------------------------------------------------------------------ */
+
+/** Record where the value of cfg_table[idx] came from. */
+static int cfg_set_origin(struct cfg_loader *ld, size_t idx,
+			  const struct cfg_value *v)
+{
+	struct cfg_meta *meta = ld->cfg->meta;
+	char *origin = strdup(v->origin);
+
+	if (!origin)
+		return cfg_oom(ld);
+	free(meta->origin[idx]);
+	meta->origin[idx] = origin;
+	meta->seq[idx] = v->seq;
+	return 0;
+}
+
+/** Free every kafka.properties entry (and its origin). */
+static void cfg_props_clear(struct extractd_config *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->kafka.n_properties; i++) {
+		free(cfg->kafka.properties[i].name);
+		free(cfg->kafka.properties[i].value);
+		if (cfg->meta)
+			free(cfg->meta->prop_origin[i]);
+	}
+	cfg->kafka.n_properties = 0;
+}
+
+/** True for a librdkafka-style property name: [A-Za-z0-9._-]+. */
+static bool cfg_prop_name_ok(const char *name)
+{
+	const char *p;
+
+	for (p = name; *p; p++) {
+		char c = *p;
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			return false;
+	}
+	return p != name;
+}
+
+/**
+ * @brief Set one kafka.properties entry.
+ * @param value malloc'ed; owned by the config afterwards, freed on failure
+ * @param replace true for overrides: an existing entry takes the new
+ *        value; false for a file: a second entry with the name is an error
+ * @returns 0, or -1 with the error written.
+ */
+static int cfg_prop_set(struct cfg_loader *ld, const char *name, char *value,
+			const char *origin, bool replace)
+{
+	struct extractd_config *cfg = ld->cfg;
+	struct cfg_meta *meta = cfg->meta;
+	struct cfg_property *prop;
+	char *origin_copy = NULL, *name_copy = NULL;
+	size_t i, cap;
+	int ret = -1;
+
+	for (i = 0; i < cfg->kafka.n_properties; i++)
+		if (strcmp(cfg->kafka.properties[i].name, name) == 0)
+			break;
+	if (i < cfg->kafka.n_properties && !replace) {
+		ret = cfg_fail(ld, origin, NULL,
+			       CFG_PROPS_PREFIX "%s: set twice (first at %s)",
+			       name, meta->prop_origin[i]);
+		goto out;
+	}
+	origin_copy = strdup(origin);
+	if (!origin_copy)
+		goto oom;
+	if (i == cfg->kafka.n_properties) {
+		if (i == meta->props_cap) {
+			struct cfg_property *props;
+			char **origins;
+
+			cap = meta->props_cap ? 2 * meta->props_cap : 8;
+			props = realloc(cfg->kafka.properties,
+					cap * sizeof(*props));
+			if (!props)
+				goto oom;
+			cfg->kafka.properties = props;
+			origins = realloc(meta->prop_origin,
+					  cap * sizeof(*origins));
+			if (!origins)
+				goto oom;
+			meta->prop_origin = origins;
+			meta->props_cap = cap;
+		}
+		name_copy = strdup(name);
+		if (!name_copy)
+			goto oom;
+		prop = &cfg->kafka.properties[i];
+		prop->name = name_copy;
+		prop->value = NULL;
+		meta->prop_origin[i] = NULL;
+		name_copy = NULL;
+		cfg->kafka.n_properties++;
+	}
+	prop = &cfg->kafka.properties[i];
+	free(prop->value);
+	prop->value = value;
+	value = NULL;
+	free(meta->prop_origin[i]);
+	meta->prop_origin[i] = origin_copy;
+	origin_copy = NULL;
+	ret = 0;
+	goto out;
+oom:
+	ret = cfg_oom(ld);
+out:
+	free(value);
+	free(origin_copy);
+	free(name_copy);
+	return ret;
+}
+
+/**
+ * @brief Apply a whole kafka.properties list (from the file, or from
+ * "-s kafka.properties=(...)"), replacing what was there. An empty group
+ * "{ }" is accepted as an empty list.
+ */
+static int cfg_props_list(struct cfg_loader *ld, const struct cfg_value *v)
+{
+	const config_setting_t *s = v->s;
+	char got[96], *origin = NULL, *value = NULL;
+	unsigned i, n;
+	int ret = -1, r;
+
+	if (!s || !config_setting_is_aggregate(s) ||
+	    (config_setting_type(s) != CONFIG_TYPE_LIST &&
+	     config_setting_length(s) > 0))
+		return cfg_fail(ld, v->origin, "kafka.properties",
+				"must be a list of (\"name\", value) pairs, "
+				"e.g. ((\"linger.ms\", 5)), got %s",
+				cfg_describe(v, got, sizeof(got)));
+	cfg_props_clear(ld->cfg);
+	n = (unsigned)config_setting_length(s);
+	for (i = 0; i < n; i++) {
+		const config_setting_t *pair = config_setting_get_elem(s, i);
+		const config_setting_t *name, *val;
+		struct cfg_value pv = { .s = pair };
+
+		free(origin);
+		origin = v->file ? cfg_file_origin(ld, pair) : strdup(v->origin);
+		if (!origin) {
+			ret = cfg_oom(ld);
+			goto out;
+		}
+		name = config_setting_type(pair) == CONFIG_TYPE_LIST &&
+				       config_setting_length(pair) == 2
+			       ? config_setting_get_elem(pair, 0)
+			       : NULL;
+		if (!name || config_setting_type(name) != CONFIG_TYPE_STRING) {
+			ret = cfg_fail(ld, origin, "kafka.properties",
+				       "each entry must be a (\"name\", value) "
+				       "pair, got %s",
+				       cfg_describe(&pv, got, sizeof(got)));
+			goto out;
+		}
+		if (!cfg_prop_name_ok(config_setting_get_string(name))) {
+			ret = cfg_fail(ld, origin, "kafka.properties",
+				       "%s is not a property name",
+				       cfg_quote_str(config_setting_get_string(name),
+						     got, sizeof(got)));
+			goto out;
+		}
+		val = config_setting_get_elem(pair, 1);
+		r = cfg_scalar_text(val, NULL, &value);
+		if (r != 0) {
+			pv.s = val;
+			ret = r < 0 ? cfg_oom(ld)
+				    : cfg_fail(ld, origin, NULL,
+					       CFG_PROPS_PREFIX "%s: must be a "
+					       "string, number or boolean, got %s",
+					       config_setting_get_string(name),
+					       cfg_describe(&pv, got,
+							    sizeof(got)));
+			goto out;
+		}
+		r = cfg_prop_set(ld, config_setting_get_string(name), value,
+				 origin, false);
+		value = NULL;
+		if (r < 0)
+			goto out;
+	}
+	ret = 0;
+out:
+	free(origin);
+	free(value);
+	return ret;
+}
+
+/** Check and store a string setting (resolving a relative path). */
+static int cfg_apply_string(struct cfg_loader *ld, const struct cfg_entry *e,
+			    const struct cfg_value *v)
+{
+	char **field = cfg_field(ld->cfg, e);
+	char got[96], why[256], *value = NULL, *dir = NULL, *resolved;
+	const char *text;
+	size_t len;
+	int ret = -1;
+
+	if (!cfg_text_of(v, &text, &len))
+		return cfg_fail(ld, v->origin, e->path,
+				"must be a string, got %s",
+				cfg_describe(v, got, sizeof(got)));
+	value = strndup(text, len);
+	if (!value)
+		goto oom;
+	if (e->check && e->check(value, why, sizeof(why)) < 0) {
+		ret = cfg_fail(ld, v->origin, e->path, "%s", why);
+		goto out;
+	}
+	if ((e->flags & CFG_F_PATH) && v->file) {
+		if (cfg_dirname(v->file, &dir) < 0)
+			goto oom;
+		resolved = cfg_resolve(dir, value);
+		if (!resolved)
+			goto oom;
+		free(value);
+		value = resolved;
+	}
+	free(*field);
+	*field = value;
+	value = NULL;
+	ret = 0;
+	goto out;
+oom:
+	ret = cfg_oom(ld);
+out:
+	free(value);
+	free(dir);
+	return ret;
+}
+
+/**
+ * @brief Check v against cfg_table[idx] and store it in the config.
+ * @returns 0, or -1 with "ORIGIN: setting: what is wrong" written.
+ */
+static int cfg_apply(struct cfg_loader *ld, size_t idx,
+		     const struct cfg_value *v)
+{
+	const struct cfg_entry *e = &cfg_table[idx];
+	void *field = cfg_field(ld->cfg, e);
+	char got[96], names[160];
+	const char *text;
+	size_t len;
+	long long i;
+	double d;
+	int k;
+
+	switch (e->type) {
+	case CFG_T_STRING:
+		if (cfg_apply_string(ld, e, v) < 0)
+			return -1;
+		break;
+	case CFG_T_ENUM:
+		k = -1;
+		if (cfg_text_of(v, &text, &len))
+			for (k = 0; e->names[k]; k++)
+				if (strlen(e->names[k]) == len &&
+				    memcmp(e->names[k], text, len) == 0)
+					break;
+		if (k < 0 || !e->names[k])
+			return cfg_fail(ld, v->origin, e->path,
+					"must be one of %s, got %s",
+					cfg_join_names(e->names, names,
+						       sizeof(names)),
+					cfg_describe(v, got, sizeof(got)));
+		cfg_store_enum(field, k);
+		break;
+	case CFG_T_UINT:
+	case CFG_T_SIZE:
+		if (!cfg_int_of(v, &i) || i < (long long)e->min ||
+		    i > (long long)e->max)
+			return cfg_fail(ld, v->origin, e->path,
+					"must be an integer from %lld to %lld, "
+					"got %s",
+					(long long)e->min, (long long)e->max,
+					cfg_describe(v, got, sizeof(got)));
+		if (e->type == CFG_T_UINT)
+			*(unsigned *)field = (unsigned)i;
+		else
+			*(size_t *)field = (size_t)i;
+		break;
+	case CFG_T_DOUBLE:
+		if (!cfg_number_of(v, &d) || !(d >= e->min && d <= e->max))
+			return cfg_fail(ld, v->origin, e->path,
+					"must be a number from %g to %g, got %s",
+					e->min, e->max,
+					cfg_describe(v, got, sizeof(got)));
+		*(double *)field = d;
+		break;
+	case CFG_T_PROPS:
+		if (cfg_props_list(ld, v) < 0)
+			return -1;
+		break;
+	case CFG_T_FORBIDDEN:
+		return cfg_fail(ld, v->origin, e->path, "%s", e->why);
+	}
+	return cfg_set_origin(ld, idx, v);
+}
+
+/** Every setting at its default; relative default paths resolve in dir. */
+static int cfg_set_defaults(struct cfg_loader *ld, const char *dir)
+{
+	const struct cfg_entry *e;
+	void *field;
+	char *s;
+
+	for (e = cfg_table; e < cfg_table + CFG_N; e++) {
+		field = cfg_field(ld->cfg, e);
+		switch (e->type) {
+		case CFG_T_STRING:
+			s = (e->flags & CFG_F_PATH) ? cfg_resolve(dir, e->def_str)
+						    : strdup(e->def_str);
+			if (!s)
+				return cfg_oom(ld);
+			*(char **)field = s;
+			break;
+		case CFG_T_UINT:
+			*(unsigned *)field = (unsigned)e->def_num;
+			break;
+		case CFG_T_SIZE:
+			*(size_t *)field = (size_t)e->def_num;
+			break;
+		case CFG_T_DOUBLE:
+			*(double *)field = e->def_num;
+			break;
+		case CFG_T_ENUM:
+			cfg_store_enum(field, (int)e->def_num);
+			break;
+		case CFG_T_PROPS:
+		case CFG_T_FORBIDDEN:
+			break;
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sources: the file, the overrides, then rules across settings        */
+/* ------------------------------------------------------------------ */
+
+/**
+ * @brief Read path and apply every setting in it, in file order, so the
+ * first error reported is the first one in the file.
+ * @param dir the file's directory (NULL: none), for @include
+ */
+static int cfg_read_file(struct cfg_loader *ld)
+{
+	const char *path = ld->path;
+	config_t lc;
+	config_setting_t *root;
+	struct stat st;
+	char *origin = NULL, *name = NULL, *file = NULL;
+	int fd, ret = -1;
+	unsigned i, j, n, m;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cfg_fail(ld, path, NULL, "cannot read: %s",
+				strerror(errno));
+	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		close(fd);
+		return cfg_fail(ld, path, NULL, "cannot read: %s",
+				strerror(EISDIR));
+	}
+	close(fd);
+
+	config_init(&lc);
+	if (ld->dir)
+		config_set_include_dir(&lc, ld->dir);
+	if (!config_read_file(&lc, path)) {
+		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
+			cfg_fail(ld, path, NULL, "cannot read: %s",
+				 config_error_text(&lc));
+		else if (!config_error_file(&lc) ||
+			 strcmp(config_error_file(&lc), path) == 0)
+			cfg_fail(ld, NULL, NULL, "%s:%d: %s", path,
+				 config_error_line(&lc), config_error_text(&lc));
+		else if ((file = cfg_resolve(ld->dir, config_error_file(&lc))))
+			cfg_fail(ld, NULL, NULL, "%s:%d: %s", file,
+				 config_error_line(&lc), config_error_text(&lc));
+		else
+			cfg_oom(ld);
+		goto out;
+	}
+
+	root = config_root_setting(&lc);
+	n = (unsigned)config_setting_length(root);
+	for (i = 0; i < n; i++) {
+		const config_setting_t *g = config_setting_get_elem(root, i);
+		const char *gname = config_setting_name(g);
+
+		free(origin);
+		origin = cfg_file_origin(ld, g);
+		if (!origin)
+			goto oom;
+		if (!cfg_group_known(gname)) {
+			cfg_fail(ld, origin, gname, "unknown setting");
+			goto out;
+		}
+		if (!config_setting_is_group(g)) {
+			cfg_fail(ld, origin, gname,
+				 "must be a group: %s = { ... };", gname);
+			goto out;
+		}
+		m = (unsigned)config_setting_length(g);
+		for (j = 0; j < m; j++) {
+			const config_setting_t *s = config_setting_get_elem(g, j);
+			struct cfg_value v = { .s = s, .seq = 1 };
+			int idx;
+
+			free(origin);
+			free(name);
+			free(file);
+			origin = cfg_file_origin(ld, s);
+			name = cfg_printf("%s.%s", gname,
+					  config_setting_name(s));
+			file = cfg_source_file(ld, s);
+			if (!origin || !name || !file)
+				goto oom;
+			idx = cfg_find(name);
+			if (idx < 0) {
+				cfg_fail(ld, origin, name, "unknown setting");
+				goto out;
+			}
+			v.origin = origin;
+			v.file = file;
+			if (cfg_apply(ld, (size_t)idx, &v) < 0)
+				goto out;
+		}
+	}
+	ret = 0;
+	goto out;
+oom:
+	cfg_oom(ld);
+out:
+	free(origin);
+	free(name);
+	free(file);
+	config_destroy(&lc);
+	return ret;
+}
+
+/**
+ * @brief Apply "-s path=value" number n (counted from 1).
+ *
+ * The value is parsed as "v = <value>;"; plain text when that fails or
+ * gives more than one setting. A value with a line break is always plain
+ * text (no @include through the command line).
+ */
+static int cfg_apply_override(struct cfg_loader *ld, size_t n, const char *arg)
+{
+	config_t lc;
+	char origin[32], *path = NULL, *text = NULL, *value = NULL, got[96];
+	const char *eq = strchr(arg, '='), *p = arg;
+	struct cfg_value v = { .raw = NULL };
+	size_t len;
+	int idx, r, ret = -1;
+
+	snprintf(origin, sizeof(origin), "-s:%zu", n);
+	config_init(&lc);
+	if (eq)
+		p = cfg_trim(arg, &len);
+	if (!eq || p >= eq) {
+		cfg_fail(ld, origin, NULL, "expected path=value");
+		goto out;
+	}
+	len = (size_t)(eq - p);
+	while (len > 0 && cfg_is_blank(p[len - 1]))
+		len--;
+	path = strndup(p, len);
+	if (!path)
+		goto oom;
+
+	v.raw = eq + 1;
+	v.origin = origin;
+	v.seq = 1 + (unsigned)n;
+	if (!strpbrk(v.raw, "\n\r")) {
+		text = cfg_printf("v = %s;", v.raw);
+		if (!text)
+			goto oom;
+		if (config_read_string(&lc, text) &&
+		    config_setting_length(config_root_setting(&lc)) == 1)
+			v.s = config_lookup(&lc, "v");
+	}
+
+	if (strncmp(path, CFG_PROPS_PREFIX, strlen(CFG_PROPS_PREFIX)) == 0) {
+		const char *name = path + strlen(CFG_PROPS_PREFIX);
+
+		if (!cfg_prop_name_ok(name)) {
+			cfg_fail(ld, origin, path, "not a property name");
+			goto out;
+		}
+		r = cfg_scalar_text(v.s, v.raw, &value);
+		if (r != 0) {
+			if (r < 0)
+				goto oom;
+			cfg_fail(ld, origin, path,
+				 "must be a string, number or boolean, got %s",
+				 cfg_describe(&v, got, sizeof(got)));
+			goto out;
+		}
+		ret = cfg_prop_set(ld, name, value, origin, true);
+		value = NULL;
+		goto out;
+	}
+	idx = cfg_find(path);
+	if (idx < 0) {
+		cfg_fail(ld, origin, path, "unknown setting");
+		goto out;
+	}
+	ret = cfg_apply(ld, (size_t)idx, &v);
+	goto out;
+oom:
+	cfg_oom(ld);
+out:
+	config_destroy(&lc);
+	free(value);
+	free(text);
+	free(path);
+	return ret;
+}
+
+/**
+ * @brief Rules across settings (cfg_order_rules). The message names the
+ * setting given last (an override beats the file beats a default).
+ */
+static int cfg_check_relations(struct cfg_loader *ld)
+{
+	const struct cfg_meta *meta = ld->cfg->meta;
+	size_t r;
+
+	for (r = 0; r < CFG_ARRAY_SIZE(cfg_order_rules); r++) {
+		int lo = cfg_find(cfg_order_rules[r].lo);
+		int hi = cfg_find(cfg_order_rules[r].hi);
+		unsigned lov = *(unsigned *)cfg_field(ld->cfg, &cfg_table[lo]);
+		unsigned hiv = *(unsigned *)cfg_field(ld->cfg, &cfg_table[hi]);
+
+		if (lov <= hiv)
+			continue;
+		if (meta->seq[lo] > meta->seq[hi])
+			return cfg_fail(ld, meta->origin[lo], cfg_table[lo].path,
+					"must be at most %s (%u), got %u",
+					cfg_table[hi].path, hiv, lov);
+		return cfg_fail(ld, meta->origin[hi], cfg_table[hi].path,
+				"must be at least %s (%u), got %u",
+				cfg_table[lo].path, lov, hiv);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* API                                                                 */
+/* ------------------------------------------------------------------ */
+
+int cfg_load(const char *path, const char *const *overrides,
+	     size_t n_overrides, struct extractd_config **ret_cfg,
+	     char *err, size_t err_size)
+{
+	struct cfg_loader ld = { .err = err, .err_size = err_size };
+	char *dir = NULL;
+	size_t i;
+	int ret = -1;
+
+	if (err && err_size)
+		err[0] = '\0';
+	ld.cfg = calloc(1, sizeof(*ld.cfg));
+	if (!ld.cfg) {
+		cfg_oom(&ld);
+		goto out;
+	}
+	ld.cfg->meta = calloc(1, sizeof(*ld.cfg->meta));
+	if (!ld.cfg->meta || (path && cfg_dirname(path, &dir) < 0)) {
+		cfg_oom(&ld);
+		goto out;
+	}
+	ld.path = path;
+	ld.dir = dir;
+	if (cfg_set_defaults(&ld, dir) < 0)
+		goto out;
+	if (path && cfg_read_file(&ld) < 0)
+		goto out;
+	for (i = 0; i < n_overrides; i++)
+		if (cfg_apply_override(&ld, i + 1, overrides[i]) < 0)
+			goto out;
+	if (cfg_check_relations(&ld) < 0)
+		goto out;
+	*ret_cfg = ld.cfg;
+	ld.cfg = NULL; /* now the caller's */
+	ret = 0;
+out:
+	cfg_free(ld.cfg);
+	free(dir);
+	return ret;
+}
+
+void cfg_free(struct extractd_config *cfg)
+{
+	const struct cfg_entry *e;
+	size_t i;
+
+	if (!cfg)
+		return;
+	for (e = cfg_table; e < cfg_table + CFG_N; e++)
+		if (e->type == CFG_T_STRING)
+			free(*(char **)cfg_field(cfg, e));
+	cfg_props_clear(cfg);
+	free(cfg->kafka.properties);
+	if (cfg->meta) {
+		for (i = 0; i < CFG_N; i++)
+			free(cfg->meta->origin[i]);
+		free(cfg->meta->prop_origin);
+		free(cfg->meta);
+	}
+	free(cfg);
+}
+
+const char *cfg_origin(const struct extractd_config *cfg, const char *setting)
+{
+	const char *name;
+	size_t i;
+	int idx;
+
+	if (!cfg || !cfg->meta || !setting)
+		return CFG_DEFAULT_ORIGIN;
+	if (strncmp(setting, CFG_PROPS_PREFIX, strlen(CFG_PROPS_PREFIX)) == 0) {
+		name = setting + strlen(CFG_PROPS_PREFIX);
+		for (i = 0; i < cfg->kafka.n_properties; i++)
+			if (strcmp(cfg->kafka.properties[i].name, name) == 0)
+				return cfg->meta->prop_origin[i];
+		return CFG_DEFAULT_ORIGIN;
+	}
+	idx = cfg_find(setting);
+	if (idx < 0 || !cfg->meta->origin[idx])
+		return CFG_DEFAULT_ORIGIN;
+	return cfg->meta->origin[idx];
+}
+
+const char *cfg_setting_path(size_t i)
+{
+	const struct cfg_entry *e;
+
+	for (e = cfg_table; e < cfg_table + CFG_N; e++) {
+		if (e->type == CFG_T_FORBIDDEN)
+			continue;
+		if (i-- == 0)
+			return e->path;
+	}
+	return NULL;
+}
+
+/** Output buffer for cfg_value_text(): remembers running out of room. */
+struct cfg_out {
+	char *buf;
+	size_t size, len;
+	bool full;
+};
+
+__attribute__((format(printf, 2, 3))) static void
+cfg_out_add(struct cfg_out *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (o->full)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(o->buf + o->len, o->size - o->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= o->size - o->len)
+		o->full = true;
+	else
+		o->len += (size_t)n;
+}
+
+/** s as a libconfig string literal (NULL, in a hand-built config: ""). */
+static void cfg_out_quoted(struct cfg_out *o, const char *s)
+{
+	if (!s)
+		s = "";
+	cfg_out_add(o, "\"");
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			cfg_out_add(o, "\\%c", c);
+		else if (c == '\n')
+			cfg_out_add(o, "\\n");
+		else if (c == '\t')
+			cfg_out_add(o, "\\t");
+		else if (c == '\r')
+			cfg_out_add(o, "\\r");
+		else if (c < 0x20)
+			cfg_out_add(o, "\\x%02x", c);
+		else
+			cfg_out_add(o, "%c", c);
+	}
+	cfg_out_add(o, "\"");
+}
+
+/** True when a property's value must not be shown. */
+static bool cfg_prop_secret(const char *name)
+{
+	static const char *const words[] = { "password", "secret", "key",
+					     "token", "jaas",
+					     "oauthbearer.config" };
+	size_t i;
+
+	for (i = 0; i < CFG_ARRAY_SIZE(words); i++)
+		if (strstr(name, words[i]))
+			return true;
+	return false;
+}
+
+int cfg_value_text(const struct extractd_config *cfg, const char *path,
+		   char *buf, size_t size)
+{
+	struct cfg_out o = { .buf = buf, .size = size };
+	const struct cfg_entry *e;
+	const void *field;
+	char num[64];
+	size_t i;
+	int idx;
+
+	if (!cfg || !path || !buf || size == 0)
+		return -1;
+	idx = cfg_find(path);
+	if (idx < 0)
+		return -1;
+	e = &cfg_table[idx];
+	field = cfg_field(cfg, e);
+	buf[0] = '\0';
+	switch (e->type) {
+	case CFG_T_STRING:
+		cfg_out_quoted(&o, *(char *const *)field);
+		break;
+	case CFG_T_UINT:
+		cfg_out_add(&o, "%u", *(const unsigned *)field);
+		break;
+	case CFG_T_SIZE:
+		cfg_out_add(&o, "%zu", *(const size_t *)field);
+		break;
+	case CFG_T_DOUBLE:
+		cfg_format_double(*(const double *)field, num, sizeof(num));
+		cfg_out_add(&o, "%s%s", num,
+			    strpbrk(num, ".eEn") ? "" : ".0");
+		break;
+	case CFG_T_ENUM:
+		for (idx = 0; e->names[idx]; idx++)
+			if (idx == cfg_load_enum(field))
+				break;
+		if (!e->names[idx])
+			return -1;
+		cfg_out_quoted(&o, e->names[idx]);
+		break;
+	case CFG_T_PROPS:
+		cfg_out_add(&o, "(");
+		for (i = 0; i < cfg->kafka.n_properties; i++) {
+			const struct cfg_property *p = &cfg->kafka.properties[i];
+
+			cfg_out_add(&o, "%s(", i ? ", " : "");
+			cfg_out_quoted(&o, p->name);
+			cfg_out_add(&o, ", ");
+			cfg_out_quoted(&o, cfg_prop_secret(p->name)
+						   ? "(redacted)"
+						   : p->value);
+			cfg_out_add(&o, ")");
+		}
+		cfg_out_add(&o, ")");
+		break;
+	case CFG_T_FORBIDDEN:
+		return -1;
+	}
+	if (o.full) {
+		buf[0] = '\0';
+		return -1;
+	}
+	return 0;
+}
+
+const char *cfg_mode_name(enum cfg_llm_mode mode)
+{
+	if ((unsigned)mode >= CFG_ARRAY_SIZE(cfg_mode_names) - 1)
+		return "(invalid)";
+	return cfg_mode_names[mode];
+}
+
+const char *cfg_ordering_name(enum cfg_ordering ordering)
+{
+	if ((unsigned)ordering >= CFG_ARRAY_SIZE(cfg_ordering_names) - 1)
+		return "(invalid)";
+	return cfg_ordering_names[ordering];
+}

@@ -1,0 +1,153 @@
+/*
+ * config: the daemon's settings, loaded once from a libconfig file plus
+ * command-line overrides, checked, then read-only for the process lifetime.
+ *
+ * DESIGN
+ * ------
+ * One table lists every setting with its type, default and bounds. Loading
+ * reads the file (if any), applies each "-s path=value" override in order,
+ * then walks the table: every known setting is checked and copied into
+ * struct extractd_config (strings are strdup'ed: libconfig owns its own),
+ * every unknown setting is an error (typos must not pass silently), except
+ * under kafka.properties, which is handed verbatim to librdkafka.
+ * Errors read "FILE:LINE: setting: what is wrong"; an override that is wrong
+ * reads "-s:N: setting: what is wrong" (N counts the -s options from 1).
+ * Relative paths (schema.file, llm.api_key_file) resolve against the
+ * directory of the config file, or the working directory without one.
+ */
+#ifndef EXTRACTD_CONFIG_H
+#define EXTRACTD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum cfg_llm_mode {
+	CFG_MODE_JSON_SCHEMA,
+	CFG_MODE_TOOLS,
+	CFG_MODE_JSON_OBJECT,
+	CFG_MODE_MD_JSON,
+};
+
+enum cfg_ordering { CFG_ORDER_COMPLETION, CFG_ORDER_OFFSET };
+enum cfg_partitioning { CFG_PART_KEY, CFG_PART_SOURCE };
+enum cfg_delivery { CFG_DELIVERY_AT_LEAST_ONCE, CFG_DELIVERY_EXACTLY_ONCE };
+enum cfg_log_level { CFG_LOG_DEBUG, CFG_LOG_INFO, CFG_LOG_WARN, CFG_LOG_ERROR };
+enum cfg_log_format { CFG_LOG_JSON, CFG_LOG_TEXT };
+
+/** One kafka.properties entry, passed verbatim to rd_kafka_conf_set(). */
+struct cfg_property {
+	char *name;  /**< e.g. "sasl.mechanism" */
+	char *value; /**< value as text (numbers and booleans converted) */
+};
+
+struct cfg_meta;
+
+struct extractd_config {
+	struct {
+		char *brokers;       /**< bootstrap.servers */
+		char *group;         /**< group.id */
+		char *input_topic;
+		char *output_topic;
+		char *dlq_topic;
+		unsigned consumer_threads; /**< 1..64 */
+		struct cfg_property *properties; /**< kafka.properties */
+		size_t n_properties;
+	} kafka;
+	struct {
+		char *base_url;      /**< without trailing slash */
+		char *api_key_env;   /**< name of the env variable, may be "" */
+		char *api_key_file;  /**< resolved path, "" when unset */
+		char *model;
+		enum cfg_llm_mode mode;
+		unsigned timeout_ms;         /**< whole call, 1..3600000 */
+		unsigned connect_timeout_ms; /**< 1..600000, default 10000 */
+		unsigned max_reasks;         /**< 0..10 */
+		double temperature;          /**< 0..2 */
+		size_t max_response_bytes;   /**< 1 KiB..64 MiB, default 1 MiB */
+	} llm;
+	struct {
+		char *file;          /**< resolved path */
+		char *name;          /**< ^[A-Za-z0-9_-]{1,64}$ (OpenAI's rule) */
+		char *instructions;  /**< the system message */
+	} schema;
+	struct {
+		unsigned workers;        /**< 1..4096 */
+		unsigned max_in_flight;  /**< 1..65536 */
+	} pool;
+	struct {
+		unsigned requests_per_minute; /**< 0 = unlimited */
+		unsigned tokens_per_minute;   /**< 0 = unlimited */
+	} rate;
+	struct {
+		unsigned max_attempts;   /**< 1..100 */
+		unsigned base_delay_ms;
+		unsigned max_delay_ms;   /**< >= base_delay_ms */
+	} retry;
+	struct {
+		size_t max_bytes;        /**< 1..16 MiB, default 65536 */
+	} input;
+	struct {
+		enum cfg_ordering ordering;
+		enum cfg_partitioning partitioning;
+		enum cfg_delivery delivery;
+		unsigned transaction_ms; /**< exactly-once commit period */
+	} output;
+	struct {
+		char *listen;            /**< "host:port", "" disables */
+	} http;
+	struct {
+		enum cfg_log_level level;
+		enum cfg_log_format format;
+	} log;
+	/** Private to config.c: where each value came from, for cfg_origin().
+	 *  NULL in a config built by hand (every origin is then "(default)"). */
+	struct cfg_meta *meta;
+};
+
+/**
+ * @brief Load and check the configuration.
+ * @param path config file, or NULL for the built-in defaults
+ * @param overrides "-s" arguments, each "dotted.path=value"
+ * @param ret_cfg set on success; free with cfg_free()
+ * @param err receives "FILE:LINE: setting: what is wrong" on failure
+ * @returns 0 on success, -1 on a bad file or value.
+ */
+int cfg_load(const char *path, const char *const *overrides,
+	     size_t n_overrides, struct extractd_config **ret_cfg,
+	     char *err, size_t err_size);
+
+/** Free a configuration; NULL is fine. */
+void cfg_free(struct extractd_config *cfg);
+
+/**
+ * @brief Where a setting's value came from, for error messages about it
+ * that are found after loading (a schema file that does not compile).
+ * @param setting dotted path, e.g. "schema.file"
+ * @returns "FILE:LINE", "-s:N", or "(default)"; never NULL, valid as long
+ *          as cfg.
+ */
+const char *cfg_origin(const struct extractd_config *cfg, const char *setting);
+
+/**
+ * @brief The dotted path of the i-th known setting, in the order of the
+ * settings table (e.g. "kafka.brokers", ..., "log.format"), for --help,
+ * --check-config and tests.
+ * @returns the path, or NULL when i is past the last setting.
+ */
+const char *cfg_setting_path(size_t i);
+
+/**
+ * @brief A setting's value written as in a config file ("16", "0.5",
+ * "\"json\"", kafka.properties as a list of pairs), into buf. Values of
+ * kafka.properties whose name suggests a secret (password, secret, key,
+ * token, jaas, oauthbearer.config) are written as "(redacted)".
+ * @returns 0, or -1 for an unknown path or a buffer too small.
+ */
+int cfg_value_text(const struct extractd_config *cfg, const char *path,
+		   char *buf, size_t size);
+
+/** Names for the enums, as they are written in the config file. */
+const char *cfg_mode_name(enum cfg_llm_mode mode);
+const char *cfg_ordering_name(enum cfg_ordering ordering);
+
+#endif

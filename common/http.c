@@ -1,0 +1,292 @@
+/*
+ * http: see http.h.
+ *
+ * DESIGN
+ * ------
+ * The client owns its easy handle, its header list (which holds the key)
+ * and a response buffer that grows up to max_response_bytes and is reused
+ * across calls. Headers are read as they arrive: Retry-After wins over
+ * x-ratelimit-reset-requests/-tokens (the larger of those two). The share
+ * guards each kind of shared data with its own mutex, as libcurl asks.
+ */
+#include "http.h"
+
+#include "backoff.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+struct http_share {
+	CURLSH *sh;
+	pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
+};
+
+struct http_client {
+	CURL *curl;
+	struct curl_slist *headers;  /**< owns the Authorization line */
+	char *buf;                   /**< response body */
+	size_t len, cap, max;
+	bool too_large;
+	long retry_after_ms;         /**< Retry-After, -1 if none */
+	long reset_ms;               /**< max of x-ratelimit-reset-*, or -1 */
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+int http_global_init(void)
+{
+	return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+}
+
+void http_global_cleanup(void)
+{
+	curl_global_cleanup();
+}
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access a,
+		       void *p)
+{
+	struct http_share *share = p;
+
+	(void)h;
+	(void)a;
+	pthread_mutex_lock(&share->locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *p)
+{
+	struct http_share *share = p;
+
+	(void)h;
+	pthread_mutex_unlock(&share->locks[data]);
+}
+
+struct http_share *http_share_new(void)
+{
+	struct http_share *share = calloc(1, sizeof(*share));
+	int i;
+
+	if (!share)
+		return NULL;
+	share->sh = curl_share_init();
+	if (!share->sh) {
+		free(share);
+		return NULL;
+	}
+	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&share->locks[i], NULL);
+	curl_share_setopt(share->sh, CURLSHOPT_LOCKFUNC, share_lock);
+	curl_share_setopt(share->sh, CURLSHOPT_UNLOCKFUNC, share_unlock);
+	curl_share_setopt(share->sh, CURLSHOPT_USERDATA, share);
+	curl_share_setopt(share->sh, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	curl_share_setopt(share->sh, CURLSHOPT_SHARE,
+			  CURL_LOCK_DATA_SSL_SESSION);
+	return share;
+}
+
+void http_share_free(struct http_share *share)
+{
+	int i;
+
+	if (!share)
+		return;
+	curl_share_cleanup(share->sh);
+	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&share->locks[i]);
+	free(share);
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *p)
+{
+	struct http_client *c = p;
+	size_t len = size * n;
+
+	if (len > c->max - c->len) {
+		c->too_large = true;
+		return 0; /* makes curl fail the transfer */
+	}
+	if (c->len + len + 1 > c->cap) {
+		size_t cap = c->cap ? c->cap : 4096;
+		char *buf;
+
+		while (cap < c->len + len + 1)
+			cap *= 2;
+		if (cap > c->max + 1)
+			cap = c->max + 1;
+		buf = realloc(c->buf, cap);
+		if (!buf)
+			return 0;
+		c->buf = buf;
+		c->cap = cap;
+	}
+	memcpy(c->buf + c->len, data, len);
+	c->len += len;
+	c->buf[c->len] = '\0';
+	return len;
+}
+
+/* Copy a header's value (trimmed) into out; 0 when the name matches. */
+static int header_value(const char *line, size_t len, const char *name,
+			char *out, size_t out_size)
+{
+	size_t nlen = strlen(name), vlen;
+	const char *v;
+
+	if (len <= nlen || strncasecmp(line, name, nlen) || line[nlen] != ':')
+		return -1;
+	v = line + nlen + 1;
+	len -= nlen + 1;
+	while (len && (*v == ' ' || *v == '\t')) {
+		v++;
+		len--;
+	}
+	while (len && (v[len - 1] == '\r' || v[len - 1] == '\n' ||
+		       v[len - 1] == ' '))
+		len--;
+	vlen = len < out_size - 1 ? len : out_size - 1;
+	memcpy(out, v, vlen);
+	out[vlen] = '\0';
+	return 0;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *p)
+{
+	struct http_client *c = p;
+	size_t len = size * n;
+	char value[128];
+	unsigned ms;
+
+	if (!header_value(data, len, "retry-after", value, sizeof(value))) {
+		if (!backoff_parse_retry_after(value, time(NULL), &ms))
+			c->retry_after_ms = ms;
+	} else if (!header_value(data, len, "x-ratelimit-reset-requests",
+				 value, sizeof(value)) ||
+		   !header_value(data, len, "x-ratelimit-reset-tokens", value,
+				 sizeof(value))) {
+		if (!backoff_parse_duration(value, &ms) &&
+		    (long)ms > c->reset_ms)
+			c->reset_ms = ms;
+	}
+	return len;
+}
+
+struct http_client *http_client_new(const struct http_client_opts *opts,
+				    char *err, size_t err_size)
+{
+	struct http_client *c = calloc(1, sizeof(*c));
+	struct curl_slist *h;
+
+	if (!c)
+		goto oom;
+	c->curl = curl_easy_init();
+	if (!c->curl)
+		goto oom;
+	c->max = opts->max_response_bytes;
+
+	h = curl_slist_append(NULL, "Content-Type: application/json");
+	if (!h)
+		goto oom;
+	c->headers = h;
+	if (opts->api_key && *opts->api_key) {
+		size_t size = strlen(opts->api_key) + 32;
+		char *line = malloc(size);
+
+		if (!line)
+			goto oom;
+		snprintf(line, size, "Authorization: Bearer %s",
+			 opts->api_key);
+		h = curl_slist_append(c->headers, line);
+		/* Wipe our copy: the list holds the only one now. */
+		memset(line, 0, size);
+		free(line);
+		if (!h)
+			goto oom;
+	}
+	/* No "Expect: 100-continue" round trip for large bodies. */
+	h = curl_slist_append(c->headers, "Expect:");
+	if (!h)
+		goto oom;
+
+	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
+	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, (long)opts->timeout_ms);
+	curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS,
+			 (long)opts->connect_timeout_ms);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
+	curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, c);
+	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->errbuf);
+	curl_easy_setopt(c->curl, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(c->curl, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "extractd/" EXTRACTD_VERSION);
+	if (opts->ca_file && *opts->ca_file)
+		curl_easy_setopt(c->curl, CURLOPT_CAINFO, opts->ca_file);
+	if (opts->share)
+		curl_easy_setopt(c->curl, CURLOPT_SHARE, opts->share->sh);
+	return c;
+
+oom:
+	snprintf(err, err_size, "cannot set up an HTTP client: out of memory");
+	http_client_free(c);
+	return NULL;
+}
+
+void http_client_free(struct http_client *c)
+{
+	if (!c)
+		return;
+	if (c->curl)
+		curl_easy_cleanup(c->curl);
+	curl_slist_free_all(c->headers);
+	free(c->buf);
+	free(c);
+}
+
+enum http_result http_post_json(struct http_client *c, const char *url,
+				const char *body, size_t body_len,
+				struct http_response *resp, char *err,
+				size_t err_size)
+{
+	CURLcode rc;
+
+	c->len = 0;
+	if (c->buf)
+		c->buf[0] = '\0';
+	c->too_large = false;
+	c->retry_after_ms = -1;
+	c->reset_ms = -1;
+	c->errbuf[0] = '\0';
+	curl_easy_setopt(c->curl, CURLOPT_URL, url);
+	curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE,
+			 (curl_off_t)body_len);
+
+	rc = curl_easy_perform(c->curl);
+	memset(resp, 0, sizeof(*resp));
+	resp->body = c->buf ? c->buf : "";
+	resp->body_len = c->len;
+	resp->retry_after_ms = c->retry_after_ms >= 0 ? c->retry_after_ms
+						       : c->reset_ms;
+	if (rc == CURLE_OK) {
+		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE,
+				  &resp->status);
+		return HTTP_DONE;
+	}
+	if (c->too_large) {
+		snprintf(err, err_size,
+			 "answer larger than llm.max_response_bytes (%zu)",
+			 c->max);
+		return HTTP_ERR_TOO_LARGE;
+	}
+	snprintf(err, err_size, "%s", *c->errbuf ? c->errbuf
+						  : curl_easy_strerror(rc));
+	if (rc == CURLE_OPERATION_TIMEDOUT)
+		return HTTP_ERR_TIMEOUT;
+	return HTTP_ERR_TRANSPORT;
+}

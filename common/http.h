@@ -1,0 +1,69 @@
+/*
+ * http: one blocking HTTP client per worker thread, on a libcurl easy
+ * handle kept for the thread's life so its connection stays open
+ * (keep-alive, TLS session) between calls.
+ *
+ * libcurl does not share connections between threads that run at once,
+ * so the share object (http_share) holds only what it may: the DNS cache
+ * and TLS session ids, under its own locks.
+ *
+ * The Authorization header is set once from the key and never logged
+ * (verbose output is never turned on).
+ */
+#ifndef EXTRACTD_HTTP_H
+#define EXTRACTD_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct http_share;
+struct http_client;
+
+/** Call once in main before any thread starts (curl_global_init). */
+int http_global_init(void);
+void http_global_cleanup(void);
+
+/** A share for the DNS cache and TLS sessions, or NULL. */
+struct http_share *http_share_new(void);
+void http_share_free(struct http_share *share);
+
+struct http_client_opts {
+	const char *api_key;        /**< NULL or "" for none; copied */
+	unsigned timeout_ms;        /**< whole call */
+	unsigned connect_timeout_ms;
+	size_t max_response_bytes;  /**< a longer body is an error */
+	const char *ca_file;        /**< NULL: the system's CAs */
+	struct http_share *share;   /**< may be NULL */
+};
+
+enum http_result {
+	HTTP_DONE,          /**< a status line came back (any status) */
+	HTTP_ERR_TIMEOUT,   /**< connect or whole-call timeout */
+	HTTP_ERR_TRANSPORT, /**< connection refused, reset, TLS, DNS... */
+	HTTP_ERR_TOO_LARGE, /**< the body passed max_response_bytes */
+};
+
+struct http_response {
+	long status;
+	const char *body;  /**< NUL-terminated; owned by the client, valid
+			     *  until its next call */
+	size_t body_len;
+	long retry_after_ms; /**< from Retry-After or x-ratelimit-reset-*,
+			       *  -1 when the server gave none */
+};
+
+/** A client, or NULL with the reason in err. */
+struct http_client *http_client_new(const struct http_client_opts *opts,
+				    char *err, size_t err_size);
+void http_client_free(struct http_client *c);
+
+/**
+ * @brief POST a JSON body and wait for the answer.
+ * @param err the transport error when the result is not HTTP_DONE
+ */
+enum http_result http_post_json(struct http_client *c, const char *url,
+				const char *body, size_t body_len,
+				struct http_response *resp, char *err,
+				size_t err_size);
+
+#endif

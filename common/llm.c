@@ -1,0 +1,734 @@
+/*
+ * llm: see llm.h.
+ *
+ * DESIGN
+ * ------
+ * A request is the JSON head made once in llm_new() (model, temperature,
+ * and the schema as the mode carries it), then the messages, which are
+ * the only part built per call. So the schema is serialized once, and no
+ * json-c object is shared between threads (json-c objects are not safe
+ * to share).
+ *
+ * A record's extraction is two nested loops with separate budgets:
+ * - re-asks (llm.max_reasks): an answer that does not parse or validate
+ *   goes back to the model as an assistant message, followed by a user
+ *   message listing every error; no wait between them.
+ * - transport retries (retry.max_attempts per call): 429, 5xx, timeouts,
+ *   connection errors and malformed bodies, with exponential backoff and
+ *   full jitter, never sooner than the server's Retry-After. A wait ends
+ *   early when llm_stop() is called: the record is then abandoned (no
+ *   output, no commit), to be done again after a restart.
+ */
+#include "llm.h"
+
+#include "backoff.h"
+#include "http.h"
+#include "schema.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define LLM_JSON_DEPTH 64 /**< nesting accepted in bodies and answers */
+#define LLM_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+struct llm {
+	const struct schema *schema; /**< borrowed; outlives the llm */
+	enum cfg_llm_mode mode;
+	char *url;          /**< base_url + "/chat/completions" */
+	char *head;         /**< request JSON without messages, no '}' */
+	char *system;       /**< the system message text */
+	char *model;
+	unsigned max_reasks;
+	unsigned max_attempts;
+	unsigned base_delay_ms, max_delay_ms;
+	unsigned timeout_ms, connect_timeout_ms;
+	size_t max_response_bytes;
+
+	pthread_mutex_t lock;  /**< guards stopped */
+	pthread_cond_t wake;   /**< broadcast by llm_stop() */
+	bool stopped;
+};
+
+struct llm_worker {
+	struct llm *llm;
+	struct http_client *http;
+	uint64_t rng;
+};
+
+const char *llm_error_name(enum llm_status status)
+{
+	switch (status) {
+	case LLM_OK:
+		return "ok";
+	case LLM_ERR_VALIDATION:
+		return "validation";
+	case LLM_ERR_HTTP:
+		return "llm_http";
+	case LLM_ERR_TIMEOUT:
+		return "llm_timeout";
+	case LLM_ERR_REFUSAL:
+		return "llm_refusal";
+	case LLM_ABANDONED:
+		return "abandoned";
+	}
+	return "unknown";
+}
+
+/* Parse exactly one JSON value filling [s, s+len), depth-bounded. */
+static struct json_object *parse_json(const char *s, size_t len, char *err,
+				      size_t err_size)
+{
+	struct json_tokener *tok = json_tokener_new_ex(LLM_JSON_DEPTH);
+	struct json_object *obj;
+	enum json_tokener_error jerr;
+	size_t end;
+
+	if (!tok) {
+		snprintf(err, err_size, "out of memory");
+		return NULL;
+	}
+	if (len > (size_t)INT32_MAX) {
+		snprintf(err, err_size, "too long");
+		json_tokener_free(tok);
+		return NULL;
+	}
+	obj = json_tokener_parse_ex(tok, s, (int)len);
+	jerr = json_tokener_get_error(tok);
+	if (!obj && jerr == json_tokener_continue) {
+		snprintf(err, err_size, "unexpected end of JSON");
+		goto fail;
+	}
+	if (jerr != json_tokener_success) {
+		snprintf(err, err_size, "%s at byte %zu",
+			 json_tokener_error_desc(jerr),
+			 json_tokener_get_parse_end(tok));
+		goto fail;
+	}
+	for (end = json_tokener_get_parse_end(tok); end < len; end++) {
+		if (!strchr(" \t\r\n", s[end])) {
+			snprintf(err, err_size,
+				 "unexpected text after the JSON value at "
+				 "byte %zu", end);
+			json_object_put(obj);
+			goto fail;
+		}
+	}
+	json_tokener_free(tok);
+	return obj;
+fail:
+	json_tokener_free(tok);
+	return NULL;
+}
+
+static char *dup_printf(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+static char *dup_printf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return NULL;
+	s = malloc((size_t)n + 1);
+	if (!s)
+		return NULL;
+	va_start(ap, fmt);
+	vsnprintf(s, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return s;
+}
+
+/* The request fields other than messages, per mode. */
+static struct json_object *request_head(const struct extractd_config *cfg,
+					struct json_object *schema_doc)
+{
+	struct json_object *req = json_object_new_object();
+	struct json_object *fmt, *inner, *tool, *fn, *choice, *cfn;
+
+	json_object_object_add(req, "model",
+			       json_object_new_string(cfg->llm.model));
+	json_object_object_add(req, "temperature",
+			       json_object_new_double(cfg->llm.temperature));
+	switch (cfg->llm.mode) {
+	case CFG_MODE_JSON_SCHEMA:
+		inner = json_object_new_object();
+		json_object_object_add(inner, "name",
+				       json_object_new_string(cfg->schema.name));
+		json_object_object_add(inner, "schema",
+				       json_object_get(schema_doc));
+		json_object_object_add(inner, "strict",
+				       json_object_new_boolean(1));
+		fmt = json_object_new_object();
+		json_object_object_add(fmt, "type",
+				       json_object_new_string("json_schema"));
+		json_object_object_add(fmt, "json_schema", inner);
+		json_object_object_add(req, "response_format", fmt);
+		break;
+	case CFG_MODE_TOOLS:
+		fn = json_object_new_object();
+		json_object_object_add(fn, "name",
+				       json_object_new_string(cfg->schema.name));
+		json_object_object_add(fn, "parameters",
+				       json_object_get(schema_doc));
+		json_object_object_add(fn, "strict",
+				       json_object_new_boolean(1));
+		tool = json_object_new_object();
+		json_object_object_add(tool, "type",
+				       json_object_new_string("function"));
+		json_object_object_add(tool, "function", fn);
+		json_object_object_add(req, "tools", json_object_new_array());
+		json_object_array_add(json_object_object_get(req, "tools"),
+				      tool);
+		cfn = json_object_new_object();
+		json_object_object_add(cfn, "name",
+				       json_object_new_string(cfg->schema.name));
+		choice = json_object_new_object();
+		json_object_object_add(choice, "type",
+				       json_object_new_string("function"));
+		json_object_object_add(choice, "function", cfn);
+		json_object_object_add(req, "tool_choice", choice);
+		break;
+	case CFG_MODE_JSON_OBJECT:
+		fmt = json_object_new_object();
+		json_object_object_add(fmt, "type",
+				       json_object_new_string("json_object"));
+		json_object_object_add(req, "response_format", fmt);
+		break;
+	case CFG_MODE_MD_JSON:
+		break;
+	}
+	return req;
+}
+
+struct llm *llm_new(const struct extractd_config *cfg,
+		    const struct schema *schema, char *err, size_t err_size)
+{
+	struct llm *llm = calloc(1, sizeof(*llm));
+	struct json_object *doc = schema_document(schema), *head = NULL;
+	const char *text;
+	size_t n;
+
+	if (!llm)
+		goto oom;
+	pthread_mutex_init(&llm->lock, NULL);
+	pthread_cond_init(&llm->wake, NULL);
+	llm->schema = schema;
+	llm->mode = cfg->llm.mode;
+	llm->max_reasks = cfg->llm.max_reasks;
+	llm->max_attempts = cfg->retry.max_attempts;
+	llm->base_delay_ms = cfg->retry.base_delay_ms;
+	llm->max_delay_ms = cfg->retry.max_delay_ms;
+	llm->timeout_ms = cfg->llm.timeout_ms;
+	llm->connect_timeout_ms = cfg->llm.connect_timeout_ms;
+	llm->max_response_bytes = cfg->llm.max_response_bytes;
+	llm->model = strdup(cfg->llm.model);
+	llm->url = dup_printf("%s/chat/completions", cfg->llm.base_url);
+
+	switch (cfg->llm.mode) {
+	case CFG_MODE_JSON_SCHEMA:
+	case CFG_MODE_TOOLS:
+		llm->system = strdup(cfg->schema.instructions);
+		break;
+	case CFG_MODE_JSON_OBJECT:
+		llm->system = dup_printf(
+			"%s\n\nAnswer with one JSON object that matches this "
+			"JSON Schema:\n%s",
+			cfg->schema.instructions,
+			json_object_to_json_string_ext(doc, LLM_JSON_FLAGS));
+		break;
+	case CFG_MODE_MD_JSON:
+		llm->system = dup_printf(
+			"%s\n\nAnswer with one JSON object that matches this "
+			"JSON Schema, in a ```json fenced code block:\n%s",
+			cfg->schema.instructions,
+			json_object_to_json_string_ext(doc, LLM_JSON_FLAGS));
+		break;
+	}
+
+	head = request_head(cfg, doc);
+	text = json_object_to_json_string_ext(head, LLM_JSON_FLAGS);
+	n = strlen(text);
+	llm->head = malloc(n);
+	if (!llm->model || !llm->url || !llm->system || !llm->head)
+		goto oom;
+	/* Keep "{...", drop the closing brace: messages come next. */
+	memcpy(llm->head, text, n - 1);
+	llm->head[n - 1] = '\0';
+	json_object_put(head);
+	return llm;
+oom:
+	json_object_put(head);
+	snprintf(err, err_size, "out of memory");
+	llm_free(llm);
+	return NULL;
+}
+
+void llm_stop(struct llm *llm)
+{
+	pthread_mutex_lock(&llm->lock);
+	llm->stopped = true;
+	pthread_cond_broadcast(&llm->wake);
+	pthread_mutex_unlock(&llm->lock);
+}
+
+void llm_free(struct llm *llm)
+{
+	if (!llm)
+		return;
+	pthread_cond_destroy(&llm->wake);
+	pthread_mutex_destroy(&llm->lock);
+	free(llm->url);
+	free(llm->head);
+	free(llm->system);
+	free(llm->model);
+	free(llm);
+}
+
+struct llm_worker *llm_worker_new(struct llm *llm, const char *api_key,
+				  struct http_share *share, uint64_t seed,
+				  char *err, size_t err_size)
+{
+	struct llm_worker *w = calloc(1, sizeof(*w));
+	struct http_client_opts opts = {
+		.api_key = api_key,
+		.timeout_ms = llm->timeout_ms,
+		.connect_timeout_ms = llm->connect_timeout_ms,
+		.max_response_bytes = llm->max_response_bytes,
+		.share = share,
+	};
+
+	if (!w) {
+		snprintf(err, err_size, "out of memory");
+		return NULL;
+	}
+	w->llm = llm;
+	w->rng = seed ? seed : 0x9E3779B97F4A7C15ULL;
+	w->http = http_client_new(&opts, err, err_size);
+	if (!w->http) {
+		free(w);
+		return NULL;
+	}
+	return w;
+}
+
+void llm_worker_free(struct llm_worker *w)
+{
+	if (!w)
+		return;
+	http_client_free(w->http);
+	free(w);
+}
+
+/* Wait ms unless stopped first; -1 when stopped. */
+static int llm_wait(struct llm *llm, unsigned ms)
+{
+	struct timespec until;
+	int stopped;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&llm->lock);
+	while (!llm->stopped &&
+	       pthread_cond_timedwait(&llm->wake, &llm->lock, &until) !=
+		       ETIMEDOUT)
+		;
+	stopped = llm->stopped;
+	pthread_mutex_unlock(&llm->lock);
+	return stopped ? -1 : 0;
+}
+
+static void add_message(struct json_object *messages, const char *role,
+			const char *content, size_t len)
+{
+	struct json_object *m = json_object_new_object();
+
+	json_object_object_add(m, "role", json_object_new_string(role));
+	json_object_object_add(m, "content",
+			       json_object_new_string_len(content, (int)len));
+	json_object_array_add(messages, m);
+}
+
+/* Copy at most max bytes of s, cut on a UTF-8 character boundary. */
+static char *dup_bounded(const char *s, size_t max)
+{
+	size_t len = strlen(s);
+	char *out;
+
+	if (len > max) {
+		len = max;
+		while (len && ((unsigned char)s[len] & 0xC0) == 0x80)
+			len--;
+	}
+	out = malloc(len + 1);
+	if (!out)
+		return NULL;
+	memcpy(out, s, len);
+	out[len] = '\0';
+	return out;
+}
+
+/* Append to the detail, cutting (on a character boundary) when full. */
+static void detail_set(struct llm_result *res, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void detail_set(struct llm_result *res, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(res->detail, sizeof(res->detail), fmt, ap);
+	va_end(ap);
+	if (n >= (int)sizeof(res->detail)) {
+		size_t len = sizeof(res->detail) - 1;
+
+		while (len && ((unsigned char)res->detail[len] & 0xC0) == 0x80)
+			len--;
+		res->detail[len] = '\0';
+	}
+}
+
+/* The first fenced block's body ("```json\n...```" or "```\n...```"),
+ * else the whole text. Returns a malloc'ed copy. */
+static char *unfence(const char *text)
+{
+	const char *start = strstr(text, "```"), *end;
+	char *out;
+
+	if (!start)
+		return strdup(text);
+	start += 3;
+	start += strcspn(start, "\n"); /* skip the info string ("json") */
+	if (*start == '\n')
+		start++;
+	end = strstr(start, "```");
+	if (!end)
+		end = start + strlen(start);
+	out = malloc((size_t)(end - start) + 1);
+	if (!out)
+		return NULL;
+	memcpy(out, start, (size_t)(end - start));
+	out[end - start] = '\0';
+	return out;
+}
+
+static const char *get_string(struct json_object *obj, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(obj, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+void llm_reply_clear(struct llm_reply *r)
+{
+	free(r->answer);
+	free(r->refusal);
+	memset(r, 0, sizeof(*r));
+}
+
+int llm_parse_reply(enum cfg_llm_mode mode, const char *body, size_t len,
+		    struct llm_reply *out, char *err, size_t err_size)
+{
+	struct json_object *root, *choices, *choice, *msg, *usage, *v;
+	struct json_object *calls, *call, *fn;
+	const char *s;
+	char perr[128];
+	int r = -1;
+
+	memset(out, 0, sizeof(*out));
+	root = parse_json(body, len, perr, sizeof(perr));
+	if (!root) {
+		snprintf(err, err_size, "answer body is not JSON: %s", perr);
+		return -1;
+	}
+	if (!json_object_object_get_ex(root, "choices", &choices) ||
+	    !json_object_is_type(choices, json_type_array) ||
+	    json_object_array_length(choices) < 1) {
+		snprintf(err, err_size, "answer body has no choices");
+		goto out;
+	}
+	choice = json_object_array_get_idx(choices, 0);
+	if (!json_object_object_get_ex(choice, "message", &msg) ||
+	    !json_object_is_type(msg, json_type_object)) {
+		snprintf(err, err_size, "answer body has no message");
+		goto out;
+	}
+	if ((s = get_string(choice, "finish_reason")))
+		snprintf(out->finish_reason, sizeof(out->finish_reason), "%s",
+			 s);
+	if ((s = get_string(root, "model")))
+		snprintf(out->model, sizeof(out->model), "%s", s);
+	if (json_object_object_get_ex(root, "usage", &usage)) {
+		if (json_object_object_get_ex(usage, "prompt_tokens", &v))
+			out->prompt_tokens = (uint64_t)json_object_get_int64(v);
+		if (json_object_object_get_ex(usage, "completion_tokens", &v))
+			out->completion_tokens =
+				(uint64_t)json_object_get_int64(v);
+	}
+
+	if ((s = get_string(msg, "refusal"))) {
+		out->refusal = strdup(s);
+		r = out->refusal ? 0 : -1;
+		goto out;
+	}
+	if (mode == CFG_MODE_TOOLS) {
+		if (json_object_object_get_ex(msg, "tool_calls", &calls) &&
+		    json_object_is_type(calls, json_type_array) &&
+		    json_object_array_length(calls) > 0 &&
+		    (call = json_object_array_get_idx(calls, 0)) &&
+		    json_object_object_get_ex(call, "function", &fn) &&
+		    (s = get_string(fn, "arguments"))) {
+			out->answer = strdup(s);
+		} else if ((s = get_string(msg, "content"))) {
+			/* No tool call: the text is the answer to judge. */
+			out->answer = strdup(s);
+		} else {
+			snprintf(err, err_size, "answer has no tool call");
+			goto out;
+		}
+	} else {
+		s = get_string(msg, "content");
+		if (!s) {
+			snprintf(err, err_size, "answer has no content");
+			goto out;
+		}
+		out->answer = mode == CFG_MODE_MD_JSON ? unfence(s)
+						       : strdup(s);
+	}
+	r = out->answer ? 0 : -1;
+out:
+	if (r < 0 && !*err)
+		snprintf(err, err_size, "out of memory");
+	if (r < 0)
+		llm_reply_clear(out);
+	json_object_put(root);
+	return r;
+}
+
+/* Pull an OpenAI error message out of an error body, if there is one. */
+static void api_error_message(const char *body, size_t len, char *out,
+			      size_t out_size)
+{
+	struct json_object *root, *e;
+	const char *msg = NULL;
+	char perr[64];
+
+	out[0] = '\0';
+	root = parse_json(body, len, perr, sizeof(perr));
+	if (root && json_object_object_get_ex(root, "error", &e))
+		msg = get_string(e, "message");
+	snprintf(out, out_size, "%.300s", msg ? msg : "");
+	json_object_put(root);
+}
+
+static bool status_retryable(long status)
+{
+	return status == 429 || status == 500 || status == 502 ||
+	       status == 503 || status == 504;
+}
+
+/*
+ * One model call with transport retries. Returns LLM_OK with reply
+ * filled, or the final error (detail set). Counts calls in res.
+ */
+static enum llm_status call_model(struct llm_worker *w, const char *body,
+				  size_t body_len, struct llm_reply *reply,
+				  struct llm_result *res)
+{
+	struct llm *llm = w->llm;
+	enum llm_status last = LLM_ERR_HTTP;
+	long hint_ms = -1; /* the server's Retry-After for the next wait */
+	unsigned attempt;
+
+	for (attempt = 0; attempt < llm->max_attempts; attempt++) {
+		struct http_response resp;
+		char err[512];
+		enum http_result hr;
+		unsigned delay;
+
+		if (attempt) {
+			res->retries++;
+			delay = backoff_delay_ms(attempt - 1,
+						 llm->base_delay_ms,
+						 llm->max_delay_ms, &w->rng);
+			if (hint_ms > (long)delay)
+				delay = (unsigned)hint_ms;
+			if (llm_wait(llm, delay) < 0)
+				return LLM_ABANDONED;
+		}
+		res->attempts++;
+		hr = http_post_json(w->http, llm->url, body, body_len, &resp,
+				    err, sizeof(err));
+		hint_ms = -1;
+		if (hr == HTTP_ERR_TOO_LARGE) {
+			detail_set(res, "%s", err);
+			return LLM_ERR_HTTP;
+		}
+		if (hr != HTTP_DONE) {
+			last = hr == HTTP_ERR_TIMEOUT ? LLM_ERR_TIMEOUT
+						      : LLM_ERR_HTTP;
+			detail_set(res, "%s", err);
+			continue;
+		}
+		if (resp.status == 200) {
+			if (!llm_parse_reply(llm->mode, resp.body,
+					     resp.body_len, reply, err,
+					     sizeof(err)))
+				return LLM_OK;
+			last = LLM_ERR_HTTP;
+			detail_set(res, "malformed answer: %s", err);
+			continue;
+		}
+		api_error_message(resp.body, resp.body_len, err, sizeof(err));
+		detail_set(res, "HTTP %ld%s%s", resp.status, *err ? ": " : "",
+			   err);
+		if (!status_retryable(resp.status))
+			return LLM_ERR_HTTP;
+		last = LLM_ERR_HTTP;
+		hint_ms = resp.retry_after_ms;
+	}
+	return last;
+}
+
+void llm_result_clear(struct llm_result *res)
+{
+	free(res->output);
+	free(res->answer);
+	memset(res, 0, sizeof(*res));
+}
+
+/* Keep the model's last answer for the dead letter (bounded). */
+static void keep_answer(struct llm_result *res, const char *answer)
+{
+	free(res->answer);
+	res->answer = dup_bounded(answer, LLM_ANSWER_MAX);
+}
+
+/*
+ * Judge an answer: parse it, validate it. Returns the object when valid;
+ * else NULL with every error, one per line, in errors.
+ */
+static struct json_object *judge(const struct llm *llm, const char *answer,
+				 char *errors, size_t errors_size)
+{
+	struct json_object *obj;
+	char perr[256];
+
+	obj = parse_json(answer, strlen(answer), perr, sizeof(perr));
+	if (!obj) {
+		snprintf(errors, errors_size, "/: the answer is not JSON: %s",
+			 perr);
+		return NULL;
+	}
+	if (!schema_validate(llm->schema, obj, errors, errors_size))
+		return obj;
+	json_object_put(obj);
+	return NULL;
+}
+
+void llm_extract(struct llm_worker *w, const char *text, size_t len,
+		 struct llm_result *res)
+{
+	struct llm *llm = w->llm;
+	struct json_object *messages = json_object_new_array();
+	char errors[LLM_DETAIL_MAX];
+	char reask[LLM_DETAIL_MAX + 128];
+	unsigned round;
+
+	memset(res, 0, sizeof(*res));
+	snprintf(res->model, sizeof(res->model), "%s", llm->model);
+	add_message(messages, "system", llm->system, strlen(llm->system));
+	add_message(messages, "user", text, len);
+
+	for (round = 0; round <= llm->max_reasks; round++) {
+		struct llm_reply reply;
+		struct json_object *obj;
+		const char *msgs;
+		char *body;
+		enum llm_status st;
+
+		msgs = json_object_to_json_string_ext(messages, LLM_JSON_FLAGS);
+		body = dup_printf("%s,\"messages\":%s}", llm->head, msgs);
+		if (!body) {
+			res->status = LLM_ERR_HTTP;
+			detail_set(res, "out of memory");
+			break;
+		}
+		if (round)
+			res->reasks++;
+		st = call_model(w, body, strlen(body), &reply, res);
+		free(body);
+		if (st != LLM_OK) {
+			res->status = st;
+			break;
+		}
+		res->prompt_tokens += reply.prompt_tokens;
+		res->completion_tokens += reply.completion_tokens;
+		if (*reply.model)
+			snprintf(res->model, sizeof(res->model), "%s",
+				 reply.model);
+		if (reply.refusal) {
+			res->status = LLM_ERR_REFUSAL;
+			detail_set(res, "the model refused: %s", reply.refusal);
+			llm_reply_clear(&reply);
+			break;
+		}
+		if (!strcmp(reply.finish_reason, "content_filter")) {
+			res->status = LLM_ERR_REFUSAL;
+			detail_set(res, "the answer was withheld by the "
+					"provider's content filter");
+			keep_answer(res, reply.answer);
+			llm_reply_clear(&reply);
+			break;
+		}
+		keep_answer(res, reply.answer);
+		obj = judge(llm, reply.answer, errors, sizeof(errors));
+		if (obj) {
+			res->status = LLM_OK;
+			res->output = strdup(
+				json_object_to_json_string_ext(obj,
+							       LLM_JSON_FLAGS));
+			json_object_put(obj);
+			llm_reply_clear(&reply);
+			if (!res->output) {
+				res->status = LLM_ERR_HTTP;
+				detail_set(res, "out of memory");
+			}
+			break;
+		}
+		/* Invalid: hand the answer and its errors back, ask again. */
+		res->status = LLM_ERR_VALIDATION;
+		if (!strcmp(reply.finish_reason, "length"))
+			detail_set(res, "%s\n(the answer was cut at the token "
+				   "limit: finish_reason length)", errors);
+		else
+			detail_set(res, "%s", errors);
+		add_message(messages, "assistant", reply.answer,
+			    strlen(reply.answer));
+		llm_reply_clear(&reply);
+		snprintf(reask, sizeof(reask),
+			 "Your answer does not match the JSON Schema. Errors:"
+			 "\n%s\nAnswer again with a corrected object.",
+			 res->detail);
+		add_message(messages, "user", reask, strlen(reask));
+	}
+	json_object_put(messages);
+}

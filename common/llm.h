@@ -1,0 +1,105 @@
+/*
+ * llm: one record's extraction, as Instructor does it: ask the model for
+ * an object shaped by the schema, parse and validate the answer, and ask
+ * again with the errors while it is invalid.
+ *
+ * struct llm holds what every call shares (the request head serialized
+ * once, the schema, the retry policy) and is read-only once made, except
+ * for the stop flag. Each worker thread owns a struct llm_worker: its
+ * HTTP client (so its connection) and its PRNG.
+ */
+#ifndef EXTRACTD_LLM_H
+#define EXTRACTD_LLM_H
+
+#include "config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct schema;
+struct http_share;
+struct llm;
+struct llm_worker;
+
+/** How a record's extraction ended; each error is a dead-letter kind. */
+enum llm_status {
+	LLM_OK,
+	LLM_ERR_VALIDATION, /**< answers stayed invalid after the re-asks */
+	LLM_ERR_HTTP,       /**< the API said no, or kept failing */
+	LLM_ERR_TIMEOUT,    /**< the API kept timing out */
+	LLM_ERR_REFUSAL,    /**< the model refused */
+	LLM_ABANDONED,      /**< stopped during a retry wait (shutdown): no
+			      *  output; the record is done again later */
+};
+
+#define LLM_DETAIL_MAX 2048 /**< bytes of extractd.error.detail */
+#define LLM_ANSWER_MAX 4096 /**< bytes of extractd.error.answer */
+
+struct llm_result {
+	enum llm_status status;
+	char *output;       /**< LLM_OK: the validated object, compact JSON */
+	char *answer;       /**< the model's last answer (bounded), or NULL */
+	char detail[LLM_DETAIL_MAX]; /**< error detail, "" when LLM_OK */
+	unsigned attempts;  /**< LLM calls made, retries included */
+	unsigned reasks;    /**< calls that were re-asks */
+	unsigned retries;   /**< calls that repeated a failed call */
+	uint64_t prompt_tokens;
+	uint64_t completion_tokens;
+	char model[128];    /**< the model that answered (or configured) */
+};
+
+/** What one API answer held, mode aside. */
+struct llm_reply {
+	char *answer;        /**< the answer text, or NULL (refusal) */
+	char *refusal;       /**< the refusal text, or NULL */
+	char finish_reason[32];
+	char model[128];
+	uint64_t prompt_tokens;
+	uint64_t completion_tokens;
+};
+
+/**
+ * @brief Prepare the shared part of every request.
+ * @returns the llm, or NULL with the reason in err.
+ */
+struct llm *llm_new(const struct extractd_config *cfg,
+		    const struct schema *schema, char *err, size_t err_size);
+
+/** Wake every retry wait and make further waits fail (shutdown). */
+void llm_stop(struct llm *llm);
+
+/** Free; NULL is fine. Workers must be freed first. */
+void llm_free(struct llm *llm);
+
+/**
+ * @brief A worker's state: its own HTTP client.
+ * @param api_key copied into the client's headers only
+ */
+struct llm_worker *llm_worker_new(struct llm *llm, const char *api_key,
+				  struct http_share *share, uint64_t seed,
+				  char *err, size_t err_size);
+void llm_worker_free(struct llm_worker *w);
+
+/**
+ * @brief Extract one record's object from its text (blocking).
+ * res is filled in; free what it holds with llm_result_clear().
+ */
+void llm_extract(struct llm_worker *w, const char *text, size_t len,
+		 struct llm_result *res);
+
+void llm_result_clear(struct llm_result *res);
+
+/**
+ * @brief Parse one chat-completions answer body in the given mode.
+ * @returns 0 with out filled (free with llm_reply_clear()), -1 when the
+ *          body is not a chat completion, with the reason in err.
+ */
+int llm_parse_reply(enum cfg_llm_mode mode, const char *body, size_t len,
+		    struct llm_reply *out, char *err, size_t err_size);
+
+void llm_reply_clear(struct llm_reply *r);
+
+/** The extractd.error name of a status ("validation", "llm_http"...). */
+const char *llm_error_name(enum llm_status status);
+
+#endif

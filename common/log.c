@@ -1,0 +1,118 @@
+/*
+ * log: see log.h. The line is built in a fixed buffer and cut (with a
+ * marker) when a field set is too long, so logging never allocates.
+ */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_LINE_MAX 4096
+
+static enum log_level log_level = LOG_LVL_INFO;
+static bool log_json = true;
+
+static const char *const level_names[] = { "debug", "info", "warn", "error" };
+
+void log_setup(enum log_level level, bool json)
+{
+	log_level = level;
+	log_json = json;
+}
+
+bool log_enabled(enum log_level level)
+{
+	return level >= log_level;
+}
+
+const char *log_str(char *buf, size_t size, const char *s)
+{
+	size_t n = 0;
+
+	if (size < 3) {
+		if (size)
+			buf[0] = '\0';
+		return buf;
+	}
+	buf[n++] = '"';
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		char esc[8];
+		size_t len;
+
+		if (c == '"' || c == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)c;
+			len = 2;
+		} else if (c == '\n') {
+			memcpy(esc, "\\n", 2);
+			len = 2;
+		} else if (c < 0x20 || c == 0x7f) {
+			snprintf(esc, sizeof(esc), "\\u%04x", c);
+			len = 6;
+		} else {
+			esc[0] = (char)c;
+			len = 1;
+		}
+		if (n + len + 2 > size)
+			break;
+		memcpy(buf + n, esc, len);
+		n += len;
+	}
+	buf[n++] = '"';
+	buf[n] = '\0';
+	return buf;
+}
+
+void log_write(enum log_level level, const char *msg, const char *fields_fmt,
+	       ...)
+{
+	char line[LOG_LINE_MAX + 2]; /* + '}' and '\n' */
+	char ts[40], esc[512];
+	struct timespec now;
+	struct tm tm;
+	size_t n;
+	int r;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
+
+	if (log_json)
+		r = snprintf(line, LOG_LINE_MAX,
+			     "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":%s", ts,
+			     level_names[level], log_str(esc, sizeof(esc), msg));
+	else
+		r = snprintf(line, LOG_LINE_MAX, "%s %-5s %s", ts,
+			     level_names[level], msg);
+	n = (size_t)r < LOG_LINE_MAX ? (size_t)r : LOG_LINE_MAX - 1;
+
+	if (fields_fmt && n < LOG_LINE_MAX - 1) {
+		va_list ap;
+
+		line[n++] = log_json ? ',' : ' ';
+		va_start(ap, fields_fmt);
+		r = vsnprintf(line + n, LOG_LINE_MAX - n, fields_fmt, ap);
+		va_end(ap);
+		if (r < 0)
+			r = 0;
+		if ((size_t)r >= LOG_LINE_MAX - n) {
+			/* Cut: drop the partial field set, say so. */
+			line[--n] = '\0';
+			r = snprintf(line + n, LOG_LINE_MAX - n,
+				     log_json ? ",\"cut\":true" : " (cut)");
+		}
+		n += (size_t)r;
+		if (n > LOG_LINE_MAX - 1)
+			n = LOG_LINE_MAX - 1;
+	}
+	if (log_json)
+		line[n++] = '}';
+	line[n++] = '\n';
+	if (write(STDERR_FILENO, line, n) < 0)
+		return;
+}

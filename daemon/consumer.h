@@ -1,0 +1,43 @@
+/*
+ * consumer: one consumer thread with its own rd_kafka_t in the group.
+ *
+ * It polls, takes an admission slot for each message (pausing its
+ * partitions and polling on while none is free, so the group session and
+ * max.poll.interval.ms stay satisfied however slow the LLM is), and hands
+ * the message to the pipeline. Its rebalance callback owns the partition
+ * table: states are made on assign, and on revoke the delivered prefix is
+ * committed synchronously before the partitions are let go.
+ */
+#ifndef EXTRACTD_CONSUMER_H
+#define EXTRACTD_CONSUMER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct pipeline;
+struct consumer;
+
+/** A consumer subscribed to the input topic, or NULL with err set. */
+struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
+			      size_t err_size);
+
+/** Start its thread; -1 with err set when it cannot. */
+int consumer_start(struct consumer *c, char *err, size_t err_size);
+
+/**
+ * @brief Wait for the thread: it leaves once pipeline stopping is set and
+ * its work has drained, after a final synchronous commit and close.
+ */
+void consumer_join(struct consumer *c);
+
+/** Free a joined (or never started) consumer; NULL is fine. */
+void consumer_free(struct consumer *c);
+
+/**
+ * @brief Store a partition's commit position (the next offset to read)
+ * for the next commit. Thread-safe; called with the partition's lock.
+ */
+void consumer_store(struct consumer *c, const char *topic, int32_t partition,
+		    int64_t position);
+
+#endif

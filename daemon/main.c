@@ -1,0 +1,340 @@
+/*
+ * extractd: free text from a Kafka topic in, schema-valid JSON records out,
+ * by asking an OpenAI-compatible chat-completions API.
+ *
+ * main owns start-up and shutdown. It loads and checks everything before
+ * any thread starts (a bad config or schema exits 2 with
+ * "FILE:LINE: setting: what is wrong"), then starts, in order: the
+ * worker pool, the producer, the consumers; and waits for SIGTERM/SIGINT
+ * in sigwait(), with every signal blocked in every thread. Shutdown runs
+ * backwards: the consumers stop admitting and drain the work in flight
+ * (committing what was delivered), the pool joins, the producer flushes.
+ */
+#include "config.h"
+#include "consumer.h"
+#include "http.h"
+#include "llm.h"
+#include "log.h"
+#include "pipeline.h"
+#include "pool.h"
+#include "producer.h"
+#include "schema.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXIT_CONFIG 2
+#define MAX_OVERRIDES 256
+#define MAX_KEY_BYTES 4096
+
+static void usage(FILE *out)
+{
+	fputs("Usage: extractd [-c FILE] [-s path=value]... [--check-config]\n"
+	      "Turn free text on a Kafka topic into schema-valid JSON records "
+	      "on another,\nby asking an OpenAI-compatible LLM API.\n\n"
+	      "  -c, --config FILE     libconfig file (default: built-in "
+	      "defaults)\n"
+	      "  -s, --set PATH=VALUE  override one setting, e.g. -s "
+	      "pool.max_in_flight=64\n"
+	      "      --check-config    check the configuration and the schema,"
+	      " then exit\n"
+	      "  -V, --version         print the version and exit\n"
+	      "  -h, --help            print this help and exit\n\n"
+	      "The API key is read from the variable named by llm.api_key_env"
+	      " or the file\nllm.api_key_file, never from the config text.\n"
+	      "Exit status: 0 after a clean shutdown, 1 after a fatal error, "
+	      "2 for a bad\ncommand line, configuration or schema.\n",
+	      out);
+}
+
+/* Read the API key: the file wins over the environment. NULL and "" in
+ * err when there is none; NULL with err set when the file cannot be read. */
+static char *read_api_key(const struct extractd_config *cfg, char *err,
+			  size_t err_size)
+{
+	const char *env;
+	char *key;
+	size_t n;
+	FILE *f;
+
+	err[0] = '\0';
+	if (*cfg->llm.api_key_file) {
+		f = fopen(cfg->llm.api_key_file, "re");
+		if (!f) {
+			snprintf(err, err_size, "%s: llm.api_key_file: cannot "
+				 "read '%s': %s",
+				 cfg_origin(cfg, "llm.api_key_file"),
+				 cfg->llm.api_key_file, strerror(errno));
+			return NULL;
+		}
+		key = calloc(1, MAX_KEY_BYTES + 1);
+		n = key ? fread(key, 1, MAX_KEY_BYTES, f) : 0;
+		fclose(f);
+		if (!key) {
+			snprintf(err, err_size, "out of memory");
+			return NULL;
+		}
+		while (n && (key[n - 1] == '\n' || key[n - 1] == '\r' ||
+			     key[n - 1] == ' '))
+			key[--n] = '\0';
+		if (!n) {
+			free(key);
+			snprintf(err, err_size, "%s: llm.api_key_file: '%s' is "
+				 "empty", cfg_origin(cfg, "llm.api_key_file"),
+				 cfg->llm.api_key_file);
+			return NULL;
+		}
+		return key;
+	}
+	if (*cfg->llm.api_key_env && (env = getenv(cfg->llm.api_key_env)) &&
+	    *env)
+		return strdup(env);
+	return NULL;
+}
+
+/* Settings that exist in the interface but not yet in this version: a
+ * clear error beats a silent surprise. */
+static int check_supported(const struct extractd_config *cfg, char *err,
+			   size_t err_size)
+{
+	if (cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE) {
+		snprintf(err, err_size, "%s: output.delivery: exactly-once is "
+			 "not supported by this version",
+			 cfg_origin(cfg, "output.delivery"));
+		return -1;
+	}
+	if (cfg->rate.requests_per_minute || cfg->rate.tokens_per_minute) {
+		const char *s = cfg->rate.requests_per_minute
+					? "rate.requests_per_minute"
+					: "rate.tokens_per_minute";
+
+		snprintf(err, err_size, "%s: %s: rate budgets are not "
+			 "supported by this version (use pool.max_in_flight)",
+			 cfg_origin(cfg, s), s);
+		return -1;
+	}
+	return 0;
+}
+
+static void log_summary(struct pipeline *pl)
+{
+	int64_t first = atomic_load(&pl->first_consumed_ms);
+	int64_t last = atomic_load(&pl->last_delivered_ms);
+
+	LOG_INFO("stopped",
+		 "\"records\":%llu,\"dead_letters\":%llu,\"abandoned\":%llu,"
+		 "\"tokens_prompt\":%llu,\"tokens_completion\":%llu,"
+		 "\"first_consumed_ms\":%lld,\"last_delivered_ms\":%lld,"
+		 "\"busy_seconds\":%.3f",
+		 (unsigned long long)atomic_load(&pl->n_ok),
+		 (unsigned long long)atomic_load(&pl->n_dead),
+		 (unsigned long long)atomic_load(&pl->n_abandoned),
+		 (unsigned long long)atomic_load(&pl->n_prompt_tokens),
+		 (unsigned long long)atomic_load(&pl->n_completion_tokens),
+		 (long long)first, (long long)last,
+		 first && last > first ? (double)(last - first) / 1000 : 0.0);
+}
+
+/* Start, serve until a signal, stop. Returns the exit status. */
+static int run(struct extractd_config *cfg, struct schema *schema,
+	       char *api_key)
+{
+	static const struct pool_ops worker_ops = {
+		.init = pipeline_worker_init,
+		.run = pipeline_worker_run,
+		.fini = pipeline_worker_fini,
+	};
+	struct pipeline pl = { .cfg = cfg, .api_key = api_key };
+	struct consumer **consumers;
+	unsigned i, n_consumers = 0;
+	char err[1024];
+	sigset_t stop;
+	int sig, left, status = 1;
+
+	consumers = calloc(cfg->kafka.consumer_threads, sizeof(*consumers));
+	pthread_mutex_init(&pl.lock, NULL);
+	pthread_cond_init(&pl.drained, NULL);
+	sem_init(&pl.slots, 0, cfg->pool.max_in_flight);
+
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+
+	if (!consumers || http_global_init() < 0 ||
+	    !(pl.share = http_share_new())) {
+		LOG_ERROR("cannot start", "\"error\":\"out of memory\"");
+		goto out;
+	}
+	pl.llm = llm_new(cfg, schema, err, sizeof(err));
+	if (!pl.llm)
+		goto fail;
+	pl.pool = pool_new(cfg->pool.workers, cfg->pool.max_in_flight,
+			   &worker_ops, &pl, err, sizeof(err));
+	if (!pl.pool)
+		goto fail;
+	pl.producer = producer_new(&pl, err, sizeof(err));
+	if (!pl.producer)
+		goto fail;
+	for (i = 0; i < cfg->kafka.consumer_threads; i++) {
+		consumers[i] = consumer_new(&pl, i, err, sizeof(err));
+		if (!consumers[i] || consumer_start(consumers[i], err,
+						    sizeof(err)) < 0)
+			goto fail;
+		n_consumers++;
+	}
+	LOG_INFO("started",
+		 "\"version\":\"%s\",\"input_topic\":\"%s\",\"mode\":\"%s\","
+		 "\"ordering\":\"%s\",\"workers\":%u,\"max_in_flight\":%u",
+		 EXTRACTD_VERSION, cfg->kafka.input_topic,
+		 cfg_mode_name(cfg->llm.mode),
+		 cfg_ordering_name(cfg->output.ordering), cfg->pool.workers,
+		 cfg->pool.max_in_flight);
+
+	while (sigwait(&stop, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
+		;
+	LOG_INFO("stopping", "\"signal\":%d,\"failed\":%d", sig,
+		 atomic_load(&pl.failed));
+	status = 0;
+	goto out;
+
+fail:
+	LOG_ERROR("cannot start", "\"error\":%s",
+		  log_str((char[1100]){ 0 }, 1100, err));
+out:
+	atomic_store(&pl.stopping, true);
+	if (pl.llm)
+		llm_stop(pl.llm);
+	for (i = 0; i < n_consumers; i++)
+		consumer_join(consumers[i]);
+	/* Consumers' handles stay open until here: late delivery reports
+	 * still store offsets through them (harmlessly, once closed). */
+	pool_free(pl.pool);
+	left = producer_free(pl.producer);
+	if (left)
+		LOG_ERROR("records left undelivered at exit; their offsets "
+			  "are not committed", "\"count\":%d", left);
+	for (i = 0; i < cfg->kafka.consumer_threads && consumers; i++)
+		consumer_free(consumers[i]);
+	free(consumers);
+	llm_free(pl.llm);
+	http_share_free(pl.share);
+	http_global_cleanup();
+	log_summary(&pl);
+	sem_destroy(&pl.slots);
+	pthread_cond_destroy(&pl.drained);
+	pthread_mutex_destroy(&pl.lock);
+	if (atomic_load(&pl.failed))
+		status = 1;
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "set", required_argument, NULL, 's' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *overrides[MAX_OVERRIDES];
+	size_t n_overrides = 0;
+	const char *path = NULL;
+	bool check_only = false;
+	struct extractd_config *cfg = NULL;
+	struct schema *schema = NULL;
+	char *api_key = NULL;
+	char err[2048], why[1024];
+	sigset_t stop;
+	int opt, status;
+
+	while ((opt = getopt_long(argc, argv, "c:s:Vh", options, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			path = optarg;
+			break;
+		case 's':
+			if (n_overrides == MAX_OVERRIDES) {
+				fprintf(stderr, "extractd: more than %d -s "
+					"options\n", MAX_OVERRIDES);
+				return EXIT_CONFIG;
+			}
+			overrides[n_overrides++] = optarg;
+			break;
+		case 'C':
+			check_only = true;
+			break;
+		case 'V':
+			printf("extractd %s\n", EXTRACTD_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_CONFIG;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "extractd: unexpected argument '%s'\n",
+			argv[optind]);
+		usage(stderr);
+		return EXIT_CONFIG;
+	}
+
+	if (cfg_load(path, overrides, n_overrides, &cfg, err, sizeof(err)) <
+	    0) {
+		fprintf(stderr, "%s\n", err);
+		return EXIT_CONFIG;
+	}
+	if (check_supported(cfg, err, sizeof(err)) < 0)
+		goto config_error;
+	schema = schema_load_file(cfg->schema.file, why, sizeof(why));
+	if (!schema) {
+		snprintf(err, sizeof(err), "%s: schema.file: %s",
+			 cfg_origin(cfg, "schema.file"), why);
+		goto config_error;
+	}
+	api_key = read_api_key(cfg, err, sizeof(err));
+	if (!api_key && *err)
+		goto config_error;
+	if (check_only) {
+		printf("%s: configuration OK\n", path ? path : "(defaults)");
+		status = 0;
+		goto out;
+	}
+
+	log_setup((enum log_level)cfg->log.level,
+		  cfg->log.format == CFG_LOG_JSON);
+	if (!api_key)
+		LOG_WARN("no API key: requests carry no Authorization header",
+			 "\"api_key_env\":\"%s\"", cfg->llm.api_key_env);
+
+	/* Every thread inherits this mask; main takes the signals in
+	 * sigwait(). curl (NOSIGNAL) and librdkafka never need SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+
+	status = run(cfg, schema, api_key);
+	goto out;
+
+config_error:
+	fprintf(stderr, "%s\n", err);
+	status = EXIT_CONFIG;
+out:
+	if (api_key) {
+		memset(api_key, 0, strlen(api_key));
+		free(api_key);
+	}
+	schema_free(schema);
+	cfg_free(cfg);
+	return status;
+}

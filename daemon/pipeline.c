@@ -1,0 +1,320 @@
+/*
+ * pipeline: a job's life from admission to delivery; see pipeline.h for
+ * the design and who owns what.
+ */
+#include "pipeline.h"
+
+#include "consumer.h"
+#include "http.h"
+#include "input.h"
+#include "log.h"
+#include "offsets.h"
+#include "pool.h"
+#include "producer.h"
+#include "sequencer.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t now_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t now_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void pipeline_request_stop(struct pipeline *pl, bool failed)
+{
+	if (failed)
+		atomic_store(&pl->failed, 1);
+	/* main waits in sigwait(); this wakes it the same way a user does. */
+	kill(getpid(), SIGTERM);
+}
+
+struct partition *partition_new(struct consumer *owner, const char *topic,
+				int32_t id, bool ordered)
+{
+	struct partition *part = calloc(1, sizeof(*part));
+
+	if (!part)
+		return NULL;
+	part->topic = strdup(topic);
+	part->track = offtrack_new();
+	part->seq = ordered ? seq_new() : NULL;
+	if (!part->topic || !part->track || (ordered && !part->seq)) {
+		free(part->topic);
+		offtrack_free(part->track);
+		seq_free(part->seq);
+		free(part);
+		return NULL;
+	}
+	pthread_mutex_init(&part->lock, NULL);
+	pthread_cond_init(&part->idle, NULL);
+	part->id = id;
+	part->owner = owner;
+	atomic_init(&part->refs, 1);
+	return part;
+}
+
+void partition_ref(struct partition *part)
+{
+	atomic_fetch_add(&part->refs, 1);
+}
+
+void partition_unref(struct partition *part)
+{
+	if (!part || atomic_fetch_sub(&part->refs, 1) != 1)
+		return;
+	pthread_cond_destroy(&part->idle);
+	pthread_mutex_destroy(&part->lock);
+	offtrack_free(part->track);
+	seq_free(part->seq);
+	free(part->topic);
+	free(part);
+}
+
+/* The end of a job: free it, give its slot back, wake a drain wait. */
+static void job_free(struct job *job)
+{
+	struct pipeline *pl = job->pl;
+
+	rd_kafka_message_destroy(job->msg);
+	llm_result_clear(&job->res);
+	partition_unref(job->part);
+	free(job);
+
+	sem_post(&pl->slots);
+	pthread_mutex_lock(&pl->lock);
+	if (--pl->inflight == 0)
+		pthread_cond_broadcast(&pl->drained);
+	pthread_mutex_unlock(&pl->lock);
+}
+
+int pipeline_admit(struct pipeline *pl, struct partition *part,
+		   rd_kafka_message_t *msg)
+{
+	struct job *job;
+	int64_t first = 0;
+	int r;
+
+	pthread_mutex_lock(&part->lock);
+	r = offtrack_add(part->track, msg->offset);
+	if (!r && part->seq && (r = seq_add(part->seq, msg->offset)) < 0)
+		LOG_ERROR("sequencer refused an offset the tracker took",
+			  "\"offset\":%lld", (long long)msg->offset);
+	pthread_mutex_unlock(&part->lock);
+	if (r < 0) {
+		/* Already in flight (fetched again after a pause or a
+		 * rebalance): the running job covers it. */
+		LOG_DEBUG("offset already in flight, skipped",
+			  "\"partition\":%d,\"offset\":%lld", (int)part->id,
+			  (long long)msg->offset);
+		rd_kafka_message_destroy(msg);
+		sem_post(&pl->slots);
+		return -1;
+	}
+
+	job = calloc(1, sizeof(*job));
+	if (!job) {
+		/* Out of memory: stop; the offset stays uncommitted. */
+		LOG_ERROR("out of memory admitting a record", NULL);
+		rd_kafka_message_destroy(msg);
+		sem_post(&pl->slots);
+		pipeline_request_stop(pl, true);
+		return -1;
+	}
+	job->pl = pl;
+	job->part = part;
+	partition_ref(part);
+	job->msg = msg;
+	job->offset = msg->offset;
+	job->consumed_ns = now_mono_ns();
+	atomic_compare_exchange_strong(&pl->first_consumed_ms, &first,
+				       now_wall_ms());
+
+	pthread_mutex_lock(&pl->lock);
+	pl->inflight++;
+	pthread_mutex_unlock(&pl->lock);
+	LOG_DEBUG("record consumed", "\"partition\":%d,\"offset\":%lld",
+		  (int)part->id, (long long)job->offset);
+
+	if (pool_submit(pl->pool, job) < 0) {
+		/* The pool is stopping: the record is done after restart. */
+		job->outcome = JOB_ABANDONED;
+		job_free(job);
+		return -1;
+	}
+	return 0;
+}
+
+void *pipeline_worker_init(void *arg, unsigned index)
+{
+	struct pipeline *pl = arg;
+	char err[256];
+	struct llm_worker *w;
+
+	w = llm_worker_new(pl->llm, pl->api_key, pl->share,
+			   (uint64_t)now_mono_ns() ^ ((uint64_t)index << 32),
+			   err, sizeof(err));
+	if (!w)
+		LOG_ERROR("cannot set up a worker", "\"error\":\"%s\"", err);
+	return w;
+}
+
+void pipeline_worker_fini(void *worker)
+{
+	llm_worker_free(worker);
+}
+
+/* Hand a finished job on: produce it, or end it when abandoned. In offset
+ * order a job waits in the sequencer until every older one has gone. */
+static void release(struct pipeline *pl, struct job *job)
+{
+	struct partition *part = job->part;
+	struct job *next;
+
+	if (!part->seq) {
+		if (job->outcome == JOB_ABANDONED ||
+		    producer_send(pl->producer, job) < 0)
+			job_free(job);
+		return;
+	}
+
+	/* Jobs freed below may hold the last references to part but ours:
+	 * keep it alive until it is unlocked. */
+	partition_ref(part);
+	pthread_mutex_lock(&part->lock);
+	if (seq_complete(part->seq, job->offset, job) < 0) {
+		LOG_ERROR("sequencer lost an offset",
+			  "\"partition\":%d,\"offset\":%lld", (int)part->id,
+			  (long long)job->offset);
+		part->broken = true;
+		job->outcome = JOB_ABANDONED;
+		job_free(job);
+	}
+	/* Produce under the lock: librdkafka keeps the order of produce
+	 * calls, and the lock makes that the offset order. */
+	while ((next = seq_pop(part->seq, NULL))) {
+		if (next->outcome == JOB_ABANDONED)
+			part->broken = true;
+		if (part->broken || producer_send(pl->producer, next) < 0) {
+			part->broken = true;
+			next->outcome = JOB_ABANDONED;
+			/* job_free takes the pipeline lock, which is never
+			 * held while taking a partition lock: no cycle. */
+			job_free(next);
+		}
+	}
+	pthread_mutex_unlock(&part->lock);
+	partition_unref(part);
+}
+
+void pipeline_worker_run(void *arg, void *worker)
+{
+	struct job *job = arg;
+	struct pipeline *pl = job->pl;
+	const char *text = job->msg->payload ? job->msg->payload : "";
+	size_t len = job->msg->payload ? job->msg->len : 0;
+
+	if (input_check(text, len, pl->cfg->input.max_bytes, job->res.detail,
+			sizeof(job->res.detail)) < 0) {
+		job->outcome = JOB_DEAD_LETTER;
+		job->error = "input";
+	} else {
+		llm_extract(worker, text, len, &job->res);
+		switch (job->res.status) {
+		case LLM_OK:
+			job->outcome = JOB_OUTPUT;
+			break;
+		case LLM_ABANDONED:
+			job->outcome = JOB_ABANDONED;
+			break;
+		default:
+			job->outcome = JOB_DEAD_LETTER;
+			job->error = llm_error_name(job->res.status);
+			break;
+		}
+	}
+	if (job->outcome == JOB_ABANDONED)
+		atomic_fetch_add(&pl->n_abandoned, 1);
+	release(pl, job);
+}
+
+void pipeline_delivered(struct job *job, rd_kafka_resp_err_t err)
+{
+	struct pipeline *pl = job->pl;
+	struct partition *part = job->part;
+	int64_t position;
+	char topic[256];
+
+	if (err) {
+		/* message.timeout.ms is infinite, so this is fatal: stop,
+		 * and leave the offset uncommitted for the next run. */
+		LOG_ERROR("delivery failed",
+			  "\"topic\":%s,\"partition\":%d,\"offset\":%lld,"
+			  "\"error\":\"%s\"",
+			  log_str(topic, sizeof(topic), part->topic),
+			  (int)part->id, (long long)job->offset,
+			  rd_kafka_err2str(err));
+		pipeline_request_stop(pl, true);
+		job_free(job);
+		return;
+	}
+
+	pthread_mutex_lock(&part->lock);
+	if (offtrack_done(part->track, job->offset, &position) == 1 &&
+	    !part->revoked)
+		consumer_store(part->owner, part->topic, part->id, position);
+	if (!offtrack_pending(part->track))
+		pthread_cond_broadcast(&part->idle);
+	pthread_mutex_unlock(&part->lock);
+
+	if (job->outcome == JOB_OUTPUT)
+		atomic_fetch_add(&pl->n_ok, 1);
+	else
+		atomic_fetch_add(&pl->n_dead, 1);
+	atomic_fetch_add(&pl->n_prompt_tokens, job->res.prompt_tokens);
+	atomic_fetch_add(&pl->n_completion_tokens, job->res.completion_tokens);
+	atomic_store(&pl->last_delivered_ms, now_wall_ms());
+	LOG_DEBUG("record delivered",
+		  "\"partition\":%d,\"offset\":%lld,\"result\":\"%s\","
+		  "\"attempts\":%u",
+		  (int)part->id, (long long)job->offset,
+		  job->outcome == JOB_OUTPUT ? "ok" : job->error,
+		  job->res.attempts);
+	job_free(job);
+}
+
+int pipeline_wait_drained(struct pipeline *pl, int64_t deadline_ns)
+{
+	struct timespec until;
+	int64_t wall_deadline_ns;
+	int r = 0;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	wall_deadline_ns = (int64_t)until.tv_sec * 1000000000 + until.tv_nsec +
+			   (deadline_ns - now_mono_ns());
+	until.tv_sec = (time_t)(wall_deadline_ns / 1000000000);
+	until.tv_nsec = (long)(wall_deadline_ns % 1000000000);
+
+	pthread_mutex_lock(&pl->lock);
+	while (pl->inflight && r != ETIMEDOUT)
+		r = pthread_cond_timedwait(&pl->drained, &pl->lock, &until);
+	r = pl->inflight ? -1 : 0;
+	pthread_mutex_unlock(&pl->lock);
+	return r;
+}

@@ -1,0 +1,134 @@
+/*
+ * pipeline: the objects a record passes through and who owns them.
+ *
+ * DESIGN
+ * ------
+ * A record is a struct job from admission to delivery:
+ *
+ *   consumer thread ── sem_wait(slots) ── pool queue ── worker thread
+ *     (owns the job until pool_submit)     (llm_extract, then release)
+ *   release: completion order → produce now;
+ *            offset order → the partition's sequencer, produce in order
+ *   producer poll thread: delivery report → offset tracker → store the
+ *     contiguous delivered prefix → free the job → sem_post(slots)
+ *
+ * Ownership moves with the job pointer: the consumer creates it, the pool
+ * owns it while queued, the worker while it runs, the partition's
+ * sequencer while it waits its turn, librdkafka while it is in the
+ * producer queue (the job is the message opaque), and the delivery report
+ * frees it. The input message (value and key) lives in the job until then,
+ * so producing the dead letter or the key copies nothing.
+ *
+ * A partition (struct partition) is shared by its consumer thread, the
+ * workers and the delivery reports; its mutex guards the sequencer, the
+ * offset tracker and the flags. It is reference-counted (one reference
+ * for the assignment, one per job), so a revoked partition lives until
+ * its last job is gone.
+ *
+ * The slots semaphore bounds jobs in the system to pool.max_in_flight,
+ * which bounds LLM calls, queue lengths and memory, whatever the backlog.
+ */
+#ifndef EXTRACTD_PIPELINE_H
+#define EXTRACTD_PIPELINE_H
+
+#include "config.h"
+#include "llm.h"
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct consumer;
+struct producer;
+
+struct partition {
+	pthread_mutex_t lock;     /**< guards everything below but refs */
+	pthread_cond_t idle;      /**< broadcast when track has no pending */
+	char *topic;
+	int32_t id;
+	struct consumer *owner;   /**< whose rd_kafka_t stores offsets */
+	struct sequencer *seq;    /**< offset order only, else NULL */
+	struct offtrack *track;
+	bool revoked;             /**< no longer ours: store nothing */
+	bool broken;              /**< offset order: a job was abandoned, so
+				    *  nothing after it may be released */
+	atomic_uint refs;
+};
+
+enum job_outcome {
+	JOB_OUTPUT,      /**< a validated record for the output topic */
+	JOB_DEAD_LETTER, /**< the input for the dead-letter topic */
+	JOB_ABANDONED,   /**< nothing produced: done again after restart */
+};
+
+struct job {
+	struct pipeline *pl;
+	struct partition *part;   /**< a reference */
+	rd_kafka_message_t *msg;  /**< the input, owned */
+	int64_t offset;
+	int64_t consumed_ns;      /**< CLOCK_MONOTONIC at admission */
+	enum job_outcome outcome;
+	const char *error;        /**< dead letter: extractd.error value */
+	struct llm_result res;
+};
+
+struct pipeline {
+	const struct extractd_config *cfg;
+	struct llm *llm;
+	char *api_key;            /**< secret: never logged */
+	struct http_share *share;
+	struct pool *pool;
+	struct producer *producer;
+	sem_t slots;              /**< free admission slots */
+
+	pthread_mutex_t lock;     /**< guards inflight for drained */
+	pthread_cond_t drained;   /**< broadcast when inflight drops to 0 */
+	unsigned inflight;        /**< jobs admitted and not yet freed */
+
+	atomic_bool stopping;     /**< shutdown began: admit nothing more */
+	atomic_int failed;        /**< a fatal error: exit status 1 */
+	atomic_uint_fast64_t n_ok, n_dead, n_abandoned;
+	atomic_uint_fast64_t n_prompt_tokens, n_completion_tokens;
+	atomic_int_fast64_t first_consumed_ms; /**< wall clock, 0 = none */
+	atomic_int_fast64_t last_delivered_ms;
+};
+
+/** Monotonic and wall clocks in the units the pipeline uses. */
+int64_t now_mono_ns(void);
+int64_t now_wall_ms(void);
+
+/** Ask main to shut down; failed marks the exit status 1. */
+void pipeline_request_stop(struct pipeline *pl, bool failed);
+
+/** A new partition state with one reference (the assignment's). */
+struct partition *partition_new(struct consumer *owner, const char *topic,
+				int32_t id, bool ordered);
+void partition_ref(struct partition *part);
+void partition_unref(struct partition *part);
+
+/**
+ * @brief Admit a message the consumer holds a slot for: track its offset,
+ * make its job and queue it. Takes ownership of msg.
+ * @returns 0, or -1 when the message was dropped (the slot is returned).
+ */
+int pipeline_admit(struct pipeline *pl, struct partition *part,
+		   rd_kafka_message_t *msg);
+
+/** Pool callbacks: a worker's llm_worker, and running one job. */
+void *pipeline_worker_init(void *pl, unsigned index);
+void pipeline_worker_run(void *job, void *worker);
+void pipeline_worker_fini(void *worker);
+
+/** Delivery report for a job (producer poll thread). */
+void pipeline_delivered(struct job *job, rd_kafka_resp_err_t err);
+
+/**
+ * @brief Wait until no job is in flight or the deadline passes.
+ * @returns 0 when drained, -1 at the deadline.
+ */
+int pipeline_wait_drained(struct pipeline *pl, int64_t deadline_ns);
+
+#endif

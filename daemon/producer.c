@@ -1,0 +1,271 @@
+/*
+ * producer: see producer.h.
+ *
+ * DESIGN
+ * ------
+ * One idempotent producer (acks=all, ordered retries) for the output and
+ * dead-letter topics. message.timeout.ms is infinite: during a broker
+ * outage a record waits in librdkafka, holding its admission slot, so the
+ * consumer pauses instead of piling up work or failing records; a failed
+ * delivery report therefore means a fatal producer error.
+ *
+ * Values and keys are produced without copies: they live in the job (the
+ * LLM's output, the input message) until the delivery report frees it.
+ * With output.partitioning = source a partitioner callback maps the input
+ * partition onto the output topic's partition count.
+ */
+#include "producer.h"
+
+#include "kafka.h"
+#include "log.h"
+#include "pipeline.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FLUSH_MS 30000           /**< bound on the flush at shutdown */
+#define QUEUE_FULL_WAIT_MS 5000  /**< then a full queue is an error */
+
+struct producer {
+	struct pipeline *pl;
+	rd_kafka_t *rk;
+	pthread_t thread;
+	bool started;
+	atomic_bool stop;
+};
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg,
+			void *opaque)
+{
+	(void)rk;
+	(void)opaque;
+	pipeline_delivered(msg->_private, msg->err);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason,
+		     void *opaque)
+{
+	struct producer *p = opaque;
+	char text[512];
+
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		char why[512];
+
+		rd_kafka_fatal_error(rk, why, sizeof(why));
+		LOG_ERROR("fatal producer error", "\"error\":%s",
+			  log_str(text, sizeof(text), why));
+		pipeline_request_stop(p->pl, true);
+		return;
+	}
+	LOG_WARN("producer error", "\"error\":%s",
+		 log_str(text, sizeof(text), reason));
+}
+
+/* output.partitioning = source: the input's partition number, modulo
+ * the output topic's count. */
+static int32_t by_source(const rd_kafka_topic_t *rkt, const void *key,
+			 size_t keylen, int32_t partition_cnt,
+			 void *rkt_opaque, void *msg_opaque)
+{
+	const struct job *job = msg_opaque;
+
+	(void)rkt;
+	(void)key;
+	(void)keylen;
+	(void)rkt_opaque;
+	return job->part->id % partition_cnt;
+}
+
+static void *poll_main(void *arg)
+{
+	struct producer *p = arg;
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	while (!atomic_load(&p->stop))
+		rd_kafka_poll(p->rk, 100);
+	return NULL;
+}
+
+struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
+{
+	static const char *const key_defaults[] = {
+		"linger.ms", "1",
+		"partitioner", "murmur2_random", /* as Java clients do */
+		NULL,
+	};
+	/* A "partitioner" string would override the callback. */
+	static const char *const source_defaults[] = {
+		"linger.ms", "1",
+		NULL,
+	};
+	bool by_key = pl->cfg->output.partitioning == CFG_PART_KEY;
+	static const char *const required[] = {
+		"enable.idempotence", "true",
+		"acks", "all",
+		"message.timeout.ms", "0",
+		"queue.buffering.max.messages", "1000000",
+		"queue.buffering.max.kbytes", "2097151",
+		NULL,
+	};
+	struct producer *p = calloc(1, sizeof(*p));
+	rd_kafka_conf_t *conf;
+	char why[512];
+	int r;
+
+	if (!p) {
+		snprintf(err, err_size, "out of memory");
+		return NULL;
+	}
+	p->pl = pl;
+	conf = kafka_conf_new(pl->cfg, by_key ? key_defaults : source_defaults,
+			      required, err, err_size);
+	if (!conf)
+		goto fail;
+	rd_kafka_conf_set_opaque(conf, p);
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	rd_kafka_conf_set_error_cb(conf, on_error);
+	if (!by_key) {
+		rd_kafka_topic_conf_t *tconf;
+
+		/* Sticky partitioning would place keyless records without
+		 * asking the callback. */
+		if (kafka_conf_set(conf, "sticky.partitioning.linger.ms", "0",
+				   err, err_size) < 0) {
+			rd_kafka_conf_destroy(conf);
+			goto fail;
+		}
+		tconf = rd_kafka_conf_get_default_topic_conf(conf);
+		if (!tconf) {
+			tconf = rd_kafka_topic_conf_new();
+			rd_kafka_conf_set_default_topic_conf(conf, tconf);
+		}
+		rd_kafka_topic_conf_set_partitioner_cb(tconf, by_source);
+	}
+	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+	if (!p->rk) {
+		rd_kafka_conf_destroy(conf);
+		snprintf(err, err_size, "cannot create the producer: %s", why);
+		goto fail;
+	}
+	conf = NULL; /* now owned by p->rk */
+	r = pthread_create(&p->thread, NULL, poll_main, p);
+	if (r) {
+		snprintf(err, err_size, "cannot start the producer thread: %s",
+			 strerror(r));
+		goto fail;
+	}
+	p->started = true;
+	return p;
+fail:
+	producer_free(p);
+	return NULL;
+}
+
+static void add_header(rd_kafka_headers_t *h, const char *name,
+		       const char *value)
+{
+	rd_kafka_header_add(h, name, -1, value, -1);
+}
+
+static void add_number(rd_kafka_headers_t *h, const char *name,
+		       uint64_t value)
+{
+	char text[24];
+
+	snprintf(text, sizeof(text), "%" PRIu64, value);
+	add_header(h, name, text);
+}
+
+static rd_kafka_headers_t *job_headers(const struct job *job)
+{
+	const struct llm_result *res = &job->res;
+	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+	char source[512];
+
+	snprintf(source, sizeof(source), "%s/%d/%lld", job->part->topic,
+		 (int)job->part->id, (long long)job->offset);
+	add_header(h, "extractd.source", source);
+	add_number(h, "extractd.attempts", res->attempts);
+	if (job->outcome == JOB_OUTPUT) {
+		add_header(h, "extractd.model", res->model);
+		add_number(h, "extractd.latency_ms",
+			   (uint64_t)(now_mono_ns() - job->consumed_ns) /
+				   1000000);
+		add_number(h, "extractd.tokens.prompt", res->prompt_tokens);
+		add_number(h, "extractd.tokens.completion",
+			   res->completion_tokens);
+		return h;
+	}
+	add_header(h, "extractd.error", job->error);
+	add_header(h, "extractd.error.detail", res->detail);
+	if (res->answer)
+		add_header(h, "extractd.error.answer", res->answer);
+	return h;
+}
+
+int producer_send(struct producer *p, struct job *job)
+{
+	const struct extractd_config *cfg = p->pl->cfg;
+	bool output = job->outcome == JOB_OUTPUT;
+	rd_kafka_headers_t *headers = job_headers(job);
+	int64_t give_up = now_mono_ns() + QUEUE_FULL_WAIT_MS * 1000000LL;
+	rd_kafka_resp_err_t err;
+	char topic[256];
+
+	for (;;) {
+		/* Values and keys stay in the job until its delivery report:
+		 * no copy flag. */
+		err = rd_kafka_producev(
+			p->rk,
+			RD_KAFKA_V_TOPIC(output ? cfg->kafka.output_topic
+						: cfg->kafka.dlq_topic),
+			RD_KAFKA_V_VALUE(output ? job->res.output
+						: job->msg->payload,
+					 output ? strlen(job->res.output)
+						: job->msg->len),
+			RD_KAFKA_V_KEY(job->msg->key, job->msg->key_len),
+			RD_KAFKA_V_HEADERS(headers),
+			RD_KAFKA_V_OPAQUE(job), RD_KAFKA_V_END);
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL ||
+		    now_mono_ns() > give_up)
+			break;
+		nanosleep(&(struct timespec){ .tv_nsec = 10000000 }, NULL);
+	}
+	if (!err)
+		return 0; /* headers are librdkafka's now */
+	rd_kafka_headers_destroy(headers);
+	LOG_ERROR("produce failed",
+		  "\"topic\":%s,\"source_offset\":%lld,\"error\":\"%s\"",
+		  log_str(topic, sizeof(topic),
+			  output ? cfg->kafka.output_topic
+				 : cfg->kafka.dlq_topic),
+		  (long long)job->offset, rd_kafka_err2str(err));
+	pipeline_request_stop(p->pl, true);
+	return -1;
+}
+
+int producer_free(struct producer *p)
+{
+	int left = 0;
+
+	if (!p)
+		return 0;
+	if (p->rk) {
+		rd_kafka_flush(p->rk, FLUSH_MS);
+		left = rd_kafka_outq_len(p->rk);
+	}
+	if (p->started) {
+		atomic_store(&p->stop, true);
+		pthread_join(p->thread, NULL);
+	}
+	if (p->rk)
+		rd_kafka_destroy(p->rk);
+	free(p);
+	return left;
+}

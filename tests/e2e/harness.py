@@ -1,0 +1,757 @@
+"""harness: what extractd's end-to-end tests share.
+
+A test is one script, tests/e2e/test_<name>.py, run by ctest as
+
+    /usr/bin/python3 test_<name>.py --bin BUILD/bin --source REPO
+
+Its body is a function taking a Harness; harness.run(body) calls it and turns
+the outcome into the exit status (0 pass, 1 fail) and, on failure, prints the
+tail of every log the test produced.
+
+The Harness owns everything the test starts: a Kafka (kafka-embedded, or the
+cluster named by env KAFKA_BOOTSTRAP, where topics get unique names through the
+Admin API), llmsim, extractd, and the Kafka clients. All of it lives in a
+private temp dir, listens on ephemeral ports, and is stopped in close(), which
+run() calls in a finally and atexit calls again should the interpreter leave
+some other way. Child processes also get PR_SET_PDEATHSIG, so a test killed by
+ctest's timeout does not leave a broker or a daemon behind.
+
+Waiting is always "short polls until a condition holds or a deadline passes":
+deadlines are generous (DEADLINE seconds) so a slow machine does not fail a
+test, and a test finishes as soon as its condition is met.
+"""
+
+import argparse
+import atexit
+import ctypes
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+import uuid
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+DEADLINE = 120.0        # seconds: the default wait for any condition
+POLL = 0.2              # seconds: one consumer poll / process check
+STOP_GRACE = 10.0       # seconds: SIGTERM to SIGKILL in cleanup
+LOG_TAIL = 60           # lines of each log printed on failure
+
+SCHEMA_REL = "schemas/person.schema.json"
+
+# The seed's seven texts (seed/learn-async.md) and what llmsim extracts.
+SEED_TEXTS = [
+    "John Smith is a 30-year-old software engineer",
+    "Sarah Johnson is a 25-year-old data scientist",
+    "Mike Davis is a 35-year-old product manager",
+    "Lisa Wilson is a 28-year-old UX designer",
+    "Tom Brown is a 32-year-old DevOps engineer",
+    "Emma Garcia is a 27-year-old frontend developer",
+    "David Lee is a 33-year-old backend developer",
+]
+
+DLQ_KINDS = ("input", "validation", "llm_http", "llm_timeout", "llm_refusal")
+
+
+class TestFailure(Exception):
+    """A check failed: the message says what was expected and what was seen."""
+
+
+def check(cond, msg, *args):
+    """Fail the test with msg % args unless cond."""
+    if not cond:
+        raise TestFailure(msg % args if args else msg)
+
+
+def log(msg, *args):
+    """Progress line on stdout (ctest shows it with --output-on-failure)."""
+    text = msg % args if args else msg
+    print("[%7.2f] %s" % (time.monotonic() - _T0, text), flush=True)
+
+
+_T0 = time.monotonic()
+
+# prctl(PR_SET_PDEATHSIG, SIGKILL) in the child: it dies with the test.
+_PR_SET_PDEATHSIG = 1
+try:
+    _libc = ctypes.CDLL(None, use_errno=True)
+except OSError:
+    _libc = None
+
+
+def _die_with_parent():
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+# --------------------------------------------------------------------------
+# Records
+
+
+class Record:
+    """One consumed Kafka record, decoded for checks."""
+
+    __slots__ = ("topic", "partition", "offset", "key", "value", "headers",
+                 "timestamp")
+
+    def __init__(self, msg):
+        self.topic = msg.topic()
+        self.partition = msg.partition()
+        self.offset = msg.offset()
+        self.key = msg.key()
+        self.value = msg.value()
+        self.timestamp = msg.timestamp()[1]
+        self.headers = {}
+        for k, v in msg.headers() or []:
+            # Every extractd header is set once; a repeat is a bug to see.
+            if k in self.headers:
+                raise TestFailure("record %s/%d/%d repeats header %r" %
+                                  (self.topic, self.partition, self.offset, k))
+            self.headers[k] = v
+
+    def header(self, name):
+        """A header as text, or None when absent."""
+        v = self.headers.get(name)
+        return None if v is None else v.decode("utf-8")
+
+    def int_header(self, name):
+        """A header that must hold a non-negative decimal integer."""
+        v = self.header(name)
+        if v is None or not v.isdigit() or (len(v) > 1 and v[0] == "0"):
+            raise TestFailure("%s: header %s = %r is not a decimal integer" %
+                              (self.where(), name, v))
+        return int(v)
+
+    def source(self):
+        """extractd.source "topic/partition/offset" as (topic, p, offset)."""
+        v = self.header("extractd.source")
+        check(v is not None, "%s: no extractd.source header", self.where())
+        parts = v.rsplit("/", 2)
+        check(len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit(),
+              "%s: extractd.source %r is not topic/partition/offset",
+              self.where(), v)
+        return parts[0], int(parts[1]), int(parts[2])
+
+    def json(self):
+        try:
+            return json.loads(self.value.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError, AttributeError) as e:
+            raise TestFailure("%s: value %r is not JSON: %s" %
+                              (self.where(), self.value, e))
+
+    def where(self):
+        return "%s/%d/%d" % (self.topic, self.partition, self.offset)
+
+    def __repr__(self):
+        return "Record(%s key=%r value=%r headers=%r)" % (
+            self.where(), self.key, self.value, self.headers)
+
+
+def expected_person(text):
+    """What llmsim answers for text, or None when it refuses (its regex)."""
+    import re
+    m = re.fullmatch(r"\s*(.+?) is an? ([0-9]{1,3})-year-old (.+?)\.?\s*",
+                     text)
+    if m is None:
+        return None
+    return {"name": m.group(1), "age": int(m.group(2)),
+            "occupation": m.group(3)}
+
+
+_FIRST = ["John", "Zoë", "José", "Björk", "Łukasz", "Søren", "Chloé", "Ömer",
+          "Ana María", "Nguyễn Văn", "Иван", "Δημήτρης", "李", "Siobhán",
+          "François", "Çağla", "Ngozi", "Aarav", "Mårten", "Jürgen", "Ilse",
+          "Renée", "Tomás", "Dorothée", "Kwame", "Yū", "O'Brien", "Mary-Kate"]
+_LAST = ["Smith", "Müller", "García", "Ødegaard", "Nowak", "Kowalczyk",
+         "Dvořák", "Öztürk", "Šimková", "Petrov", "Παπαδόπουλος", "王",
+         "Ní Bhriain", "Núñez", "Lefèvre", "Đorđević", "Okafor", "Sæther",
+         "van der Berg", "Jones", "d'Arcy", "Åberg"]
+_JOBS = ["software engineer", "data scientist", "product manager",
+         "UX designer", "DevOps engineer", "frontend developer",
+         "backend developer", "café owner", "Straßenbahnfahrer", "nurse",
+         "ingénieure", "pâtissier", "teacher of 3rd-grade maths",
+         "site reliability engineer (on call)", "электрик", "翻訳者",
+         "glass-blower", "retired", "pilot", "barista & DJ"]
+
+
+def person_texts(n, seed, first=0):
+    """n texts llmsim extracts (UTF-8 names, ages 0..150, many jobs).
+
+    Deterministic for a seed. Ages 0 and 150 (the schema's bounds) appear.
+    Some end with a period or carry surrounding spaces, as the regex allows.
+    """
+    import random
+    rnd = random.Random(seed)
+    out = []
+    for i in range(first, first + n):
+        name = "%s %s" % (rnd.choice(_FIRST), rnd.choice(_LAST))
+        age = (0, 150)[i % 2] if i % 97 == 0 else rnd.randint(0, 150)
+        art = "an" if str(age)[0] == "8" or age in (11, 18) else "a"
+        text = "%s #%d is %s %d-year-old %s" % (name, i, art, age,
+                                                 rnd.choice(_JOBS))
+        if i % 7 == 3:
+            text += "."
+        if i % 11 == 5:
+            text = "  %s \t" % text
+        out.append(text)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Processes
+
+
+class Proc:
+    """A child process with its output in a log file."""
+
+    def __init__(self, name, argv, logpath, env=None, stdout_pipe=False):
+        self.name = name
+        self.argv = argv
+        self.logpath = logpath
+        self._log = open(logpath, "ab")
+        self._log.write(("$ %s\n" % " ".join(argv)).encode())
+        self._log.flush()
+        self.popen = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout_pipe else self._log,
+            stderr=self._log, env=env, close_fds=True,
+            preexec_fn=_die_with_parent)
+        self.pid = self.popen.pid
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def returncode(self):
+        return self.popen.poll()
+
+    def signal(self, sig):
+        if self.alive():
+            self.popen.send_signal(sig)
+
+    def wait(self, timeout):
+        """Exit status, or None if still running after timeout seconds."""
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, grace=STOP_GRACE):
+        """SIGTERM, then SIGKILL after grace seconds; returns the status."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            if self.wait(grace) is None:
+                self.popen.kill()
+                self.popen.wait()
+        if self.popen.stdout:
+            self.popen.stdout.close()
+        self._log.close()
+        return self.popen.returncode
+
+    def tail(self, n=LOG_TAIL):
+        try:
+            with open(self.logpath, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(lines[-n:])
+
+    def log_text(self):
+        with open(self.logpath, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+
+class Kafka:
+    """A Kafka to test against: kafka-embedded, or env KAFKA_BOOTSTRAP."""
+
+    def __init__(self, h, topics):
+        """topics: {name: partitions}; names made unique by the caller."""
+        self.proc = None
+        external = os.environ.get("KAFKA_BOOTSTRAP")
+        if external:
+            self.bootstrap = external
+            self._create_topics(topics)
+            return
+        argv = [h.binary("kafka-embedded")]
+        for name, n in topics.items():
+            argv += ["--topic", "%s:%d" % (name, n)]
+        self.proc = Proc("kafka-embedded", argv,
+                         os.path.join(h.dir, "kafka-embedded.log"),
+                         stdout_pipe=True)
+        h.procs.append(self.proc)
+        self.bootstrap = self._first_line(self.proc, 30.0)
+        log("kafka-embedded at %s", self.bootstrap)
+
+    @staticmethod
+    def _first_line(proc, timeout):
+        end = time.monotonic() + timeout
+        buf = b""
+        fd = proc.popen.stdout.fileno()
+        while b"\n" not in buf:
+            left = end - time.monotonic()
+            check(left > 0, "kafka-embedded printed no bootstrap line in %ds",
+                  timeout)
+            r, _, _ = select.select([fd], [], [], min(left, POLL))
+            if r:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    raise TestFailure(
+                        "kafka-embedded exited (status %s) before printing "
+                        "its bootstrap servers:\n%s" %
+                        (proc.wait(5), proc.tail()))
+                buf += chunk
+        line = buf.split(b"\n", 1)[0].decode().strip()
+        check(line, "kafka-embedded printed an empty first line")
+        return line
+
+    def _create_topics(self, topics):
+        from confluent_kafka.admin import AdminClient, NewTopic
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        futs = admin.create_topics(
+            [NewTopic(t, num_partitions=n, replication_factor=-1)
+             for t, n in topics.items()], operation_timeout=30)
+        for t, f in futs.items():
+            f.result(timeout=60)
+        log("created %s on %s", ", ".join(topics), self.bootstrap)
+
+
+class Llmsim:
+    """llmsim on an ephemeral port."""
+
+    def __init__(self, h, latency_ms=0, jitter_ms=0, faults=None, seed=None,
+                 extra=()):
+        self.portfile = os.path.join(h.dir, "llmsim-%d.port" % len(h.procs))
+        argv = [h.binary("llmsim"), "--listen", "127.0.0.1:0",
+                "--port-file", self.portfile,
+                "--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms)]
+        if faults:
+            argv += ["--fault", ",".join("%s=%s" % kv for kv in
+                                         sorted(faults.items()))]
+        if seed is not None:
+            argv += ["--seed", str(seed)]
+        argv += list(extra)
+        self.proc = Proc("llmsim", argv, os.path.join(h.dir, "llmsim.log"))
+        h.procs.append(self.proc)
+        self.port = self._wait_port(30.0)
+        self.base = "http://127.0.0.1:%d" % self.port
+        log("llmsim at %s (latency %d ms, jitter %d ms)", self.base,
+            latency_ms, jitter_ms)
+
+    def _wait_port(self, timeout):
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                with open(self.portfile) as f:
+                    text = f.read().strip()
+                if text.isdigit() and 0 < int(text) < 65536:
+                    return int(text)
+            except OSError:
+                pass
+            if not self.proc.alive():
+                raise TestFailure("llmsim exited (status %s):\n%s" %
+                                  (self.proc.returncode(), self.proc.tail()))
+            check(time.monotonic() < end, "llmsim wrote no port file in %ds",
+                  timeout)
+            time.sleep(0.02)
+
+    @property
+    def base_url(self):
+        return self.base + "/v1"
+
+    def stats(self):
+        with urllib.request.urlopen(self.base + "/stats", timeout=10) as r:
+            return json.loads(r.read().decode())
+
+    def reset(self):
+        req = urllib.request.Request(self.base + "/reset", data=b"",
+                                     method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            r.read()
+
+
+def _cfg_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"%s"' % v.replace("\\", "\\\\").replace('"', '\\"')
+    raise TypeError("no libconfig form for %r" % (v,))
+
+
+def _cfg_text(tree, indent=""):
+    """A nested dict as libconfig text: groups for dicts, scalars else."""
+    out = []
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.append("%s%s = {\n%s%s};\n" % (
+                indent, _cfg_key(k), _cfg_text(v, indent + "  "), indent))
+        else:
+            out.append("%s%s = %s;\n" % (indent, _cfg_key(k), _cfg_value(v)))
+    return "".join(out)
+
+
+def _cfg_key(k):
+    # libconfig names are [A-Za-z*][-A-Za-z0-9_*]*.
+    if not k or not k[0].isalpha() or \
+            not all(c.isalnum() or c in "_-*" for c in k):
+        raise ValueError("%r is not a libconfig setting name" % k)
+    return k
+
+
+def _merge(base, over):
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+class Extractd:
+    """One extractd process on a config file the harness wrote."""
+
+    def __init__(self, h, cfgpath, tag):
+        self.h = h
+        self.cfgpath = cfgpath
+        env = dict(os.environ)
+        env["OPENAI_API_KEY"] = "sk-test"
+        self.proc = Proc("extractd", [h.binary("extractd"), "-c", cfgpath],
+                         os.path.join(h.dir, "extractd-%s.log" % tag),
+                         env=env)
+        h.procs.append(self.proc)
+        log("extractd started (pid %d, %s)", self.proc.pid, tag)
+
+    def alive(self):
+        return self.proc.alive()
+
+    def kill(self):
+        """SIGKILL, as a crash would."""
+        self.proc.signal(signal.SIGKILL)
+        self.proc.wait(30)
+        log("extractd killed (SIGKILL)")
+
+    def terminate(self, timeout):
+        """SIGTERM; returns (status, seconds) or fails after timeout."""
+        t = time.monotonic()
+        self.proc.signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout)
+        took = time.monotonic() - t
+        if rc is None:
+            raise TestFailure("extractd still running %.0fs after SIGTERM:\n%s"
+                              % (timeout, self.proc.tail()))
+        log("extractd exited %d, %.2fs after SIGTERM", rc, took)
+        return rc, took
+
+    def check_running(self):
+        if not self.proc.alive():
+            raise TestFailure("extractd exited (status %s):\n%s" %
+                              (self.proc.returncode(), self.proc.tail()))
+
+
+# --------------------------------------------------------------------------
+# Consuming
+
+
+class Collector:
+    """Reads topics from the beginning, without a group, into lists."""
+
+    def __init__(self, h, topics):
+        self.h = h
+        self.records = {t: [] for t in topics}
+        self.consumer = Consumer({
+            "bootstrap.servers": h.kafka.bootstrap,
+            "group.id": h.unique("collector"),
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+            "fetch.wait.max.ms": 50,
+        })
+        h.clients.append(self.consumer)
+        tps = []
+        for t in topics:
+            md = self.consumer.list_topics(t, timeout=30)
+            parts = md.topics[t].partitions
+            check(parts, "topic %s has no partitions", t)
+            tps += [TopicPartition(t, p, -2) for p in sorted(parts)]
+        self.consumer.assign(tps)
+
+    def poll(self, seconds):
+        """Poll for about seconds; returns how many records arrived."""
+        n = 0
+        end = time.monotonic() + seconds
+        while True:
+            msgs = self.consumer.consume(500, POLL)
+            for m in msgs:
+                if m.error():
+                    if m.error().code() == -191:  # _PARTITION_EOF
+                        continue
+                    raise TestFailure("consumer error: %s" % m.error())
+                self.records[m.topic()].append(Record(m))
+                n += 1
+            if time.monotonic() >= end:
+                return n
+
+    def until(self, cond, what, timeout=DEADLINE, watch=()):
+        """Poll until cond(self) holds; fail after timeout seconds.
+
+        watch: processes that must stay alive meanwhile (extractd).
+        """
+        end = time.monotonic() + timeout
+        last = time.monotonic()
+        while not cond(self):
+            for p in watch:
+                p.check_running()
+            if time.monotonic() >= end:
+                raise TestFailure("timed out after %.0fs waiting for %s; "
+                                  "have %s" % (timeout, what, self.summary()))
+            self.poll(POLL)
+            if time.monotonic() - last > 10:
+                log("waiting for %s: %s", what, self.summary())
+                last = time.monotonic()
+        log("have %s: %s", what, self.summary())
+
+    def count(self, topic=None):
+        if topic is None:
+            return sum(len(v) for v in self.records.values())
+        return len(self.records[topic])
+
+    def summary(self):
+        return ", ".join("%s=%d" % (t, len(v))
+                         for t, v in self.records.items())
+
+
+# --------------------------------------------------------------------------
+# The harness
+
+
+class Harness:
+    """Per-test state: temp dir, unique names, everything started."""
+
+    def __init__(self, name, bindir, source):
+        self.name = name
+        self.bindir = os.path.abspath(bindir)
+        self.source = os.path.abspath(source)
+        self.dir = tempfile.mkdtemp(prefix="extractd-e2e-%s-" % name)
+        self.uid = uuid.uuid4().hex[:8]
+        self.procs = []
+        self.clients = []
+        self.kafka = None
+        self.llm = None
+        self._closed = False
+        self._n_extractd = 0
+        atexit.register(self.close)
+
+    def unique(self, base):
+        """A name no other test run uses (topics, groups)."""
+        return "%s-%s-%s" % (base, self.name, self.uid)
+
+    def binary(self, name):
+        path = os.path.join(self.bindir, name)
+        check(os.access(path, os.X_OK), "no executable %s (build first)",
+              path)
+        return path
+
+    # -- services
+
+    def start_kafka(self, partitions=1, out_partitions=None):
+        """Kafka with unique input/output/dlq topics; sets self.topics."""
+        if out_partitions is None:
+            out_partitions = partitions
+        self.topics = {
+            "input": self.unique("texts"),
+            "output": self.unique("persons"),
+            "dlq": self.unique("texts.dlq"),
+        }
+        self.partitions = partitions
+        self.kafka = Kafka(self, {
+            self.topics["input"]: partitions,
+            self.topics["output"]: out_partitions,
+            self.topics["dlq"]: out_partitions,
+        })
+        return self.kafka
+
+    def start_llmsim(self, **kw):
+        self.llm = Llmsim(self, **kw)
+        return self.llm
+
+    def config(self, overrides=None, group=None):
+        """Write an extractd config; returns (path, group)."""
+        group = group or self.unique("group")
+        tree = {
+            "kafka": {
+                "brokers": self.kafka.bootstrap,
+                "group": group,
+                "input_topic": self.topics["input"],
+                "output_topic": self.topics["output"],
+                "dlq_topic": self.topics["dlq"],
+                "consumer_threads": 1,
+            },
+            "llm": {
+                "base_url": self.llm.base_url,
+                "api_key_env": "OPENAI_API_KEY",
+                "model": "gpt-4o-mini",
+                "mode": "json_schema",
+                "timeout_ms": 30000,
+                "max_reasks": 2,
+            },
+            "schema": {
+                "file": os.path.join(self.source, SCHEMA_REL),
+                "name": "Person",
+            },
+            "pool": {"workers": 16, "max_in_flight": 16},
+            "retry": {"max_attempts": 6, "base_delay_ms": 500,
+                      "max_delay_ms": 30000},
+            "input": {"max_bytes": 65536},
+            "output": {"ordering": "completion", "partitioning": "key",
+                       "delivery": "at-least-once"},
+            "http": {"listen": ""},
+            "log": {"level": "info", "format": "json"},
+        }
+        _merge(tree, overrides or {})
+        path = os.path.join(self.dir, "extractd-%d.cfg" % self._n_extractd)
+        with open(path, "w") as f:
+            f.write(_cfg_text(tree))
+        return path, group
+
+    def start_extractd(self, overrides=None, group=None):
+        """Write a config and start extractd on it; returns (Extractd, group)."""
+        path, group = self.config(overrides, group)
+        self._n_extractd += 1
+        return Extractd(self, path, str(self._n_extractd)), group
+
+    # -- Kafka clients
+
+    def produce(self, records, topic=None):
+        """Produce [(key, value, partition)]; returns [(partition, offset)].
+
+        key and value are bytes or str (str goes as UTF-8); partition None
+        lets the partitioner pick. Every record must be acknowledged.
+        """
+        topic = topic or self.topics["input"]
+        p = Producer({"bootstrap.servers": self.kafka.bootstrap,
+                      "enable.idempotence": True, "linger.ms": 5})
+        placed = [None] * len(records)
+        errors = []
+
+        def on_delivery(idx):
+            def cb(err, msg):
+                if err:
+                    errors.append(err)
+                else:
+                    placed[idx] = (msg.partition(), msg.offset())
+            return cb
+
+        for i, (key, value, part) in enumerate(records):
+            kw = {"key": key, "value": value, "on_delivery": on_delivery(i)}
+            if part is not None:
+                kw["partition"] = part
+            while True:
+                try:
+                    p.produce(topic, **kw)
+                    break
+                except BufferError:
+                    p.poll(0.1)
+            p.poll(0)
+        left = p.flush(60)
+        check(left == 0 and not errors,
+              "produce: %d undelivered, errors %s", left, errors[:3])
+        log("produced %d records to %s", len(records), topic)
+        return placed
+
+    def end_offsets(self, topic=None):
+        """{partition: high watermark} of a topic."""
+        topic = topic or self.topics["input"]
+        c = self._plain_consumer(self.unique("wm"))
+        try:
+            md = c.list_topics(topic, timeout=30)
+            return {p: c.get_watermark_offsets(TopicPartition(topic, p),
+                                               timeout=30)[1]
+                    for p in sorted(md.topics[topic].partitions)}
+        finally:
+            c.close()
+
+    def committed(self, group, topic=None):
+        """{partition: committed offset} of group on topic (-1001: none)."""
+        topic = topic or self.topics["input"]
+        c = self._plain_consumer(group)
+        try:
+            md = c.list_topics(topic, timeout=30)
+            tps = [TopicPartition(topic, p)
+                   for p in sorted(md.topics[topic].partitions)]
+            return {tp.partition: tp.offset
+                    for tp in c.committed(tps, timeout=30)}
+        finally:
+            c.close()
+
+    def _plain_consumer(self, group):
+        # Not subscribed, so it never joins the group: committed() is a
+        # plain OffsetFetch and does not disturb a running extractd.
+        return Consumer({"bootstrap.servers": self.kafka.bootstrap,
+                         "group.id": group, "enable.auto.commit": False})
+
+    def collector(self, topics=None):
+        topics = topics or [self.topics["output"], self.topics["dlq"]]
+        return Collector(self, topics)
+
+    # -- teardown
+
+    def close(self, failed=False):
+        if self._closed:
+            return
+        self._closed = True
+        for c in self.clients:
+            try:
+                c.close()
+            except (KafkaException, RuntimeError):
+                pass
+        self.clients = []
+        # extractd first, Kafka last: the daemon may still be flushing.
+        for p in reversed(self.procs):
+            try:
+                p.stop()
+            except OSError:
+                pass
+        if failed:
+            for p in self.procs:
+                sys.stdout.write("---- %s (pid %d) log tail: %s ----\n%s\n" %
+                                 (p.name, p.pid, p.logpath, p.tail()))
+        keep = failed and os.environ.get("E2E_KEEP")
+        if keep:
+            sys.stdout.write("kept %s\n" % self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        sys.stdout.flush()
+
+
+def run(body):
+    """main() of every test: parse --bin/--source, run body(h), exit."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True, help="build dir's bin/")
+    ap.add_argument("--source", required=True, help="repository root")
+    args = ap.parse_args()
+    name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+    name = name[len("test_"):] if name.startswith("test_") else name
+    h = Harness(name, args.bin, args.source)
+    # SIGTERM (ctest timeout, a CI cancel) should still run the cleanup.
+    signal.signal(signal.SIGTERM, lambda s, f: sys.exit(128 + s))
+    failed = True
+    try:
+        body(h)
+        failed = False
+    except TestFailure as e:
+        print("FAIL: %s" % e, flush=True)
+    except Exception:
+        traceback.print_exc()
+        print("FAIL: unexpected error", flush=True)
+    finally:
+        h.close(failed)
+    print("PASS" if not failed else "FAILED", flush=True)
+    sys.exit(1 if failed else 0)

@@ -1,0 +1,1277 @@
+/*
+ * llmsim.c - an OpenAI-compatible chat-completions simulator: the LLM that
+ * extractd's tests and benchmarks talk to.
+ *
+ * llmsim [--listen HOST:PORT] [--port-file F] [--latency-ms N]
+ *        [--jitter-ms N] [--fault KIND=RATE,...] [--rpm N] [--tpm N]
+ *        [--seed N] [--answers FILE] [--threads N]
+ *
+ * It answers POST /v1/chat/completions deterministically (sim_extract.c),
+ * in the shape the request's mode asks for (sim_chat.c), within per-minute
+ * budgets (sim_limit.c), after a simulated latency (sim_timer.c), with
+ * seeded random faults; GET /stats and POST /reset expose exact counters
+ * that tests use as an oracle.
+ *
+ * DESIGN
+ * ------
+ *
+ * Threads:
+ *  - main: parses options, binds the socket, starts everything, then
+ *    waits in sigwait() for SIGINT/SIGTERM (blocked in every thread, so
+ *    no handler and no global flag is needed) and shuts down.
+ *  - MHD's pool: one epoll thread per core (--threads), each owning the
+ *    connections it accepted; all request handling runs here.
+ *  - the timer thread (sim_timer.c): resumes suspended connections when
+ *    their latency is over, and drops held ones whose client left.
+ *
+ * A request's life: the handler's first call allocates a struct sim_req
+ * (owned by MHD's per-request pointer until the completed callback frees
+ * it) and counts the arrival; body chunks are appended up to
+ * SIM_BODY_MAX; once the body is complete the answer is built, ready to
+ * queue, and either queued at once or the connection is suspended and
+ * parked in the timer. When resumed, the handler runs again, queues the
+ * prepared answer (or closes the connection for a dropped timeout). No
+ * thread ever sleeps for a request.
+ *
+ * Shared state, each with its own guard:
+ *  - struct sim_server fields set before MHD starts (options, compiled
+ *    regex, answers) are read-only afterwards.
+ *  - stats: stats.lock. "current" is incremented when a request arrives
+ *    and decremented just *before* its answer is queued (so a client can
+ *    never see an answer while it is still counted), when the timer thread
+ *    sees the client of a held request hang up, or when the request ends
+ *    unanswered; "peak" is updated under the same lock, which makes it
+ *    exact. r->answered says the request has left "current"; it is
+ *    written by the connection's MHD thread, or by the timer thread while
+ *    the connection is suspended (the resume orders the two).
+ *  - the rate limiter: its own mutex (sim_limit.c).
+ *  - the fault PRNG and the id counter: C11 atomics (a splitmix64 stream,
+ *    one fetch_add per draw), so draws never block.
+ *  - parked requests: the timer's lock (sim_timer.c).
+ * Locks are leaves: none is held while taking another or calling MHD.
+ *
+ * Shutdown: quiesce MHD (no new connections), stop the timer (it answers
+ * every delayed request and drops every held one, then waits for their
+ * handlers to run), then MHD_stop_daemon(), which must not find a
+ * suspended connection.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <microhttpd.h>
+
+#include "sim_chat.h"
+#include "sim_extract.h"
+#include "sim_limit.h"
+#include "sim_timer.h"
+
+#define SIM_BODY_MAX		(8u << 20)	/**< request body cap (413) */
+#define SIM_CONN_LIMIT		10000u		/**< open connections */
+#define SIM_MAX_THREADS		64u
+#define SIM_STOP_WAIT_MS	3000u		/**< drain at shutdown */
+#define SIM_STATUS_MAX		600u		/**< statuses are < this */
+#define SIM_LISTEN_BACKLOG	4096
+#define SIM_ERR_LEN		512
+#define SIM_NS_PER_MS		1000000ull
+#define SIM_JSON_FLAGS	(JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+/** Injectable faults, in the order a draw walks them. */
+enum sim_fault {
+	SIM_FAULT_NONE,
+	SIM_FAULT_429,		/**< rate-limit 429, Retry-After: 1 */
+	SIM_FAULT_QUOTA,	/**< 429 insufficient_quota */
+	SIM_FAULT_500,
+	SIM_FAULT_503,
+	SIM_FAULT_TIMEOUT,	/**< never answered */
+	SIM_FAULT_MALFORMED,	/**< 200 with a truncated JSON body */
+	SIM_FAULT_INVALID,	/**< 200, a Person breaking the schema */
+	SIM_FAULT_REFUSAL,	/**< 200, message.refusal */
+	SIM_FAULT_COUNT,
+};
+
+static const char *const sim_fault_names[SIM_FAULT_COUNT] = {
+	[SIM_FAULT_NONE] = "none",
+	[SIM_FAULT_429] = "429",
+	[SIM_FAULT_QUOTA] = "quota",
+	[SIM_FAULT_500] = "500",
+	[SIM_FAULT_503] = "503",
+	[SIM_FAULT_TIMEOUT] = "timeout",
+	[SIM_FAULT_MALFORMED] = "malformed",
+	[SIM_FAULT_INVALID] = "invalid",
+	[SIM_FAULT_REFUSAL] = "refusal",
+};
+
+/** Command-line settings; read-only once the server runs. */
+struct sim_options {
+	const char *listen;		/**< HOST:PORT, [V6]:PORT or PORT */
+	const char *port_file;
+	const char *answers;
+	unsigned long latency_ms;
+	unsigned long jitter_ms;
+	unsigned long rpm;
+	unsigned long tpm;
+	unsigned long threads;
+	uint64_t seed;
+	double fault_rate[SIM_FAULT_COUNT];
+	bool any_fault;
+};
+
+/** Counters behind GET /stats; every field guarded by lock. */
+struct sim_stats {
+	pthread_mutex_t lock;
+	uint64_t requests;		/**< chat requests arrived */
+	uint64_t by_status[SIM_STATUS_MAX];
+	uint64_t by_mode[SIM_MODE_COUNT];
+	uint64_t by_fault[SIM_FAULT_COUNT];
+	uint64_t rate_limited;		/**< refused by --rpm/--tpm */
+	uint64_t dropped;		/**< ended without an answer */
+	uint64_t current;		/**< arrived, not answered */
+	uint64_t peak;			/**< max of current since reset */
+};
+
+struct sim_server {
+	const struct sim_options *opt;
+	struct sim_extract *extract;	/**< read-only after start */
+	struct sim_limit limit;
+	struct sim_timer *timer;
+	struct sim_stats stats;
+	_Atomic uint64_t fault_rng;	/**< splitmix64 state: faults only */
+	_Atomic uint64_t delay_rng;	/**< splitmix64 state: jitter only */
+	_Atomic uint64_t seq;		/**< response and request ids */
+	bool limit_ok, stats_ok;	/**< initialised, for cleanup */
+};
+
+enum sim_route {
+	SIM_ROUTE_CHAT,
+	SIM_ROUTE_STATS,
+	SIM_ROUTE_RESET,
+	SIM_ROUTE_HEALTH,
+	SIM_ROUTE_BAD_METHOD,
+	SIM_ROUTE_NOT_FOUND,
+};
+
+/** Per-request context, owned by MHD's request pointer. */
+struct sim_req {
+	enum sim_route route;
+	bool counted;			/**< in stats.requests/current */
+	bool answered;			/**< left stats.current */
+	bool too_big;			/**< body over SIM_BODY_MAX */
+	char *body;			/**< chat body so far */
+	size_t len, cap;
+	struct MHD_Response *resp;	/**< prepared answer, not queued */
+	unsigned status;
+	struct sim_park park;
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void sim_errf(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void sim_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/**
+ * splitmix64 over an atomic counter: thread-safe, lock-free, seeded. Faults
+ * and jitter draw from separate streams, so a given --seed yields the same
+ * fault sequence whatever the latency settings.
+ */
+static uint64_t sim_rand(_Atomic uint64_t *state)
+{
+	const uint64_t golden = 0x9e3779b97f4a7c15ull;
+	uint64_t z;
+
+	z = atomic_fetch_add_explicit(state, golden, memory_order_relaxed) +
+	    golden;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/** Uniform in [0, 1). */
+static double sim_rand_unit(_Atomic uint64_t *state)
+{
+	return (double)(sim_rand(state) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/** Parse a decimal unsigned number no greater than @p max. */
+static int sim_parse_ulong(const char *str, unsigned long max,
+			   unsigned long *ret)
+{
+	unsigned long v;
+	char *end;
+
+	if (!str || *str < '0' || *str > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(str, &end, 10);
+	if (errno || *end || v > max)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+/* ---- statistics ------------------------------------------------------- */
+
+static void sim_stats_arrive(struct sim_server *s)
+{
+	pthread_mutex_lock(&s->stats.lock);
+	s->stats.requests++;
+	s->stats.current++;
+	if (s->stats.current > s->stats.peak)
+		s->stats.peak = s->stats.current;
+	pthread_mutex_unlock(&s->stats.lock);
+}
+
+/** The request leaves "current": answered with @p status, or dropped (0). */
+static void sim_stats_leave(struct sim_server *s, unsigned status)
+{
+	pthread_mutex_lock(&s->stats.lock);
+	s->stats.current--;
+	if (!status)
+		s->stats.dropped++;
+	else if (status < SIM_STATUS_MAX)
+		s->stats.by_status[status]++;
+	pthread_mutex_unlock(&s->stats.lock);
+}
+
+static void sim_stats_classify(struct sim_server *s, enum sim_mode mode,
+			       enum sim_fault fault, bool limited)
+{
+	pthread_mutex_lock(&s->stats.lock);
+	s->stats.by_mode[mode]++;
+	if (fault != SIM_FAULT_NONE)
+		s->stats.by_fault[fault]++;
+	if (limited)
+		s->stats.rate_limited++;
+	pthread_mutex_unlock(&s->stats.lock);
+}
+
+/** POST /reset: zero every counter; peak restarts from what is open now. */
+static void sim_stats_reset(struct sim_server *s)
+{
+	pthread_mutex_lock(&s->stats.lock);
+	s->stats.requests = 0;
+	memset(s->stats.by_status, 0, sizeof(s->stats.by_status));
+	memset(s->stats.by_mode, 0, sizeof(s->stats.by_mode));
+	memset(s->stats.by_fault, 0, sizeof(s->stats.by_fault));
+	s->stats.rate_limited = 0;
+	s->stats.dropped = 0;
+	s->stats.peak = s->stats.current;
+	pthread_mutex_unlock(&s->stats.lock);
+}
+
+/** Adds an integer member; false on out of memory. */
+static bool sim_add_u64(struct json_object *o, const char *key, uint64_t v)
+{
+	struct json_object *n = json_object_new_int64((int64_t)v);
+
+	if (!n)
+		return false;
+	if (json_object_object_add(o, key, n)) {
+		json_object_put(n);
+		return false;
+	}
+	return true;
+}
+
+/** A new object attached to @p parent; NULL on out of memory. */
+static struct json_object *sim_add_obj(struct json_object *parent,
+				       const char *key)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	if (json_object_object_add(parent, key, o)) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+/**
+ * @brief The GET /stats body, from a snapshot taken under the lock.
+ * @returns a malloc'd string, or NULL on out of memory.
+ */
+static char *sim_stats_json(struct sim_server *s)
+{
+	struct sim_stats st;
+	struct json_object *o, *sub;
+	char key[16], *out = NULL;
+	const char *text;
+	unsigned i;
+	bool ok;
+
+	pthread_mutex_lock(&s->stats.lock);
+	st = s->stats;
+	pthread_mutex_unlock(&s->stats.lock);
+
+	o = json_object_new_object();
+	if (!o)
+		return NULL;
+	ok = sim_add_u64(o, "requests", st.requests);
+	sub = ok ? sim_add_obj(o, "by_status") : NULL;
+	ok = sub != NULL;
+	for (i = 0; ok && i < SIM_STATUS_MAX; i++) {
+		if (!st.by_status[i])
+			continue;
+		snprintf(key, sizeof(key), "%u", i);
+		ok = sim_add_u64(sub, key, st.by_status[i]);
+	}
+	ok = ok && sim_add_u64(o, "current_concurrent", st.current) &&
+	     sim_add_u64(o, "peak_concurrent", st.peak);
+	sub = ok ? sim_add_obj(o, "by_mode") : NULL;
+	ok = sub != NULL;
+	for (i = 0; ok && i < SIM_MODE_COUNT; i++)
+		ok = sim_add_u64(sub, sim_mode_name(i), st.by_mode[i]);
+	sub = ok ? sim_add_obj(o, "faults") : NULL;
+	ok = sub != NULL;
+	for (i = SIM_FAULT_NONE + 1; ok && i < SIM_FAULT_COUNT; i++)
+		ok = sim_add_u64(sub, sim_fault_names[i], st.by_fault[i]);
+	ok = ok && sim_add_u64(o, "rate_limited", st.rate_limited) &&
+	     sim_add_u64(o, "dropped", st.dropped);
+	if (ok) {
+		text = json_object_to_json_string_ext(o, SIM_JSON_FLAGS);
+		if (text)
+			out = strdup(text);
+	}
+	json_object_put(o);
+	return out;
+}
+
+/* ---- responses -------------------------------------------------------- */
+
+/**
+ * @brief Make @p body (malloc'd; always taken) the prepared answer of @p r.
+ * @returns 0, or -ENOMEM.
+ */
+static int sim_req_prepare(struct sim_req *r, unsigned status, char *body,
+			   size_t len)
+{
+	r->resp = MHD_create_response_from_buffer(len, body,
+						  MHD_RESPMEM_MUST_FREE);
+	if (!r->resp) {
+		free(body);
+		return -ENOMEM;
+	}
+	r->status = status;
+	if (MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				    "application/json") != MHD_YES)
+		return -ENOMEM;
+	return 0;
+}
+
+/** Prepare an OpenAI-shaped error answer. @returns 0, or -ENOMEM. */
+static int sim_req_prepare_error(struct sim_req *r, unsigned status,
+				 const char *message, const char *type,
+				 const char *code)
+{
+	char *body = sim_chat_error(message, type, NULL, code);
+
+	if (!body)
+		return -ENOMEM;
+	return sim_req_prepare(r, status, body, strlen(body));
+}
+
+static bool sim_header(struct MHD_Response *resp, const char *name,
+		       const char *value)
+{
+	return MHD_add_response_header(resp, name, value) == MHD_YES;
+}
+
+static bool sim_header_ulong(struct MHD_Response *resp, const char *name,
+			     unsigned long long v)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%llu", v);
+	return sim_header(resp, name, buf);
+}
+
+static bool sim_header_duration(struct MHD_Response *resp, const char *name,
+				uint64_t ms)
+{
+	char buf[SIM_DURATION_LEN];
+
+	sim_limit_fmt_duration(ms, buf);
+	return sim_header(resp, name, buf);
+}
+
+/** The six x-ratelimit-* headers. @returns false on out of memory. */
+static bool sim_limit_headers(struct MHD_Response *resp,
+			      const struct sim_limit_state *l)
+{
+	return sim_header_ulong(resp, "x-ratelimit-limit-requests",
+				l->limit_requests) &&
+	       sim_header_ulong(resp, "x-ratelimit-remaining-requests",
+				l->remaining_requests) &&
+	       sim_header_duration(resp, "x-ratelimit-reset-requests",
+				   l->reset_requests_ms) &&
+	       sim_header_ulong(resp, "x-ratelimit-limit-tokens",
+				l->limit_tokens) &&
+	       sim_header_ulong(resp, "x-ratelimit-remaining-tokens",
+				l->remaining_tokens) &&
+	       sim_header_duration(resp, "x-ratelimit-reset-tokens",
+				   l->reset_tokens_ms);
+}
+
+/** Retry-After (whole seconds, at least 1) and retry-after-ms. */
+static bool sim_retry_headers(struct MHD_Response *resp, uint64_t ms)
+{
+	uint64_t sec = (ms + 999) / 1000;
+
+	return sim_header_ulong(resp, MHD_HTTP_HEADER_RETRY_AFTER,
+				sec ? sec : 1) &&
+	       sim_header_ulong(resp, "retry-after-ms", ms ? ms : 1000);
+}
+
+/**
+ * @brief Queue r's prepared answer. The request leaves "current" first,
+ * so no client can hold an answer to a request still counted as open.
+ */
+static enum MHD_Result sim_req_send(struct sim_server *s,
+				    struct MHD_Connection *conn,
+				    struct sim_req *r)
+{
+	enum MHD_Result ret;
+
+	if (r->counted && !r->answered) {
+		r->answered = true;
+		sim_stats_leave(s, r->status);
+	}
+	ret = MHD_queue_response(conn, r->status, r->resp);
+	MHD_destroy_response(r->resp);
+	r->resp = NULL;
+	return ret;
+}
+
+/** Prepare-and-send for the simple paths; closes on out of memory. */
+static enum MHD_Result sim_send_error(struct sim_server *s,
+				      struct MHD_Connection *conn,
+				      struct sim_req *r, unsigned status,
+				      const char *message, const char *type,
+				      const char *code)
+{
+	if (sim_req_prepare_error(r, status, message, type, code))
+		return MHD_NO;
+	return sim_req_send(s, conn, r);
+}
+
+/* ---- the chat endpoint ------------------------------------------------ */
+
+/** Draw a fault; the invalid fault never hits a re-ask. */
+static enum sim_fault sim_draw_fault(struct sim_server *s, bool reask)
+{
+	double u, acc = 0.0;
+	unsigned i;
+
+	if (!s->opt->any_fault)
+		return SIM_FAULT_NONE;
+	u = sim_rand_unit(&s->fault_rng);
+	for (i = SIM_FAULT_NONE + 1; i < SIM_FAULT_COUNT; i++) {
+		if (s->opt->fault_rate[i] <= 0.0)
+			continue;
+		acc += s->opt->fault_rate[i];
+		if (u < acc)
+			break;
+	}
+	if (i == SIM_FAULT_COUNT || (i == SIM_FAULT_INVALID && reask))
+		return SIM_FAULT_NONE;
+	return i;
+}
+
+/** Latency for one answer: latency +- uniform jitter, never below 0. */
+static uint64_t sim_draw_delay_ms(struct sim_server *s)
+{
+	const struct sim_options *o = s->opt;
+	long long d = (long long)o->latency_ms;
+
+	if (o->jitter_ms)
+		d += (long long)(sim_rand(&s->delay_rng) %
+				 (2 * o->jitter_ms + 1)) -
+		     (long long)o->jitter_ms;
+	return d > 0 ? (uint64_t)d : 0;
+}
+
+/**
+ * @brief Prepare the answer for a parsed request under @p fault. Error
+ * faults become error bodies; the others a chat.completion (truncated for
+ * malformed).
+ * @returns 0, or -ENOMEM.
+ */
+static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
+			    const struct sim_chat_req *req,
+			    enum sim_fault fault, uint64_t seq)
+{
+	char *content = NULL, *body = NULL;
+	size_t len;
+	int rc;
+
+	switch (fault) {
+	case SIM_FAULT_429:
+		return sim_req_prepare_error(r, 429,
+			"Rate limit reached for requests (simulated by llmsim). Please try again in 1s.",
+			"requests", "rate_limit_exceeded");
+	case SIM_FAULT_QUOTA:
+		return sim_req_prepare_error(r, 429,
+			"You exceeded your current quota, please check your plan and billing details (simulated by llmsim).",
+			"insufficient_quota", "insufficient_quota");
+	case SIM_FAULT_500:
+		return sim_req_prepare_error(r, 500,
+			"The server had an error while processing your request. Sorry about that! (simulated by llmsim)",
+			"server_error", NULL);
+	case SIM_FAULT_503:
+		return sim_req_prepare_error(r, 503,
+			"The engine is currently overloaded, please try again later. (simulated by llmsim)",
+			"server_error", NULL);
+	case SIM_FAULT_REFUSAL:
+		break;	/* content stays NULL */
+	default:
+		rc = sim_extract_answer(s->extract, req->text, req->text_len,
+					fault == SIM_FAULT_INVALID, &content);
+		if (rc)
+			return rc;
+		break;
+	}
+	rc = sim_chat_completion(req, content, seq, time(NULL), &body, &len);
+	free(content);
+	if (rc)
+		return rc;
+	if (fault == SIM_FAULT_MALFORMED)
+		len /= 2;	/* the top-level object never closes */
+	return sim_req_prepare(r, 200, body, len);
+}
+
+/** The headers every answer past the rate limiter carries. */
+static bool sim_chat_headers(struct sim_req *r,
+			     const struct sim_limit_state *lim,
+			     enum sim_fault fault, uint64_t delay_ms,
+			     uint64_t seq)
+{
+	struct sim_limit_state l = *lim;
+	char id[40];
+
+	snprintf(id, sizeof(id), "req_llmsim%016llx", (unsigned long long)seq);
+	if (fault == SIM_FAULT_429) {
+		l.remaining_requests = 0;
+		l.reset_requests_ms = 1000;
+		if (!sim_header(r->resp, MHD_HTTP_HEADER_RETRY_AFTER, "1"))
+			return false;
+	}
+	return sim_header(r->resp, "x-request-id", id) &&
+	       sim_header_ulong(r->resp, "openai-processing-ms", delay_ms) &&
+	       sim_limit_headers(r->resp, &l);
+}
+
+/** The request is over a --rpm/--tpm budget: prepare the 429. */
+static int sim_chat_limited(struct sim_req *r,
+			    const struct sim_limit_state *lim,
+			    unsigned long tokens)
+{
+	char msg[256], wait[SIM_DURATION_LEN];
+	bool by_req = strcmp(lim->exceeded, "requests") == 0;
+	int rc;
+
+	sim_limit_fmt_duration(lim->retry_after_ms, wait);
+	snprintf(msg, sizeof(msg),
+		 "Rate limit reached for %s per min (RP%s): Limit %lu, Remaining %lu, Requested %lu. Please try again in %s.",
+		 lim->exceeded, by_req ? "M" : "M tokens",
+		 by_req ? lim->limit_requests : lim->limit_tokens,
+		 by_req ? lim->remaining_requests : lim->remaining_tokens,
+		 by_req ? 1ul : tokens, wait);
+	rc = sim_req_prepare_error(r, 429, msg, lim->exceeded,
+				   "rate_limit_exceeded");
+	if (rc)
+		return rc;
+	if (!sim_retry_headers(r->resp, lim->retry_after_ms) ||
+	    !sim_limit_headers(r->resp, lim))
+		return -ENOMEM;
+	return 0;
+}
+
+/**
+ * @brief POST /v1/chat/completions with its whole body: answer now, or
+ * park the connection until its latency is over (or forever, for the
+ * timeout fault).
+ */
+static enum MHD_Result sim_chat(struct sim_server *s,
+				struct MHD_Connection *conn, struct sim_req *r)
+{
+	struct sim_chat_req req;
+	struct sim_limit_state lim;
+	enum sim_fault fault = SIM_FAULT_NONE;
+	enum MHD_Result ret = MHD_NO;
+	unsigned long tokens;
+	uint64_t now, delay_ms, seq;
+	char err[SIM_ERR_LEN];
+	int rc;
+
+	if (r->too_big)
+		return sim_send_error(s, conn, r, 413,
+				      "Request body too large for llmsim (8 MiB).",
+				      "invalid_request_error",
+				      "request_too_large");
+	rc = sim_chat_parse(r->body ? r->body : "", r->len, &req, err,
+			    sizeof(err));
+	free(r->body);
+	r->body = NULL;
+	if (rc == -EINVAL)
+		return sim_send_error(s, conn, r, 400, err,
+				      "invalid_request_error", NULL);
+	if (rc)
+		return MHD_NO;
+
+	now = sim_now_ns();
+	tokens = req.prompt_bytes / 4 ? req.prompt_bytes / 4 : 1;
+	if (!sim_limit_take(&s->limit, tokens, now, &lim)) {
+		sim_stats_classify(s, req.mode, SIM_FAULT_NONE, true);
+		if (sim_chat_limited(r, &lim, tokens) == 0)
+			ret = sim_req_send(s, conn, r);
+		goto out;
+	}
+	fault = sim_draw_fault(s, req.reask);
+	sim_stats_classify(s, req.mode, fault, false);
+	if (fault == SIM_FAULT_TIMEOUT) {
+		sim_timer_hold(s->timer, &r->park, conn);
+		ret = MHD_YES;
+		goto out;
+	}
+	delay_ms = sim_draw_delay_ms(s);
+	seq = atomic_fetch_add_explicit(&s->seq, 1, memory_order_relaxed);
+	if (sim_chat_prepare(s, r, &req, fault, seq) ||
+	    !sim_chat_headers(r, &lim, fault, delay_ms, seq))
+		goto out;
+	if (delay_ms) {
+		sim_timer_delay(s->timer, &r->park, conn,
+				now + delay_ms * SIM_NS_PER_MS);
+		ret = MHD_YES;
+	} else {
+		ret = sim_req_send(s, conn, r);
+	}
+out:
+	sim_chat_req_done(&req);
+	return ret;
+}
+
+/** Append a chat body chunk, or mark the body too big and drop it. */
+static void sim_req_append(struct sim_req *r, const char *data, size_t n)
+{
+	size_t need, ncap;
+	char *grown;
+
+	if (r->too_big || r->route != SIM_ROUTE_CHAT)
+		return;
+	need = r->len + n;
+	if (need > SIM_BODY_MAX) {
+		r->too_big = true;
+		goto drop;
+	}
+	if (need > r->cap) {
+		ncap = r->cap ? r->cap : 4096;
+		while (ncap < need)
+			ncap *= 2;
+		grown = realloc(r->body, ncap);
+		if (!grown) {	/* answered like an oversized body */
+			r->too_big = true;
+			goto drop;
+		}
+		r->body = grown;
+		r->cap = ncap;
+	}
+	memcpy(r->body + r->len, data, n);
+	r->len = need;
+	return;
+drop:
+	free(r->body);
+	r->body = NULL;
+	r->len = r->cap = 0;
+}
+
+/* ---- MHD callbacks ---------------------------------------------------- */
+
+static enum sim_route sim_route_of(const char *url, const char *method)
+{
+	bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
+	bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+
+	if (strcmp(url, "/v1/chat/completions") == 0 ||
+	    strcmp(url, "/chat/completions") == 0)
+		return post ? SIM_ROUTE_CHAT : SIM_ROUTE_BAD_METHOD;
+	if (strcmp(url, "/stats") == 0)
+		return get ? SIM_ROUTE_STATS : SIM_ROUTE_BAD_METHOD;
+	if (strcmp(url, "/reset") == 0)
+		return post ? SIM_ROUTE_RESET : SIM_ROUTE_BAD_METHOD;
+	if (strcmp(url, "/healthz") == 0)
+		return get ? SIM_ROUTE_HEALTH : SIM_ROUTE_BAD_METHOD;
+	return SIM_ROUTE_NOT_FOUND;
+}
+
+/**
+ * @brief First call for a request: headers are in, body not yet.
+ * Counts a chat request as arrived; refuses an announced oversized body
+ * before reading it.
+ */
+static enum MHD_Result sim_req_begin(struct sim_server *s,
+				     struct MHD_Connection *conn,
+				     const char *url, const char *method,
+				     void **req_cls)
+{
+	struct sim_req *r;
+	unsigned long cl;
+	const char *v;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return MHD_NO;
+	r->route = sim_route_of(url, method);
+	*req_cls = r;
+	if (r->route != SIM_ROUTE_CHAT)
+		return MHD_YES;
+	r->counted = true;
+	sim_stats_arrive(s);
+	v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+					MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (v && sim_parse_ulong(v, ~0ul, &cl) == 0 && cl > SIM_BODY_MAX) {
+		r->too_big = true;
+		return sim_send_error(s, conn, r, 413,
+				      "Request body too large for llmsim (8 MiB).",
+				      "invalid_request_error",
+				      "request_too_large");
+	}
+	return MHD_YES;
+}
+
+/** Answers for the small endpoints. */
+static enum MHD_Result sim_admin(struct sim_server *s,
+				 struct MHD_Connection *conn,
+				 struct sim_req *r, const char *url,
+				 const char *method)
+{
+	char msg[SIM_ERR_LEN], *body;
+
+	switch (r->route) {
+	case SIM_ROUTE_STATS:
+		body = sim_stats_json(s);
+		break;
+	case SIM_ROUTE_RESET:
+		sim_stats_reset(s);
+		body = strdup("{\"reset\":true}");
+		break;
+	case SIM_ROUTE_HEALTH:
+		body = strdup("{\"status\":\"ok\"}");
+		break;
+	case SIM_ROUTE_BAD_METHOD:
+		snprintf(msg, sizeof(msg), "Method %.32s not allowed on %.256s.",
+			 method, url);
+		return sim_send_error(s, conn, r, 405, msg,
+				      "invalid_request_error", NULL);
+	default:
+		snprintf(msg, sizeof(msg), "Invalid URL (%.32s %.256s)",
+			 method, url);
+		return sim_send_error(s, conn, r, 404, msg,
+				      "invalid_request_error", "unknown_url");
+	}
+	if (!body || sim_req_prepare(r, 200, body, strlen(body)))
+		return MHD_NO;
+	return sim_req_send(s, conn, r);
+}
+
+/** MHD_AccessHandlerCallback: every request goes through here. */
+static enum MHD_Result sim_handle(void *cls, struct MHD_Connection *conn,
+				  const char *url, const char *method,
+				  const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **req_cls)
+{
+	struct sim_server *s = cls;
+	struct sim_req *r = *req_cls;
+
+	if (!r)
+		return sim_req_begin(s, conn, url, method, req_cls);
+	if (r->park.parked) {	/* resumed by the timer */
+		sim_timer_unparked(s->timer, &r->park);
+		if (atomic_load_explicit(&r->park.wake, memory_order_acquire) ==
+		    SIM_WAKE_DROP || !r->resp)
+			return MHD_NO;	/* close; completed callback counts */
+		return sim_req_send(s, conn, r);
+	}
+	if (*upload_data_size) {
+		sim_req_append(r, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (r->route == SIM_ROUTE_CHAT)
+		return sim_chat(s, conn, r);
+	return sim_admin(s, conn, r, url, method);
+}
+
+/**
+ * @brief sim_timer_gone_fn: the client of a held request hung up. It stops
+ * counting as open now, not when MHD gets round to closing it, so a client
+ * that retries at once is not seen as one request too many. Runs in the
+ * timer thread while the connection is still suspended, so no MHD thread
+ * touches the request meanwhile.
+ */
+static void sim_on_gone(void *cls, struct sim_park *p)
+{
+	struct sim_req *r = (struct sim_req *)(void *)
+			    ((char *)p - offsetof(struct sim_req, park));
+
+	if (r->counted && !r->answered) {
+		r->answered = true;
+		sim_stats_leave(cls, 0);
+	}
+}
+
+/** MHD_RequestCompletedCallback: frees the request context. */
+static void sim_completed(void *cls, struct MHD_Connection *conn,
+			  void **req_cls, enum MHD_RequestTerminationCode toe)
+{
+	struct sim_server *s = cls;
+	struct sim_req *r = *req_cls;
+
+	if (!r)
+		return;
+	if (r->park.parked)
+		sim_timer_unparked(s->timer, &r->park);
+	if (r->counted && !r->answered)
+		sim_stats_leave(s, 0);
+	if (r->resp)
+		MHD_destroy_response(r->resp);
+	free(r->body);
+	free(r);
+	*req_cls = NULL;
+}
+
+/* ---- startup ---------------------------------------------------------- */
+
+static void sim_mhd_log(void *cls, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+
+/**
+ * @brief MHD's error log, prefixed. Closing a held request whose client
+ * left is done by returning MHD_NO, which MHD reports as an application
+ * error: that one is expected and not printed.
+ */
+static void sim_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char line[SIM_ERR_LEN];
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	if (strstr(line, "Application reported internal error"))
+		return;
+	fprintf(stderr, "llmsim: mhd: %s%s", line,
+		line[0] && line[strlen(line) - 1] == '\n' ? "" : "\n");
+}
+
+static void sim_usage(FILE *f)
+{
+	fputs("usage: llmsim [--listen HOST:PORT] [--port-file F] [--latency-ms N]\n"
+	      "              [--jitter-ms N] [--fault KIND=RATE,...] [--rpm N] [--tpm N]\n"
+	      "              [--seed N] [--answers FILE] [--threads N]\n"
+	      "faults: 429 quota 500 503 timeout malformed invalid refusal (rates 0..1)\n",
+	      f);
+}
+
+/** Parse one --fault argument: KIND=RATE[,KIND=RATE...]. */
+static int sim_parse_faults(const char *arg, struct sim_options *o,
+			    char *err, size_t errlen)
+{
+	const char *p = arg, *eq, *end;
+	char kind[16], *num_end;
+	double rate;
+	size_t klen;
+	unsigned i;
+
+	while (*p) {
+		end = strchr(p, ',');
+		if (!end)
+			end = p + strlen(p);
+		eq = memchr(p, '=', (size_t)(end - p));
+		klen = eq ? (size_t)(eq - p) : 0;
+		if (!eq || klen == 0 || klen >= sizeof(kind)) {
+			sim_errf(err, errlen, "--fault: want KIND=RATE in '%s'",
+				 arg);
+			return -EINVAL;
+		}
+		memcpy(kind, p, klen);
+		kind[klen] = '\0';
+		for (i = SIM_FAULT_NONE + 1; i < SIM_FAULT_COUNT; i++)
+			if (strcmp(kind, sim_fault_names[i]) == 0)
+				break;
+		if (i == SIM_FAULT_COUNT) {
+			sim_errf(err, errlen, "--fault: unknown kind '%s'", kind);
+			return -EINVAL;
+		}
+		errno = 0;
+		rate = strtod(eq + 1, &num_end);
+		if (errno || num_end != end || eq + 1 == end || !(rate >= 0.0) ||
+		    rate > 1.0) {
+			sim_errf(err, errlen,
+				 "--fault: rate for '%s' must be 0..1", kind);
+			return -EINVAL;
+		}
+		o->fault_rate[i] = rate;
+		p = *end ? end + 1 : end;
+	}
+	return 0;
+}
+
+/**
+ * @brief Parse the command line into @p o.
+ * @returns 0, 1 for --help, or -EINVAL with the reason in @p err.
+ */
+static int sim_parse_args(int argc, char **argv, struct sim_options *o,
+			  char *err, size_t errlen)
+{
+	static const struct option longopts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "port-file", required_argument, NULL, 'p' },
+		{ "latency-ms", required_argument, NULL, 'L' },
+		{ "jitter-ms", required_argument, NULL, 'J' },
+		{ "fault", required_argument, NULL, 'f' },
+		{ "rpm", required_argument, NULL, 'r' },
+		{ "tpm", required_argument, NULL, 't' },
+		{ "seed", required_argument, NULL, 's' },
+		{ "answers", required_argument, NULL, 'a' },
+		{ "threads", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const unsigned long max_ms = 24ul * 3600 * 1000;
+	unsigned long seed, *target = NULL, max = 0;
+	double sum = 0.0;
+	unsigned i;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'l': o->listen = optarg; continue;
+		case 'p': o->port_file = optarg; continue;
+		case 'a': o->answers = optarg; continue;
+		case 'h': return 1;
+		case 'f':
+			if (sim_parse_faults(optarg, o, err, errlen))
+				return -EINVAL;
+			continue;
+		case 's':
+			if (sim_parse_ulong(optarg, ~0ul, &seed)) {
+				sim_errf(err, errlen, "--seed: bad number '%s'",
+					 optarg);
+				return -EINVAL;
+			}
+			o->seed = seed;
+			continue;
+		case 'L': target = &o->latency_ms; max = max_ms; break;
+		case 'J': target = &o->jitter_ms; max = max_ms; break;
+		case 'r': target = &o->rpm; max = 1000000000ul; break;
+		case 't': target = &o->tpm; max = 1000000000000ul; break;
+		case 'T': target = &o->threads; max = SIM_MAX_THREADS; break;
+		default:
+			sim_errf(err, errlen, "bad option (see --help)");
+			return -EINVAL;
+		}
+		if (sim_parse_ulong(optarg, max, target)) {
+			sim_errf(err, errlen, "%s: want a number 0..%lu, got '%s'",
+				 argv[optind - 1], max, optarg);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		sim_errf(err, errlen, "unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	for (i = SIM_FAULT_NONE + 1; i < SIM_FAULT_COUNT; i++)
+		sum += o->fault_rate[i];
+	o->any_fault = sum > 0.0;
+	if (sum > 1.0 + 1e-9)
+		fprintf(stderr,
+			"llmsim: fault rates sum to %.3f > 1: later kinds get only what is left\n",
+			sum);
+	return 0;
+}
+
+/** Raise the soft open-file limit to the hard one (many connections). */
+static void sim_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			fprintf(stderr, "llmsim: setrlimit(NOFILE): %s, ignoring\n",
+				strerror(errno));
+	}
+}
+
+/**
+ * @brief Bind and listen on @p spec: "HOST:PORT", "[V6]:PORT" or "PORT".
+ * @returns the listening socket (non-blocking, close-on-exec) with its
+ * port in *ret_port, or -1 with the reason in @p err.
+ */
+static int sim_listen(const char *spec, unsigned *ret_port, char *err,
+		      size_t errlen)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *res = NULL, *ai;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[256], port[16];
+	const char *colon, *h = spec, *hend;
+	int fd = -1, one = 1, rc;
+
+	colon = strrchr(spec, ':');
+	if (!colon) {
+		h = NULL;
+		hend = NULL;
+		snprintf(port, sizeof(port), "%s", spec);
+	} else {
+		hend = colon;
+		if (*h == '[' && hend > h && hend[-1] == ']') {
+			h++;
+			hend--;
+		}
+		if (strlen(colon + 1) >= sizeof(port) ||
+		    (size_t)(hend - h) >= sizeof(host)) {
+			sim_errf(err, errlen, "--listen: bad address '%s'", spec);
+			return -1;
+		}
+		memcpy(host, h, (size_t)(hend - h));
+		host[hend - h] = '\0';
+		snprintf(port, sizeof(port), "%s", colon + 1);
+		h = host[0] ? host : NULL;
+	}
+	rc = getaddrinfo(h, port, &hints, &res);
+	if (rc) {
+		sim_errf(err, errlen, "--listen '%s': %s", spec,
+			 gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family,
+			    ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			    ai->ai_protocol);
+		if (fd < 0)
+			continue;
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+				 sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    listen(fd, SIM_LISTEN_BACKLOG) == 0)
+			break;
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0) {
+		sim_errf(err, errlen, "--listen '%s': %s", spec,
+			 strerror(errno));
+		goto out;
+	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl)) {
+		sim_errf(err, errlen, "getsockname: %s", strerror(errno));
+		close(fd);
+		fd = -1;
+		goto out;
+	}
+	*ret_port = ntohs(ss.ss_family == AF_INET6 ?
+			  ((struct sockaddr_in6 *)&ss)->sin6_port :
+			  ((struct sockaddr_in *)&ss)->sin_port);
+out:
+	freeaddrinfo(res);
+	return fd;
+}
+
+/**
+ * @brief Write "PORT\n" to @p path atomically: a temp file, then rename,
+ * so a reader never sees a partial file.
+ * @returns 0, or -1 with the reason in @p err.
+ */
+static int sim_write_port_file(const char *path, unsigned port, char *err,
+			       size_t errlen)
+{
+	size_t n = strlen(path) + 32;
+	char *tmp;
+	FILE *f;
+	int r = -1;
+
+	tmp = malloc(n);
+	if (!tmp) {
+		sim_errf(err, errlen, "out of memory");
+		return -1;
+	}
+	snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+	f = fopen(tmp, "we");
+	if (!f) {
+		sim_errf(err, errlen, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	fprintf(f, "%u\n", port);
+	if (fclose(f) || rename(tmp, path)) {
+		sim_errf(err, errlen, "%s: %s", path, strerror(errno));
+		unlink(tmp);
+		goto out;
+	}
+	r = 0;
+out:
+	free(tmp);
+	return r;
+}
+
+static int sim_server_init(struct sim_server *s, const struct sim_options *o,
+			   char *err, size_t errlen)
+{
+	int r;
+
+	s->opt = o;
+	atomic_init(&s->fault_rng, o->seed);
+	atomic_init(&s->delay_rng, o->seed ^ 0x5851f42d4c957f2dull);
+	atomic_init(&s->seq, 1);
+	if (sim_extract_new(o->answers, &s->extract, err, errlen))
+		return -1;
+	r = sim_limit_init(&s->limit, o->rpm, o->tpm);
+	if (r) {
+		sim_errf(err, errlen, "limiter: %s", strerror(-r));
+		return -1;
+	}
+	s->limit_ok = true;
+	r = pthread_mutex_init(&s->stats.lock, NULL);
+	if (r) {
+		sim_errf(err, errlen, "mutex: %s", strerror(r));
+		return -1;
+	}
+	s->stats_ok = true;
+	r = sim_timer_new(sim_on_gone, s, &s->timer);
+	if (r) {
+		sim_errf(err, errlen, "timer: %s", strerror(-r));
+		return -1;
+	}
+	return 0;
+}
+
+static void sim_server_done(struct sim_server *s)
+{
+	sim_timer_free(s->timer);
+	if (s->stats_ok)
+		pthread_mutex_destroy(&s->stats.lock);
+	if (s->limit_ok)
+		sim_limit_done(&s->limit);
+	sim_extract_free(s->extract);
+}
+
+int main(int argc, char **argv)
+{
+	struct sim_options opt = { .listen = "127.0.0.1:0", .seed = 1 };
+	struct sim_server srv = { 0 };
+	struct MHD_Daemon *d = NULL;
+	char err[SIM_ERR_LEN] = "";
+	MHD_socket qfd;
+	sigset_t sigs;
+	unsigned port = 0;
+	long ncpu;
+	int fd = -1, sig, r, ret = 1;
+	size_t left;
+
+	r = sim_parse_args(argc, argv, &opt, err, sizeof(err));
+	if (r > 0) {
+		sim_usage(stdout);
+		return 0;
+	}
+	if (r < 0) {
+		fprintf(stderr, "llmsim: %s\n", err);
+		sim_usage(stderr);
+		return 2;
+	}
+	if (!opt.threads) {
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		opt.threads = ncpu < 1 ? 1 :
+			      ncpu > (long)SIM_MAX_THREADS ? SIM_MAX_THREADS :
+			      (unsigned long)ncpu;
+	}
+
+	/* every thread inherits this mask; main takes the signals */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sim_raise_nofile();
+
+	if (sim_server_init(&srv, &opt, err, sizeof(err)))
+		goto out;
+	fd = sim_listen(opt.listen, &port, err, sizeof(err));
+	if (fd < 0)
+		goto out;
+	r = sim_timer_start(srv.timer);
+	if (r) {
+		sim_errf(err, sizeof(err), "timer thread: %s", strerror(-r));
+		goto out;
+	}
+	d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
+			     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+			     0, NULL, NULL, sim_handle, &srv,
+			     MHD_OPTION_EXTERNAL_LOGGER, sim_mhd_log, NULL,
+			     MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+			     MHD_OPTION_THREAD_POOL_SIZE,
+			     (unsigned int)opt.threads,
+			     MHD_OPTION_CONNECTION_LIMIT,
+			     (unsigned int)SIM_CONN_LIMIT,
+			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)0,
+			     MHD_OPTION_NOTIFY_COMPLETED, sim_completed, &srv,
+			     MHD_OPTION_END);
+	if (!d) {
+		sim_errf(err, sizeof(err), "cannot start the HTTP server");
+		goto out;
+	}
+	fd = -1;	/* now owned by MHD */
+	if (opt.port_file &&
+	    sim_write_port_file(opt.port_file, port, err, sizeof(err)))
+		goto out;
+	fprintf(stderr, "llmsim: listening on %s, port %u, %lu threads\n",
+		opt.listen, port, opt.threads);
+
+	do {
+		r = sigwait(&sigs, &sig);
+	} while (r == EINTR);
+
+	ret = 0;
+out:
+	if (ret && err[0])
+		fprintf(stderr, "llmsim: %s\n", err);
+	qfd = d ? MHD_quiesce_daemon(d) : MHD_INVALID_SOCKET;
+	if (srv.timer) {
+		left = sim_timer_stop(srv.timer, SIM_STOP_WAIT_MS);
+		if (left)
+			fprintf(stderr, "llmsim: %zu requests still parked at exit\n",
+				left);
+	}
+	if (d)
+		MHD_stop_daemon(d);
+	if (qfd != MHD_INVALID_SOCKET)
+		close(qfd);
+	if (fd >= 0)
+		close(fd);
+	sim_server_done(&srv);
+	return ret;
+}

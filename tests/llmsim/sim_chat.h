@@ -1,0 +1,70 @@
+/*
+ * sim_chat.h - the chat-completions wire format: reading a request,
+ * writing OpenAI-shaped answers and errors.
+ */
+#ifndef LLMSIM_SIM_CHAT_H
+#define LLMSIM_SIM_CHAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/** What the model says when it will not answer. */
+#define SIM_REFUSAL	"I'm sorry, I can't help with that."
+
+/** How the request asks for structured output. */
+enum sim_mode {
+	SIM_MODE_JSON_SCHEMA,	/**< response_format.type "json_schema" */
+	SIM_MODE_TOOLS,		/**< tools, one forced function */
+	SIM_MODE_JSON_OBJECT,	/**< response_format.type "json_object" */
+	SIM_MODE_MD_JSON,	/**< none: a fenced ```json block */
+	SIM_MODE_COUNT,
+};
+
+/** The parts of a request llmsim looks at. Free with sim_chat_req_done(). */
+struct sim_chat_req {
+	enum sim_mode mode;
+	char *model;		/**< echoed back */
+	char *text;		/**< first user message, text parts joined */
+	size_t text_len;	/**< may contain NUL bytes */
+	char *tool_name;	/**< forced (or first) tool, tools mode only */
+	size_t prompt_bytes;	/**< bytes of every message content */
+	bool reask;		/**< an assistant message is present */
+};
+
+/** "json_schema", "tools", "json_object" or "md_json". */
+const char *sim_mode_name(enum sim_mode m);
+
+/**
+ * @brief Read a chat-completions request body.
+ * @returns 0 with *ret filled; -EINVAL with a client-facing reason in
+ * @p err (answer 400); -ENOMEM.
+ */
+int sim_chat_parse(const char *body, size_t len, struct sim_chat_req *ret,
+		   char *err, size_t errlen);
+
+/** Free what sim_chat_parse() allocated. Accepts a zeroed struct. */
+void sim_chat_req_done(struct sim_chat_req *req);
+
+/**
+ * @brief The chat.completion body answering @p req with @p content (JSON
+ * text put where the mode wants it), or a refusal when @p content is NULL.
+ * @p seq makes the response and tool-call ids unique.
+ * @returns 0 with *ret_body malloc'd (*ret_len bytes, NUL-terminated), or
+ * -ENOMEM.
+ */
+int sim_chat_completion(const struct sim_chat_req *req, const char *content,
+			uint64_t seq, time_t created, char **ret_body,
+			size_t *ret_len);
+
+/**
+ * @brief An OpenAI error body:
+ * {"error":{"message":..,"type":..,"param":..,"code":..}}.
+ * @p param and @p code may be NULL (sent as null).
+ * @returns a malloc'd string, or NULL on out of memory.
+ */
+char *sim_chat_error(const char *message, const char *type, const char *param,
+		     const char *code);
+
+#endif /* LLMSIM_SIM_CHAT_H */

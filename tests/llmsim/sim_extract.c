@@ -1,0 +1,352 @@
+/*
+ * sim_extract.c - the simulated model's "understanding": the Person regex
+ * and the scripted answers file.
+ *
+ * Everything here is built once at startup and read-only afterwards, so
+ * any number of MHD threads may call sim_extract_answer() at once: PCRE2
+ * allows concurrent matching against one compiled pattern as long as each
+ * call has its own match data, which this file allocates per call.
+ */
+#include "sim_extract.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include <json-c/json.h>
+#include <pcre2.h>
+
+/** The Person pattern from DESIGN.md, matched against the whole text. */
+#define SIM_PERSON_RE \
+	"^\\s*(.+?) is an? ([0-9]{1,3})-year-old (.+?)\\.?\\s*$"
+#define SIM_ANSWERS_MAX_LINE	(1u << 20)	/**< bytes per JSONL line */
+#define SIM_ANSWERS_MAX		100000u		/**< lines in the file */
+#define SIM_JSON_FLAGS	(JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+struct sim_rule {
+	char *match;		/**< substring to look for */
+	size_t match_len;
+	char *content;		/**< the answer, verbatim */
+};
+
+struct sim_extract {
+	pcre2_code *re;
+	struct sim_rule *rules;
+	size_t n_rules;
+};
+
+/** A Person as the regex found it: spans into the input text. */
+struct sim_person {
+	const char *name;
+	size_t name_len;
+	const char *occupation;
+	size_t occupation_len;
+	int age;
+};
+
+static void sim_errf(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void sim_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/** memmem() without _GNU_SOURCE: does @p needle occur in @p hay? */
+static bool sim_contains(const char *hay, size_t hay_len, const char *needle,
+			 size_t needle_len)
+{
+	const char *p = hay, *end = hay + hay_len;
+
+	if (needle_len == 0)
+		return true;
+	while ((size_t)(end - p) >= needle_len) {
+		p = memchr(p, needle[0], (size_t)(end - p) - needle_len + 1);
+		if (!p)
+			return false;
+		if (memcmp(p, needle, needle_len) == 0)
+			return true;
+		p++;
+	}
+	return false;
+}
+
+/**
+ * @brief Parse one JSONL line into @p rule.
+ * @returns 0, or -1 with the reason in @p err.
+ */
+static int sim_rule_parse(const char *line, size_t len, struct sim_rule *rule,
+			  char *err, size_t errlen)
+{
+	struct json_tokener *tok = NULL;
+	struct json_object *root = NULL, *m, *c;
+	const char *text;
+	int r = -1;
+
+	tok = json_tokener_new();
+	if (!tok) {
+		sim_errf(err, errlen, "out of memory");
+		goto out;
+	}
+	root = json_tokener_parse_ex(tok, line, (int)len);
+	if (json_tokener_get_error(tok) != json_tokener_success) {
+		sim_errf(err, errlen, "bad JSON: %s",
+			 json_tokener_error_desc(json_tokener_get_error(tok)));
+		goto out;
+	}
+	if (!json_object_is_type(root, json_type_object) ||
+	    !json_object_object_get_ex(root, "match", &m) ||
+	    !json_object_is_type(m, json_type_string) ||
+	    !json_object_object_get_ex(root, "content", &c)) {
+		sim_errf(err, errlen,
+			 "want {\"match\": \"substring\", \"content\": ...}");
+		goto out;
+	}
+	rule->match_len = (size_t)json_object_get_string_len(m);
+	rule->match = malloc(rule->match_len + 1);
+	if (json_object_is_type(c, json_type_string))
+		text = json_object_get_string(c);
+	else	/* an object or array: its JSON text */
+		text = json_object_to_json_string_ext(c, SIM_JSON_FLAGS);
+	rule->content = text ? strdup(text) : NULL;
+	if (!rule->match || !rule->content) {
+		free(rule->match);
+		free(rule->content);
+		sim_errf(err, errlen, "out of memory");
+		goto out;
+	}
+	memcpy(rule->match, json_object_get_string(m), rule->match_len + 1);
+	r = 0;
+out:
+	json_object_put(root);
+	if (tok)
+		json_tokener_free(tok);
+	return r;
+}
+
+/**
+ * @brief Load the answers file into x->rules.
+ * @returns 0, or -1 with "path:line: reason" in @p err.
+ */
+static int sim_rules_load(struct sim_extract *x, const char *path, char *err,
+			  size_t errlen)
+{
+	FILE *f = NULL;
+	char *line = NULL, msg[256];
+	size_t cap = 0, lineno = 0, start;
+	ssize_t n;
+	void *grown;
+	int r = -1;
+
+	f = fopen(path, "re");
+	if (!f) {
+		sim_errf(err, errlen, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	while ((n = getline(&line, &cap, f)) >= 0) {
+		lineno++;
+		if ((size_t)n > SIM_ANSWERS_MAX_LINE) {
+			sim_errf(err, errlen, "%s:%zu: line too long", path,
+				 lineno);
+			goto out;
+		}
+		for (start = 0; start < (size_t)n &&
+		     strchr(" \t\r\n", line[start]); start++)
+			;
+		if (start == (size_t)n)
+			continue;	/* blank line */
+		if (x->n_rules >= SIM_ANSWERS_MAX) {
+			sim_errf(err, errlen, "%s:%zu: more than %u answers",
+				 path, lineno, SIM_ANSWERS_MAX);
+			goto out;
+		}
+		grown = realloc(x->rules, (x->n_rules + 1) * sizeof(*x->rules));
+		if (!grown) {
+			sim_errf(err, errlen, "%s:%zu: out of memory", path,
+				 lineno);
+			goto out;
+		}
+		x->rules = grown;
+		if (sim_rule_parse(line, (size_t)n, &x->rules[x->n_rules], msg,
+				   sizeof(msg))) {
+			sim_errf(err, errlen, "%s:%zu: %s", path, lineno, msg);
+			goto out;
+		}
+		x->n_rules++;
+	}
+	if (ferror(f)) {
+		sim_errf(err, errlen, "%s: read error", path);
+		goto out;
+	}
+	r = 0;
+out:
+	free(line);
+	if (f)
+		fclose(f);
+	return r;
+}
+
+int sim_extract_new(const char *answers_path, struct sim_extract **ret,
+		    char *err, size_t errlen)
+{
+	struct sim_extract *x;
+	PCRE2_UCHAR msg[128];
+	PCRE2_SIZE off;
+	int code;
+
+	x = calloc(1, sizeof(*x));
+	if (!x) {
+		sim_errf(err, errlen, "out of memory");
+		return -1;
+	}
+	x->re = pcre2_compile((PCRE2_SPTR)SIM_PERSON_RE, PCRE2_ZERO_TERMINATED,
+			      PCRE2_UTF, &code, &off, NULL);
+	if (!x->re) {
+		pcre2_get_error_message(code, msg, sizeof(msg));
+		sim_errf(err, errlen, "pattern: %s at %zu", (char *)msg,
+			 (size_t)off);
+		goto fail;
+	}
+	/* JIT is an optimisation only: the interpreter is used without it */
+	(void)pcre2_jit_compile(x->re, PCRE2_JIT_COMPLETE);
+	if (answers_path && sim_rules_load(x, answers_path, err, errlen))
+		goto fail;
+	*ret = x;
+	return 0;
+fail:
+	sim_extract_free(x);
+	return -1;
+}
+
+void sim_extract_free(struct sim_extract *x)
+{
+	size_t i;
+
+	if (!x)
+		return;
+	for (i = 0; i < x->n_rules; i++) {
+		free(x->rules[i].match);
+		free(x->rules[i].content);
+	}
+	free(x->rules);
+	pcre2_code_free(x->re);
+	free(x);
+}
+
+/**
+ * @brief Match the whole text against the Person pattern.
+ * @returns 1 on a match (*ret filled), 0 on none, -ENOMEM.
+ */
+static int sim_person_match(const struct sim_extract *x, const char *text,
+			    size_t len, struct sim_person *ret)
+{
+	pcre2_match_data *md;
+	PCRE2_SIZE *ov;
+	const char *age;
+	size_t i;
+	int rc;
+
+	md = pcre2_match_data_create_from_pattern(x->re, NULL);
+	if (!md)
+		return -ENOMEM;
+	/* invalid UTF-8 comes back as a negative code: no match */
+	rc = pcre2_match(x->re, (PCRE2_SPTR)text, len, 0, 0, md, NULL);
+	if (rc < 4) {
+		pcre2_match_data_free(md);
+		return 0;
+	}
+	ov = pcre2_get_ovector_pointer(md);
+	ret->name = text + ov[2];
+	ret->name_len = ov[3] - ov[2];
+	ret->occupation = text + ov[6];
+	ret->occupation_len = ov[7] - ov[6];
+	ret->age = 0;
+	age = text + ov[4];
+	for (i = 0; i < ov[5] - ov[4]; i++)	/* [0-9]{1,3}: no overflow */
+		ret->age = ret->age * 10 + (age[i] - '0');
+	pcre2_match_data_free(md);
+	return 1;
+}
+
+/**
+ * @brief {"name": .., "age": .., "occupation": ..} as compact JSON text,
+ * keys in that order; age as a word when @p invalid.
+ * @returns a malloc'd string, or NULL on out of memory.
+ */
+static char *sim_person_json(const struct sim_person *p, bool invalid)
+{
+	struct json_object *o;
+	const char *s;
+	char *out = NULL;
+
+	o = json_object_new_object();
+	if (!o)
+		return NULL;
+	if (json_object_object_add(o, "name",
+		    json_object_new_string_len(p->name, (int)p->name_len)) ||
+	    json_object_object_add(o, "age", invalid ?
+		    json_object_new_string("thirty") :
+		    json_object_new_int(p->age)) ||
+	    json_object_object_add(o, "occupation",
+		    json_object_new_string_len(p->occupation,
+					       (int)p->occupation_len)))
+		goto out;
+	s = json_object_to_json_string_ext(o, SIM_JSON_FLAGS);
+	if (s)
+		out = strdup(s);
+out:
+	json_object_put(o);
+	return out;
+}
+
+int sim_extract_answer(const struct sim_extract *x, const char *text,
+		       size_t len, bool invalid, char **ret_content)
+{
+	static const struct sim_person unknown = {
+		.name = "Unknown", .name_len = 7,
+		.occupation = "unknown", .occupation_len = 7,
+	};
+	struct sim_person p;
+	char *content;
+	size_t i;
+	int r;
+
+	if (len > INT32_MAX)
+		len = INT32_MAX;	/* json-c lengths are int */
+	if (!invalid) {
+		for (i = 0; i < x->n_rules; i++) {
+			if (!sim_contains(text, len, x->rules[i].match,
+					  x->rules[i].match_len))
+				continue;
+			content = strdup(x->rules[i].content);
+			if (!content)
+				return -ENOMEM;
+			*ret_content = content;
+			return 0;
+		}
+	}
+	r = sim_person_match(x, text, len, &p);
+	if (r < 0)
+		return r;
+	if (r == 0 && !invalid) {
+		*ret_content = NULL;	/* refusal */
+		return 0;
+	}
+	content = sim_person_json(r ? &p : &unknown, invalid);
+	if (!content)
+		return -ENOMEM;
+	*ret_content = content;
+	return 0;
+}

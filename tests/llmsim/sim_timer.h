@@ -1,0 +1,106 @@
+/*
+ * sim_timer.h - parks suspended MHD connections until a deadline (latency)
+ * or until their client goes away (the timeout fault).
+ *
+ * See the DESIGN block in sim_timer.c.
+ */
+#ifndef LLMSIM_SIM_TIMER_H
+#define LLMSIM_SIM_TIMER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <microhttpd.h>
+
+/** What the access handler must do when it runs again after a resume. */
+enum sim_wake {
+	SIM_WAKE_NONE = 0,	/**< not woken yet */
+	SIM_WAKE_ANSWER,	/**< queue the answer prepared before parking */
+	SIM_WAKE_DROP,		/**< close the connection without answering */
+};
+
+/**
+ * One parked request. Embedded in the request's context; the caller owns
+ * the memory and must keep it alive until the handler ran again (or the
+ * request-completed callback fired) after a park.
+ */
+struct sim_park {
+	struct MHD_Connection *conn;	/**< the suspended connection */
+	int fd;			/**< its socket, watched while held */
+	atomic_int wake;	/**< enum sim_wake, stored before the resume */
+	bool parked;		/**< suspended and not yet re-entered; touched
+				 *   only by the connection's MHD thread */
+	size_t slot;		/**< index in the held array (timer lock) */
+	bool watched;		/**< fd is in the timer's epoll set (lock) */
+};
+
+struct sim_timer;
+
+/**
+ * Called by the timer thread when the client of a held request has gone,
+ * before the request is resumed with SIM_WAKE_DROP. The connection is
+ * still suspended, so the callback may update the request's context.
+ */
+typedef void (*sim_timer_gone_fn)(void *cls, struct sim_park *p);
+
+/** Monotonic clock in nanoseconds. */
+uint64_t sim_now_ns(void);
+
+/**
+ * @brief Allocate a timer (not yet running); @p gone (may be NULL) is told
+ * about held requests whose client left.
+ * @returns 0, or a negative errno.
+ */
+int sim_timer_new(sim_timer_gone_fn gone, void *gone_cls,
+		  struct sim_timer **ret);
+
+/**
+ * @brief Start the timer thread. Call with SIGINT/SIGTERM blocked.
+ * @returns 0, or a negative errno.
+ */
+int sim_timer_start(struct sim_timer *t);
+
+/**
+ * @brief Suspend @p conn until @p due_ns (sim_now_ns() clock).
+ *
+ * Must be called from the access handler of @p conn, which must then
+ * return MHD_YES. The handler runs again once the connection is resumed
+ * and must call sim_timer_unparked() first; p->wake says what to do. If
+ * the timer is stopping or out of memory the connection is resumed at
+ * once with SIM_WAKE_ANSWER, so the caller never has to branch.
+ */
+void sim_timer_delay(struct sim_timer *t, struct sim_park *p,
+		     struct MHD_Connection *conn, uint64_t due_ns);
+
+/**
+ * @brief Suspend @p conn with no deadline (the timeout fault).
+ *
+ * It is resumed with SIM_WAKE_DROP when the client closes its socket or the
+ * timer stops. Same calling rules as sim_timer_delay().
+ */
+void sim_timer_hold(struct sim_timer *t, struct sim_park *p,
+		    struct MHD_Connection *conn);
+
+/**
+ * @brief Account for a parked request having run again (or completed).
+ *
+ * Call from the connection's thread when p->parked is set: on the handler's
+ * first call after the resume, or from the request-completed callback if
+ * MHD closed the connection without calling the handler.
+ */
+void sim_timer_unparked(struct sim_timer *t, struct sim_park *p);
+
+/**
+ * @brief Stop: refuse new parks, wake every parked request (delayed ones
+ * are answered, held ones dropped), join the thread, then wait up to
+ * @p wait_ms for every woken handler to have run.
+ * @returns the number of requests still parked (0 when all ran).
+ */
+size_t sim_timer_stop(struct sim_timer *t, unsigned wait_ms);
+
+/** Free a stopped (or never started) timer. Accepts NULL. */
+void sim_timer_free(struct sim_timer *t);
+
+#endif /* LLMSIM_SIM_TIMER_H */

@@ -1,0 +1,557 @@
+#!/usr/bin/python3
+"""llmsim protocol test (ctest: llmsim.protocol).
+
+Usage: test_llmsim.py PATH/TO/llmsim
+
+Starts llmsim instances on ephemeral ports (one per configuration, all at
+once), and checks what extractd relies on: the four answer modes, the
+deterministic Person extraction (UTF-8, 999, refusals), --answers, every
+fault kind at rate 1, re-asks never getting the invalid fault, /stats as an
+exact concurrency oracle, /reset, 400/404/413, --rpm/--tpm limiting, seeded
+determinism, and a clean exit 0 on SIGTERM even with a held connection.
+
+Standard library only; every llmsim is killed in a finally block.
+"""
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+LLMSIM = None
+PERSON_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "age": {"type": "integer", "minimum": 0, "maximum": 150},
+        "occupation": {"type": "string"},
+    },
+    "required": ["name", "age", "occupation"],
+    "additionalProperties": False,
+}
+MODES = ("json_schema", "tools", "json_object", "md_json")
+REFUSAL = "I'm sorry, I can't help with that."
+DURATION_RE = re.compile(r"^(\d+h)?(\d+m)?(\d+(\.\d+)?s|\d+ms)$")
+RATELIMIT_HEADERS = (
+    "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
+
+
+class Sim:
+    """One llmsim process on an ephemeral port."""
+
+    def __init__(self, workdir, name, *args):
+        self.name = name
+        self.port = None
+        self.port_file = os.path.join(workdir, name + ".port")
+        self.log_path = os.path.join(workdir, name + ".log")
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [LLMSIM, "--listen", "127.0.0.1:0", "--port-file",
+             self.port_file] + list(args),
+            stdout=subprocess.DEVNULL, stderr=self.log)
+
+    def wait_port(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("%s exited early (%d): %s" % (
+                    self.name, self.proc.returncode, self.read_log()))
+            try:
+                with open(self.port_file) as f:
+                    text = f.read()
+                if text.endswith("\n"):
+                    self.port = int(text)
+                    return
+            except FileNotFoundError:
+                pass
+            time.sleep(0.01)
+        raise AssertionError("%s: no port file after %.0fs" % (
+            self.name, timeout))
+
+    def read_log(self):
+        if not self.log.closed:
+            self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def conn(self, timeout=10.0):
+        return http.client.HTTPConnection("127.0.0.1", self.port,
+                                          timeout=timeout)
+
+    def request(self, method, path, body=None, timeout=10.0, conn=None):
+        """Returns (status, headers dict (lower-case), raw body bytes)."""
+        c = conn or self.conn(timeout)
+        try:
+            hdrs = {"Content-Type": "application/json"}
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body).encode()
+            elif isinstance(body, str):
+                body = body.encode()
+            c.request(method, path, body=body, headers=hdrs)
+            r = c.getresponse()
+            data = r.read()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+        finally:
+            if conn is None:
+                c.close()
+
+    def chat(self, payload, **kw):
+        return self.request("POST", "/v1/chat/completions", payload, **kw)
+
+    def stats(self):
+        status, _, data = self.request("GET", "/stats")
+        assert status == 200, status
+        return json.loads(data)
+
+    def reset(self):
+        status, _, data = self.request("POST", "/reset")
+        assert status == 200, (status, data)
+
+    def stop(self):
+        """SIGTERM; returns the exit status (kills after 10 s)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def payload(text, mode="json_schema", model="gpt-4o-mini", extra=None,
+            parts=False):
+    content = [{"type": "text", "text": text}] if parts else text
+    messages = [
+        {"role": "system",
+         "content": "Extract the person described in the user's text."},
+        {"role": "user", "content": content},
+    ] + (extra or [])
+    p = {"model": model, "messages": messages, "temperature": 0}
+    if mode == "json_schema":
+        p["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "Person", "strict": True,
+                            "schema": PERSON_SCHEMA}}
+    elif mode == "tools":
+        p["tools"] = [{"type": "function", "function": {
+            "name": "Person", "parameters": PERSON_SCHEMA}}]
+        p["tool_choice"] = {"type": "function",
+                            "function": {"name": "Person"}}
+    elif mode == "json_object":
+        p["response_format"] = {"type": "json_object"}
+    return p
+
+
+def answer_text(resp, mode):
+    """The JSON text the model answered with, checked for its mode's shape;
+    None for a refusal."""
+    assert resp["object"] == "chat.completion", resp
+    assert resp["id"].startswith("chatcmpl-"), resp
+    assert isinstance(resp["created"], int), resp
+    choice = resp["choices"][0]
+    msg = choice["message"]
+    assert msg["role"] == "assistant", msg
+    usage = resp["usage"]
+    assert usage["prompt_tokens"] >= 1 and usage["completion_tokens"] >= 1
+    assert usage["total_tokens"] == (usage["prompt_tokens"] +
+                                     usage["completion_tokens"]), usage
+    if msg.get("refusal"):
+        assert msg["content"] is None and "tool_calls" not in msg, msg
+        assert choice["finish_reason"] == "stop", choice
+        return None
+    if mode == "tools":
+        assert msg["content"] is None, msg
+        assert choice["finish_reason"] == "tool_calls", choice
+        call = msg["tool_calls"][0]
+        assert call["type"] == "function" and call["id"], call
+        assert call["function"]["name"] == "Person", call
+        return call["function"]["arguments"]
+    assert choice["finish_reason"] == "stop", choice
+    if mode == "md_json":
+        m = re.search(r"```json\n(.*)\n```", msg["content"], re.S)
+        assert m, msg["content"]
+        return m.group(1)
+    return msg["content"]
+
+
+def compact(obj):
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def expect_person(sim, text, person, mode, **kw):
+    status, headers, data = sim.chat(payload(text, mode, **kw))
+    assert status == 200, (status, data)
+    resp = json.loads(data)
+    assert resp["model"] == "gpt-4o-mini", resp
+    for h in RATELIMIT_HEADERS:
+        assert h in headers, (h, headers)
+    got = answer_text(resp, mode)
+    # exactly as written, keys in order name, age, occupation
+    assert got == compact(person), (mode, got)
+    return resp
+
+
+def expect_error(status_data, status, etype=None, code=None):
+    got_status, headers, data = status_data
+    assert got_status == status, (got_status, data)
+    err = json.loads(data)["error"]
+    assert isinstance(err["message"], str) and err["message"], err
+    if etype:
+        assert err["type"] == etype, err
+    if code:
+        assert err["code"] == code, err
+    return headers
+
+
+# ---- tests -----------------------------------------------------------------
+
+def test_modes(sim):
+    john = {"name": "John Smith", "age": 30, "occupation": "software engineer"}
+    zoe = {"name": "Zoë Ångström", "age": 41, "occupation": "écrivain"}
+    for mode in MODES:
+        expect_person(sim, "John Smith is a 30-year-old software engineer",
+                      john, mode)
+        expect_person(sim, "Zoë Ångström is a 41-year-old écrivain.", zoe,
+                      mode)
+        expect_person(sim, "Zoë Ångström is a 41-year-old écrivain.", zoe,
+                      mode, parts=True)
+    expect_person(sim, "  Ann Lee is an 8-year-old pupil.\n",
+                  {"name": "Ann Lee", "age": 8, "occupation": "pupil"},
+                  "json_schema")
+    expect_person(sim, "Old Tom is a 999-year-old wizard",
+                  {"name": "Old Tom", "age": 999, "occupation": "wizard"},
+                  "tools")
+
+
+def test_refusal(sim):
+    for text in ("The weather is nice today.",
+                 "John is a 30-year-old\nsoftware engineer", ""):
+        for mode in MODES:
+            status, _, data = sim.chat(payload(text, mode))
+            assert status == 200, (status, data)
+            resp = json.loads(data)
+            assert answer_text(resp, mode) is None, (text, mode, resp)
+            assert resp["choices"][0]["message"]["refusal"] == REFUSAL
+
+
+def test_answers(sim):
+    for mode in MODES:
+        status, _, data = sim.chat(payload("order ACME-42 please", mode))
+        assert status == 200, data
+        got = answer_text(json.loads(data), mode)
+        assert got == '{"sku": "ACME-42", "qty": 3}', (mode, got)
+    # checked before the regex; first matching line wins
+    status, _, data = sim.chat(payload(
+        "Bob Scripted is a 5-year-old kid", "json_schema"))
+    assert answer_text(json.loads(data), "json_schema") == \
+        '{"name":"Bob","age":"five"}', data
+
+
+def test_bad_requests(sim):
+    expect_error(sim.chat("{not json"), 400, "invalid_request_error")
+    expect_error(sim.chat('{"messages": []}'), 400)
+    expect_error(sim.chat('{"model": "m"}'), 400)
+    expect_error(sim.chat('[1, 2]'), 400)
+    expect_error(sim.chat({"model": "m", "messages": [
+        {"role": "system", "content": "no user here"}]}), 400)
+    expect_error(sim.chat('{"messages": [{"role": "user", "content": "x"}]}'
+                          ' trailing'), 400)
+    expect_error(sim.request("POST", "/v1/nothing", "{}"), 404)
+    expect_error(sim.request("GET", "/v1/chat/completions"), 405)
+    # an announced oversized body is refused before it is read
+    s = socket.create_connection(("127.0.0.1", sim.port), timeout=5)
+    try:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/json\r\n"
+                  b"Content-Length: 9000000\r\n\r\n{")
+        head = s.recv(4096).decode("latin-1")
+        assert head.startswith("HTTP/1.1 413"), head
+    finally:
+        s.close()
+
+
+def test_stats_basic(sim):
+    st = sim.stats()
+    for key in ("requests", "by_status", "current_concurrent",
+                "peak_concurrent", "by_mode"):
+        assert key in st, st
+    assert st["current_concurrent"] == 0, st
+    assert st["by_status"].get("200", 0) > 0, st
+    assert st["by_status"].get("400", 0) >= 6, st
+    assert all(st["by_mode"][m] > 0 for m in MODES), st
+    assert st["requests"] == sum(st["by_status"].values()), st
+
+
+def test_faults(sims):
+    john = "John Smith is a 30-year-old software engineer"
+
+    headers = expect_error(sims["429"].chat(payload(john)), 429,
+                           "requests", "rate_limit_exceeded")
+    assert headers.get("retry-after") == "1", headers
+    for h in RATELIMIT_HEADERS:
+        assert h in headers, (h, headers)
+    assert headers["x-ratelimit-remaining-requests"] == "0", headers
+    expect_error(sims["quota"].chat(payload(john)), 429,
+                 "insufficient_quota", "insufficient_quota")
+    expect_error(sims["500"].chat(payload(john)), 500)
+    expect_error(sims["503"].chat(payload(john)), 503)
+
+    status, _, data = sims["malformed"].chat(payload(john))
+    assert status == 200, status
+    try:
+        json.loads(data)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("malformed fault sent valid JSON: %r" % data)
+
+    for mode in MODES:
+        status, _, data = sims["invalid"].chat(payload(john, mode))
+        assert status == 200, data
+        got = json.loads(answer_text(json.loads(data), mode))
+        assert got["age"] == "thirty", got
+    # a re-ask (an assistant message present) gets the matched answer
+    reask = [{"role": "assistant", "content": '{"age":"thirty"}'},
+             {"role": "user", "content": "/age: expected integer"}]
+    for mode in MODES:
+        expect_person(sims["invalid"], john,
+                      {"name": "John Smith", "age": 30,
+                       "occupation": "software engineer"}, mode,
+                      extra=reask)
+
+    for mode in MODES:
+        status, _, data = sims["refusal"].chat(payload(john, mode))
+        assert answer_text(json.loads(data), mode) is None, data
+
+    sim = sims["timeout"]
+    t0 = time.monotonic()
+    try:
+        sim.chat(payload(john), timeout=1.0)
+    except (socket.timeout, TimeoutError):
+        pass
+    else:
+        raise AssertionError("timeout fault answered")
+    waited = time.monotonic() - t0
+    assert 0.9 <= waited < 3.0, waited
+    # the client gave up: llmsim notices and the request is no longer open
+    deadline = time.monotonic() + 3.0
+    while True:
+        st = sim.stats()
+        if st["current_concurrent"] == 0:
+            break
+        assert time.monotonic() < deadline, st
+        time.sleep(0.05)
+    assert st["dropped"] == 1 and st["peak_concurrent"] == 1, st
+    assert st["faults"]["timeout"] == 1, st
+
+
+def parallel_requests(sim, n, text):
+    """n requests at once, one connection each; returns their statuses."""
+    conns = [sim.conn(10.0) for _ in range(n)]
+    for c in conns:
+        c.connect()
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def run(i):
+        barrier.wait()
+        try:
+            results[i] = sim.chat(payload(text), conn=conns[i])[0]
+        except Exception as e:  # reported by the caller
+            results[i] = repr(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for c in conns:
+        c.close()
+    return results
+
+
+def test_concurrency(sim):
+    n = 24
+    text = "John Smith is a 30-year-old software engineer"
+    sim.reset()
+    t0 = time.monotonic()
+    results = parallel_requests(sim, n, text)
+    elapsed = time.monotonic() - t0
+    assert results == [200] * n, results
+    assert 0.29 <= elapsed < 3.0, elapsed
+    st = sim.stats()
+    assert st["requests"] == n, st
+    assert st["peak_concurrent"] == n, st
+    assert st["current_concurrent"] == 0, st
+    assert st["by_status"] == {"200": n}, st
+
+    sim.reset()
+    st = sim.stats()
+    assert st["requests"] == 0 and st["peak_concurrent"] == 0, st
+    assert st["by_status"] == {} and st["current_concurrent"] == 0, st
+    # sequential requests on one keep-alive connection: peak stays 1
+    c = sim.conn()
+    try:
+        for _ in range(3):
+            assert sim.chat(payload(text), conn=c)[0] == 200
+    finally:
+        c.close()
+    st = sim.stats()
+    assert st["requests"] == 3 and st["peak_concurrent"] == 1, st
+
+
+def test_rpm(sim):
+    text = "John Smith is a 30-year-old software engineer"
+    for i in range(3):
+        status, headers, data = sim.chat(payload(text))
+        assert status == 200, (i, status, data)
+        assert headers["x-ratelimit-limit-requests"] == "3", headers
+        assert headers["x-ratelimit-remaining-requests"] == str(2 - i), \
+            headers
+        assert DURATION_RE.match(headers["x-ratelimit-reset-requests"]), \
+            headers
+    headers = expect_error(sim.chat(payload(text)), 429, "requests",
+                           "rate_limit_exceeded")
+    assert int(headers["retry-after"]) >= 1, headers
+    assert headers["x-ratelimit-remaining-requests"] == "0", headers
+    assert DURATION_RE.match(headers["x-ratelimit-reset-requests"]), headers
+    assert sim.stats()["rate_limited"] == 1
+
+
+def test_tpm(sim):
+    small = "John Smith is a 30-year-old software engineer"
+    status, headers, _ = sim.chat(payload(small))
+    assert status == 200 and headers["x-ratelimit-limit-tokens"] == "100"
+    big = "John Smith is a 30-year-old " + "very " * 100 + "busy engineer"
+    headers = expect_error(sim.chat(payload(big)), 429, "tokens",
+                           "rate_limit_exceeded")
+    assert int(headers["retry-after"]) >= 1, headers
+
+
+def test_seeded(sim_a, sim_b):
+    text = "John Smith is a 30-year-old software engineer"
+    seq_a = [sim_a.chat(payload(text))[0] for _ in range(24)]
+    seq_b = [sim_b.chat(payload(text))[0] for _ in range(24)]
+    assert seq_a == seq_b, (seq_a, seq_b)
+    assert set(seq_a) == {200, 500}, seq_a
+
+
+def test_shutdown_with_held(sim):
+    """SIGTERM while a timeout-fault request is held: exit 0, promptly."""
+    text = "John Smith is a 30-year-old software engineer"
+    outcome = []
+
+    def run():
+        try:
+            sim.chat(payload(text), timeout=20.0)
+            outcome.append("answered")
+        except Exception as e:
+            outcome.append(type(e).__name__)
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 5
+    while sim.stats()["current_concurrent"] != 1:
+        assert time.monotonic() < deadline, "held request never arrived"
+        time.sleep(0.02)
+    t0 = time.monotonic()
+    rc = sim.stop()
+    assert rc == 0, (rc, sim.read_log())
+    assert time.monotonic() - t0 < 5, "slow shutdown"
+    t.join(10)
+    assert outcome and outcome[0] != "answered", outcome
+
+
+# ---- runner ----------------------------------------------------------------
+
+def main():
+    global LLMSIM
+    if len(sys.argv) != 2:
+        print("usage: test_llmsim.py PATH/TO/llmsim", file=sys.stderr)
+        return 2
+    LLMSIM = os.path.abspath(sys.argv[1])
+    workdir = tempfile.mkdtemp(prefix="llmsim-test-")
+    answers = os.path.join(workdir, "answers.jsonl")
+    with open(answers, "w") as f:
+        f.write(json.dumps({"match": "ACME-42",
+                            "content": '{"sku": "ACME-42", "qty": 3}'}) + "\n")
+        f.write("\n")
+        f.write(json.dumps({"match": "Scripted",
+                            "content": '{"name":"Bob","age":"five"}'}) + "\n")
+        f.write(json.dumps({"match": "Scripted", "content": "never"}) + "\n")
+
+    sims = {}
+    failures = []
+    t_start = time.monotonic()
+    try:
+        def start(name, *args):
+            sims[name] = Sim(workdir, name, *args)
+
+        start("main", "--answers", answers)
+        start("latency", "--latency-ms", "300")
+        start("rpm", "--rpm", "3")
+        start("tpm", "--tpm", "100")
+        start("seed_a", "--fault", "500=0.5", "--seed", "7")
+        start("seed_b", "--fault", "500=0.5", "--seed", "7",
+              "--latency-ms", "1", "--jitter-ms", "1")
+        start("shutdown", "--fault", "timeout=1", "--latency-ms", "5")
+        fault_kinds = ("429", "quota", "500", "503", "timeout", "malformed",
+                       "invalid", "refusal")
+        for kind in fault_kinds:
+            start("fault_" + kind, "--fault", kind + "=1",
+                  "--latency-ms", "2", "--jitter-ms", "2")
+        for s in sims.values():
+            s.wait_port()
+        faults = {k: sims["fault_" + k] for k in fault_kinds}
+
+        tests = [
+            ("modes", lambda: test_modes(sims["main"])),
+            ("refusal", lambda: test_refusal(sims["main"])),
+            ("answers", lambda: test_answers(sims["main"])),
+            ("bad_requests", lambda: test_bad_requests(sims["main"])),
+            ("stats_basic", lambda: test_stats_basic(sims["main"])),
+            ("faults", lambda: test_faults(faults)),
+            ("concurrency", lambda: test_concurrency(sims["latency"])),
+            ("rpm", lambda: test_rpm(sims["rpm"])),
+            ("tpm", lambda: test_tpm(sims["tpm"])),
+            ("seeded", lambda: test_seeded(sims["seed_a"], sims["seed_b"])),
+            ("shutdown_with_held",
+             lambda: test_shutdown_with_held(sims["shutdown"])),
+        ]
+        for name, fn in tests:
+            t0 = time.monotonic()
+            try:
+                fn()
+                print("ok   %-20s %.2fs" % (name, time.monotonic() - t0))
+            except Exception as e:
+                failures.append(name)
+                print("FAIL %-20s %r" % (name, e))
+        # every instance must exit 0 on SIGTERM
+        for name, s in sims.items():
+            rc = s.stop()
+            if rc != 0:
+                failures.append("exit:" + name)
+                print("FAIL exit %-15s rc=%s\n%s" % (name, rc, s.read_log()))
+    finally:
+        for s in sims.values():
+            if s.proc.poll() is None:
+                s.proc.kill()
+                s.proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print("%d failures, %.1fs" % (len(failures), time.monotonic() - t_start))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1018 @@
+/*
+ * Unit tests for common/config: defaults, a full file, every kind of error
+ * with its exact message, "-s" overrides, origins, relative paths,
+ * kafka.properties, and deploy/extractd.cfg against the built-in table.
+ * Config files are real files in a mkdtemp() directory.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define DEPLOY_CFG EXTRACTD_SOURCE_DIR "/deploy/extractd.cfg"
+
+/* The temporary directory and what the tests made in it (removed at the
+ * end, newest first). */
+static char tmpdir[64];
+static char *made[128];
+static bool made_dir[128];
+static size_t n_made;
+
+static int group_setup(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_config.XXXXXX");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	while (n_made > 0) {
+		n_made--;
+		if (made_dir[n_made])
+			rmdir(made[n_made]);
+		else
+			unlink(made[n_made]);
+		free(made[n_made]);
+	}
+	return rmdir(tmpdir);
+}
+
+/** @returns tmpdir/rel, owned by the test group. */
+static const char *tmp_path(const char *rel, bool dir)
+{
+	char *p;
+
+	assert_true(n_made < ARRAY_SIZE(made));
+	p = malloc(strlen(tmpdir) + strlen(rel) + 2);
+	assert_non_null(p);
+	snprintf(p, strlen(tmpdir) + strlen(rel) + 2, "%s/%s", tmpdir, rel);
+	made[n_made] = p;
+	made_dir[n_made] = dir;
+	n_made++;
+	return p;
+}
+
+/** Create the subdirectory tmpdir/rel. */
+static const char *make_dir(const char *rel)
+{
+	const char *p = tmp_path(rel, true);
+
+	assert_int_equal(mkdir(p, 0700), 0);
+	return p;
+}
+
+/** Write text to tmpdir/rel (replacing it); returns its path. */
+static const char *write_file(const char *rel, const char *text)
+{
+	const char *p = NULL;
+	char want[PATH_MAX];
+	size_t i;
+	FILE *f;
+
+	snprintf(want, sizeof(want), "%s/%s", tmpdir, rel);
+	for (i = 0; i < n_made; i++)
+		if (strcmp(made[i], want) == 0)
+			p = made[i];
+	if (!p)
+		p = tmp_path(rel, false);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	assert_int_equal(fputs(text, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+	return p;
+}
+
+/** Replace every '@' in pattern by path. */
+static void expand(char *out, size_t size, const char *pattern,
+		   const char *path)
+{
+	size_t len = 0;
+
+	for (; *pattern && len + 1 < size; pattern++) {
+		if (*pattern == '@') {
+			len += (size_t)snprintf(out + len, size - len, "%s",
+						path);
+			if (len >= size)
+				len = size - 1;
+		} else {
+			out[len++] = *pattern;
+		}
+	}
+	out[len] = '\0';
+}
+
+/** Load path with overrides; on failure, assert the message. */
+static struct extractd_config *load_ok(const char *path,
+				       const char *const *ov, size_t n)
+{
+	struct extractd_config *cfg = NULL;
+	char err[512] = "untouched";
+
+	if (cfg_load(path, ov, n, &cfg, err, sizeof(err)) != 0)
+		fail_msg("cfg_load failed: %s", err);
+	assert_non_null(cfg);
+	return cfg;
+}
+
+/** Loading must fail with exactly this message ('@' = path). */
+static void load_fails(const char *path, const char *const *ov, size_t n,
+		       const char *pattern)
+{
+	struct extractd_config *cfg = (struct extractd_config *)&cfg;
+	char err[512], want[512];
+
+	expand(want, sizeof(want), pattern, path ? path : "");
+	assert_int_equal(cfg_load(path, ov, n, &cfg, err, sizeof(err)), -1);
+	/* ret_cfg is left alone on failure */
+	assert_ptr_equal(cfg, (struct extractd_config *)&cfg);
+	assert_string_equal(err, want);
+}
+
+static const char *value_text(const struct extractd_config *cfg,
+			      const char *path)
+{
+	static char buf[4][1024];
+	static unsigned turn;
+	char *b = buf[turn++ % 4];
+
+	assert_int_equal(cfg_value_text(cfg, path, b, sizeof(buf[0])), 0);
+	return b;
+}
+
+/** The checks for "every field holds its default". */
+static void assert_defaults(const struct extractd_config *cfg)
+{
+	assert_string_equal(cfg->kafka.brokers, "localhost:9092");
+	assert_string_equal(cfg->kafka.group, "extractd");
+	assert_string_equal(cfg->kafka.input_topic, "texts");
+	assert_string_equal(cfg->kafka.output_topic, "persons");
+	assert_string_equal(cfg->kafka.dlq_topic, "texts.dlq");
+	assert_int_equal(cfg->kafka.consumer_threads, 1);
+	assert_int_equal(cfg->kafka.n_properties, 0);
+	assert_string_equal(cfg->llm.base_url, "https://api.openai.com/v1");
+	assert_string_equal(cfg->llm.api_key_env, "OPENAI_API_KEY");
+	assert_string_equal(cfg->llm.api_key_file, "");
+	assert_string_equal(cfg->llm.model, "gpt-4o-mini");
+	assert_int_equal(cfg->llm.mode, CFG_MODE_JSON_SCHEMA);
+	assert_int_equal(cfg->llm.timeout_ms, 30000);
+	assert_int_equal(cfg->llm.connect_timeout_ms, 10000);
+	assert_int_equal(cfg->llm.max_reasks, 2);
+	assert_true(cfg->llm.temperature == 0.0);
+	assert_int_equal(cfg->llm.max_response_bytes, 1048576);
+	assert_string_equal(cfg->schema.name, "Person");
+	assert_string_equal(cfg->schema.instructions,
+			    "Extract the person described in the user's text.");
+	assert_int_equal(cfg->pool.workers, 16);
+	assert_int_equal(cfg->pool.max_in_flight, 16);
+	assert_int_equal(cfg->rate.requests_per_minute, 0);
+	assert_int_equal(cfg->rate.tokens_per_minute, 0);
+	assert_int_equal(cfg->retry.max_attempts, 6);
+	assert_int_equal(cfg->retry.base_delay_ms, 500);
+	assert_int_equal(cfg->retry.max_delay_ms, 30000);
+	assert_int_equal(cfg->input.max_bytes, 65536);
+	assert_int_equal(cfg->output.ordering, CFG_ORDER_COMPLETION);
+	assert_int_equal(cfg->output.partitioning, CFG_PART_KEY);
+	assert_int_equal(cfg->output.delivery, CFG_DELIVERY_AT_LEAST_ONCE);
+	assert_int_equal(cfg->output.transaction_ms, 100);
+	assert_string_equal(cfg->http.listen, "127.0.0.1:9464");
+	assert_int_equal(cfg->log.level, CFG_LOG_INFO);
+	assert_int_equal(cfg->log.format, CFG_LOG_JSON);
+}
+
+static void defaults_without_file(void **state)
+{
+	struct extractd_config *cfg;
+	size_t i;
+
+	(void)state;
+	cfg = load_ok(NULL, NULL, 0);
+	assert_defaults(cfg);
+	/* No file: relative to the working directory, i.e. as written. */
+	assert_string_equal(cfg->schema.file, "schemas/person.schema.json");
+	for (i = 0; cfg_setting_path(i); i++)
+		assert_string_equal(cfg_origin(cfg, cfg_setting_path(i)),
+				    "(default)");
+	assert_true(i >= 35);
+	assert_string_equal(cfg_setting_path(0), "kafka.brokers");
+	assert_string_equal(cfg_setting_path(i - 1), "log.format");
+	assert_string_equal(cfg_origin(cfg, "no.such"), "(default)");
+	assert_string_equal(cfg_mode_name(cfg->llm.mode), "json_schema");
+	assert_string_equal(cfg_ordering_name(cfg->output.ordering),
+			    "completion");
+	cfg_free(cfg);
+
+	/* An empty file is all defaults too, and err is cleared. */
+	{
+		const char *p = write_file("empty.cfg", "# nothing\n");
+		char err[64] = "junk";
+
+		assert_int_equal(cfg_load(p, NULL, 0, &cfg, err, sizeof(err)),
+				 0);
+		assert_string_equal(err, "");
+		assert_defaults(cfg);
+		cfg_free(cfg);
+	}
+}
+
+static const char full_cfg[] =
+	"# every setting, none at its default\n"                    /* 1 */
+	"kafka: {\n"                                                 /* 2 */
+	"  brokers = \"k1:9092,k2:9092\";\n"                         /* 3 */
+	"  group = \"g1\";\n"                                         /* 4 */
+	"  input_topic = \"in.t\";\n"                                 /* 5 */
+	"  output_topic = \"out_t\";\n"                               /* 6 */
+	"  dlq_topic = \"dlq-t\";\n"                                  /* 7 */
+	"  consumer_threads = 4;\n"                                  /* 8 */
+	"  properties = (\n"                                         /* 9 */
+	"    (\"security.protocol\", \"SASL_SSL\"),\n"                /* 10 */
+	"    (\"sasl.password\", \"s3cret\"),\n"                      /* 11 */
+	"    (\"linger.ms\", 5),\n"                                   /* 12 */
+	"    (\"enable.idempotence\", true),\n"                       /* 13 */
+	"    (\"x.float\", 0.25),\n"                                  /* 14 */
+	"    (\"x.big\", 5000000000L)\n"                              /* 15 */
+	"  );\n"                                                     /* 16 */
+	"};\n"                                                       /* 17 */
+	"llm: {\n"                                                   /* 18 */
+	"  base_url = \"http://localhost:8080/v1//\";\n"             /* 19 */
+	"  api_key_env = \"\";\n"                                     /* 20 */
+	"  api_key_file = \"/run/credentials/key\";\n"                /* 21 */
+	"  model = \"m-1\";\n"                                        /* 22 */
+	"  mode = \"md_json\";\n"                                     /* 23 */
+	"  timeout_ms = 1000;\n"                                     /* 24 */
+	"  connect_timeout_ms = 500;\n"                              /* 25 */
+	"  max_reasks = 0;\n"                                        /* 26 */
+	"  temperature = 1;\n"                                       /* 27 */
+	"  max_response_bytes = 2048;\n"                             /* 28 */
+	"};\n"                                                       /* 29 */
+	"schema: { file = \"s/x.json\"; name = \"Thing_1-a\";\n"      /* 30 */
+	"          instructions = \"Do it.\"; };\n"                   /* 31 */
+	"pool: { workers = 4; max_in_flight = 65536; };\n"           /* 32 */
+	"rate: { requests_per_minute = 60; tokens_per_minute = 90000; };\n"
+	"retry: { max_attempts = 100; base_delay_ms = 0; max_delay_ms = 0; };\n"
+	"input: { max_bytes = 1; };\n"                               /* 35 */
+	"output: { ordering = \"offset\"; partitioning = \"source\";\n"
+	"          delivery = \"exactly-once\"; transaction_ms = 60000; };\n"
+	"http: { listen = \"\"; };\n"                                 /* 38 */
+	"log: { level = \"debug\"; format = \"text\"; };\n";           /* 39 */
+
+static void full_file(void **state)
+{
+	struct extractd_config *cfg;
+	const char *p;
+	char want[PATH_MAX];
+
+	(void)state;
+	p = write_file("full.cfg", full_cfg);
+	cfg = load_ok(p, NULL, 0);
+
+	assert_string_equal(cfg->kafka.brokers, "k1:9092,k2:9092");
+	assert_string_equal(cfg->kafka.group, "g1");
+	assert_string_equal(cfg->kafka.input_topic, "in.t");
+	assert_string_equal(cfg->kafka.output_topic, "out_t");
+	assert_string_equal(cfg->kafka.dlq_topic, "dlq-t");
+	assert_int_equal(cfg->kafka.consumer_threads, 4);
+	assert_int_equal(cfg->kafka.n_properties, 6);
+	assert_string_equal(cfg->llm.base_url, "http://localhost:8080/v1");
+	assert_string_equal(cfg->llm.api_key_env, "");
+	assert_string_equal(cfg->llm.api_key_file, "/run/credentials/key");
+	assert_string_equal(cfg->llm.model, "m-1");
+	assert_int_equal(cfg->llm.mode, CFG_MODE_MD_JSON);
+	assert_int_equal(cfg->llm.timeout_ms, 1000);
+	assert_int_equal(cfg->llm.connect_timeout_ms, 500);
+	assert_int_equal(cfg->llm.max_reasks, 0);
+	assert_true(cfg->llm.temperature == 1.0); /* an int for a float */
+	assert_int_equal(cfg->llm.max_response_bytes, 2048);
+	snprintf(want, sizeof(want), "%s/s/x.json", tmpdir);
+	assert_string_equal(cfg->schema.file, want);
+	assert_string_equal(cfg->schema.name, "Thing_1-a");
+	assert_string_equal(cfg->schema.instructions, "Do it.");
+	assert_int_equal(cfg->pool.workers, 4);
+	assert_int_equal(cfg->pool.max_in_flight, 65536);
+	assert_int_equal(cfg->rate.requests_per_minute, 60);
+	assert_int_equal(cfg->rate.tokens_per_minute, 90000);
+	assert_int_equal(cfg->retry.max_attempts, 100);
+	assert_int_equal(cfg->retry.base_delay_ms, 0);
+	assert_int_equal(cfg->retry.max_delay_ms, 0);
+	assert_int_equal(cfg->input.max_bytes, 1);
+	assert_int_equal(cfg->output.ordering, CFG_ORDER_OFFSET);
+	assert_int_equal(cfg->output.partitioning, CFG_PART_SOURCE);
+	assert_int_equal(cfg->output.delivery, CFG_DELIVERY_EXACTLY_ONCE);
+	assert_int_equal(cfg->output.transaction_ms, 60000);
+	assert_string_equal(cfg->http.listen, "");
+	assert_int_equal(cfg->log.level, CFG_LOG_DEBUG);
+	assert_int_equal(cfg->log.format, CFG_LOG_TEXT);
+	assert_string_equal(cfg_mode_name(cfg->llm.mode), "md_json");
+	assert_string_equal(cfg_ordering_name(cfg->output.ordering), "offset");
+
+	/* Origins: FILE:LINE of each setting. */
+	expand(want, sizeof(want), "@:3", p);
+	assert_string_equal(cfg_origin(cfg, "kafka.brokers"), want);
+	expand(want, sizeof(want), "@:9", p);
+	assert_string_equal(cfg_origin(cfg, "kafka.properties"), want);
+	expand(want, sizeof(want), "@:27", p);
+	assert_string_equal(cfg_origin(cfg, "llm.temperature"), want);
+	expand(want, sizeof(want), "@:30", p);
+	assert_string_equal(cfg_origin(cfg, "schema.file"), want);
+	expand(want, sizeof(want), "@:31", p);
+	assert_string_equal(cfg_origin(cfg, "schema.instructions"), want);
+	expand(want, sizeof(want), "@:39", p);
+	assert_string_equal(cfg_origin(cfg, "log.format"), want);
+
+	/* Values as text. */
+	assert_string_equal(value_text(cfg, "llm.temperature"), "1.0");
+	assert_string_equal(value_text(cfg, "pool.workers"), "4");
+	assert_string_equal(value_text(cfg, "llm.mode"), "\"md_json\"");
+	assert_string_equal(value_text(cfg, "kafka.brokers"),
+			    "\"k1:9092,k2:9092\"");
+	assert_int_equal(cfg_value_text(cfg, "llm.api_key", want, 8), -1);
+	assert_int_equal(cfg_value_text(cfg, "nope", want, 8), -1);
+	assert_int_equal(cfg_value_text(cfg, "kafka.brokers", want, 8), -1);
+	cfg_free(cfg);
+}
+
+struct error_case {
+	const char *text;     /**< file content */
+	const char *message;  /**< expected error, '@' = the file's path */
+};
+
+static const struct error_case error_cases[] = {
+	/* ranges and types */
+	{ "pool: { workers = 0; };\n",
+	  "@:1: pool.workers: must be an integer from 1 to 4096, got 0" },
+	{ "\n\npool: {\n  max_in_flight = 65537;\n};\n",
+	  "@:4: pool.max_in_flight: must be an integer from 1 to 65536, "
+	  "got 65537" },
+	{ "pool: { workers = \"8\"; };\n",
+	  "@:1: pool.workers: must be an integer from 1 to 4096, got '8'" },
+	{ "pool: { workers = 8.0; };\n",
+	  "@:1: pool.workers: must be an integer from 1 to 4096, got 8.0" },
+	{ "pool: { workers = true; };\n",
+	  "@:1: pool.workers: must be an integer from 1 to 4096, got true" },
+	{ "pool: { workers = { }; };\n",
+	  "@:1: pool.workers: must be an integer from 1 to 4096, "
+	  "got a group" },
+	{ "pool: { workers = [1, 2]; };\n",
+	  "@:1: pool.workers: must be an integer from 1 to 4096, "
+	  "got an array" },
+	{ "retry: { base_delay_ms = -1; };\n",
+	  "@:1: retry.base_delay_ms: must be an integer from 0 to 3600000, "
+	  "got -1" },
+	{ "llm: { max_response_bytes = 100; };\n",
+	  "@:1: llm.max_response_bytes: must be an integer from 1024 to "
+	  "67108864, got 100" },
+	{ "llm: { max_reasks = 11; };\n",
+	  "@:1: llm.max_reasks: must be an integer from 0 to 10, got 11" },
+	{ "kafka: { consumer_threads = 65; };\n",
+	  "@:1: kafka.consumer_threads: must be an integer from 1 to 64, "
+	  "got 65" },
+	{ "input: { max_bytes = 16777217; };\n",
+	  "@:1: input.max_bytes: must be an integer from 1 to 16777216, "
+	  "got 16777217" },
+	{ "retry: { max_attempts = 0; };\n",
+	  "@:1: retry.max_attempts: must be an integer from 1 to 100, got 0" },
+	{ "output: { transaction_ms = 0; };\n",
+	  "@:1: output.transaction_ms: must be an integer from 1 to 60000, "
+	  "got 0" },
+	{ "llm: { temperature = 2.5; };\n",
+	  "@:1: llm.temperature: must be a number from 0 to 2, got 2.5" },
+	{ "llm: { temperature = -1; };\n",
+	  "@:1: llm.temperature: must be a number from 0 to 2, got -1" },
+	{ "llm: { temperature = \"hot\"; };\n",
+	  "@:1: llm.temperature: must be a number from 0 to 2, got 'hot'" },
+	{ "kafka: { brokers = 5; };\n",
+	  "@:1: kafka.brokers: must be a string, got 5" },
+	{ "kafka: { brokers = \"\"; };\n",
+	  "@:1: kafka.brokers: must not be empty" },
+	/* enums */
+	{ "# x\nllm: {\n  mode = \"xml\";\n};\n",
+	  "@:3: llm.mode: must be one of json_schema, tools, json_object, "
+	  "md_json, got 'xml'" },
+	{ "log: { level = 1; };\n",
+	  "@:1: log.level: must be one of debug, info, warn, error, got 1" },
+	{ "log: { format = \"JSON\"; };\n",
+	  "@:1: log.format: must be one of json, text, got 'JSON'" },
+	{ "output: { ordering = \"fifo\"; };\n",
+	  "@:1: output.ordering: must be one of completion, offset, "
+	  "got 'fifo'" },
+	{ "output: { partitioning = \"random\"; };\n",
+	  "@:1: output.partitioning: must be one of key, source, "
+	  "got 'random'" },
+	{ "output: { delivery = \"at-most-once\"; };\n",
+	  "@:1: output.delivery: must be one of at-least-once, exactly-once, "
+	  "got 'at-most-once'" },
+	/* unknown names and shapes */
+	{ "llm: {\n  timeout_ms = 5;\n\n\n\n\n  tiemout_ms = 5;\n};\n",
+	  "@:7: llm.tiemout_ms: unknown setting" },
+	{ "\nfoo: { bar = 1; };\n", "@:2: foo: unknown setting" },
+	{ "workers = 4;\n", "@:1: workers: unknown setting" },
+	{ "pool = 5;\n", "@:1: pool: must be a group: pool = { ... };" },
+	/* syntax and files */
+	{ "log: {\n  level = \"info\";\n};\n\npool = { workers = ; };\n",
+	  "@:5: syntax error" },
+	{ "pool: { workers = 1; workers = 2; };\n",
+	  "@:1: duplicate setting name" },
+	{ "\n@include \"missing.cfg\"\n", "@:2: cannot open include file" },
+	/* string rules */
+	{ "schema: { name = \"Per son\"; };\n",
+	  "@:1: schema.name: must match ^[A-Za-z0-9_-]{1,64}$, got 'Per son'" },
+	{ "schema: { name = \"\"; };\n",
+	  "@:1: schema.name: must match ^[A-Za-z0-9_-]{1,64}$, got ''" },
+	{ "schema: { name = \"A234567890234567890234567890234567890234567890234567890234567890X\"; };\n",
+	  "@:1: schema.name: must match ^[A-Za-z0-9_-]{1,64}$, got "
+	  "'A23456789023456789023456789023456789023456789023456789023456...'" },
+	{ "schema: { instructions = \" \\n \"; };\n",
+	  "@:1: schema.instructions: must not be empty" },
+	{ "schema: { file = \"\"; };\n", "@:1: schema.file: must not be empty" },
+	{ "llm: { model = \"\"; };\n", "@:1: llm.model: must not be empty" },
+	{ "llm: { base_url = \"ftp://x\"; };\n",
+	  "@:1: llm.base_url: must be an http:// or https:// URL, "
+	  "got 'ftp://x'" },
+	{ "llm: { base_url = \"https:///v1\"; };\n",
+	  "@:1: llm.base_url: must be an http:// or https:// URL, "
+	  "got 'https:///v1'" },
+	{ "llm: { base_url = \"https://a b\"; };\n",
+	  "@:1: llm.base_url: must be an http:// or https:// URL, "
+	  "got 'https://a b'" },
+	{ "llm: { api_key_env = \"1KEY\"; };\n",
+	  "@:1: llm.api_key_env: must be an environment variable name "
+	  "(A-Z a-z 0-9 _, not starting with a digit) or \"\", got '1KEY'" },
+	{ "http: { listen = \"localhost:70000\"; };\n",
+	  "@:1: http.listen: must be \"host:port\" with a port from 0 to "
+	  "65535, or \"\" to disable, got 'localhost:70000'" },
+	{ "http: { listen = \"9464\"; };\n",
+	  "@:1: http.listen: must be \"host:port\" with a port from 0 to "
+	  "65535, or \"\" to disable, got '9464'" },
+	{ "http: { listen = \"::1:9464\"; };\n",
+	  "@:1: http.listen: must be \"host:port\" with a port from 0 to "
+	  "65535, or \"\" to disable, got '::1:9464'" },
+	{ "kafka: { dlq_topic = \"a b\"; };\n",
+	  "@:1: kafka.dlq_topic: must be a Kafka topic name (1 to 249 of "
+	  "a-z A-Z 0-9 . _ -), got 'a b'" },
+	{ "kafka: { input_topic = \"..\"; };\n",
+	  "@:1: kafka.input_topic: must be a Kafka topic name (1 to 249 of "
+	  "a-z A-Z 0-9 . _ -), got '..'" },
+	/* rules across settings */
+	{ "retry: {\n  max_delay_ms = 100;\n};\n",
+	  "@:2: retry.max_delay_ms: must be at least retry.base_delay_ms "
+	  "(500), got 100" },
+	{ "retry: {\n  base_delay_ms = 40000;\n};\n",
+	  "@:2: retry.base_delay_ms: must be at most retry.max_delay_ms "
+	  "(30000), got 40000" },
+	/* secrets */
+	{ "llm: {\n  api_key = \"sk-123\";\n};\n",
+	  "@:2: llm.api_key: API keys are not read from config text; use "
+	  "llm.api_key_env or llm.api_key_file" },
+	/* kafka.properties */
+	{ "kafka: { properties = { linger_ms = 5; }; };\n",
+	  "@:1: kafka.properties: must be a list of (\"name\", value) pairs, "
+	  "e.g. ((\"linger.ms\", 5)), got a group" },
+	{ "kafka: { properties = \"linger.ms=5\"; };\n",
+	  "@:1: kafka.properties: must be a list of (\"name\", value) pairs, "
+	  "e.g. ((\"linger.ms\", 5)), got 'linger.ms=5'" },
+	{ "kafka: {\n  properties = (\n    (\"a.b\", 1),\n    (\"c\")\n  );\n"
+	  "};\n",
+	  "@:4: kafka.properties: each entry must be a (\"name\", value) "
+	  "pair, got a list" },
+	{ "kafka: { properties = ( \"a.b\" ); };\n",
+	  "@:1: kafka.properties: each entry must be a (\"name\", value) "
+	  "pair, got 'a.b'" },
+	{ "kafka: { properties = ( (5, 5) ); };\n",
+	  "@:1: kafka.properties: each entry must be a (\"name\", value) "
+	  "pair, got a list" },
+	{ "kafka: { properties = ( (\"a b\", 1) ); };\n",
+	  "@:1: kafka.properties: 'a b' is not a property name" },
+	{ "kafka: { properties = ( (\"a\", (\"b\")) ); };\n",
+	  "@:1: kafka.properties.a: must be a string, number or boolean, "
+	  "got a list" },
+	{ "kafka: {\n  properties = (\n    (\"linger.ms\", 1),\n"
+	  "    (\"linger.ms\", 2)\n  );\n};\n",
+	  "@:4: kafka.properties.linger.ms: set twice (first at @:3)" },
+};
+
+static void file_errors(void **state)
+{
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < ARRAY_SIZE(error_cases); i++) {
+		const char *p = write_file("err.cfg", error_cases[i].text);
+
+		print_message("case %zu\n", i);
+		load_fails(p, NULL, 0, error_cases[i].message);
+	}
+}
+
+static void file_cannot_read(void **state)
+{
+	const char *missing, *dir;
+
+	(void)state;
+	missing = tmp_path("does-not-exist.cfg", false);
+	load_fails(missing, NULL, 0,
+		   "@: cannot read: No such file or directory");
+	dir = make_dir("a-directory.cfg");
+	load_fails(dir, NULL, 0, "@: cannot read: Is a directory");
+	/* A file in a missing directory, relative: same message shape. */
+	load_fails("no/such/dir/x.cfg", NULL, 0,
+		   "@: cannot read: No such file or directory");
+}
+
+static void overrides(void **state)
+{
+	static const char *const ov[] = {
+		"pool.workers=8",
+		"llm.temperature=0.5",
+		"llm.model=gpt-4o",
+		"llm.mode=tools",
+		"  log.level = \"warn\"",
+		"schema.instructions=Say who it is, please.",
+		"kafka.group=2024",
+		"llm.base_url=\"http://x:1/\"",
+		"http.listen=",
+		"llm.max_response_bytes=0x10000",
+		"rate.tokens_per_minute=5000000L",
+		"output.delivery=exactly-once",
+		"llm.model=a\nb",
+		"kafka.brokers=b1:9092, b2:9092",
+		"retry.max_delay_ms=1000",
+		"retry.base_delay_ms=1000",
+	};
+	struct extractd_config *cfg;
+
+	(void)state;
+	cfg = load_ok(NULL, ov, ARRAY_SIZE(ov));
+	assert_int_equal(cfg->pool.workers, 8);
+	assert_true(cfg->llm.temperature == 0.5);
+	assert_string_equal(cfg->llm.model, "a\nb");
+	assert_int_equal(cfg->llm.mode, CFG_MODE_TOOLS);
+	assert_int_equal(cfg->log.level, CFG_LOG_WARN);
+	assert_string_equal(cfg->schema.instructions,
+			    "Say who it is, please.");
+	assert_string_equal(cfg->kafka.group, "2024");
+	assert_string_equal(cfg->llm.base_url, "http://x:1");
+	assert_string_equal(cfg->http.listen, "");
+	assert_int_equal(cfg->llm.max_response_bytes, 65536);
+	assert_int_equal(cfg->rate.tokens_per_minute, 5000000);
+	assert_int_equal(cfg->output.delivery, CFG_DELIVERY_EXACTLY_ONCE);
+	assert_string_equal(cfg->kafka.brokers, "b1:9092, b2:9092");
+	assert_int_equal(cfg->retry.base_delay_ms, 1000);
+	assert_string_equal(cfg_origin(cfg, "pool.workers"), "-s:1");
+	assert_string_equal(cfg_origin(cfg, "llm.model"), "-s:13");
+	assert_string_equal(cfg_origin(cfg, "retry.base_delay_ms"), "-s:16");
+	assert_string_equal(cfg_origin(cfg, "pool.max_in_flight"),
+			    "(default)");
+	cfg_free(cfg);
+
+	/* An int for a float; a plain word for a string. */
+	{
+		static const char *const ov2[] = { "llm.temperature=2",
+						   "llm.model=gpt-4o" };
+
+		cfg = load_ok(NULL, ov2, 2);
+		assert_true(cfg->llm.temperature == 2.0);
+		assert_string_equal(cfg->llm.model, "gpt-4o");
+		cfg_free(cfg);
+	}
+}
+
+static void override_errors(void **state)
+{
+	static const struct {
+		const char *ov[3];
+		size_t n;
+		const char *message;
+	} cases[] = {
+		{ { "pool.wrokers=1" }, 1, "-s:1: pool.wrokers: unknown setting" },
+		{ { "pool=1" }, 1, "-s:1: pool: unknown setting" },
+		{ { "pool.workers=0" }, 1,
+		  "-s:1: pool.workers: must be an integer from 1 to 4096, got 0" },
+		{ { "pool.workers=eight" }, 1,
+		  "-s:1: pool.workers: must be an integer from 1 to 4096, "
+		  "got 'eight'" },
+		/* libconfig 1.5 would wrap this to 1215752191 */
+		{ { "pool.workers=99999999999" }, 1,
+		  "-s:1: pool.workers: must be an integer from 1 to 4096, "
+		  "got 99999999999" },
+		{ { "pool.workers=4294967297" }, 1,
+		  "-s:1: pool.workers: must be an integer from 1 to 4096, "
+		  "got 4294967297" },
+		{ { "pool.workers=" }, 1,
+		  "-s:1: pool.workers: must be an integer from 1 to 4096, "
+		  "got ''" },
+		{ { "pool.workers=1; pool.max_in_flight=2" }, 1,
+		  "-s:1: pool.workers: must be an integer from 1 to 4096, "
+		  "got '1; pool.max_in_flight=2'" },
+		{ { "llm.mode=xml" }, 1,
+		  "-s:1: llm.mode: must be one of json_schema, tools, "
+		  "json_object, md_json, got 'xml'" },
+		{ { "llm.temperature=warm" }, 1,
+		  "-s:1: llm.temperature: must be a number from 0 to 2, "
+		  "got 'warm'" },
+		{ { "llm.model=(1, 2)" }, 1,
+		  "-s:1: llm.model: must be a string, got a list" },
+		{ { "pool.workers" }, 1, "-s:1: expected path=value" },
+		{ { "=5" }, 1, "-s:1: expected path=value" },
+		{ { "pool.workers=2", " = 5" }, 2, "-s:2: expected path=value" },
+		{ { "pool.workers=2", "llm.mode=tools", "log.level=loud" }, 3,
+		  "-s:3: log.level: must be one of debug, info, warn, error, "
+		  "got 'loud'" },
+		{ { "llm.api_key=sk-123" }, 1,
+		  "-s:1: llm.api_key: API keys are not read from config text; "
+		  "use llm.api_key_env or llm.api_key_file" },
+		{ { "retry.max_delay_ms=10" }, 1,
+		  "-s:1: retry.max_delay_ms: must be at least "
+		  "retry.base_delay_ms (500), got 10" },
+		/* the later of the two is blamed */
+		{ { "retry.max_delay_ms=10", "retry.base_delay_ms=20" }, 2,
+		  "-s:2: retry.base_delay_ms: must be at most "
+		  "retry.max_delay_ms (10), got 20" },
+		{ { "kafka.properties=x" }, 1,
+		  "-s:1: kafka.properties: must be a list of (\"name\", value) "
+		  "pairs, e.g. ((\"linger.ms\", 5)), got 'x'" },
+		{ { "kafka.properties.=5" }, 1,
+		  "-s:1: kafka.properties.: not a property name" },
+		{ { "kafka.properties.a b=5" }, 1,
+		  "-s:1: kafka.properties.a b: not a property name" },
+		{ { "kafka.properties.linger.ms={ x = 1; }" }, 1,
+		  "-s:1: kafka.properties.linger.ms: must be a string, number "
+		  "or boolean, got a group" },
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		print_message("case %zu: %s\n", i, cases[i].ov[0]);
+		load_fails(NULL, cases[i].ov, cases[i].n, cases[i].message);
+	}
+}
+
+static void override_beats_file(void **state)
+{
+	static const char *const ov[] = { "pool.workers=8",
+					  "retry.base_delay_ms=2000" };
+	struct extractd_config *cfg;
+	const char *p;
+	char want[PATH_MAX];
+
+	(void)state;
+	p = write_file("ob.cfg", "pool: {\n"
+				 "  workers = 4;\n"
+				 "  max_in_flight = 32;\n"
+				 "};\n"
+				 "retry: { max_delay_ms = 5000; };\n");
+	cfg = load_ok(p, ov, 1);
+	assert_int_equal(cfg->pool.workers, 8);
+	assert_int_equal(cfg->pool.max_in_flight, 32);
+	assert_string_equal(cfg_origin(cfg, "pool.workers"), "-s:1");
+	expand(want, sizeof(want), "@:3", p);
+	assert_string_equal(cfg_origin(cfg, "pool.max_in_flight"), want);
+	assert_string_equal(cfg_origin(cfg, "llm.model"), "(default)");
+	cfg_free(cfg);
+
+	/* A rule broken by an override against the file names the override;
+	 * one broken by the file names the file's line. */
+	{
+		static const char *const ov2[] = { "retry.base_delay_ms=9000" };
+
+		load_fails(p, ov2, 1,
+			   "-s:1: retry.base_delay_ms: must be at most "
+			   "retry.max_delay_ms (5000), got 9000");
+		cfg = load_ok(p, ov, 2);
+		assert_int_equal(cfg->retry.base_delay_ms, 2000);
+		cfg_free(cfg);
+	}
+	{
+		static const char *const ov3[] = { "retry.base_delay_ms=100" };
+		const char *q = write_file("ob2.cfg",
+					   "retry: {\n  base_delay_ms = 10;\n"
+					   "  max_delay_ms = 5;\n};\n");
+
+		load_fails(q, NULL, 0,
+			   "@:3: retry.max_delay_ms: must be at least "
+			   "retry.base_delay_ms (10), got 5");
+		load_fails(q, ov3, 1,
+			   "-s:1: retry.base_delay_ms: must be at most "
+			   "retry.max_delay_ms (5), got 100");
+	}
+	/* File errors come before override errors. */
+	{
+		static const char *const bad[] = { "pool.workers=0" };
+		const char *q = write_file("ob3.cfg", "log: { level = 7; };\n");
+
+		load_fails(q, bad, 1,
+			   "@:1: log.level: must be one of debug, info, warn, "
+			   "error, got 7");
+	}
+}
+
+static void relative_paths(void **state)
+{
+	struct extractd_config *cfg;
+	const char *p, *q;
+	char want[PATH_MAX], cwd[PATH_MAX];
+
+	(void)state;
+	make_dir("etc");
+	p = write_file("etc/rel.cfg",
+		       "schema: { file = \"my/schema.json\"; };\n"
+		       "llm: { api_key_file = \"secrets/key\"; };\n");
+	cfg = load_ok(p, NULL, 0);
+	snprintf(want, sizeof(want), "%s/etc/my/schema.json", tmpdir);
+	assert_string_equal(cfg->schema.file, want);
+	snprintf(want, sizeof(want), "%s/etc/secrets/key", tmpdir);
+	assert_string_equal(cfg->llm.api_key_file, want);
+	cfg_free(cfg);
+
+	/* Absolute paths stay; the default resolves against the file's dir. */
+	p = write_file("etc/abs.cfg",
+		       "schema: { file = \"/srv/x.json\"; };\n");
+	cfg = load_ok(p, NULL, 0);
+	assert_string_equal(cfg->schema.file, "/srv/x.json");
+	assert_string_equal(cfg->llm.api_key_file, "");
+	cfg_free(cfg);
+	p = write_file("etc/none.cfg", "pool: { workers = 2; };\n");
+	cfg = load_ok(p, NULL, 0);
+	snprintf(want, sizeof(want), "%s/etc/schemas/person.schema.json",
+		 tmpdir);
+	assert_string_equal(cfg->schema.file, want);
+	cfg_free(cfg);
+
+	/* A path given with -s is relative to the working directory. */
+	{
+		static const char *const ov[] = { "schema.file=cli.json",
+						  "llm.api_key_file=k" };
+
+		cfg = load_ok(p, ov, 2);
+		assert_string_equal(cfg->schema.file, "cli.json");
+		assert_string_equal(cfg->llm.api_key_file, "k");
+		cfg_free(cfg);
+	}
+
+	/* A config named without a directory: relative to the cwd, which is
+	 * the config's directory. @include resolves there too. */
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	snprintf(want, sizeof(want), "%s/etc", tmpdir);
+	assert_int_equal(chdir(want), 0);
+	write_file("etc/inc.cfg", "pool: { workers = 3; };\n"
+				  "schema: { file = \"inc.json\"; };\n");
+	write_file("etc/main.cfg", "# main\n@include \"inc.cfg\"\n"
+				   "log: { level = \"error\"; };\n");
+	cfg = load_ok("rel.cfg", NULL, 0);
+	assert_string_equal(cfg->schema.file, "my/schema.json");
+	assert_string_equal(cfg->llm.api_key_file, "secrets/key");
+	assert_string_equal(cfg_origin(cfg, "schema.file"), "rel.cfg:1");
+	cfg_free(cfg);
+	cfg = load_ok("main.cfg", NULL, 0);
+	assert_int_equal(cfg->pool.workers, 3);
+	assert_string_equal(cfg_origin(cfg, "pool.workers"), "inc.cfg:1");
+	assert_string_equal(cfg_origin(cfg, "log.level"), "main.cfg:3");
+	cfg_free(cfg);
+	assert_int_equal(chdir(cwd), 0);
+
+	/* The same include through a path with a directory. */
+	q = tmp_path("etc/main.cfg", false);
+	cfg = load_ok(q, NULL, 0);
+	snprintf(want, sizeof(want), "%s/etc/inc.json", tmpdir);
+	assert_string_equal(cfg->schema.file, want);
+	snprintf(want, sizeof(want), "%s/etc/inc.cfg:1", tmpdir);
+	assert_string_equal(cfg_origin(cfg, "pool.workers"), want);
+	cfg_free(cfg);
+	/* An error inside an included file names that file. */
+	write_file("etc/inc.cfg", "pool: {\n  workers = 0;\n};\n");
+	{
+		struct extractd_config *c2 = NULL;
+		char err[512], exp[PATH_MAX];
+
+		assert_int_equal(cfg_load(q, NULL, 0, &c2, err, sizeof(err)),
+				 -1);
+		snprintf(exp, sizeof(exp),
+			 "%s/etc/inc.cfg:2: pool.workers: must be an integer "
+			 "from 1 to 4096, got 0",
+			 tmpdir);
+		assert_string_equal(err, exp);
+		write_file("etc/inc.cfg", "pool: {\n  workers = ;\n};\n");
+		assert_int_equal(cfg_load(q, NULL, 0, &c2, err, sizeof(err)),
+				 -1);
+		snprintf(exp, sizeof(exp), "%s/etc/inc.cfg:2: syntax error",
+			 tmpdir);
+		assert_string_equal(err, exp);
+	}
+}
+
+static void kafka_properties(void **state)
+{
+	static const char *const ov[] = {
+		"kafka.properties.linger.ms=10",
+		"kafka.properties.client.id=abc",
+		"kafka.properties.acks=all",
+		"kafka.properties.x.quoted=\"two words\"",
+		"kafka.properties.x.big=99999999999",
+		"kafka.properties.x.float=1.5",
+		"kafka.properties.x.bool=false",
+	};
+	const struct extractd_config *c;
+	struct extractd_config *cfg;
+	const char *p;
+	char want[PATH_MAX];
+
+	(void)state;
+	p = write_file("props.cfg", full_cfg);
+	cfg = load_ok(p, ov, ARRAY_SIZE(ov));
+	c = cfg;
+	assert_int_equal(c->kafka.n_properties, 10);
+	/* file order, converted to text */
+	assert_string_equal(c->kafka.properties[0].name, "security.protocol");
+	assert_string_equal(c->kafka.properties[0].value, "SASL_SSL");
+	assert_string_equal(c->kafka.properties[1].name, "sasl.password");
+	assert_string_equal(c->kafka.properties[1].value, "s3cret");
+	assert_string_equal(c->kafka.properties[2].name, "linger.ms");
+	assert_string_equal(c->kafka.properties[2].value, "10"); /* -s:1 */
+	assert_string_equal(c->kafka.properties[3].name, "enable.idempotence");
+	assert_string_equal(c->kafka.properties[3].value, "true");
+	assert_string_equal(c->kafka.properties[4].name, "x.float");
+	assert_string_equal(c->kafka.properties[4].value, "1.5"); /* -s:6 */
+	assert_string_equal(c->kafka.properties[5].name, "x.big");
+	assert_string_equal(c->kafka.properties[5].value, "99999999999");
+	/* appended by overrides */
+	assert_string_equal(c->kafka.properties[6].name, "client.id");
+	assert_string_equal(c->kafka.properties[6].value, "abc");
+	assert_string_equal(c->kafka.properties[7].name, "acks");
+	assert_string_equal(c->kafka.properties[7].value, "all");
+	assert_string_equal(c->kafka.properties[8].name, "x.quoted");
+	assert_string_equal(c->kafka.properties[8].value, "two words");
+	assert_string_equal(c->kafka.properties[9].name, "x.bool");
+	assert_string_equal(c->kafka.properties[9].value, "false");
+
+	assert_string_equal(cfg_origin(cfg, "kafka.properties.linger.ms"),
+			    "-s:1");
+	assert_string_equal(cfg_origin(cfg, "kafka.properties.x.bool"),
+			    "-s:7");
+	expand(want, sizeof(want), "@:11", p);
+	assert_string_equal(cfg_origin(cfg, "kafka.properties.sasl.password"),
+			    want);
+	expand(want, sizeof(want), "@:13", p);
+	assert_string_equal(
+		cfg_origin(cfg, "kafka.properties.enable.idempotence"), want);
+	assert_string_equal(cfg_origin(cfg, "kafka.properties.nope"),
+			    "(default)");
+
+	/* As text, with the secret hidden. */
+	assert_string_equal(
+		value_text(cfg, "kafka.properties"),
+		"((\"security.protocol\", \"SASL_SSL\"), "
+		"(\"sasl.password\", \"(redacted)\"), (\"linger.ms\", \"10\"), "
+		"(\"enable.idempotence\", \"true\"), (\"x.float\", \"1.5\"), "
+		"(\"x.big\", \"99999999999\"), (\"client.id\", \"abc\"), "
+		"(\"acks\", \"all\"), (\"x.quoted\", \"two words\"), "
+		"(\"x.bool\", \"false\"))");
+	cfg_free(cfg);
+
+	/* Without overrides the file's values stand. */
+	cfg = load_ok(p, NULL, 0);
+	assert_string_equal(cfg->kafka.properties[2].value, "5");
+	assert_string_equal(cfg->kafka.properties[4].value, "0.25");
+	assert_string_equal(cfg->kafka.properties[5].value, "5000000000");
+	cfg_free(cfg);
+
+	/* The empty group form DESIGN.md shows, an empty list, and a whole
+	 * list from the command line (replacing the file's). */
+	p = write_file("props-empty.cfg", "kafka: { properties = { }; };\n");
+	cfg = load_ok(p, NULL, 0);
+	assert_int_equal(cfg->kafka.n_properties, 0);
+	cfg_free(cfg);
+	{
+		static const char *const ov2[] = {
+			"kafka.properties=((\"a.b\", 1), (\"c.d\", \"x\"))",
+			"kafka.properties.c.d=y",
+		};
+
+		p = write_file("props-list.cfg",
+			       "kafka: { properties = ((\"z\", 1)); };\n");
+		cfg = load_ok(p, ov2, 2);
+		assert_int_equal(cfg->kafka.n_properties, 2);
+		assert_string_equal(cfg->kafka.properties[0].name, "a.b");
+		assert_string_equal(cfg->kafka.properties[0].value, "1");
+		assert_string_equal(cfg->kafka.properties[1].value, "y");
+		assert_string_equal(cfg_origin(cfg, "kafka.properties.a.b"),
+				    "-s:1");
+		assert_string_equal(cfg_origin(cfg, "kafka.properties.c.d"),
+				    "-s:2");
+		assert_string_equal(cfg_origin(cfg, "kafka.properties"),
+				    "-s:1");
+		cfg_free(cfg);
+	}
+	/* Many properties (growth). */
+	{
+		char *ovs[40];
+		size_t i;
+
+		for (i = 0; i < ARRAY_SIZE(ovs); i++) {
+			ovs[i] = malloc(64);
+			assert_non_null(ovs[i]);
+			snprintf(ovs[i], 64, "kafka.properties.p%zu=%zu", i, i);
+		}
+		cfg = load_ok(NULL, (const char *const *)ovs, ARRAY_SIZE(ovs));
+		assert_int_equal(cfg->kafka.n_properties, ARRAY_SIZE(ovs));
+		assert_string_equal(cfg->kafka.properties[39].name, "p39");
+		assert_string_equal(cfg->kafka.properties[39].value, "39");
+		assert_string_equal(cfg_origin(cfg, "kafka.properties.p39"),
+				    "-s:40");
+		cfg_free(cfg);
+		for (i = 0; i < ARRAY_SIZE(ovs); i++)
+			free(ovs[i]);
+	}
+}
+
+/* The example file is the table written out: it loads, every setting is
+ * in it, and every value equals the built-in default. */
+static void deploy_example_matches_defaults(void **state)
+{
+	struct extractd_config *defaults, *example;
+	char want[PATH_MAX], prefix[PATH_MAX];
+	size_t i, n = 0;
+
+	(void)state;
+	defaults = load_ok(NULL, NULL, 0);
+	example = load_ok(DEPLOY_CFG, NULL, 0);
+	snprintf(prefix, sizeof(prefix), "%s:", DEPLOY_CFG);
+	for (i = 0; cfg_setting_path(i); i++) {
+		const char *path = cfg_setting_path(i);
+		const char *got = value_text(example, path);
+
+		if (strncmp(cfg_origin(example, path), prefix,
+			    strlen(prefix)) != 0)
+			fail_msg("%s is missing from %s", path, DEPLOY_CFG);
+		if (strcmp(path, "schema.file") == 0)
+			snprintf(want, sizeof(want), "\"%s/deploy/%s\"",
+				 EXTRACTD_SOURCE_DIR, defaults->schema.file);
+		else
+			snprintf(want, sizeof(want), "%s",
+				 value_text(defaults, path));
+		if (strcmp(got, want) != 0)
+			fail_msg("%s: %s = %s, but the default is %s",
+				 cfg_origin(example, path), path, got, want);
+		n++;
+	}
+	assert_true(n >= 35);
+	assert_defaults(example);
+	cfg_free(defaults);
+	cfg_free(example);
+}
+
+static void free_and_hand_built(void **state)
+{
+	struct extractd_config hand = { .pool = { .workers = 1 } };
+	char err[4];
+
+	(void)state;
+	cfg_free(NULL);
+	assert_string_equal(cfg_origin(&hand, "pool.workers"), "(default)");
+	assert_string_equal(cfg_origin(NULL, "pool.workers"), "(default)");
+	assert_null(cfg_setting_path(1000));
+	assert_string_equal(cfg_mode_name((enum cfg_llm_mode)99), "(invalid)");
+	assert_string_equal(cfg_ordering_name(CFG_ORDER_OFFSET), "offset");
+	/* A short error buffer is cut, not overrun. */
+	{
+		static const char *const ov[] = { "nope=1" };
+		struct extractd_config *cfg = NULL;
+
+		assert_int_equal(cfg_load(NULL, ov, 1, &cfg, err, sizeof(err)),
+				 -1);
+		assert_string_equal(err, "-s:");
+		assert_null(cfg);
+		assert_int_equal(cfg_load(NULL, ov, 1, &cfg, NULL, 0), -1);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(defaults_without_file),
+		cmocka_unit_test(full_file),
+		cmocka_unit_test(file_errors),
+		cmocka_unit_test(file_cannot_read),
+		cmocka_unit_test(overrides),
+		cmocka_unit_test(override_errors),
+		cmocka_unit_test(override_beats_file),
+		cmocka_unit_test(relative_paths),
+		cmocka_unit_test(kafka_properties),
+		cmocka_unit_test(deploy_example_matches_defaults),
+		cmocka_unit_test(free_and_hand_built),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,143 @@
+/* Unit tests for common/llm: reading answers in each mode. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "llm.h"
+
+static int parse(enum cfg_llm_mode mode, const char *body,
+		 struct llm_reply *r, char *err)
+{
+	err[0] = '\0';
+	return llm_parse_reply(mode, body, strlen(body), r, err, 256);
+}
+
+static void content_modes(void **state)
+{
+	const char *body =
+		"{\"id\":\"x\",\"model\":\"gpt-4o-mini-2024\",\"choices\":[{"
+		"\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+		"\"{\\\"name\\\":\\\"Ann\\\",\\\"age\\\":3}\",\"refusal\":null},"
+		"\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":12,"
+		"\"completion_tokens\":5,\"total_tokens\":17}}";
+	struct llm_reply r;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(CFG_MODE_JSON_SCHEMA, body, &r, err), 0);
+	assert_string_equal(r.answer, "{\"name\":\"Ann\",\"age\":3}");
+	assert_null(r.refusal);
+	assert_string_equal(r.model, "gpt-4o-mini-2024");
+	assert_string_equal(r.finish_reason, "stop");
+	assert_int_equal(r.prompt_tokens, 12);
+	assert_int_equal(r.completion_tokens, 5);
+	llm_reply_clear(&r);
+
+	assert_int_equal(parse(CFG_MODE_JSON_OBJECT, body, &r, err), 0);
+	assert_string_equal(r.answer, "{\"name\":\"Ann\",\"age\":3}");
+	llm_reply_clear(&r);
+}
+
+static void tools_mode(void **state)
+{
+	const char *body =
+		"{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\""
+		":null,\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
+		"\"function\":{\"name\":\"Person\",\"arguments\":"
+		"\"{\\\"age\\\":4}\"}}]},\"finish_reason\":\"tool_calls\"}]}";
+	struct llm_reply r;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(CFG_MODE_TOOLS, body, &r, err), 0);
+	assert_string_equal(r.answer, "{\"age\":4}");
+	llm_reply_clear(&r);
+	/* Without a tool call nor content there is nothing to judge. */
+	assert_int_equal(parse(CFG_MODE_TOOLS,
+			       "{\"choices\":[{\"message\":{\"content\":null}}]}",
+			       &r, err), -1);
+	assert_string_equal(err, "answer has no tool call");
+}
+
+static void md_json_mode(void **state)
+{
+	const char *body =
+		"{\"choices\":[{\"message\":{\"content\":\"Here it is:\\n"
+		"```json\\n{\\\"a\\\": 1}\\n```\\nDone.\"}}]}";
+	const char *bare = "{\"choices\":[{\"message\":{\"content\":"
+			   "\"{\\\"a\\\": 2}\"}}]}";
+	struct llm_reply r;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(CFG_MODE_MD_JSON, body, &r, err), 0);
+	assert_string_equal(r.answer, "{\"a\": 1}\n");
+	llm_reply_clear(&r);
+	assert_int_equal(parse(CFG_MODE_MD_JSON, bare, &r, err), 0);
+	assert_string_equal(r.answer, "{\"a\": 2}");
+	llm_reply_clear(&r);
+}
+
+static void refusal(void **state)
+{
+	const char *body =
+		"{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\""
+		":null,\"refusal\":\"I can't help with that.\"},"
+		"\"finish_reason\":\"stop\"}]}";
+	struct llm_reply r;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(CFG_MODE_TOOLS, body, &r, err), 0);
+	assert_null(r.answer);
+	assert_string_equal(r.refusal, "I can't help with that.");
+	llm_reply_clear(&r);
+}
+
+static void malformed_bodies(void **state)
+{
+	struct llm_reply r;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(CFG_MODE_JSON_SCHEMA, "{\"choices\":[", &r,
+			       err), -1);
+	assert_string_equal(err, "answer body is not JSON: unexpected end "
+				 "of JSON");
+	assert_int_equal(parse(CFG_MODE_JSON_SCHEMA, "{} trailing", &r, err),
+			 -1);
+	assert_non_null(strstr(err, "unexpected text after the JSON value"));
+	assert_int_equal(parse(CFG_MODE_JSON_SCHEMA, "{\"choices\":[]}", &r,
+			       err), -1);
+	assert_string_equal(err, "answer body has no choices");
+	assert_int_equal(parse(CFG_MODE_JSON_SCHEMA,
+			       "{\"choices\":[{\"message\":{}}]}", &r, err),
+			 -1);
+	assert_string_equal(err, "answer has no content");
+	assert_int_equal(parse(CFG_MODE_JSON_SCHEMA, "[1,2]", &r, err), -1);
+}
+
+static void error_names(void **state)
+{
+	(void)state;
+	assert_string_equal(llm_error_name(LLM_ERR_VALIDATION), "validation");
+	assert_string_equal(llm_error_name(LLM_ERR_HTTP), "llm_http");
+	assert_string_equal(llm_error_name(LLM_ERR_TIMEOUT), "llm_timeout");
+	assert_string_equal(llm_error_name(LLM_ERR_REFUSAL), "llm_refusal");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(content_modes),
+		cmocka_unit_test(tools_mode),
+		cmocka_unit_test(md_json_mode),
+		cmocka_unit_test(refusal),
+		cmocka_unit_test(malformed_bodies),
+		cmocka_unit_test(error_names),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
