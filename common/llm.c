@@ -51,6 +51,9 @@ struct llm {
 	unsigned timeout_ms, connect_timeout_ms;
 	size_t max_response_bytes;
 
+	llm_observer_fn *observe; /**< may be NULL */
+	void *observe_arg;
+
 	pthread_mutex_t lock;  /**< guards stopped */
 	pthread_cond_t wake;   /**< broadcast by llm_stop() */
 	bool stopped;
@@ -272,6 +275,35 @@ oom:
 	snprintf(err, err_size, "out of memory");
 	llm_free(llm);
 	return NULL;
+}
+
+void llm_set_observer(struct llm *llm, llm_observer_fn *fn, void *arg)
+{
+	llm->observe = fn;
+	llm->observe_arg = arg;
+}
+
+static double seconds_since(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start->tv_sec) +
+	       (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+static void observe(struct llm *llm, const struct timespec *start,
+		    long status, const char *outcome, bool will_retry)
+{
+	struct llm_call call = {
+		.status = status,
+		.outcome = outcome,
+		.seconds = seconds_since(start),
+		.will_retry = will_retry,
+	};
+
+	if (llm->observe)
+		llm->observe(llm->observe_arg, &call);
 }
 
 void llm_stop(struct llm *llm)
@@ -559,7 +591,9 @@ static enum llm_status call_model(struct llm_worker *w, const char *body,
 	unsigned attempt;
 
 	for (attempt = 0; attempt < llm->max_attempts; attempt++) {
+		bool more = attempt + 1 < llm->max_attempts;
 		struct http_response resp;
+		struct timespec start;
 		char err[512];
 		enum http_result hr;
 		unsigned delay;
@@ -575,24 +609,32 @@ static enum llm_status call_model(struct llm_worker *w, const char *body,
 				return LLM_ABANDONED;
 		}
 		res->attempts++;
+		clock_gettime(CLOCK_MONOTONIC, &start);
 		hr = http_post_json(w->http, llm->url, body, body_len, &resp,
 				    err, sizeof(err));
 		hint_ms = -1;
 		if (hr == HTTP_ERR_TOO_LARGE) {
+			observe(llm, &start, 0, "too_large", false);
 			detail_set(res, "%s", err);
 			return LLM_ERR_HTTP;
 		}
 		if (hr != HTTP_DONE) {
-			last = hr == HTTP_ERR_TIMEOUT ? LLM_ERR_TIMEOUT
-						      : LLM_ERR_HTTP;
+			bool timeout = hr == HTTP_ERR_TIMEOUT;
+
+			observe(llm, &start, 0, timeout ? "timeout" : "transport",
+				more);
+			last = timeout ? LLM_ERR_TIMEOUT : LLM_ERR_HTTP;
 			detail_set(res, "%s", err);
 			continue;
 		}
 		if (resp.status == 200) {
 			if (!llm_parse_reply(llm->mode, resp.body,
 					     resp.body_len, reply, err,
-					     sizeof(err)))
+					     sizeof(err))) {
+				observe(llm, &start, 200, "ok", false);
 				return LLM_OK;
+			}
+			observe(llm, &start, 200, "malformed", more);
 			last = LLM_ERR_HTTP;
 			detail_set(res, "malformed answer: %s", err);
 			continue;
@@ -600,8 +642,11 @@ static enum llm_status call_model(struct llm_worker *w, const char *body,
 		api_error_message(resp.body, resp.body_len, err, sizeof(err));
 		detail_set(res, "HTTP %ld%s%s", resp.status, *err ? ": " : "",
 			   err);
-		if (!status_retryable(resp.status))
+		if (!status_retryable(resp.status)) {
+			observe(llm, &start, resp.status, "http_error", false);
 			return LLM_ERR_HTTP;
+		}
+		observe(llm, &start, resp.status, "http_error", more);
 		last = LLM_ERR_HTTP;
 		hint_ms = resp.retry_after_ms;
 	}

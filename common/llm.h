@@ -13,6 +13,7 @@
 
 #include "config.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,12 +59,30 @@ struct llm_reply {
 	uint64_t completion_tokens;
 };
 
+/** What one HTTP call to the API did, for metrics. */
+struct llm_call {
+	long status;          /**< HTTP status, 0 when none came back */
+	const char *outcome;  /**< "ok", "http_error", "timeout",
+			        *  "transport", "too_large", "malformed" */
+	double seconds;       /**< wall time of the call */
+	bool will_retry;      /**< the call is tried again after a wait */
+};
+
+/**
+ * @brief Observe every HTTP call (metrics). Called in the worker thread
+ * that made the call, so it must be thread-safe.
+ */
+typedef void llm_observer_fn(void *arg, const struct llm_call *call);
+
 /**
  * @brief Prepare the shared part of every request.
  * @returns the llm, or NULL with the reason in err.
  */
 struct llm *llm_new(const struct extractd_config *cfg,
 		    const struct schema *schema, char *err, size_t err_size);
+
+/** Set the call observer; call before any worker starts. */
+void llm_set_observer(struct llm *llm, llm_observer_fn *fn, void *arg);
 
 /** Wake every retry wait and make further waits fail (shutdown). */
 void llm_stop(struct llm *llm);

@@ -89,6 +89,8 @@ struct pipeline {
 	unsigned inflight;        /**< jobs admitted and not yet freed */
 
 	atomic_bool stopping;     /**< shutdown began: admit nothing more */
+	atomic_bool llm_paused;   /**< the API refuses the deployment (bad
+				    *  key, no quota): consumption waits */
 	atomic_int failed;        /**< a fatal error: exit status 1 */
 	atomic_uint_fast64_t n_ok, n_dead, n_abandoned;
 	atomic_uint_fast64_t n_prompt_tokens, n_completion_tokens;

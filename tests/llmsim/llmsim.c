@@ -48,7 +48,9 @@
  *  - the fault PRNG and the id counter: C11 atomics (a splitmix64 stream,
  *    one fetch_add per draw), so draws never block.
  *  - parked requests: the timer's lock (sim_timer.c).
- * Locks are leaves: none is held while taking another or calling MHD.
+ * Lock order: the timer's lock may be held while taking stats.lock (the
+ * gone callback); nothing else nests, and no lock is held across a call
+ * into MHD.
  *
  * Shutdown: quiesce MHD (no new connections), stop the timer (it answers
  * every delayed request and drops every held one, then waits for their
@@ -234,8 +236,21 @@ static int sim_parse_ulong(const char *str, unsigned long max,
 
 /* ---- statistics ------------------------------------------------------- */
 
+/**
+ * @brief A chat request arrived. If it may set a new peak, held requests
+ * whose client already left are retired first (sim_timer_reap), so a
+ * client retrying at once after giving up is not counted twice.
+ */
 static void sim_stats_arrive(struct sim_server *s)
 {
+	bool new_peak;
+
+	pthread_mutex_lock(&s->stats.lock);
+	new_peak = s->stats.current + 1 > s->stats.peak;
+	pthread_mutex_unlock(&s->stats.lock);
+	if (new_peak)
+		sim_timer_reap(s->timer);	/* may call sim_on_gone */
+
 	pthread_mutex_lock(&s->stats.lock);
 	s->stats.requests++;
 	s->stats.current++;
@@ -829,9 +844,10 @@ static enum MHD_Result sim_handle(void *cls, struct MHD_Connection *conn,
 /**
  * @brief sim_timer_gone_fn: the client of a held request hung up. It stops
  * counting as open now, not when MHD gets round to closing it, so a client
- * that retries at once is not seen as one request too many. Runs in the
- * timer thread while the connection is still suspended, so no MHD thread
- * touches the request meanwhile.
+ * that retries at once is not seen as one request too many. Runs (under
+ * the timer's lock) in the timer thread or in a handler calling
+ * sim_timer_reap(), while the connection is still suspended, so its own
+ * MHD thread does not touch the request meanwhile.
  */
 static void sim_on_gone(void *cls, struct sim_park *p)
 {

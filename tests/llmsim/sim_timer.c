@@ -24,9 +24,16 @@
  * *after* dropping the lock; for a held socket that hung up it tells the
  * owner (the gone callback) and resumes it with SIM_WAKE_DROP.
  *
+ * That wake-up can lose a race against the same client's next request on
+ * a new connection, so sim_timer_reap() lets a handler check the held
+ * sockets synchronously (recv MSG_PEEK: the client's FIN is in by the time
+ * its next request is) and report hang-ups itself; p->gone makes the
+ * report happen once, and the epoll event still does the removal.
+ *
  * Ownership and locking:
  *  - t->lock guards heap, held, parked, stopping, armed_ns and every
- *    p->slot/p->watched. Handlers take it to push (and to re-arm the
+ *    p->slot/p->watched/p->gone; the gone callback runs under it, so
+ *    the owner's locks nest inside t->lock, never the other way. Handlers take it to push (and to re-arm the
  *    timerfd when their deadline is the new earliest); the timer thread to
  *    pop. No MHD function is called with t->lock held, so it cannot form
  *    a lock-order cycle with MHD's internal mutexes.
@@ -58,6 +65,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,6 +89,7 @@ struct sim_timer {
 	struct sim_park **held;		/**< timeout-fault requests */
 	size_t held_len, held_cap;
 	size_t parked;			/**< suspended, handler not re-run */
+	atomic_size_t nheld;		/**< held_len, readable unlocked */
 	uint64_t armed_ns;		/**< timerfd expiry; UINT64_MAX: off */
 	bool stopping;
 	bool running;			/**< thread started and not joined */
@@ -194,6 +203,7 @@ static int sim_held_push(struct sim_timer *t, struct sim_park *p)
 	t->held = arr;
 	p->slot = t->held_len;
 	t->held[t->held_len++] = p;
+	atomic_store_explicit(&t->nheld, t->held_len, memory_order_relaxed);
 	/* without a watch it is still held, until the timer stops */
 	ev.data.ptr = p;
 	p->watched = p->fd >= 0 &&
@@ -207,6 +217,7 @@ static void sim_held_remove(struct sim_timer *t, struct sim_park *p)
 
 	t->held[p->slot] = last;
 	last->slot = p->slot;
+	atomic_store_explicit(&t->nheld, t->held_len, memory_order_relaxed);
 	if (p->watched)
 		(void)epoll_ctl(t->ep, EPOLL_CTL_DEL, p->fd, NULL);
 	p->watched = false;
@@ -237,6 +248,7 @@ static void sim_timer_park(struct sim_timer *t, struct sim_park *p,
 	p->conn = conn;
 	p->fd = -1;
 	p->watched = false;
+	p->gone = false;
 	if (hold) {
 		ci = MHD_get_connection_info(conn,
 					     MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -323,10 +335,45 @@ static void sim_timer_gone(struct sim_timer *t, struct sim_park *p)
 {
 	pthread_mutex_lock(&t->lock);
 	sim_held_remove(t, p);
-	pthread_mutex_unlock(&t->lock);
-	if (t->gone)
+	if (!p->gone && t->gone)
 		t->gone(t->gone_cls, p);
+	p->gone = true;
+	pthread_mutex_unlock(&t->lock);
 	sim_fire(p, SIM_WAKE_DROP);
+}
+
+/** True when the peer of @p fd has closed or reset the connection. Peeks,
+ * so pipelined bytes stay for MHD. */
+static bool sim_peer_gone(int fd)
+{
+	char c;
+	ssize_t n;
+
+	n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0)
+		return true;
+	return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+	       errno != EINTR;
+}
+
+void sim_timer_reap(struct sim_timer *t)
+{
+	struct sim_park *p;
+	size_t i;
+
+	if (!atomic_load_explicit(&t->nheld, memory_order_relaxed))
+		return;
+	pthread_mutex_lock(&t->lock);
+	for (i = 0; i < t->held_len; i++) {
+		p = t->held[i];
+		if (p->gone || p->fd < 0 || !sim_peer_gone(p->fd))
+			continue;
+		/* stays held: its epoll event removes and drops it */
+		p->gone = true;
+		if (t->gone)
+			t->gone(t->gone_cls, p);
+	}
+	pthread_mutex_unlock(&t->lock);
 }
 
 /**
@@ -346,6 +393,7 @@ static void sim_timer_drain(struct sim_timer *t)
 	}
 	t->heap_len = 0;
 	t->held_len = 0;
+	atomic_store_explicit(&t->nheld, 0, memory_order_relaxed);
 	pthread_mutex_unlock(&t->lock);
 	for (i = 0; i < hl; i++)
 		sim_fire(t->heap[i].p, SIM_WAKE_ANSWER);
@@ -409,6 +457,7 @@ int sim_timer_new(sim_timer_gone_fn gone, void *gone_cls,
 		return -ENOMEM;
 	t->ep = t->tfd = t->kfd = -1;
 	t->armed_ns = UINT64_MAX;
+	atomic_init(&t->nheld, 0);
 	t->gone = gone;
 	t->gone_cls = gone_cls;
 	r = pthread_condattr_init(&ca);

@@ -34,14 +34,16 @@ struct sim_park {
 				 *   only by the connection's MHD thread */
 	size_t slot;		/**< index in the held array (timer lock) */
 	bool watched;		/**< fd is in the timer's epoll set (lock) */
+	bool gone;		/**< hang-up already reported (lock) */
 };
 
 struct sim_timer;
 
 /**
- * Called by the timer thread when the client of a held request has gone,
- * before the request is resumed with SIM_WAKE_DROP. The connection is
- * still suspended, so the callback may update the request's context.
+ * Called once per held request whose client has gone, with the timer's
+ * lock held (so it must not call back into the timer), before the request
+ * is resumed with SIM_WAKE_DROP. The connection is still suspended, so the
+ * callback may update the request's context.
  */
 typedef void (*sim_timer_gone_fn)(void *cls, struct sim_park *p);
 
@@ -91,6 +93,16 @@ void sim_timer_hold(struct sim_timer *t, struct sim_park *p,
  * MHD closed the connection without calling the handler.
  */
 void sim_timer_unparked(struct sim_timer *t, struct sim_park *p);
+
+/**
+ * @brief Check the held requests' sockets now, from the calling thread,
+ * and report every client that hung up to the gone callback.
+ *
+ * The timer thread notices hang-ups by itself, a few microseconds late;
+ * call this where that lag matters (before a new request can set a new
+ * concurrency peak). Cheap when nothing is held.
+ */
+void sim_timer_reap(struct sim_timer *t);
 
 /**
  * @brief Stop: refuse new parks, wake every parked request (delayed ones
