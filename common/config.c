@@ -170,6 +170,8 @@ static const struct cfg_entry cfg_table[] = {
 	CFG_UINT(llm, max_reasks, 2, 0, 10),
 	CFG_DOUBLE(llm, temperature, 0.0, 0.0, 2.0),
 	CFG_SIZE(llm, max_response_bytes, 1048576, 1024, 67108864),
+	CFG_UINT(llm, max_tokens, 0, 0, 1000000),
+	CFG_STR(llm, ca_file, "", NULL, CFG_F_PATH),
 
 	CFG_STR(schema, file, "schemas/person.schema.json", cfg_check_nonempty,
 		CFG_F_PATH),
@@ -187,6 +189,7 @@ static const struct cfg_entry cfg_table[] = {
 	CFG_UINT(retry, max_attempts, 6, 1, 100),
 	CFG_UINT(retry, base_delay_ms, 500, 0, 3600000),
 	CFG_UINT(retry, max_delay_ms, 30000, 0, 3600000),
+	CFG_UINT(retry, max_elapsed_ms, 300000, 1, 86400000),
 
 	CFG_SIZE(input, max_bytes, 65536, 1, 16777216),
 

@@ -64,6 +64,8 @@ struct extractd_config {
 		unsigned max_reasks;         /**< 0..10 */
 		double temperature;          /**< 0..2 */
 		size_t max_response_bytes;   /**< 1 KiB..64 MiB, default 1 MiB */
+		unsigned max_tokens;         /**< sent when > 0; 0..1000000 */
+		char *ca_file;               /**< resolved path, "" = system */
 	} llm;
 	struct {
 		char *file;          /**< resolved path */
@@ -82,6 +84,7 @@ struct extractd_config {
 		unsigned max_attempts;   /**< 1..100 */
 		unsigned base_delay_ms;
 		unsigned max_delay_ms;   /**< >= base_delay_ms */
+		unsigned max_elapsed_ms; /**< a record's retries stop here */
 	} retry;
 	struct {
 		size_t max_bytes;        /**< 1..16 MiB, default 65536 */

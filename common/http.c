@@ -14,6 +14,7 @@
 #include "backoff.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +34,10 @@ struct http_client {
 	size_t len, cap, max;
 	bool too_large;
 	long retry_after_ms;         /**< Retry-After, -1 if none */
+	long retry_after_ms_exact;   /**< retry-after-ms, -1 if none */
 	long reset_ms;               /**< max of x-ratelimit-reset-*, or -1 */
+	long limit_requests;         /**< x-ratelimit-limit-requests, or 0 */
+	long limit_tokens;           /**< x-ratelimit-limit-tokens, or 0 */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -153,6 +157,17 @@ static int header_value(const char *line, size_t len, const char *name,
 	return 0;
 }
 
+/* A header's value as a positive whole number, or 0. */
+static long header_number(const char *value)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(value, &end, 10);
+	return errno || end == value || *end || n < 0 ? 0 : n;
+}
+
 static size_t on_header(char *data, size_t size, size_t n, void *p)
 {
 	struct http_client *c = p;
@@ -160,7 +175,13 @@ static size_t on_header(char *data, size_t size, size_t n, void *p)
 	char value[128];
 	unsigned ms;
 
-	if (!header_value(data, len, "retry-after", value, sizeof(value))) {
+	if (!header_value(data, len, "retry-after-ms", value, sizeof(value))) {
+		long v = header_number(value);
+
+		if (v > 0 || !strcmp(value, "0"))
+			c->retry_after_ms_exact = v;
+	} else if (!header_value(data, len, "retry-after", value,
+				 sizeof(value))) {
 		if (!backoff_parse_retry_after(value, time(NULL), &ms))
 			c->retry_after_ms = ms;
 	} else if (!header_value(data, len, "x-ratelimit-reset-requests",
@@ -170,6 +191,12 @@ static size_t on_header(char *data, size_t size, size_t n, void *p)
 		if (!backoff_parse_duration(value, &ms) &&
 		    (long)ms > c->reset_ms)
 			c->reset_ms = ms;
+	} else if (!header_value(data, len, "x-ratelimit-limit-requests",
+				 value, sizeof(value))) {
+		c->limit_requests = header_number(value);
+	} else if (!header_value(data, len, "x-ratelimit-limit-tokens", value,
+				 sizeof(value))) {
+		c->limit_tokens = header_number(value);
 	}
 	return len;
 }
@@ -260,7 +287,10 @@ enum http_result http_post_json(struct http_client *c, const char *url,
 		c->buf[0] = '\0';
 	c->too_large = false;
 	c->retry_after_ms = -1;
+	c->retry_after_ms_exact = -1;
 	c->reset_ms = -1;
+	c->limit_requests = 0;
+	c->limit_tokens = 0;
 	c->errbuf[0] = '\0';
 	curl_easy_setopt(c->curl, CURLOPT_URL, url);
 	curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
@@ -271,8 +301,13 @@ enum http_result http_post_json(struct http_client *c, const char *url,
 	memset(resp, 0, sizeof(*resp));
 	resp->body = c->buf ? c->buf : "";
 	resp->body_len = c->len;
-	resp->retry_after_ms = c->retry_after_ms >= 0 ? c->retry_after_ms
-						       : c->reset_ms;
+	/* The most precise hint wins, as OpenAI's own SDKs read them. */
+	resp->retry_after_ms = c->retry_after_ms_exact >= 0
+				       ? c->retry_after_ms_exact
+			       : c->retry_after_ms >= 0 ? c->retry_after_ms
+							: c->reset_ms;
+	resp->limit_requests = c->limit_requests;
+	resp->limit_tokens = c->limit_tokens;
 	if (rc == CURLE_OK) {
 		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE,
 				  &resp->status);

@@ -48,8 +48,10 @@ struct http_response {
 	const char *body;  /**< NUL-terminated; owned by the client, valid
 			     *  until its next call */
 	size_t body_len;
-	long retry_after_ms; /**< from Retry-After or x-ratelimit-reset-*,
-			       *  -1 when the server gave none */
+	long retry_after_ms; /**< from retry-after-ms, Retry-After or
+			       *  x-ratelimit-reset-*, -1 when none came */
+	long limit_requests; /**< x-ratelimit-limit-requests, 0 if none */
+	long limit_tokens;   /**< x-ratelimit-limit-tokens, 0 if none */
 };
 
 /** A client, or NULL with the reason in err. */

@@ -23,6 +23,7 @@
 
 #include "backoff.h"
 #include "http.h"
+#include "ratelimit.h"
 #include "schema.h"
 
 #include <errno.h>
@@ -36,6 +37,9 @@
 #include <time.h>
 
 #define LLM_JSON_DEPTH 64 /**< nesting accepted in bodies and answers */
+#define LLM_PROBE_MS 10000          /**< probe a paused API this often */
+#define LLM_COMPLETION_ESTIMATE 256 /**< tokens, without llm.max_tokens */
+#define LLM_LEARNED_SHARE 0.95      /**< of a budget the server announces */
 #define LLM_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
 struct llm {
@@ -45,18 +49,33 @@ struct llm {
 	char *head;         /**< request JSON without messages, no '}' */
 	char *system;       /**< the system message text */
 	char *model;
+	char *ca_file;      /**< "" = the system's CAs */
 	unsigned max_reasks;
 	unsigned max_attempts;
 	unsigned base_delay_ms, max_delay_ms;
 	unsigned timeout_ms, connect_timeout_ms;
 	size_t max_response_bytes;
 
-	llm_observer_fn *observe; /**< may be NULL */
+	unsigned max_elapsed_ms;
+	unsigned probe_ms;          /**< between probes of a paused API */
+	double completion_estimate; /**< tokens an answer is assumed to cost */
+	struct ratelimit *rpm;      /**< NULL: unlimited */
+	struct ratelimit *tpm;      /**< NULL: unlimited */
+	struct ratelimit *learned_rpm; /**< from the server's limits after a
+					 *  429; set once, under lock */
+	struct ratelimit *learned_tpm;
+	llm_observer_fn *observe;   /**< may be NULL */
 	void *observe_arg;
+	llm_pause_fn *on_pause;     /**< may be NULL */
+	void *on_pause_arg;
 
-	pthread_mutex_t lock;  /**< guards stopped */
-	pthread_cond_t wake;   /**< broadcast by llm_stop() */
+	pthread_mutex_t lock;    /**< guards the fields below */
+	pthread_cond_t wake;     /**< CLOCK_MONOTONIC; broadcast on stop and
+				   *  when a pause ends */
 	bool stopped;
+	bool paused;             /**< the API refuses the deployment */
+	bool probing;            /**< a worker is probing the paused API */
+	int64_t cooldown_until;  /**< no call before (monotonic ns) */
 };
 
 struct llm_worker {
@@ -64,6 +83,22 @@ struct llm_worker {
 	struct http_client *http;
 	uint64_t rng;
 };
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static struct timespec mono_at(int64_t ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000),
+			       .tv_nsec = (long)(ns % 1000000000) };
+
+	return ts;
+}
 
 const char *llm_error_name(enum llm_status status)
 {
@@ -163,6 +198,9 @@ static struct json_object *request_head(const struct extractd_config *cfg,
 			       json_object_new_string(cfg->llm.model));
 	json_object_object_add(req, "temperature",
 			       json_object_new_double(cfg->llm.temperature));
+	if (cfg->llm.max_tokens)
+		json_object_object_add(req, "max_tokens",
+				       json_object_new_int64(cfg->llm.max_tokens));
 	switch (cfg->llm.mode) {
 	case CFG_MODE_JSON_SCHEMA:
 		inner = json_object_new_object();
@@ -219,13 +257,17 @@ struct llm *llm_new(const struct extractd_config *cfg,
 {
 	struct llm *llm = calloc(1, sizeof(*llm));
 	struct json_object *doc = schema_document(schema), *head = NULL;
+	pthread_condattr_t attr;
 	const char *text;
 	size_t n;
 
 	if (!llm)
 		goto oom;
 	pthread_mutex_init(&llm->lock, NULL);
-	pthread_cond_init(&llm->wake, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&llm->wake, &attr);
+	pthread_condattr_destroy(&attr);
 	llm->schema = schema;
 	llm->mode = cfg->llm.mode;
 	llm->max_reasks = cfg->llm.max_reasks;
@@ -235,7 +277,29 @@ struct llm *llm_new(const struct extractd_config *cfg,
 	llm->timeout_ms = cfg->llm.timeout_ms;
 	llm->connect_timeout_ms = cfg->llm.connect_timeout_ms;
 	llm->max_response_bytes = cfg->llm.max_response_bytes;
+	llm->max_elapsed_ms = cfg->retry.max_elapsed_ms;
+	/* Probe a paused API slowly, but not slower than the backoff cap. */
+	llm->probe_ms = cfg->retry.max_delay_ms < LLM_PROBE_MS
+				? (cfg->retry.max_delay_ms ? cfg->retry.max_delay_ms
+							   : 1)
+				: LLM_PROBE_MS;
+	llm->completion_estimate = cfg->llm.max_tokens
+					   ? cfg->llm.max_tokens
+					   : LLM_COMPLETION_ESTIMATE;
+	/* A second's worth of burst: the budget is spread, not spent at
+	 * once (a minute's burst would look like a flood to the API). */
+	if (cfg->rate.requests_per_minute &&
+	    !(llm->rpm = ratelimit_new(cfg->rate.requests_per_minute,
+				       cfg->rate.requests_per_minute / 60.0,
+				       mono_ns())))
+		goto oom;
+	if (cfg->rate.tokens_per_minute &&
+	    !(llm->tpm = ratelimit_new(cfg->rate.tokens_per_minute,
+				       cfg->rate.tokens_per_minute / 60.0,
+				       mono_ns())))
+		goto oom;
 	llm->model = strdup(cfg->llm.model);
+	llm->ca_file = strdup(cfg->llm.ca_file);
 	llm->url = dup_printf("%s/chat/completions", cfg->llm.base_url);
 
 	switch (cfg->llm.mode) {
@@ -263,7 +327,8 @@ struct llm *llm_new(const struct extractd_config *cfg,
 	text = json_object_to_json_string_ext(head, LLM_JSON_FLAGS);
 	n = strlen(text);
 	llm->head = malloc(n);
-	if (!llm->model || !llm->url || !llm->system || !llm->head)
+	if (!llm->model || !llm->ca_file || !llm->url || !llm->system ||
+	    !llm->head)
 		goto oom;
 	/* Keep "{...", drop the closing brace: messages come next. */
 	memcpy(llm->head, text, n - 1);
@@ -281,6 +346,12 @@ void llm_set_observer(struct llm *llm, llm_observer_fn *fn, void *arg)
 {
 	llm->observe = fn;
 	llm->observe_arg = arg;
+}
+
+void llm_set_pause_handler(struct llm *llm, llm_pause_fn *fn, void *arg)
+{
+	llm->on_pause = fn;
+	llm->on_pause_arg = arg;
 }
 
 static double seconds_since(const struct timespec *start)
@@ -320,10 +391,15 @@ void llm_free(struct llm *llm)
 		return;
 	pthread_cond_destroy(&llm->wake);
 	pthread_mutex_destroy(&llm->lock);
+	ratelimit_free(llm->rpm);
+	ratelimit_free(llm->tpm);
+	ratelimit_free(llm->learned_rpm);
+	ratelimit_free(llm->learned_tpm);
 	free(llm->url);
 	free(llm->head);
 	free(llm->system);
 	free(llm->model);
+	free(llm->ca_file);
 	free(llm);
 }
 
@@ -337,6 +413,7 @@ struct llm_worker *llm_worker_new(struct llm *llm, const char *api_key,
 		.timeout_ms = llm->timeout_ms,
 		.connect_timeout_ms = llm->connect_timeout_ms,
 		.max_response_bytes = llm->max_response_bytes,
+		.ca_file = llm->ca_file,
 		.share = share,
 	};
 
@@ -365,16 +442,9 @@ void llm_worker_free(struct llm_worker *w)
 /* Wait ms unless stopped first; -1 when stopped. */
 static int llm_wait(struct llm *llm, unsigned ms)
 {
-	struct timespec until;
+	struct timespec until = mono_at(mono_ns() + (int64_t)ms * 1000000);
 	int stopped;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&llm->lock);
 	while (!llm->stopped &&
 	       pthread_cond_timedwait(&llm->wake, &llm->lock, &until) !=
@@ -555,19 +625,24 @@ out:
 	return r;
 }
 
-/* Pull an OpenAI error message out of an error body, if there is one. */
-static void api_error_message(const char *body, size_t len, char *out,
-			      size_t out_size)
+/* What an error body says: its message, and whether it is OpenAI's
+ * insufficient_quota (an account problem, not a rate). */
+static void api_error(const char *body, size_t len, char *msg,
+		      size_t msg_size, bool *ret_quota)
 {
 	struct json_object *root, *e;
-	const char *msg = NULL;
+	const char *text = NULL, *type = NULL, *code = NULL;
 	char perr[64];
 
-	out[0] = '\0';
 	root = parse_json(body, len, perr, sizeof(perr));
-	if (root && json_object_object_get_ex(root, "error", &e))
-		msg = get_string(e, "message");
-	snprintf(out, out_size, "%.300s", msg ? msg : "");
+	if (root && json_object_object_get_ex(root, "error", &e)) {
+		text = get_string(e, "message");
+		type = get_string(e, "type");
+		code = get_string(e, "code");
+	}
+	snprintf(msg, msg_size, "%.300s", text ? text : "");
+	*ret_quota = (type && !strcmp(type, "insufficient_quota")) ||
+		     (code && !strcmp(code, "insufficient_quota"));
 	json_object_put(root);
 }
 
@@ -577,37 +652,190 @@ static bool status_retryable(long status)
 	       status == 503 || status == 504;
 }
 
+/* Enter or leave the pause; the handler hears of each change once. */
+static void set_paused(struct llm *llm, bool paused, const char *reason)
+{
+	bool changed;
+
+	pthread_mutex_lock(&llm->lock);
+	changed = llm->paused != paused;
+	llm->paused = paused;
+	if (!paused) {
+		llm->probing = false;
+		pthread_cond_broadcast(&llm->wake);
+	}
+	pthread_mutex_unlock(&llm->lock);
+	if (changed && llm->on_pause)
+		llm->on_pause(llm->on_pause_arg, paused, reason);
+}
+
+/* Whether this worker is now the one that probes a paused API. */
+static bool take_probe(struct llm *llm)
+{
+	bool mine;
+
+	pthread_mutex_lock(&llm->lock);
+	mine = !llm->probing;
+	llm->probing = true;
+	pthread_mutex_unlock(&llm->lock);
+	return mine;
+}
+
 /*
- * One model call with transport retries. Returns LLM_OK with reply
- * filled, or the final error (detail set). Counts calls in res.
+ * A rate-limit 429: every worker waits until the server's reset (the
+ * shared cool-down), and from then on calls are paced at the budget the
+ * server announces (x-ratelimit-limit-*), a little under it, so that the
+ * pool does not run into the same wall again. A budget set in the config
+ * (rate.*) is the user's decision and is kept as it is.
+ */
+static void cool_down(struct llm *llm, int64_t until,
+		      const struct http_response *resp)
+{
+	int64_t now = mono_ns();
+
+	pthread_mutex_lock(&llm->lock);
+	if (until > llm->cooldown_until)
+		llm->cooldown_until = until;
+	if (!llm->rpm && !llm->learned_rpm && resp->limit_requests > 0)
+		llm->learned_rpm = ratelimit_new(
+			LLM_LEARNED_SHARE * (double)resp->limit_requests,
+			LLM_LEARNED_SHARE * (double)resp->limit_requests / 60,
+			now);
+	if (!llm->tpm && !llm->learned_tpm && resp->limit_tokens > 0)
+		llm->learned_tpm = ratelimit_new(
+			LLM_LEARNED_SHARE * (double)resp->limit_tokens,
+			LLM_LEARNED_SHARE * (double)resp->limit_tokens / 60,
+			now);
+	pthread_mutex_unlock(&llm->lock);
+}
+
+/* The learned limiters, read under the lock (they are set once). */
+static void learned(struct llm *llm, struct ratelimit **rpm,
+		    struct ratelimit **tpm)
+{
+	pthread_mutex_lock(&llm->lock);
+	*rpm = llm->learned_rpm;
+	*tpm = llm->learned_tpm;
+	pthread_mutex_unlock(&llm->lock);
+}
+
+/* Take a call's cost from one limiter; the longer wait wins. */
+static int64_t reserve(struct ratelimit *rl, double cost, int64_t wait)
+{
+	int64_t w = rl ? ratelimit_reserve(rl, cost, mono_ns()) : 0;
+
+	return w > wait ? w : wait;
+}
+
+/*
+ * Wait until this worker may call: not stopped, not paused (unless it is
+ * the prober), past the shared cool-down, within the rate budgets.
+ * Adds the time spent paused to *paused_ns. Returns -1 when stopped.
+ */
+static int gate(struct llm *llm, bool prober, double tokens,
+		int64_t *paused_ns)
+{
+	struct ratelimit *rpm, *tpm;
+	int64_t wait = 0, t0;
+
+	pthread_mutex_lock(&llm->lock);
+	for (;;) {
+		struct timespec until;
+
+		if (llm->stopped) {
+			pthread_mutex_unlock(&llm->lock);
+			return -1;
+		}
+		if (llm->paused && !prober) {
+			t0 = mono_ns();
+			pthread_cond_wait(&llm->wake, &llm->lock);
+			*paused_ns += mono_ns() - t0;
+			continue;
+		}
+		if (llm->cooldown_until <= mono_ns())
+			break;
+		until = mono_at(llm->cooldown_until);
+		pthread_cond_timedwait(&llm->wake, &llm->lock, &until);
+	}
+	pthread_mutex_unlock(&llm->lock);
+
+	learned(llm, &rpm, &tpm);
+	wait = reserve(llm->rpm, 1, wait);
+	wait = reserve(rpm, 1, wait);
+	wait = reserve(llm->tpm, tokens, wait);
+	wait = reserve(tpm, tokens, wait);
+	if (wait > 0)
+		return llm_wait(llm, (unsigned)((wait + 999999) / 1000000));
+	return 0;
+}
+
+/* The token cost is known after the call: correct the estimate. */
+static void correct_tokens(struct llm *llm, const struct llm_reply *reply,
+			   double estimate)
+{
+	struct ratelimit *rpm, *tpm;
+	double used = (double)(reply->prompt_tokens + reply->completion_tokens);
+
+	if (!used)
+		return;
+	learned(llm, &rpm, &tpm);
+	if (llm->tpm)
+		ratelimit_adjust(llm->tpm, used - estimate, mono_ns());
+	if (tpm)
+		ratelimit_adjust(tpm, used - estimate, mono_ns());
+}
+
+/*
+ * One model call, with transport retries (retry.max_attempts, backoff,
+ * the server's hints, the shared cool-down) inside the record's deadline.
+ * A 401, 403 or insufficient_quota is the deployment's fault, not the
+ * record's: the API is paused for every worker, one of them probes it
+ * slowly, and the record waits (its deadline moved by the pause).
+ * Returns LLM_OK with reply filled, or the final error (detail set).
  */
 static enum llm_status call_model(struct llm_worker *w, const char *body,
 				  size_t body_len, struct llm_reply *reply,
-				  struct llm_result *res)
+				  struct llm_result *res, int64_t *deadline)
 {
 	struct llm *llm = w->llm;
 	enum llm_status last = LLM_ERR_HTTP;
+	double estimate = (double)body_len / 4 + llm->completion_estimate;
 	long hint_ms = -1; /* the server's Retry-After for the next wait */
-	unsigned attempt;
+	unsigned attempt = 0;
+	bool prober = false;
 
-	for (attempt = 0; attempt < llm->max_attempts; attempt++) {
-		bool more = attempt + 1 < llm->max_attempts;
+	for (;;) {
+		bool more = attempt + 1 < llm->max_attempts, quota;
+		int64_t paused_ns = 0;
 		struct http_response resp;
 		struct timespec start;
 		char err[512];
 		enum http_result hr;
-		unsigned delay;
 
 		if (attempt) {
-			res->retries++;
-			delay = backoff_delay_ms(attempt - 1,
-						 llm->base_delay_ms,
-						 llm->max_delay_ms, &w->rng);
+			unsigned delay = backoff_delay_ms(attempt - 1,
+							  llm->base_delay_ms,
+							  llm->max_delay_ms,
+							  &w->rng);
+
 			if (hint_ms > (long)delay)
 				delay = (unsigned)hint_ms;
+			if (mono_ns() + (int64_t)delay * 1000000 > *deadline) {
+				char prev[LLM_DETAIL_MAX];
+
+				memcpy(prev, res->detail, sizeof(prev));
+				detail_set(res, "gave up within retry."
+					   "max_elapsed_ms after %u calls; "
+					   "last: %s", res->attempts, prev);
+				return LLM_ERR_TIMEOUT;
+			}
+			res->retries++;
 			if (llm_wait(llm, delay) < 0)
 				return LLM_ABANDONED;
 		}
+		if (gate(llm, prober, estimate, &paused_ns) < 0)
+			return LLM_ABANDONED;
+		*deadline += paused_ns;
 		res->attempts++;
 		clock_gettime(CLOCK_MONOTONIC, &start);
 		hr = http_post_json(w->http, llm->url, body, body_len, &resp,
@@ -625,32 +853,63 @@ static enum llm_status call_model(struct llm_worker *w, const char *body,
 				more);
 			last = timeout ? LLM_ERR_TIMEOUT : LLM_ERR_HTTP;
 			detail_set(res, "%s", err);
+			if (!more)
+				return last;
+			attempt++;
 			continue;
 		}
 		if (resp.status == 200) {
+			if (prober)
+				set_paused(llm, false, NULL);
 			if (!llm_parse_reply(llm->mode, resp.body,
 					     resp.body_len, reply, err,
 					     sizeof(err))) {
 				observe(llm, &start, 200, "ok", false);
+				correct_tokens(llm, reply, estimate);
 				return LLM_OK;
 			}
 			observe(llm, &start, 200, "malformed", more);
 			last = LLM_ERR_HTTP;
 			detail_set(res, "malformed answer: %s", err);
+			if (!more)
+				return last;
+			attempt++;
 			continue;
 		}
-		api_error_message(resp.body, resp.body_len, err, sizeof(err));
+		api_error(resp.body, resp.body_len, err, sizeof(err), &quota);
 		detail_set(res, "HTTP %ld%s%s", resp.status, *err ? ": " : "",
 			   err);
-		if (!status_retryable(resp.status)) {
+		if (resp.status == 401 || resp.status == 403 || quota) {
+			int64_t t0 = mono_ns();
+
+			observe(llm, &start, resp.status, "paused", true);
+			set_paused(llm, true, res->detail);
+			prober = prober || take_probe(llm);
+			/* The prober tries again slowly; the others wait in
+			 * gate() until it sees the API work again. */
+			if (prober && llm_wait(llm, llm->probe_ms) < 0)
+				return LLM_ABANDONED;
+			*deadline += mono_ns() - t0;
+			continue;
+		}
+		if (prober)
+			set_paused(llm, false, NULL);
+		prober = false;
+		if (!status_retryable(resp.status) || !more) {
 			observe(llm, &start, resp.status, "http_error", false);
 			return LLM_ERR_HTTP;
 		}
-		observe(llm, &start, resp.status, "http_error", more);
-		last = LLM_ERR_HTTP;
+		observe(llm, &start, resp.status, "http_error", true);
 		hint_ms = resp.retry_after_ms;
+		if (resp.status == 429)
+			cool_down(llm,
+				  mono_ns() + (hint_ms > 0 ? hint_ms
+							   : (long)llm->base_delay_ms) *
+						      1000000LL,
+				  &resp);
+		last = LLM_ERR_HTTP;
+		attempt++;
 	}
-	return last;
 }
 
 void llm_result_clear(struct llm_result *res)
@@ -696,6 +955,7 @@ void llm_extract(struct llm_worker *w, const char *text, size_t len,
 	struct json_object *messages = json_object_new_array();
 	char errors[LLM_DETAIL_MAX];
 	char reask[LLM_DETAIL_MAX + 128];
+	int64_t deadline = mono_ns() + (int64_t)llm->max_elapsed_ms * 1000000;
 	unsigned round;
 
 	memset(res, 0, sizeof(*res));
@@ -719,7 +979,7 @@ void llm_extract(struct llm_worker *w, const char *text, size_t len,
 		}
 		if (round)
 			res->reasks++;
-		st = call_model(w, body, strlen(body), &reply, res);
+		st = call_model(w, body, strlen(body), &reply, res, &deadline);
 		free(body);
 		if (st != LLM_OK) {
 			res->status = st;

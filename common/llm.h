@@ -84,6 +84,15 @@ struct llm *llm_new(const struct extractd_config *cfg,
 /** Set the call observer; call before any worker starts. */
 void llm_set_observer(struct llm *llm, llm_observer_fn *fn, void *arg);
 
+/**
+ * @brief Hear when the API starts or stops refusing the deployment (401,
+ * 403, insufficient_quota): while it does, every call waits and one
+ * worker probes. Called from a worker thread, once per change.
+ * @param reason the API's answer when paused, NULL when it works again
+ */
+typedef void llm_pause_fn(void *arg, bool paused, const char *reason);
+void llm_set_pause_handler(struct llm *llm, llm_pause_fn *fn, void *arg);
+
 /** Wake every retry wait and make further waits fail (shutdown). */
 void llm_stop(struct llm *llm);
 

@@ -369,7 +369,8 @@ static void handle_message(struct consumer *c, rd_kafka_message_t *msg)
 		rd_kafka_message_destroy(msg);
 		return;
 	}
-	if (c->n_held || sem_trywait(&c->pl->slots) < 0) {
+	if (c->n_held || atomic_load(&c->pl->llm_paused) ||
+	    sem_trywait(&c->pl->slots) < 0) {
 		if (held_push(c, msg) < 0) {
 			/* Not tracked, not committed: fetched again later. */
 			rd_kafka_message_destroy(msg);
@@ -404,6 +405,12 @@ static void admit_held(struct consumer *c)
 	}
 	if (sem_timedwait(&c->pl->slots, &until) < 0)
 		return;
+	if (atomic_load(&c->pl->llm_paused)) {
+		/* Admit nothing while the API refuses us: the records would
+		 * only wait in the queue. Looked at again next round. */
+		sem_post(&c->pl->slots);
+		return;
+	}
 	msg = held_pop(c);
 	part = table_get(c, msg->partition);
 	if (part) {
@@ -430,7 +437,7 @@ static void *consumer_main(void *arg)
 	while (!atomic_load(&pl->stopping)) {
 		rd_kafka_message_t *msg;
 
-		if (c->n_held) {
+		if (c->n_held && !atomic_load(&pl->llm_paused)) {
 			admit_held(c);
 			msg = rd_kafka_consumer_poll(c->rk, 0);
 		} else {

@@ -107,16 +107,6 @@ static int check_supported(const struct extractd_config *cfg, char *err,
 			 cfg_origin(cfg, "output.delivery"));
 		return -1;
 	}
-	if (cfg->rate.requests_per_minute || cfg->rate.tokens_per_minute) {
-		const char *s = cfg->rate.requests_per_minute
-					? "rate.requests_per_minute"
-					: "rate.tokens_per_minute";
-
-		snprintf(err, err_size, "%s: %s: rate budgets are not "
-			 "supported by this version (use pool.max_in_flight)",
-			 cfg_origin(cfg, s), s);
-		return -1;
-	}
 	return 0;
 }
 
@@ -172,6 +162,7 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 	pl.llm = llm_new(cfg, schema, err, sizeof(err));
 	if (!pl.llm)
 		goto fail;
+	llm_set_pause_handler(pl.llm, pipeline_llm_paused, &pl);
 	pl.pool = pool_new(cfg->pool.workers, cfg->pool.max_in_flight,
 			   &worker_ops, &pl, err, sizeof(err));
 	if (!pl.pool)

@@ -161,6 +161,23 @@ int pipeline_admit(struct pipeline *pl, struct partition *part,
 	return 0;
 }
 
+void pipeline_llm_paused(void *arg, bool paused, const char *reason)
+{
+	struct pipeline *pl = arg;
+	char text[1024];
+
+	atomic_store(&pl->llm_paused, paused);
+	if (paused)
+		LOG_ERROR("the LLM API refuses this deployment (API key, "
+			  "permissions or quota): consumption paused, the API "
+			  "is probed until it answers; no record is "
+			  "dead-lettered for this", "\"reason\":%s",
+			  log_str(text, sizeof(text), reason));
+	else
+		LOG_WARN("the LLM API answers again: consumption resumed",
+			 NULL);
+}
+
 void *pipeline_worker_init(void *arg, unsigned index)
 {
 	struct pipeline *pl = arg;

@@ -119,6 +119,10 @@ void partition_unref(struct partition *part);
 int pipeline_admit(struct pipeline *pl, struct partition *part,
 		   rd_kafka_message_t *msg);
 
+/** The llm's pause handler: log it once, loudly; readiness and admission
+ * follow pipeline.llm_paused. */
+void pipeline_llm_paused(void *pl, bool paused, const char *reason);
+
 /** Pool callbacks: a worker's llm_worker, and running one job. */
 void *pipeline_worker_init(void *pl, unsigned index);
 void pipeline_worker_run(void *job, void *worker);
