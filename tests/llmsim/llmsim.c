@@ -5,6 +5,7 @@
  * llmsim [--listen HOST:PORT] [--port-file F] [--latency-ms N]
  *        [--jitter-ms N] [--fault KIND=RATE,...] [--rpm N] [--tpm N]
  *        [--seed N] [--answers FILE] [--threads N]
+ *        [--api-key-file F]
  *
  * It answers POST /v1/chat/completions deterministically (sim_extract.c),
  * in the shape the request's mode asks for (sim_chat.c), within per-minute
@@ -38,12 +39,15 @@
  *    regex, answers) are read-only afterwards.
  *  - stats: stats.lock. "current" is incremented when a request arrives
  *    and decremented just *before* its answer is queued (so a client can
- *    never see an answer while it is still counted), when the timer thread
- *    sees the client of a held request hang up, or when the request ends
- *    unanswered; "peak" is updated under the same lock, which makes it
- *    exact. r->answered says the request has left "current"; it is
- *    written by the connection's MHD thread, or by the timer thread while
- *    the connection is suspended (the resume orders the two).
+ *    never see an answer while it is still counted), as soon as the client
+ *    of a held request hangs up, or when the request ends unanswered;
+ *    "peak" is updated under the same lock, which makes it exact. An
+ *    arrival that would set a new peak first asks the timer to check the
+ *    held sockets (sim_timer_reap), so a client that gave up and retried
+ *    at once is never counted twice. r->answered says the request has
+ *    left "current"; it is written by the connection's MHD thread, or,
+ *    while the connection is suspended, by whoever reports its client
+ *    gone under the timer's lock (the resume orders the two).
  *  - the rate limiter: its own mutex (sim_limit.c).
  *  - the fault PRNG and the id counter: C11 atomics (a splitmix64 stream,
  *    one fetch_add per draw), so draws never block.
@@ -123,6 +127,7 @@ struct sim_options {
 	const char *listen;		/**< HOST:PORT, [V6]:PORT or PORT */
 	const char *port_file;
 	const char *answers;
+	const char *api_key_file;	/**< the key a request must carry */
 	unsigned long latency_ms;
 	unsigned long jitter_ms;
 	unsigned long rpm;
@@ -236,27 +241,35 @@ static int sim_parse_ulong(const char *str, unsigned long max,
 
 /* ---- statistics ------------------------------------------------------- */
 
+/** Raise the peak to the current count (after a reap; see below). */
+static void sim_stats_raise_peak(void *cls)
+{
+	struct sim_server *s = cls;
+
+	pthread_mutex_lock(&s->stats.lock);
+	if (s->stats.current > s->stats.peak)
+		s->stats.peak = s->stats.current;
+	pthread_mutex_unlock(&s->stats.lock);
+}
+
 /**
- * @brief A chat request arrived. If it may set a new peak, held requests
- * whose client already left are retired first (sim_timer_reap), so a
- * client retrying at once after giving up is not counted twice.
+ * @brief A chat request arrived. When it takes the count past the peak,
+ * the peak is raised only after held requests whose client already left
+ * have been retired (sim_timer_reap, which runs the raise under the timer's
+ * lock), so a client retrying at once after giving up is never counted
+ * twice, even with other arrivals racing.
  */
 static void sim_stats_arrive(struct sim_server *s)
 {
-	bool new_peak;
-
-	pthread_mutex_lock(&s->stats.lock);
-	new_peak = s->stats.current + 1 > s->stats.peak;
-	pthread_mutex_unlock(&s->stats.lock);
-	if (new_peak)
-		sim_timer_reap(s->timer);	/* may call sim_on_gone */
+	bool over;
 
 	pthread_mutex_lock(&s->stats.lock);
 	s->stats.requests++;
 	s->stats.current++;
-	if (s->stats.current > s->stats.peak)
-		s->stats.peak = s->stats.current;
+	over = s->stats.current > s->stats.peak;
 	pthread_mutex_unlock(&s->stats.lock);
+	if (over)
+		sim_timer_reap(s->timer, sim_stats_raise_peak, s);
 }
 
 /** The request leaves "current": answered with @p status, or dropped (0). */
@@ -609,12 +622,15 @@ static int sim_chat_limited(struct sim_req *r,
 	bool by_req = strcmp(lim->exceeded, "requests") == 0;
 	int rc;
 
+	unsigned long limit = by_req ? lim->limit_requests : lim->limit_tokens;
+	unsigned long left = by_req ? lim->remaining_requests :
+				      lim->remaining_tokens;
+
 	sim_limit_fmt_duration(lim->retry_after_ms, wait);
 	snprintf(msg, sizeof(msg),
-		 "Rate limit reached for %s per min (RP%s): Limit %lu, Remaining %lu, Requested %lu. Please try again in %s.",
-		 lim->exceeded, by_req ? "M" : "M tokens",
-		 by_req ? lim->limit_requests : lim->limit_tokens,
-		 by_req ? lim->remaining_requests : lim->remaining_tokens,
+		 "Rate limit reached on %s: Limit %lu, Used %lu, Requested %lu. Please try again in %s. (llmsim)",
+		 by_req ? "requests per min (RPM)" : "tokens per min (TPM)",
+		 limit, limit - (left < limit ? left : limit),
 		 by_req ? 1ul : tokens, wait);
 	rc = sim_req_prepare_error(r, 429, msg, lim->exceeded,
 				   "rate_limit_exceeded");
@@ -624,6 +640,34 @@ static int sim_chat_limited(struct sim_req *r,
 	    !sim_limit_headers(r->resp, lim))
 		return -ENOMEM;
 	return 0;
+}
+
+/**
+ * @brief Whether the request carries the key of --api-key-file. The file
+ * is read for every request, so a test can change the key while llmsim
+ * runs (a key that starts working again). Without the option, any key.
+ */
+static bool sim_authorized(struct sim_server *s, struct MHD_Connection *conn)
+{
+	char key[256];
+	const char *auth;
+	size_t n;
+	FILE *f;
+
+	if (!s->opt->api_key_file)
+		return true;
+	f = fopen(s->opt->api_key_file, "re");
+	if (!f)
+		return false;
+	n = fread(key, 1, sizeof(key) - 1, f);
+	fclose(f);
+	while (n && (key[n - 1] == '\n' || key[n - 1] == ' '))
+		n--;
+	key[n] = '\0';
+	auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+					   MHD_HTTP_HEADER_AUTHORIZATION);
+	return n && auth && !strncmp(auth, "Bearer ", 7) &&
+	       !strcmp(auth + 7, key);
 }
 
 /**
@@ -643,6 +687,11 @@ static enum MHD_Result sim_chat(struct sim_server *s,
 	char err[SIM_ERR_LEN];
 	int rc;
 
+	if (!sim_authorized(s, conn))
+		return sim_send_error(s, conn, r, 401,
+				      "Incorrect API key provided.",
+				      "invalid_request_error",
+				      "invalid_api_key");
 	if (r->too_big)
 		return sim_send_error(s, conn, r, 413,
 				      "Request body too large for llmsim (8 MiB).",
@@ -906,6 +955,7 @@ static void sim_usage(FILE *f)
 	fputs("usage: llmsim [--listen HOST:PORT] [--port-file F] [--latency-ms N]\n"
 	      "              [--jitter-ms N] [--fault KIND=RATE,...] [--rpm N] [--tpm N]\n"
 	      "              [--seed N] [--answers FILE] [--threads N]\n"
+	      "              [--api-key-file F]\n"
 	      "faults: 429 quota 500 503 timeout malformed invalid refusal (rates 0..1)\n",
 	      f);
 }
@@ -971,6 +1021,7 @@ static int sim_parse_args(int argc, char **argv, struct sim_options *o,
 		{ "tpm", required_argument, NULL, 't' },
 		{ "seed", required_argument, NULL, 's' },
 		{ "answers", required_argument, NULL, 'a' },
+		{ "api-key-file", required_argument, NULL, 'k' },
 		{ "threads", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -986,6 +1037,7 @@ static int sim_parse_args(int argc, char **argv, struct sim_options *o,
 		case 'l': o->listen = optarg; continue;
 		case 'p': o->port_file = optarg; continue;
 		case 'a': o->answers = optarg; continue;
+		case 'k': o->api_key_file = optarg; continue;
 		case 'h': return 1;
 		case 'f':
 			if (sim_parse_faults(optarg, o, err, errlen))

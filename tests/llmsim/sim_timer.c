@@ -32,11 +32,12 @@
  *
  * Ownership and locking:
  *  - t->lock guards heap, held, parked, stopping, armed_ns and every
- *    p->slot/p->watched/p->gone; the gone callback runs under it, so
- *    the owner's locks nest inside t->lock, never the other way. Handlers take it to push (and to re-arm the
- *    timerfd when their deadline is the new earliest); the timer thread to
- *    pop. No MHD function is called with t->lock held, so it cannot form
- *    a lock-order cycle with MHD's internal mutexes.
+ *    p->slot/p->watched/p->gone. Handlers take it to push (and to re-arm
+ *    the timerfd when their deadline is the new earliest); the timer
+ *    thread to pop. The gone callback (and reap's "then") runs under it,
+ *    so the owner's locks nest inside t->lock, never the other way. No
+ *    MHD function is called with t->lock held, so it cannot form a
+ *    lock-order cycle with MHD's internal mutexes.
  *  - A held entry leaves the held array only in the timer thread: on its
  *    (single, one-shot) epoll event or in the final drain. Its epoll
  *    registration is removed before the resume, so no event can name a
@@ -89,7 +90,9 @@ struct sim_timer {
 	struct sim_park **held;		/**< timeout-fault requests */
 	size_t held_len, held_cap;
 	size_t parked;			/**< suspended, handler not re-run */
-	atomic_size_t nheld;		/**< held_len, readable unlocked */
+	atomic_size_t nheld;		/**< held_len, readable unlocked;
+					 *   lowered only after the gone
+					 *   callback of the removed entry */
 	uint64_t armed_ns;		/**< timerfd expiry; UINT64_MAX: off */
 	bool stopping;
 	bool running;			/**< thread started and not joined */
@@ -203,7 +206,7 @@ static int sim_held_push(struct sim_timer *t, struct sim_park *p)
 	t->held = arr;
 	p->slot = t->held_len;
 	t->held[t->held_len++] = p;
-	atomic_store_explicit(&t->nheld, t->held_len, memory_order_relaxed);
+	atomic_store_explicit(&t->nheld, t->held_len, memory_order_release);
 	/* without a watch it is still held, until the timer stops */
 	ev.data.ptr = p;
 	p->watched = p->fd >= 0 &&
@@ -217,7 +220,6 @@ static void sim_held_remove(struct sim_timer *t, struct sim_park *p)
 
 	t->held[p->slot] = last;
 	last->slot = p->slot;
-	atomic_store_explicit(&t->nheld, t->held_len, memory_order_relaxed);
 	if (p->watched)
 		(void)epoll_ctl(t->ep, EPOLL_CTL_DEL, p->fd, NULL);
 	p->watched = false;
@@ -338,6 +340,11 @@ static void sim_timer_gone(struct sim_timer *t, struct sim_park *p)
 	if (!p->gone && t->gone)
 		t->gone(t->gone_cls, p);
 	p->gone = true;
+	/*
+	 * Published only now: a sim_timer_reap() that sees the smaller
+	 * count must also see what the callback did (release/acquire).
+	 */
+	atomic_store_explicit(&t->nheld, t->held_len, memory_order_release);
 	pthread_mutex_unlock(&t->lock);
 	sim_fire(p, SIM_WAKE_DROP);
 }
@@ -356,13 +363,19 @@ static bool sim_peer_gone(int fd)
 	       errno != EINTR;
 }
 
-void sim_timer_reap(struct sim_timer *t)
+void sim_timer_reap(struct sim_timer *t, void (*then)(void *cls), void *cls)
 {
 	struct sim_park *p;
 	size_t i;
 
-	if (!atomic_load_explicit(&t->nheld, memory_order_relaxed))
+	/*
+	 * Nothing held, and every removal's callback already done (the
+	 * count drops only after it): no lock needed.
+	 */
+	if (!atomic_load_explicit(&t->nheld, memory_order_acquire)) {
+		then(cls);
 		return;
+	}
 	pthread_mutex_lock(&t->lock);
 	for (i = 0; i < t->held_len; i++) {
 		p = t->held[i];
@@ -373,6 +386,7 @@ void sim_timer_reap(struct sim_timer *t)
 		if (t->gone)
 			t->gone(t->gone_cls, p);
 	}
+	then(cls);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -393,7 +407,7 @@ static void sim_timer_drain(struct sim_timer *t)
 	}
 	t->heap_len = 0;
 	t->held_len = 0;
-	atomic_store_explicit(&t->nheld, 0, memory_order_relaxed);
+	atomic_store_explicit(&t->nheld, 0, memory_order_release);
 	pthread_mutex_unlock(&t->lock);
 	for (i = 0; i < hl; i++)
 		sim_fire(t->heap[i].p, SIM_WAKE_ANSWER);

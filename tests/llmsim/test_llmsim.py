@@ -356,6 +356,33 @@ def test_faults(sims):
     assert st["faults"]["timeout"] == 1, st
 
 
+def test_giveup_retry(sim):
+    """Clients that give up on a held request and retry at once are never
+    counted twice: peak stays 1 (the concurrency oracle must not lie)."""
+    body = json.dumps(payload(
+        "John Smith is a 30-year-old software engineer")).encode()
+    raw = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: llmsim\r\n"
+           b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+           % len(body)) + body
+    sim.reset()
+    n = 40
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", sim.port), timeout=5)
+        try:
+            s.settimeout(0.02)
+            s.sendall(raw)
+            try:
+                data = s.recv(100)
+                raise AssertionError("held request answered: %r" % data)
+            except (socket.timeout, TimeoutError):
+                pass
+        finally:
+            s.close()
+    st = sim.stats()
+    assert st["requests"] == n and st["peak_concurrent"] == 1, st
+    assert st["current_concurrent"] == 0 and st["dropped"] == n, st
+
+
 def parallel_requests(sim, n, text):
     """n requests at once, one connection each; returns their statuses."""
     conns = [sim.conn(10.0) for _ in range(n)]
@@ -522,6 +549,7 @@ def main():
             ("bad_requests", lambda: test_bad_requests(sims["main"])),
             ("stats_basic", lambda: test_stats_basic(sims["main"])),
             ("faults", lambda: test_faults(faults)),
+            ("giveup_retry", lambda: test_giveup_retry(faults["timeout"])),
             ("concurrency", lambda: test_concurrency(sims["latency"])),
             ("rpm", lambda: test_rpm(sims["rpm"])),
             ("tpm", lambda: test_tpm(sims["tpm"])),
