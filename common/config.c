@@ -266,6 +266,12 @@ cfg_fail(struct cfg_loader *ld, const char *origin, const char *setting,
 	va_start(ap, fmt);
 	vsnprintf(ld->err + len, ld->err_size - len, fmt, ap);
 	va_end(ap);
+	/* One line whatever the user typed: control bytes in a path or a
+	 * quoted value become '?'. */
+	for (len = 0; ld->err[len]; len++) {
+		if ((unsigned char)ld->err[len] < 0x20 || ld->err[len] == 0x7f)
+			ld->err[len] = '?';
+	}
 	return -1;
 }
 
@@ -324,12 +330,16 @@ static const char *cfg_trim(const char *s, size_t *ret_len)
 static const char *cfg_quote(const char *s, size_t len, char *buf,
 			     size_t size)
 {
-	const size_t limit = 60;
+	size_t limit = 60;
 
-	if (len > limit)
+	if (len > limit) {
+		/* Cut on a character boundary, not inside a UTF-8 sequence. */
+		while (limit && ((unsigned char)s[limit] & 0xC0) == 0x80)
+			limit--;
 		snprintf(buf, size, "'%.*s...'", (int)limit, s);
-	else
+	} else {
 		snprintf(buf, size, "'%.*s'", (int)len, s);
+	}
 	return buf;
 }
 
@@ -1148,6 +1158,63 @@ static int cfg_set_defaults(struct cfg_loader *ld, const char *dir)
  * first error reported is the first one in the file.
  * @param dir the file's directory (NULL: none), for @include
  */
+#define CFG_INCLUDE_DEPTH 10 /**< libconfig's own nesting limit */
+
+/*
+ * libconfig 1.5 exits the process (its scanner's fatal error) when an
+ * @include names something that is not a regular file, such as a
+ * directory. So every @include is looked at first, recursively: each must
+ * name a readable regular file, or loading fails with FILE:LINE.
+ */
+static int cfg_check_includes(struct cfg_loader *ld, const char *path,
+			      unsigned depth)
+{
+	char line[4096];
+	unsigned lineno = 0;
+	int ret = 0;
+	FILE *f;
+
+	if (depth > CFG_INCLUDE_DEPTH)
+		return cfg_fail(ld, path, NULL, "@include nested too deeply");
+	f = fopen(path, "re");
+	if (!f)
+		return 0; /* reported by the reader with its own words */
+	while (!ret && fgets(line, sizeof(line), f)) {
+		const char *p = line, *q;
+		struct stat st;
+		char *name, *file;
+
+		lineno++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (strncmp(p, "@include", 8))
+			continue;
+		p += 8;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p != '"' || !(q = strchr(p + 1, '"')))
+			continue; /* the parser says what is wrong */
+		name = strndup(p + 1, (size_t)(q - p - 1));
+		file = name ? cfg_resolve(ld->dir, name) : NULL;
+		if (!file) {
+			ret = cfg_oom(ld);
+		} else if (stat(file, &st) < 0 || !S_ISREG(st.st_mode)) {
+			char where[PATH_MAX + 32];
+
+			snprintf(where, sizeof(where), "%s:%u", path, lineno);
+			ret = cfg_fail(ld, where, NULL,
+				       "@include '%s' is not a readable file",
+				       name);
+		} else {
+			ret = cfg_check_includes(ld, file, depth + 1);
+		}
+		free(file);
+		free(name);
+	}
+	fclose(f);
+	return ret;
+}
+
 static int cfg_read_file(struct cfg_loader *ld)
 {
 	const char *path = ld->path;
@@ -1169,6 +1236,8 @@ static int cfg_read_file(struct cfg_loader *ld)
 	}
 	close(fd);
 
+	if (cfg_check_includes(ld, path, 0) < 0)
+		return -1;
 	config_init(&lc);
 	if (ld->dir)
 		config_set_include_dir(&lc, ld->dir);

@@ -556,6 +556,8 @@ int llm_parse_reply(enum cfg_llm_mode mode, const char *body, size_t len,
 	int r = -1;
 
 	memset(out, 0, sizeof(*out));
+	if (err_size)
+		err[0] = '\0';
 	root = parse_json(body, len, perr, sizeof(perr));
 	if (!root) {
 		snprintf(err, err_size, "answer body is not JSON: %s", perr);

@@ -12,6 +12,7 @@
 #include "sequencer.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #define SEQ_MIN_CAP 16
@@ -26,6 +27,8 @@ struct sequencer {
 	size_t cap;   /**< power of two */
 	size_t head;  /**< index of the oldest slot */
 	size_t count; /**< slots in use */
+	int64_t last; /**< the highest offset added, when any */
+	bool any;     /**< an offset was added since new or clear */
 };
 
 static struct seq_slot *seq_at(const struct sequencer *seq, size_t i)
@@ -76,10 +79,12 @@ int seq_add(struct sequencer *seq, int64_t offset)
 {
 	struct seq_slot *slot;
 
-	if (seq->count && seq_at(seq, seq->count - 1)->offset >= offset)
+	if (seq->any && offset <= seq->last)
 		return -ERANGE;
 	if (seq->count == seq->cap && seq_grow(seq) < 0)
 		return -ENOMEM;
+	seq->last = offset;
+	seq->any = true;
 	slot = seq_at(seq, seq->count++);
 	slot->offset = offset;
 	slot->item = NULL;
@@ -153,4 +158,5 @@ void seq_clear(struct sequencer *seq, void (*drop)(void *item))
 	}
 	seq->head = 0;
 	seq->count = 0;
+	seq->any = false;
 }

@@ -19,11 +19,18 @@
  * contiguous delivered prefix (offsets.h), and auto-commit commits what is
  * stored. On revoke, the callback waits (bounded) for the partitions'
  * work to be delivered, commits synchronously, then lets them go.
+ *
+ * Health: the loop bumps heartbeat_ns every turn (the watchdog and
+ * /healthz watch it); the rebalance callback publishes the assignment's
+ * size, the error and statistics callbacks whether the brokers are
+ * reachable (all three are atomics, read by the HTTP and main threads).
+ * The statistics callback also hands the partitions' lag to the metrics.
  */
 #include "consumer.h"
 
 #include "kafka.h"
 #include "log.h"
+#include "metrics.h"
 #include "offsets.h"
 #include "pipeline.h"
 
@@ -36,6 +43,8 @@
 
 #define REVOKE_WAIT_NS (10LL * 1000000000) /**< bound on a revoke's wait */
 #define SLOT_WAIT_MS 100                   /**< poll at least this often */
+#define FETCH_WAIT_MS 10  /**< slots full, not paused: look for messages */
+#define HOLD_MIN 16       /**< held queue at least this long */
 
 struct consumer {
 	struct pipeline *pl;
@@ -49,7 +58,12 @@ struct consumer {
 
 	rd_kafka_message_t **held; /**< waiting for a slot, oldest first */
 	size_t n_held, cap_held;
+	size_t hold_max;           /**< pause the partitions at this many */
 	bool paused;
+
+	atomic_int_fast64_t heartbeat_ns; /**< the loop's last turn */
+	atomic_uint assigned;     /**< partitions in the assignment */
+	atomic_bool brokers_down; /**< all brokers down since last contact */
 };
 
 void consumer_store(struct consumer *c, const char *topic, int32_t partition,
@@ -89,6 +103,17 @@ static int table_put(struct consumer *c, int32_t id, struct partition *part)
 	}
 	c->parts[id] = part;
 	return 0;
+}
+
+/* Publish the assignment's size for /readyz. */
+static void publish_assigned(struct consumer *c)
+{
+	unsigned n = 0;
+	size_t i;
+
+	for (i = 0; i < c->n_parts; i++)
+		n += c->parts[i] != NULL;
+	atomic_store(&c->assigned, n);
 }
 
 static void set_paused(struct consumer *c, bool pause)
@@ -187,6 +212,8 @@ static void on_assign(struct consumer *c,
 	}
 	if (c->paused)
 		rd_kafka_pause_partitions(c->rk, parts);
+	publish_assigned(c);
+	atomic_store(&c->brokers_down, false); /* the group answered */
 	LOG_INFO("partitions assigned", "\"consumer\":%u,\"count\":%d",
 		 c->index, parts->cnt);
 }
@@ -261,6 +288,7 @@ static void on_revoke(struct consumer *c,
 	} else {
 		rd_kafka_assign(c->rk, NULL);
 	}
+	publish_assigned(c);
 	LOG_INFO(lost ? "partitions lost" : "partitions revoked",
 		 "\"consumer\":%u,\"count\":%d", c->index, parts->cnt);
 }
@@ -292,8 +320,26 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason,
 		pipeline_request_stop(c->pl, true);
 		return;
 	}
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+		atomic_store(&c->brokers_down, true);
 	LOG_WARN("consumer error", "\"error\":%s",
 		 log_str(text, sizeof(text), reason));
+}
+
+/* librdkafka statistics (every statistics.interval.ms): the lag of our
+ * partitions, and whether a broker is up again. Returns 0: librdkafka
+ * frees json. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+	struct consumer *c = opaque;
+	bool up = false;
+
+	(void)rk;
+	if (metrics_kafka_stats(c->pl->metrics, c->index, json, len, &up) < 0)
+		LOG_DEBUG("unreadable statistics", "\"consumer\":%u", c->index);
+	else if (up)
+		atomic_store(&c->brokers_down, false);
+	return 0;
 }
 
 struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
@@ -304,6 +350,7 @@ struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
 		"auto.offset.reset", "earliest",
 		"auto.commit.interval.ms", "1000",
 		"partition.assignment.strategy", "cooperative-sticky",
+		"statistics.interval.ms", "5000", /* lag for the metrics */
 		NULL,
 	};
 	const char *required[] = {
@@ -325,12 +372,16 @@ struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
 	}
 	c->pl = pl;
 	c->index = index;
+	c->hold_max = pl->cfg->pool.max_in_flight > HOLD_MIN
+			      ? pl->cfg->pool.max_in_flight
+			      : HOLD_MIN;
 	conf = kafka_conf_new(cfg, defaults, required, err, err_size);
 	if (!conf)
 		goto fail;
 	rd_kafka_conf_set_opaque(conf, c);
 	rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
 	rd_kafka_conf_set_error_cb(conf, on_error);
+	rd_kafka_conf_set_stats_cb(conf, on_stats);
 	c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
 	if (!c->rk) {
 		rd_kafka_conf_destroy(conf);
@@ -356,10 +407,9 @@ fail:
 	return NULL;
 }
 
+/* A polled message joins the held queue; admission takes it from there. */
 static void handle_message(struct consumer *c, rd_kafka_message_t *msg)
 {
-	struct partition *part;
-
 	if (msg->err) {
 		char text[512];
 
@@ -369,58 +419,74 @@ static void handle_message(struct consumer *c, rd_kafka_message_t *msg)
 		rd_kafka_message_destroy(msg);
 		return;
 	}
-	if (c->n_held || atomic_load(&c->pl->llm_paused) ||
-	    sem_trywait(&c->pl->slots) < 0) {
-		if (held_push(c, msg) < 0) {
-			/* Not tracked, not committed: fetched again later. */
-			rd_kafka_message_destroy(msg);
-			LOG_ERROR("out of memory holding a record", NULL);
-			pipeline_request_stop(c->pl, true);
-		}
-		set_paused(c, true);
-		return;
+	if (held_push(c, msg) < 0) {
+		/* Not tracked, not committed: fetched again later. */
+		rd_kafka_message_destroy(msg);
+		LOG_ERROR("out of memory holding a record", NULL);
+		pipeline_request_stop(c->pl, true);
 	}
-	part = table_get(c, msg->partition);
-	if (!part) {
+}
+
+/* Hand the oldest held message to the pipeline; a slot is taken. */
+static void admit_one(struct consumer *c)
+{
+	rd_kafka_message_t *msg = held_pop(c);
+	struct partition *part = table_get(c, msg->partition);
+
+	if (part) {
+		pipeline_admit(c->pl, part, msg);
+	} else {
 		/* Not (or no longer) assigned to us. */
 		rd_kafka_message_destroy(msg);
 		sem_post(&c->pl->slots);
-		return;
 	}
-	pipeline_admit(c->pl, part, msg);
 }
 
-/* One held message gets a slot, or SLOT_WAIT_MS passes. */
-static void admit_held(struct consumer *c)
+/* Wait up to ms for a free slot; true when one was taken. */
+static bool wait_slot(struct consumer *c, long ms)
 {
 	struct timespec until;
-	rd_kafka_message_t *msg;
-	struct partition *part;
 
 	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += SLOT_WAIT_MS * 1000000L;
+	until.tv_nsec += ms * 1000000L;
 	if (until.tv_nsec >= 1000000000L) {
 		until.tv_sec++;
 		until.tv_nsec -= 1000000000L;
 	}
-	if (sem_timedwait(&c->pl->slots, &until) < 0)
-		return;
-	if (atomic_load(&c->pl->llm_paused)) {
-		/* Admit nothing while the API refuses us: the records would
-		 * only wait in the queue. Looked at again next round. */
-		sem_post(&c->pl->slots);
-		return;
+	return sem_timedwait(&c->pl->slots, &until) == 0;
+}
+
+/*
+ * One turn of admission: admit held messages while slots are free, pause
+ * the partitions when the held queue is full and resume them when it is
+ * half empty (each pause makes librdkafka fetch again, so it must not
+ * happen per record), then wait for what can move: a message when nothing
+ * is held, else a slot. While the API refuses us nothing is admitted.
+ * Returns the message polled, if any.
+ */
+static rd_kafka_message_t *admission_turn(struct consumer *c)
+{
+	struct pipeline *pl = c->pl;
+
+	if (atomic_load(&pl->llm_paused)) {
+		set_paused(c, true);
+		return rd_kafka_consumer_poll(c->rk, SLOT_WAIT_MS);
 	}
-	msg = held_pop(c);
-	part = table_get(c, msg->partition);
-	if (part) {
-		pipeline_admit(c->pl, part, msg);
-	} else {
-		rd_kafka_message_destroy(msg);
-		sem_post(&c->pl->slots);
-	}
-	if (!c->n_held)
+	while (c->n_held && sem_trywait(&pl->slots) == 0)
+		admit_one(c);
+	if (c->n_held >= c->hold_max)
+		set_paused(c, true);
+	else if (c->n_held <= c->hold_max / 2)
 		set_paused(c, false);
+
+	if (!c->n_held)
+		return rd_kafka_consumer_poll(c->rk, SLOT_WAIT_MS);
+	/* Slots are full. Paused, only a slot can change anything; else
+	 * more messages may come too, so look again soon. The poll serves
+	 * the callbacks either way. */
+	if (wait_slot(c, c->paused ? SLOT_WAIT_MS : FETCH_WAIT_MS))
+		admit_one(c);
+	return rd_kafka_consumer_poll(c->rk, 0);
 }
 
 static void *consumer_main(void *arg)
@@ -437,12 +503,8 @@ static void *consumer_main(void *arg)
 	while (!atomic_load(&pl->stopping)) {
 		rd_kafka_message_t *msg;
 
-		if (c->n_held && !atomic_load(&pl->llm_paused)) {
-			admit_held(c);
-			msg = rd_kafka_consumer_poll(c->rk, 0);
-		} else {
-			msg = rd_kafka_consumer_poll(c->rk, SLOT_WAIT_MS);
-		}
+		atomic_store(&c->heartbeat_ns, now_mono_ns());
+		msg = admission_turn(c);
 		if (msg)
 			handle_message(c, msg);
 	}
@@ -456,6 +518,7 @@ static void *consumer_main(void *arg)
 	       now_mono_ns() < deadline) {
 		rd_kafka_message_t *msg = rd_kafka_consumer_poll(c->rk, 0);
 
+		atomic_store(&c->heartbeat_ns, now_mono_ns());
 		if (msg)
 			rd_kafka_message_destroy(msg);
 	}
@@ -467,12 +530,16 @@ static void *consumer_main(void *arg)
 	if (err)
 		LOG_WARN("consumer close failed", "\"error\":\"%s\"",
 			 rd_kafka_err2str(err));
+	metrics_lag_forget(pl->metrics, c->index);
 	return NULL;
 }
 
 int consumer_start(struct consumer *c, char *err, size_t err_size)
 {
-	int r = pthread_create(&c->thread, NULL, consumer_main, c);
+	int r;
+
+	atomic_store(&c->heartbeat_ns, now_mono_ns());
+	r = pthread_create(&c->thread, NULL, consumer_main, c);
 
 	if (r) {
 		snprintf(err, err_size, "cannot start a consumer thread: %s",
@@ -488,6 +555,21 @@ void consumer_join(struct consumer *c)
 	if (c->started)
 		pthread_join(c->thread, NULL);
 	c->started = false;
+}
+
+int64_t consumer_heartbeat_ns(const struct consumer *c)
+{
+	return atomic_load(&c->heartbeat_ns);
+}
+
+unsigned consumer_assigned(const struct consumer *c)
+{
+	return atomic_load(&c->assigned);
+}
+
+bool consumer_brokers_down(const struct consumer *c)
+{
+	return atomic_load(&c->brokers_down);
 }
 
 void consumer_free(struct consumer *c)

@@ -11,6 +11,7 @@
 #ifndef EXTRACTD_CONSUMER_H
 #define EXTRACTD_CONSUMER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,5 +40,21 @@ void consumer_free(struct consumer *c);
  */
 void consumer_store(struct consumer *c, const char *topic, int32_t partition,
 		    int64_t position);
+
+/**
+ * @brief When the consumer loop last turned (CLOCK_MONOTONIC ns; set at
+ * consumer_start). Any thread.
+ */
+int64_t consumer_heartbeat_ns(const struct consumer *c);
+
+/** Partitions assigned to it now. Any thread. */
+unsigned consumer_assigned(const struct consumer *c);
+
+/**
+ * @brief Whether librdkafka reported all brokers down since the consumer
+ * last heard from one (an assignment, or a broker UP in its statistics).
+ * Any thread.
+ */
+bool consumer_brokers_down(const struct consumer *c);
 
 #endif

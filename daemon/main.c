@@ -6,15 +6,28 @@
  * any thread starts (a bad config or schema exits 2 with
  * "FILE:LINE: setting: what is wrong"), then starts, in order: the
  * worker pool, the producer, the consumers; and waits for SIGTERM/SIGINT
- * in sigwait(), with every signal blocked in every thread. Shutdown runs
- * backwards: the consumers stop admitting and drain the work in flight
- * (committing what was delivered), the pool joins, the producer flushes.
+ * in sigtimedwait(), with every signal blocked in every thread. Shutdown
+ * runs backwards: the consumers stop admitting and drain the work in
+ * flight (committing what was delivered), the pool joins, the producer
+ * flushes.
+ *
+ * Operations: the HTTP endpoint (http.listen) binds first, so a taken
+ * port fails start-up at once (exit 2); it stops once the consumers are
+ * joined. The main thread wakes every second from its signal wait for
+ * health_tick(): the systemd watchdog and the progress line. systemd
+ * hears READY=1 once the consumers run and STOPPING=1 at the first step
+ * of shutdown. Every secret is registered with the log before any thread
+ * starts, so no line shows it, whatever wrote it.
  */
 #include "config.h"
 #include "consumer.h"
+#include "health.h"
 #include "http.h"
+#include "httpd.h"
 #include "llm.h"
 #include "log.h"
+#include "metrics.h"
+#include "notify.h"
 #include "pipeline.h"
 #include "pool.h"
 #include "producer.h"
@@ -110,6 +123,42 @@ static int check_supported(const struct extractd_config *cfg, char *err,
 	return 0;
 }
 
+/* Whether a kafka.properties value is a secret, by its name: the words
+ * cfg_value_text() redacts by (password, secret, key, token, jaas,
+ * oauthbearer.config). A path that matches (ssl.key.location) is only
+ * hidden needlessly. */
+static bool secret_property(const char *name)
+{
+	static const char *const words[] = { "password", "secret", "key",
+					     "token", "jaas", "oauthbearer",
+					     NULL };
+	size_t i;
+
+	for (i = 0; words[i]; i++)
+		if (strstr(name, words[i]))
+			return true;
+	return false;
+}
+
+/* Tell the log every secret we know, before any thread starts: the API
+ * key and the secret kafka.properties values (librdkafka's debug output
+ * may echo its configuration). */
+static int register_secrets(const struct extractd_config *cfg,
+			    const char *api_key)
+{
+	size_t i;
+
+	if (api_key && log_add_secret(api_key) < 0)
+		return -1;
+	for (i = 0; i < cfg->kafka.n_properties; i++) {
+		const struct cfg_property *p = &cfg->kafka.properties[i];
+
+		if (secret_property(p->name) && log_add_secret(p->value) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static void log_summary(struct pipeline *pl)
 {
 	int64_t first = atomic_load(&pl->first_consumed_ms);
@@ -140,8 +189,10 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 	};
 	struct pipeline pl = { .cfg = cfg, .api_key = api_key };
 	struct consumer **consumers;
+	struct health *health = NULL;
+	struct httpd *httpd = NULL;
 	unsigned i, n_consumers = 0;
-	char err[1024];
+	char err[1024], addr[300];
 	sigset_t stop;
 	int sig, left, status = 1;
 
@@ -155,14 +206,30 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 	sigaddset(&stop, SIGTERM);
 
 	if (!consumers || http_global_init() < 0 ||
-	    !(pl.share = http_share_new())) {
+	    !(pl.share = http_share_new()) || !(pl.metrics = metrics_new()) ||
+	    !(health = health_new(&pl, cfg->kafka.consumer_threads))) {
 		LOG_ERROR("cannot start", "\"error\":\"out of memory\"");
 		goto out;
+	}
+	if (*cfg->http.listen) {
+		char why[512];
+
+		httpd = httpd_start(cfg->http.listen, &health_httpd_ops, health,
+				    addr, sizeof(addr), why, sizeof(why));
+		if (!httpd) {
+			snprintf(err, sizeof(err), "%s: http.listen: %s",
+				 cfg_origin(cfg, "http.listen"), why);
+			status = EXIT_CONFIG;
+			goto fail;
+		}
+		LOG_INFO("http listening", "\"address\":\"%s\","
+			 "\"endpoints\":\"/metrics /healthz /readyz\"", addr);
 	}
 	pl.llm = llm_new(cfg, schema, err, sizeof(err));
 	if (!pl.llm)
 		goto fail;
 	llm_set_pause_handler(pl.llm, pipeline_llm_paused, &pl);
+	llm_set_observer(pl.llm, metrics_llm_observe, pl.metrics);
 	pl.pool = pool_new(cfg->pool.workers, cfg->pool.max_in_flight,
 			   &worker_ops, &pl, err, sizeof(err));
 	if (!pl.pool)
@@ -176,6 +243,7 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 						    sizeof(err)) < 0)
 			goto fail;
 		n_consumers++;
+		health_add_consumer(health, consumers[i]);
 	}
 	LOG_INFO("started",
 		 "\"version\":\"%s\",\"input_topic\":\"%s\",\"mode\":\"%s\","
@@ -184,9 +252,14 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 		 cfg_mode_name(cfg->llm.mode),
 		 cfg_ordering_name(cfg->output.ordering), cfg->pool.workers,
 		 cfg->pool.max_in_flight);
+	notify_ready();
 
-	while (sigwait(&stop, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
-		;
+	/* Wake every second for the watchdog and the progress line. */
+	while ((sig = sigtimedwait(&stop, NULL,
+				   &(struct timespec){ .tv_sec = 1 })) !=
+		       SIGTERM &&
+	       sig != SIGINT)
+		health_tick(health);
 	LOG_INFO("stopping", "\"signal\":%d,\"failed\":%d", sig,
 		 atomic_load(&pl.failed));
 	status = 0;
@@ -196,11 +269,14 @@ fail:
 	LOG_ERROR("cannot start", "\"error\":%s",
 		  log_str((char[1100]){ 0 }, 1100, err));
 out:
+	notify_stopping();
 	atomic_store(&pl.stopping, true);
 	if (pl.llm)
 		llm_stop(pl.llm);
 	for (i = 0; i < n_consumers; i++)
 		consumer_join(consumers[i]);
+	httpd_stop(httpd); /* its probes read the consumers */
+	health_free(health);
 	/* Consumers' handles stay open until here: late delivery reports
 	 * still store offsets through them (harmlessly, once closed). */
 	pool_free(pl.pool);
@@ -215,6 +291,7 @@ out:
 	http_share_free(pl.share);
 	http_global_cleanup();
 	log_summary(&pl);
+	metrics_free(pl.metrics);
 	sem_destroy(&pl.slots);
 	pthread_cond_destroy(&pl.drained);
 	pthread_mutex_destroy(&pl.lock);
@@ -302,12 +379,16 @@ int main(int argc, char **argv)
 
 	log_setup((enum log_level)cfg->log.level,
 		  cfg->log.format == CFG_LOG_JSON);
+	if (register_secrets(cfg, api_key) < 0) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto config_error;
+	}
 	if (!api_key)
 		LOG_WARN("no API key: requests carry no Authorization header",
 			 "\"api_key_env\":\"%s\"", cfg->llm.api_key_env);
 
 	/* Every thread inherits this mask; main takes the signals in
-	 * sigwait(). curl (NOSIGNAL) and librdkafka never need SIGPIPE. */
+	 * sigtimedwait(). curl (NOSIGNAL) and librdkafka never need SIGPIPE. */
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&stop);
 	sigaddset(&stop, SIGINT);
@@ -321,6 +402,7 @@ config_error:
 	fprintf(stderr, "%s\n", err);
 	status = EXIT_CONFIG;
 out:
+	log_clear_secrets();
 	if (api_key) {
 		memset(api_key, 0, strlen(api_key));
 		free(api_key);

@@ -8,6 +8,7 @@
 #include "http.h"
 #include "input.h"
 #include "log.h"
+#include "metrics.h"
 #include "offsets.h"
 #include "pool.h"
 #include "producer.h"
@@ -98,6 +99,7 @@ static void job_free(struct job *job)
 	free(job);
 
 	sem_post(&pl->slots);
+	metrics_inflight_add(pl->metrics, -1);
 	pthread_mutex_lock(&pl->lock);
 	if (--pl->inflight == 0)
 		pthread_cond_broadcast(&pl->drained);
@@ -149,6 +151,7 @@ int pipeline_admit(struct pipeline *pl, struct partition *part,
 	pthread_mutex_lock(&pl->lock);
 	pl->inflight++;
 	pthread_mutex_unlock(&pl->lock);
+	metrics_inflight_add(pl->metrics, 1);
 	LOG_DEBUG("record consumed", "\"partition\":%d,\"offset\":%lld",
 		  (int)part->id, (long long)job->offset);
 
@@ -306,6 +309,9 @@ void pipeline_delivered(struct job *job, rd_kafka_resp_err_t err)
 		atomic_fetch_add(&pl->n_dead, 1);
 	atomic_fetch_add(&pl->n_prompt_tokens, job->res.prompt_tokens);
 	atomic_fetch_add(&pl->n_completion_tokens, job->res.completion_tokens);
+	metrics_record(pl->metrics, job->outcome == JOB_OUTPUT ? NULL : job->error,
+		       job->res.reasks, job->res.prompt_tokens,
+		       job->res.completion_tokens);
 	atomic_store(&pl->last_delivered_ms, now_wall_ms());
 	LOG_DEBUG("record delivered",
 		  "\"partition\":%d,\"offset\":%lld,\"result\":\"%s\","

@@ -27,6 +27,11 @@
  *
  * The slots semaphore bounds jobs in the system to pool.max_in_flight,
  * which bounds LLM calls, queue lengths and memory, whatever the backlog.
+ *
+ * Metrics are counted where the facts happen, lock-free: admission and
+ * job_free move the in-flight gauge, the delivery report counts the
+ * record (result, dead-letter kind, re-asks, tokens), the llm observer
+ * each API call, the consumers the lag (metrics.h).
  */
 #ifndef EXTRACTD_PIPELINE_H
 #define EXTRACTD_PIPELINE_H
@@ -42,6 +47,7 @@
 #include <stdint.h>
 
 struct consumer;
+struct metrics;
 struct producer;
 
 struct partition {
@@ -82,6 +88,7 @@ struct pipeline {
 	struct http_share *share;
 	struct pool *pool;
 	struct producer *producer;
+	struct metrics *metrics;  /**< lock-free counters (metrics.h) */
 	sem_t slots;              /**< free admission slots */
 
 	pthread_mutex_t lock;     /**< guards inflight for drained */

@@ -8,10 +8,14 @@
 set -euo pipefail
 
 packages=(
+	# build: deploy/Dockerfile's build stage installs exactly these
+	# (tests/ops/test_dockerfile.py fails when the two drift apart)
 	build-essential cmake pkg-config clang
 	librdkafka-dev libcurl4-openssl-dev libjson-c-dev libconfig-dev
 	libmicrohttpd-dev libcmocka-dev libpcre2-dev libsystemd-dev
+	# tests and demo
 	kcat python3 python3-confluent-kafka valgrind curl jq
+	prometheus python3-yaml systemd
 )
 
 # dpkg-query prints "install ok installed" only for a fully installed package.

@@ -26,6 +26,8 @@ import atexit
 import ctypes
 import json
 import os
+import random
+import re
 import select
 import shutil
 import signal
@@ -37,7 +39,8 @@ import traceback
 import urllib.request
 import uuid
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import (Consumer, KafkaError, KafkaException, Producer,
+                             TopicPartition)
 
 DEADLINE = 120.0        # seconds: the default wait for any condition
 POLL = 0.2              # seconds: one consumer poll / process check
@@ -154,11 +157,14 @@ class Record:
             self.where(), self.key, self.value, self.headers)
 
 
+# llmsim's pattern (DESIGN.md). Only ASCII blanks are used around texts:
+# Python's \s also matches Unicode spaces, PCRE2 without UCP does not.
+_PERSON_RE = re.compile(r"\s*(.+?) is an? ([0-9]{1,3})-year-old (.+?)\.?\s*")
+
+
 def expected_person(text):
     """What llmsim answers for text, or None when it refuses (its regex)."""
-    import re
-    m = re.fullmatch(r"\s*(.+?) is an? ([0-9]{1,3})-year-old (.+?)\.?\s*",
-                     text)
+    m = _PERSON_RE.fullmatch(text)
     if m is None:
         return None
     return {"name": m.group(1), "age": int(m.group(2)),
@@ -187,7 +193,6 @@ def person_texts(n, seed, first=0):
     Deterministic for a seed. Ages 0 and 150 (the schema's bounds) appear.
     Some end with a period or carry surrounding spaces, as the regex allows.
     """
-    import random
     rnd = random.Random(seed)
     out = []
     for i in range(first, first + n):
@@ -273,6 +278,7 @@ class Kafka:
     def __init__(self, h, topics):
         """topics: {name: partitions}; names made unique by the caller."""
         self.proc = None
+        self.created = []  # topics to delete again on an external cluster
         external = os.environ.get("KAFKA_BOOTSTRAP")
         if external:
             self.bootstrap = external
@@ -313,12 +319,30 @@ class Kafka:
     def _create_topics(self, topics):
         from confluent_kafka.admin import AdminClient, NewTopic
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        brokers = len(admin.list_topics(timeout=30).brokers)
         futs = admin.create_topics(
-            [NewTopic(t, num_partitions=n, replication_factor=-1)
+            [NewTopic(t, num_partitions=n,
+                      replication_factor=min(3, max(brokers, 1)))
              for t, n in topics.items()], operation_timeout=30)
         for t, f in futs.items():
             f.result(timeout=60)
-        log("created %s on %s", ", ".join(topics), self.bootstrap)
+            self.created.append(t)
+        log("created %s on %s (%d brokers)", ", ".join(topics),
+            self.bootstrap, brokers)
+
+    def close(self):
+        """Delete the topics this test created on an external cluster."""
+        if not self.created:
+            return
+        from confluent_kafka.admin import AdminClient
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        for t, f in admin.delete_topics(self.created,
+                                        operation_timeout=30).items():
+            try:
+                f.result(timeout=60)
+            except KafkaException as e:
+                log("could not delete topic %s: %s", t, e)
+        self.created = []
 
 
 class Llmsim:
@@ -376,6 +400,8 @@ class Llmsim:
 
 
 def _cfg_value(v):
+    if isinstance(v, (list, tuple)):
+        return "(%s)" % ", ".join(_cfg_value(x) for x in v)
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
@@ -388,7 +414,8 @@ def _cfg_value(v):
 
 
 def _cfg_text(tree, indent=""):
-    """A nested dict as libconfig text: groups for dicts, scalars else."""
+    """A nested dict as libconfig text: dicts are groups, lists and tuples
+    are lists (kafka.properties is a list of ("name", value) pairs)."""
     out = []
     for k, v in tree.items():
         if isinstance(v, dict):
@@ -491,7 +518,7 @@ class Collector:
             msgs = self.consumer.consume(500, POLL)
             for m in msgs:
                 if m.error():
-                    if m.error().code() == -191:  # _PARTITION_EOF
+                    if m.error().code() == KafkaError._PARTITION_EOF:
                         continue
                     raise TestFailure("consumer error: %s" % m.error())
                 self.records[m.topic()].append(Record(m))
@@ -593,6 +620,12 @@ class Harness:
                 "output_topic": self.topics["output"],
                 "dlq_topic": self.topics["dlq"],
                 "consumer_threads": 1,
+                # librdkafka's mock cluster waits session.timeout.ms - 1 s
+                # before every rebalance of a group it has seen (45 s by
+                # default), even after a clean leave; 6 s is also a real
+                # broker's minimum and lets a restart after SIGKILL take
+                # over the partitions quickly.
+                "properties": [("session.timeout.ms", 6000)],
             },
             "llm": {
                 "base_url": self.llm.base_url,
@@ -719,6 +752,11 @@ class Harness:
                 p.stop()
             except OSError:
                 pass
+        if self.kafka is not None:
+            try:
+                self.kafka.close()
+            except (KafkaException, RuntimeError) as e:
+                log("external Kafka cleanup failed: %s", e)
         if failed:
             for p in self.procs:
                 sys.stdout.write("---- %s (pid %d) log tail: %s ----\n%s\n" %

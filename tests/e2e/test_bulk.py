@@ -16,6 +16,7 @@ Bad texts, spread among the good ones, one kind each:
 A good text of exactly input.max_bytes bytes must pass.
 """
 
+import json
 import os
 import random
 import sys
@@ -161,7 +162,7 @@ def body(h):
                 answer = r.header("extractd.error.answer")
                 check(answer, "%s: no extractd.error.answer", r.where())
                 want = expected_person(value.decode())
-                check(harness.json.loads(answer) == want,
+                check(json.loads(answer) == want,
                       "%s: answer %r, want %r", r.where(), answer, want)
 
     check(len(covered) == total, "%d of %d inputs came out", len(covered),

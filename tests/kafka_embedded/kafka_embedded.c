@@ -261,13 +261,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	for (;;) {
-		if (sigwait(&stop_sigs, &sig) != 0) {
-			fprintf(stderr, "kafka-embedded: sigwait failed\n");
-			goto out;
-		}
-		if (sig == SIGTERM || sig == SIGINT)
-			break;
+	/* Only SIGTERM or SIGINT can end this wait: they are the set. */
+	if (sigwait(&stop_sigs, &sig) != 0) {
+		fprintf(stderr, "kafka-embedded: sigwait failed\n");
+		goto out;
 	}
 	exit_code = 0;
 

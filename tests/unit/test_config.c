@@ -102,8 +102,9 @@ static void expand(char *out, size_t size, const char *pattern,
 {
 	size_t len = 0;
 
+	/* "@:" stands for "PATH:" ("@include" is text). */
 	for (; *pattern && len + 1 < size; pattern++) {
-		if (*pattern == '@') {
+		if (pattern[0] == '@' && pattern[1] == ':') {
 			len += (size_t)snprintf(out + len, size - len, "%s",
 						path);
 			if (len >= size)
@@ -425,7 +426,15 @@ static const struct error_case error_cases[] = {
 	  "@:5: syntax error" },
 	{ "pool: { workers = 1; workers = 2; };\n",
 	  "@:1: duplicate setting name" },
-	{ "\n@include \"missing.cfg\"\n", "@:2: cannot open include file" },
+	{ "\n@include \"missing.cfg\"\n",
+	  "@:2: @include 'missing.cfg' is not a readable file" },
+	/* libconfig 1.5 would exit(2) on a directory: caught first */
+	{ "@include \".\"\n", "@:1: @include '.' is not a readable file" },
+	{ "@include \"\"\n", "@:1: @include '' is not a readable file" },
+	/* control bytes never break the one-line message */
+	{ "llm: { mode = \"json\\nschema\"; };\n",
+	  "@:1: llm.mode: must be one of json_schema, tools, json_object, "
+	  "md_json, got 'json?schema'" },
 	/* string rules */
 	{ "schema: { name = \"Per son\"; };\n",
 	  "@:1: schema.name: must match ^[A-Za-z0-9_-]{1,64}$, got 'Per son'" },

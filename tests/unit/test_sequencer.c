@@ -53,6 +53,12 @@ static void rejects_bad_calls(void **state)
 	assert_int_equal(seq_complete(seq, 5, NULL), -EINVAL);
 	assert_int_equal(seq_complete(seq, 5, &items[0]), 0);
 	assert_int_equal(seq_complete(seq, 5, &items[1]), -ENOENT);
+	/* Drained, the window still refuses what it has seen. */
+	assert_ptr_equal(seq_pop(seq, NULL), &items[0]);
+	assert_int_equal(seq_pending(seq), 0);
+	assert_int_equal(seq_add(seq, 3), -ERANGE);
+	assert_int_equal(seq_add(seq, 5), -ERANGE);
+	assert_int_equal(seq_add(seq, 6), 0);
 	seq_free(seq);
 }
 

@@ -1,0 +1,528 @@
+/*
+ * metrics: see metrics.h for the design (who writes what, and the one
+ * lock: lag_lock guards the lag table, nothing else).
+ */
+#include "metrics.h"
+
+#include "llm.h"
+
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* HTTP statuses counted one by one; anything outside is "other". */
+#define STATUS_MIN 100
+#define STATUS_MAX 599
+
+/* Labels of extractd_dead_letters_total{error}, as in extractd.error. */
+static const char *const error_names[] = {
+	"input", "validation", "llm_http", "llm_timeout", "llm_refusal",
+	"other",
+};
+
+/* extractd_llm_requests_total{status} when no HTTP status came back. */
+enum call_special { CALL_TIMEOUT, CALL_TRANSPORT, CALL_TOO_LARGE, CALL_OTHER,
+		    CALL_N };
+static const char *const special_names[] = {
+	"timeout", "transport", "too_large", "other",
+};
+
+/* extractd_llm_retries_total{reason}. */
+enum retry_reason { RETRY_RATE_LIMITED, RETRY_SERVER_ERROR, RETRY_TIMEOUT,
+		    RETRY_TRANSPORT, RETRY_MALFORMED, RETRY_PAUSED,
+		    RETRY_OTHER, RETRY_N };
+static const char *const reason_names[] = {
+	"rate_limited", "server_error", "timeout", "transport", "malformed",
+	"paused", "other",
+};
+
+/* Upper bounds (seconds) of the duration buckets: LLM calls are slow,
+ * and the default timeout is 30 s; 120 s covers long generations. */
+static const double bucket_le[] = {
+	0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120,
+};
+#define N_BUCKETS (ARRAY_SIZE(bucket_le) + 1) /* + Inf */
+
+/* Updating a counter must never take a lock. */
+_Static_assert(ATOMIC_LONG_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
+	       "metrics need lock-free 64-bit atomics");
+
+struct lag_entry {
+	unsigned owner;   /**< the consumer that reported it */
+	char *topic;
+	int32_t partition;
+	int64_t lag;
+};
+
+struct metrics {
+	atomic_uint_fast64_t records_ok;
+	atomic_uint_fast64_t dead[ARRAY_SIZE(error_names)];
+	atomic_uint_fast64_t status[STATUS_MAX - STATUS_MIN + 1];
+	atomic_uint_fast64_t special[CALL_N];
+	atomic_uint_fast64_t bucket[N_BUCKETS]; /**< not cumulative */
+	atomic_uint_fast64_t duration_us;       /**< the histogram's sum */
+	atomic_uint_fast64_t retries[RETRY_N];
+	atomic_uint_fast64_t reasks;
+	atomic_uint_fast64_t tokens_prompt, tokens_completion;
+	atomic_int_fast64_t inflight;
+
+	pthread_mutex_t lag_lock; /**< guards lag, n_lag, cap_lag */
+	struct lag_entry *lag;
+	size_t n_lag, cap_lag;
+};
+
+static inline void bump(atomic_uint_fast64_t *c, uint64_t n)
+{
+	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static inline uint64_t load(atomic_uint_fast64_t *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+struct metrics *metrics_new(void)
+{
+	/* calloc's zero bytes are valid zero atomics: they are plain
+	 * lock-free integers (checked at the top of this file). */
+	struct metrics *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	pthread_mutex_init(&m->lag_lock, NULL);
+	return m;
+}
+
+static void lag_entries_free(struct lag_entry *e, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(e[i].topic);
+	free(e);
+}
+
+void metrics_free(struct metrics *m)
+{
+	if (!m)
+		return;
+	lag_entries_free(m->lag, m->n_lag);
+	pthread_mutex_destroy(&m->lag_lock);
+	free(m);
+}
+
+static size_t error_index(const char *error)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < ARRAY_SIZE(error_names); i++)
+		if (error && !strcmp(error, error_names[i]))
+			return i;
+	return ARRAY_SIZE(error_names) - 1;
+}
+
+void metrics_record(struct metrics *m, const char *error, unsigned reasks,
+		    uint64_t prompt_tokens, uint64_t completion_tokens)
+{
+	if (error)
+		bump(&m->dead[error_index(error)], 1);
+	else
+		bump(&m->records_ok, 1);
+	if (reasks)
+		bump(&m->reasks, reasks);
+	if (prompt_tokens)
+		bump(&m->tokens_prompt, prompt_tokens);
+	if (completion_tokens)
+		bump(&m->tokens_completion, completion_tokens);
+}
+
+static enum retry_reason retry_reason(const struct llm_call *call)
+{
+	const char *o = call->outcome ? call->outcome : "";
+
+	if (!strcmp(o, "timeout"))
+		return RETRY_TIMEOUT;
+	if (!strcmp(o, "transport"))
+		return RETRY_TRANSPORT;
+	if (!strcmp(o, "malformed"))
+		return RETRY_MALFORMED;
+	if (!strcmp(o, "paused"))
+		return RETRY_PAUSED;
+	if (call->status == 429)
+		return RETRY_RATE_LIMITED;
+	if (call->status >= 500 && call->status <= 599)
+		return RETRY_SERVER_ERROR;
+	return RETRY_OTHER;
+}
+
+void metrics_llm_observe(void *arg, const struct llm_call *call)
+{
+	struct metrics *m = arg;
+	double s = call->seconds > 0 ? call->seconds : 0;
+	size_t b;
+
+	if (call->status >= STATUS_MIN && call->status <= STATUS_MAX) {
+		bump(&m->status[call->status - STATUS_MIN], 1);
+	} else {
+		const char *o = call->outcome ? call->outcome : "";
+		enum call_special sp = !strcmp(o, "timeout") ? CALL_TIMEOUT
+				     : !strcmp(o, "transport") ? CALL_TRANSPORT
+				     : !strcmp(o, "too_large") ? CALL_TOO_LARGE
+							       : CALL_OTHER;
+
+		bump(&m->special[sp], 1);
+	}
+	for (b = 0; b < ARRAY_SIZE(bucket_le) && s > bucket_le[b]; b++)
+		;
+	bump(&m->bucket[b], 1);
+	bump(&m->duration_us, (uint64_t)(s * 1e6 + 0.5));
+	if (call->will_retry)
+		bump(&m->retries[retry_reason(call)], 1);
+}
+
+void metrics_inflight_add(struct metrics *m, int delta)
+{
+	atomic_fetch_add_explicit(&m->inflight, delta, memory_order_relaxed);
+}
+
+/* json-c helpers: borrowed members, or a default when absent/mistyped. */
+static int64_t get_int(struct json_object *o, const char *key, int64_t def)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_int))
+		return def;
+	return json_object_get_int64(v);
+}
+
+static bool get_bool(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) &&
+	       json_object_is_type(v, json_type_boolean) &&
+	       json_object_get_boolean(v);
+}
+
+static bool any_broker_up(struct json_object *root)
+{
+	struct json_object *brokers, *state;
+
+	if (!json_object_object_get_ex(root, "brokers", &brokers) ||
+	    !json_object_is_type(brokers, json_type_object))
+		return false;
+	json_object_object_foreach(brokers, name, b) {
+		(void)name;
+		if (json_object_is_type(b, json_type_object) &&
+		    json_object_object_get_ex(b, "state", &state) &&
+		    json_object_is_type(state, json_type_string) &&
+		    !strcmp(json_object_get_string(state), "UP"))
+			return true;
+	}
+	return false;
+}
+
+/* Append the lag of every partition this consumer wants (its assignment)
+ * and whose committed lag is known. -1 when out of memory. */
+static int collect_lag(struct json_object *root, unsigned owner,
+		       struct lag_entry **ret, size_t *ret_n)
+{
+	struct json_object *topics, *parts;
+	struct lag_entry *v = NULL;
+	size_t n = 0, cap = 0;
+
+	if (!json_object_object_get_ex(root, "topics", &topics) ||
+	    !json_object_is_type(topics, json_type_object))
+		goto done;
+	json_object_object_foreach(topics, topic, t) {
+		if (!json_object_is_type(t, json_type_object) ||
+		    !json_object_object_get_ex(t, "partitions", &parts) ||
+		    !json_object_is_type(parts, json_type_object))
+			continue;
+		json_object_object_foreach(parts, key, p) {
+			int64_t id, lag;
+
+			(void)key;
+			if (!json_object_is_type(p, json_type_object))
+				continue;
+			id = get_int(p, "partition", -1);
+			lag = get_int(p, "consumer_lag", -1);
+			if (id < 0 || id > INT32_MAX || lag < 0 ||
+			    !get_bool(p, "desired"))
+				continue;
+			if (n == cap) {
+				size_t c = cap ? cap * 2 : 16;
+				struct lag_entry *nv =
+					realloc(v, c * sizeof(*nv));
+
+				if (!nv)
+					goto oom;
+				v = nv;
+				cap = c;
+			}
+			v[n].topic = strdup(topic);
+			if (!v[n].topic)
+				goto oom;
+			v[n].owner = owner;
+			v[n].partition = (int32_t)id;
+			v[n].lag = lag;
+			n++;
+		}
+	}
+done:
+	*ret = v;
+	*ret_n = n;
+	return 0;
+oom:
+	lag_entries_free(v, n);
+	return -1;
+}
+
+/* Remove owner's entries from the table; lag_lock held. */
+static void lag_remove(struct metrics *m, unsigned owner)
+{
+	size_t i, kept = 0;
+
+	for (i = 0; i < m->n_lag; i++) {
+		if (m->lag[i].owner == owner)
+			free(m->lag[i].topic);
+		else
+			m->lag[kept++] = m->lag[i];
+	}
+	m->n_lag = kept;
+}
+
+int metrics_kafka_stats(struct metrics *m, unsigned owner, const char *json,
+			size_t len, bool *ret_broker_up)
+{
+	struct json_tokener *tok = json_tokener_new();
+	struct json_object *root;
+	struct lag_entry *fresh = NULL;
+	size_t n_fresh = 0;
+	int r = -1;
+
+	if (!tok)
+		return -1;
+	root = json_tokener_parse_ex(tok, json, (int)len);
+	if (!root || !json_object_is_type(root, json_type_object))
+		goto out;
+	*ret_broker_up = any_broker_up(root);
+	if (collect_lag(root, owner, &fresh, &n_fresh) < 0)
+		goto out;
+
+	pthread_mutex_lock(&m->lag_lock);
+	lag_remove(m, owner);
+	if (m->n_lag + n_fresh > m->cap_lag) {
+		size_t cap = m->n_lag + n_fresh + 16;
+		struct lag_entry *nv = realloc(m->lag, cap * sizeof(*nv));
+
+		if (!nv) {
+			pthread_mutex_unlock(&m->lag_lock);
+			lag_entries_free(fresh, n_fresh);
+			goto out;
+		}
+		m->lag = nv;
+		m->cap_lag = cap;
+	}
+	if (n_fresh)
+		memcpy(m->lag + m->n_lag, fresh, n_fresh * sizeof(*fresh));
+	m->n_lag += n_fresh;
+	pthread_mutex_unlock(&m->lag_lock);
+	free(fresh); /* the topics now belong to the table */
+	r = 0;
+out:
+	json_object_put(root);
+	json_tokener_free(tok);
+	return r;
+}
+
+void metrics_lag_forget(struct metrics *m, unsigned owner)
+{
+	pthread_mutex_lock(&m->lag_lock);
+	lag_remove(m, owner);
+	pthread_mutex_unlock(&m->lag_lock);
+}
+
+void metrics_summary(struct metrics *m, struct metrics_summary *ret)
+{
+	size_t i;
+
+	memset(ret, 0, sizeof(*ret));
+	ret->records_ok = load(&m->records_ok);
+	for (i = 0; i < ARRAY_SIZE(error_names); i++)
+		ret->dead_letters += load(&m->dead[i]);
+	ret->inflight = atomic_load_explicit(&m->inflight,
+					     memory_order_relaxed);
+	pthread_mutex_lock(&m->lag_lock);
+	for (i = 0; i < m->n_lag; i++)
+		ret->lag += m->lag[i].lag;
+	ret->lag_parts = (unsigned)m->n_lag;
+	pthread_mutex_unlock(&m->lag_lock);
+}
+
+/* A label value with Prometheus' escapes (\\, \", \n). */
+static void put_label(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			fprintf(f, "\\%c", *s);
+		else if (*s == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*s, f);
+	}
+}
+
+static void family(FILE *f, const char *name, const char *type,
+		   const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void render_counters(FILE *f, struct metrics *m)
+{
+	uint64_t dead = 0;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(error_names); i++)
+		dead += load(&m->dead[i]);
+	family(f, "extractd_records_total", "counter",
+	       "Input records finished (delivered to the output or the "
+	       "dead-letter topic), by result.");
+	fprintf(f, "extractd_records_total{result=\"ok\"} %llu\n",
+		(unsigned long long)load(&m->records_ok));
+	fprintf(f, "extractd_records_total{result=\"dead_letter\"} %llu\n",
+		(unsigned long long)dead);
+
+	family(f, "extractd_dead_letters_total", "counter",
+	       "Dead-letter records delivered, by extractd.error kind.");
+	for (i = 0; i < ARRAY_SIZE(error_names); i++)
+		fprintf(f, "extractd_dead_letters_total{error=\"%s\"} %llu\n",
+			error_names[i],
+			(unsigned long long)load(&m->dead[i]));
+
+	family(f, "extractd_llm_requests_total", "counter",
+	       "LLM API calls made, by HTTP status, or timeout, transport, "
+	       "too_large when no usable status came back.");
+	for (i = 0; i <= STATUS_MAX - STATUS_MIN; i++) {
+		uint64_t n = load(&m->status[i]);
+
+		if (n)
+			fprintf(f, "extractd_llm_requests_total{status=\"%zu\"}"
+				" %llu\n", i + STATUS_MIN,
+				(unsigned long long)n);
+	}
+	for (i = 0; i < CALL_N; i++) {
+		uint64_t n = load(&m->special[i]);
+
+		if (n || i == CALL_TIMEOUT || i == CALL_TRANSPORT)
+			fprintf(f, "extractd_llm_requests_total{status=\"%s\"}"
+				" %llu\n", special_names[i],
+				(unsigned long long)n);
+	}
+}
+
+static void render_histogram(FILE *f, struct metrics *m)
+{
+	uint64_t cum = 0;
+	size_t b;
+
+	family(f, "extractd_llm_request_duration_seconds", "histogram",
+	       "Wall time of each LLM API call, retries counted one by one.");
+	for (b = 0; b < N_BUCKETS; b++) {
+		cum += load(&m->bucket[b]);
+		if (b < ARRAY_SIZE(bucket_le))
+			fprintf(f, "extractd_llm_request_duration_seconds_bucket"
+				"{le=\"%g\"} %llu\n", bucket_le[b],
+				(unsigned long long)cum);
+		else
+			fprintf(f, "extractd_llm_request_duration_seconds_bucket"
+				"{le=\"+Inf\"} %llu\n",
+				(unsigned long long)cum);
+	}
+	fprintf(f, "extractd_llm_request_duration_seconds_sum %.6f\n",
+		(double)load(&m->duration_us) / 1e6);
+	fprintf(f, "extractd_llm_request_duration_seconds_count %llu\n",
+		(unsigned long long)cum);
+}
+
+static void render_rest(FILE *f, struct metrics *m, const char *version)
+{
+	size_t i;
+
+	family(f, "extractd_llm_retries_total", "counter",
+	       "LLM API calls that failed and are tried again, by reason.");
+	for (i = 0; i < RETRY_N; i++)
+		fprintf(f, "extractd_llm_retries_total{reason=\"%s\"} %llu\n",
+			reason_names[i],
+			(unsigned long long)load(&m->retries[i]));
+
+	family(f, "extractd_reasks_total", "counter",
+	       "LLM calls that re-asked after an answer failed validation.");
+	fprintf(f, "extractd_reasks_total %llu\n",
+		(unsigned long long)load(&m->reasks));
+
+	family(f, "extractd_inflight", "gauge",
+	       "Records admitted and not yet delivered (at most "
+	       "pool.max_in_flight).");
+	fprintf(f, "extractd_inflight %lld\n",
+		(long long)atomic_load_explicit(&m->inflight,
+						memory_order_relaxed));
+
+	family(f, "extractd_llm_tokens_total", "counter",
+	       "Tokens the LLM API reported as used by delivered records, "
+	       "by kind.");
+	fprintf(f, "extractd_llm_tokens_total{kind=\"prompt\"} %llu\n",
+		(unsigned long long)load(&m->tokens_prompt));
+	fprintf(f, "extractd_llm_tokens_total{kind=\"completion\"} %llu\n",
+		(unsigned long long)load(&m->tokens_completion));
+
+	family(f, "extractd_consumer_lag", "gauge",
+	       "Records behind the committed offset, per assigned input "
+	       "partition (librdkafka statistics).");
+	pthread_mutex_lock(&m->lag_lock);
+	for (i = 0; i < m->n_lag; i++) {
+		fputs("extractd_consumer_lag{topic=\"", f);
+		put_label(f, m->lag[i].topic);
+		fprintf(f, "\",partition=\"%d\"} %lld\n",
+			(int)m->lag[i].partition, (long long)m->lag[i].lag);
+	}
+	pthread_mutex_unlock(&m->lag_lock);
+
+	family(f, "extractd_build_info", "gauge",
+	       "Always 1; the version label says which extractd runs.");
+	fputs("extractd_build_info{version=\"", f);
+	put_label(f, version);
+	fputs("\"} 1\n", f);
+}
+
+char *metrics_render(struct metrics *m, const char *version,
+		     size_t *ret_len)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (!f)
+		return NULL;
+	render_counters(f, m);
+	render_histogram(f, m);
+	render_rest(f, m, version);
+	if (ferror(f)) {
+		fclose(f);
+		free(text);
+		return NULL;
+	}
+	if (fclose(f) != 0) {
+		free(text);
+		return NULL;
+	}
+	*ret_len = len;
+	return text;
+}

@@ -1,0 +1,99 @@
+/*
+ * metrics: the daemon's counters, gauges and the LLM latency histogram,
+ * rendered in the Prometheus text exposition format (version 0.0.4).
+ *
+ * DESIGN
+ * ------
+ * Writers are the hot paths: worker threads (one update per LLM call, via
+ * metrics_llm_observe, the llm observer), the producer's poll thread (one
+ * update per delivered record) and the consumer threads (in-flight gauge,
+ * librdkafka statistics). Every counter and gauge is a C11 atomic in a
+ * fixed array, so updating one is one relaxed atomic add: no lock, no
+ * allocation, whatever the label. Labels are bounded sets known in
+ * advance (HTTP status 100..599, the dead-letter kinds, the retry
+ * reasons), so the arrays are sized at compile time.
+ *
+ * The one exception is consumer lag: its labels (topic, partition) come
+ * from the assignment, which changes at rebalances. The lag table is
+ * replaced wholesale by each statistics callback (every
+ * statistics.interval.ms, per consumer) and guarded by a mutex that only
+ * the statistics callbacks and the renderer take.
+ *
+ * The reader (the HTTP thread, or the main thread's progress line) loads
+ * each atomic once; a scrape may see one counter a little ahead of
+ * another, never a torn value. Histogram buckets are stored per bucket
+ * (not cumulative) and summed at render time, so the rendered buckets are
+ * monotonic and _count equals the +Inf bucket in every scrape.
+ */
+#ifndef EXTRACTD_METRICS_H
+#define EXTRACTD_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct llm_call;
+struct metrics;
+
+/** What the progress line and the health checks read. */
+struct metrics_summary {
+	uint64_t records_ok;
+	uint64_t dead_letters;
+	int64_t inflight;
+	int64_t lag;        /**< summed over partitions whose lag is known */
+	unsigned lag_parts; /**< partitions with a known lag (0: lag unknown) */
+};
+
+/** A new set of metrics, all zero; NULL when out of memory. */
+struct metrics *metrics_new(void);
+
+/** Free; NULL is fine. No writer may run any more. */
+void metrics_free(struct metrics *m);
+
+/**
+ * @brief Count one delivered record (the delivery report path).
+ * @param error NULL for an output record, else its extractd.error kind
+ *        ("input", "validation", "llm_http", "llm_timeout", "llm_refusal";
+ *        anything else counts as "other")
+ * @param reasks LLM calls for the record that were re-asks
+ * @param prompt_tokens, completion_tokens the record's token usage
+ */
+void metrics_record(struct metrics *m, const char *error, unsigned reasks,
+		    uint64_t prompt_tokens, uint64_t completion_tokens);
+
+/**
+ * @brief The llm observer (llm_observer_fn): count one LLM HTTP call, its
+ * duration, and, when it is tried again, the retry with its reason.
+ * Thread-safe and lock-free. arg is the struct metrics.
+ */
+void metrics_llm_observe(void *arg, const struct llm_call *call);
+
+/** Move the in-flight gauge (admitted jobs) by delta. */
+void metrics_inflight_add(struct metrics *m, int delta);
+
+/**
+ * @brief Take one librdkafka statistics JSON document from consumer owner:
+ * its assigned partitions' consumer_lag replace whatever that consumer
+ * reported before.
+ * @param ret_broker_up set to true when some broker is in state UP
+ * @returns 0, or -1 when the document does not parse (nothing changes).
+ */
+int metrics_kafka_stats(struct metrics *m, unsigned owner, const char *json,
+			size_t len, bool *ret_broker_up);
+
+/** Drop the lag that consumer owner reported (it has closed). */
+void metrics_lag_forget(struct metrics *m, unsigned owner);
+
+/** A consistent-enough snapshot for the progress line. */
+void metrics_summary(struct metrics *m, struct metrics_summary *ret);
+
+/**
+ * @brief Render every metric in the Prometheus text format.
+ * @param version the extractd_build_info version label
+ * @param ret_len set to the text's length on success
+ * @returns the text (caller frees), or NULL when out of memory.
+ */
+char *metrics_render(struct metrics *m, const char *version,
+		     size_t *ret_len);
+
+#endif

@@ -1,0 +1,247 @@
+/*
+ * health: see health.h.
+ *
+ * DESIGN
+ * ------
+ * Two threads use a struct health: the main thread (health_add_consumer,
+ * health_tick) and the HTTP server's thread (the probes). What both see
+ * is atomic: the consumer count n (a consumer's pointer is written before
+ * n is raised with release order, so a probe that loads n with acquire
+ * order sees every pointer below it) and the main loop's heartbeat. The
+ * watchdog and progress fields are the main thread's alone. Everything
+ * else is read through the pipeline's atomics (stopping, llm_paused), the
+ * consumers' (heartbeat, assignment, brokers down) and the metrics'.
+ */
+#include "health.h"
+
+#include "consumer.h"
+#include "log.h"
+#include "metrics.h"
+#include "notify.h"
+#include "pipeline.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STALE_NS (30LL * 1000000000)    /**< a loop this quiet is wedged */
+#define PROGRESS_NS (10LL * 1000000000) /**< between progress lines */
+
+struct health {
+	struct pipeline *pl;
+	struct consumer **consumers; /**< [0, n) are started */
+	unsigned cap;
+	atomic_uint n;
+	atomic_int_fast64_t main_ns; /**< the main loop's last tick */
+
+	/* The main thread's alone: */
+	uint64_t watchdog_usec;      /**< WatchdogSec=, 0: none */
+	bool starving;               /**< logged: the watchdog goes unfed */
+	int64_t progress_ns;         /**< when the last progress line was */
+	uint64_t progress_records;   /**< records finished by then */
+};
+
+struct health *health_new(struct pipeline *pl, unsigned n_consumers)
+{
+	struct health *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	h->consumers = calloc(n_consumers ? n_consumers : 1,
+			      sizeof(*h->consumers));
+	if (!h->consumers) {
+		free(h);
+		return NULL;
+	}
+	h->pl = pl;
+	h->cap = n_consumers;
+	atomic_init(&h->n, 0);
+	atomic_init(&h->main_ns, now_mono_ns());
+	h->watchdog_usec = notify_watchdog_usec();
+	h->progress_ns = now_mono_ns();
+	return h;
+}
+
+void health_add_consumer(struct health *h, struct consumer *c)
+{
+	unsigned n = atomic_load_explicit(&h->n, memory_order_relaxed);
+
+	if (n == h->cap)
+		return;
+	h->consumers[n] = c;
+	atomic_store_explicit(&h->n, n + 1, memory_order_release);
+}
+
+void health_free(struct health *h)
+{
+	if (!h)
+		return;
+	free(h->consumers);
+	free(h);
+}
+
+/* Append one reason to why ("a; b"). */
+__attribute__((format(printf, 3, 4)))
+static void add_why(char *why, size_t size, const char *fmt, ...)
+{
+	size_t n = strlen(why);
+	va_list ap;
+
+	if (n && n + 2 < size) {
+		memcpy(why + n, "; ", 3);
+		n += 2;
+	}
+	if (n + 1 >= size)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why + n, size - n, fmt, ap);
+	va_end(ap);
+}
+
+/* The index of a consumer whose loop has not turned within stale_ns, or
+ * -1 when all have; its silence in *ret_ns. */
+static int stalled_consumer(struct health *h, int64_t now, int64_t stale_ns,
+			    int64_t *ret_ns)
+{
+	unsigned i, n = atomic_load_explicit(&h->n, memory_order_acquire);
+
+	for (i = 0; i < n; i++) {
+		int64_t quiet = now - consumer_heartbeat_ns(h->consumers[i]);
+
+		if (quiet > stale_ns) {
+			*ret_ns = quiet;
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+static int healthy(void *arg, char *why, size_t why_size)
+{
+	struct health *h = arg;
+	int64_t now = now_mono_ns(), quiet;
+	int i;
+
+	why[0] = '\0';
+	/* Shutting down on purpose: draining is work, not a hang. */
+	if (atomic_load(&h->pl->stopping))
+		return 0;
+	quiet = now - atomic_load(&h->main_ns);
+	if (quiet > STALE_NS)
+		add_why(why, why_size, "main loop silent for %llds",
+			(long long)(quiet / 1000000000));
+	i = stalled_consumer(h, now, STALE_NS, &quiet);
+	if (i >= 0)
+		add_why(why, why_size, "consumer %d loop silent for %llds", i,
+			(long long)(quiet / 1000000000));
+	return *why ? -1 : 0;
+}
+
+static int ready(void *arg, char *why, size_t why_size)
+{
+	struct health *h = arg;
+	unsigned i, n = atomic_load_explicit(&h->n, memory_order_acquire);
+	unsigned assigned = 0;
+	bool down = false;
+
+	why[0] = '\0';
+	if (atomic_load(&h->pl->stopping))
+		add_why(why, why_size, "stopping");
+	if (atomic_load(&h->pl->llm_paused))
+		add_why(why, why_size, "LLM API paused (it refuses the API "
+			"key or the quota is spent)");
+	for (i = 0; i < n; i++) {
+		assigned += consumer_assigned(h->consumers[i]);
+		down = down || consumer_brokers_down(h->consumers[i]);
+	}
+	if (n < h->cap)
+		add_why(why, why_size, "starting");
+	if (down)
+		add_why(why, why_size, "Kafka brokers unreachable");
+	if (!assigned)
+		add_why(why, why_size, "no partitions assigned");
+	return *why ? -1 : 0;
+}
+
+static char *metrics_text(void *arg, size_t *ret_len)
+{
+	struct health *h = arg;
+
+	return metrics_render(h->pl->metrics, EXTRACTD_VERSION, ret_len);
+}
+
+const struct httpd_ops health_httpd_ops = {
+	.healthy = healthy,
+	.ready = ready,
+	.metrics = metrics_text,
+};
+
+/* WATCHDOG=1 while every consumer loop turns; a wedged one starves it
+ * (well before WatchdogSec runs out: at half of it), and systemd
+ * restarts the service. */
+static void feed_watchdog(struct health *h, int64_t now)
+{
+	int64_t stale = (int64_t)h->watchdog_usec * 1000 / 2, quiet = 0;
+	int i;
+
+	if (stale > STALE_NS)
+		stale = STALE_NS;
+	i = stalled_consumer(h, now, stale, &quiet);
+	if (i < 0) {
+		notify_watchdog();
+		if (h->starving)
+			LOG_WARN("consumer loops turn again: watchdog fed",
+				 NULL);
+		h->starving = false;
+		return;
+	}
+	if (!h->starving)
+		LOG_ERROR("a consumer loop is stuck: the systemd watchdog is "
+			  "no longer fed", "\"consumer\":%d,\"silent_ms\":%lld",
+			  i, (long long)(quiet / 1000000));
+	h->starving = true;
+}
+
+static void progress(struct health *h, int64_t now)
+{
+	struct metrics_summary s;
+	uint64_t records;
+	double rate;
+	char lag[32], status[256];
+
+	metrics_summary(h->pl->metrics, &s);
+	records = s.records_ok + s.dead_letters;
+	rate = (double)(records - h->progress_records) * 1e9 /
+	       (double)(now - h->progress_ns);
+	h->progress_ns = now;
+	h->progress_records = records;
+	if (s.lag_parts)
+		snprintf(lag, sizeof(lag), "%lld", (long long)s.lag);
+	else
+		snprintf(lag, sizeof(lag), "null");
+	LOG_INFO("progress",
+		 "\"records_per_s\":%.2f,\"inflight\":%lld,\"lag\":%s,"
+		 "\"records\":%llu,\"dead_letters\":%llu",
+		 rate, (long long)s.inflight, lag, (unsigned long long)records,
+		 (unsigned long long)s.dead_letters);
+	snprintf(status, sizeof(status),
+		 "%llu records (%.1f/s), %lld in flight, lag %s, "
+		 "%llu dead letters",
+		 (unsigned long long)records, rate, (long long)s.inflight,
+		 s.lag_parts ? lag : "unknown",
+		 (unsigned long long)s.dead_letters);
+	notify_status(status);
+}
+
+void health_tick(struct health *h)
+{
+	int64_t now = now_mono_ns();
+
+	atomic_store(&h->main_ns, now);
+	if (h->watchdog_usec)
+		feed_watchdog(h, now);
+	if (now - h->progress_ns >= PROGRESS_NS)
+		progress(h, now);
+}

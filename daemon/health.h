@@ -1,0 +1,50 @@
+/*
+ * health: is the daemon alive, should it get traffic, how is it doing.
+ *
+ * It answers the HTTP probes (/healthz, /readyz, /metrics through
+ * httpd_ops), feeds the systemd watchdog, and writes the periodic
+ * progress line, from what the pipeline, the consumers and the metrics
+ * already keep; it keeps nothing of its own but the main loop's
+ * heartbeat and the progress line's last sample.
+ *
+ * Alive (/healthz, WATCHDOG=1): the main loop ticked recently, and every
+ * started consumer loop turned recently (each bumps a heartbeat every
+ * poll). A wedged loop stops the watchdog, so systemd restarts the unit,
+ * and fails /healthz, so Kubernetes does.
+ *
+ * Ready (/readyz): not stopping, the LLM API not paused, no consumer
+ * seeing all its brokers down, and at least one partition assigned.
+ */
+#ifndef EXTRACTD_HEALTH_H
+#define EXTRACTD_HEALTH_H
+
+#include "httpd.h"
+
+#include <stddef.h>
+
+struct consumer;
+struct pipeline;
+struct health;
+
+/** The checks for pl, for up to n_consumers consumers; NULL on OOM. */
+struct health *health_new(struct pipeline *pl, unsigned n_consumers);
+
+/**
+ * @brief Count a started consumer in (main thread, in start order). The
+ * probes see it from then on; it must outlive the HTTP server.
+ */
+void health_add_consumer(struct health *h, struct consumer *c);
+
+/**
+ * @brief The main loop's periodic work (call about once a second, main
+ * thread): its heartbeat, the watchdog, the progress line every 10 s.
+ */
+void health_tick(struct health *h);
+
+/** Free; NULL is fine. Stop the HTTP server first. */
+void health_free(struct health *h);
+
+/** The HTTP endpoints' callbacks; their arg is the struct health. */
+extern const struct httpd_ops health_httpd_ops;
+
+#endif

@@ -1,0 +1,711 @@
+#!/usr/bin/env python3
+"""bench.py: the benchmark driver behind scripts/bench.sh.
+
+Measures extractd, and the seed article's stack as a Kafka pipeline
+(peer_instructor.py), against llmsim at a fixed latency, on one Kafka, with
+the same records. See scripts/bench.sh for the command and the README for
+what the figures mean. Run by the system python3 (confluent_kafka from
+scripts/deps.sh); the peer runs in its own venv (--peer-python).
+
+A point is (jitter, concurrency C). Its input topic is produced first, as a
+backlog of about C / latency * STEADY seconds of records, then each system
+runs on it in its own consumer group and output topic:
+  extractd completion order, extractd offset order, the peer (completion).
+A run ends when every record is delivered, or when it has delivered for
+STEADY + 8 seconds (a system slower than Little's law would take too long
+on the whole backlog): the figures are over what it did by then.
+
+Measured per run:
+  throughput   records / busy_seconds; busy_seconds = first record admitted
+               to last output delivered, from the process's own final line
+               (extractd's {"msg":"stopped"} log line; the peer prints the
+               same fields)
+  cpu          utime+stime of the process (/proc/PID/stat) read just before
+               SIGTERM, minus what it had used when it became ready
+               (extractd: when it logs "partitions assigned"; the peer: its
+               own figure just before its consume loop), per record delivered
+               by then
+  rss          VmHWM (/proc/PID/status) read just before SIGTERM
+  latency      p50/p99 of the output header extractd.latency_ms (the peer:
+               latency_ms): admission (slot taken) to produce call. The
+               backlog is produced before the run, so input timestamp to
+               output timestamp would measure the backlog's wait, not the
+               pipeline.
+  load         the machine's 1-minute load average at the end, and how many
+               cores other processes (not this benchmark's) used meanwhile
+               (/proc/stat minus our processes' CPU): the noise indicator.
+"""
+
+import argparse
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+LATENCY_MS = 50
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+T0 = time.monotonic()
+
+JOBS = ["software engineer", "data scientist", "product manager",
+        "UX designer", "DevOps engineer", "frontend developer",
+        "backend developer", "nurse", "teacher", "pilot", "barista"]
+FIRST = ["John", "Sarah", "Mike", "Lisa", "Tom", "Emma", "David", "Zoë",
+         "José", "Ngozi", "Aarav", "Mårten"]
+LAST = ["Smith", "Johnson", "Davis", "Wilson", "Brown", "Garcia", "Lee",
+        "Müller", "Okafor", "Nowak"]
+
+
+def say(msg, *args):
+    text = msg % args if args else msg
+    el = time.monotonic() - T0
+    print("[%02d:%02d] %s" % (el // 60, el % 60, text), flush=True)
+
+
+def text_for(i):
+    return "%s %s #%d is a %d-year-old %s" % (
+        FIRST[i % len(FIRST)], LAST[(i // 7) % len(LAST)], i,
+        20 + (i * 13) % 60, JOBS[(i // 3) % len(JOBS)])
+
+
+# --------------------------------------------------------------------------
+# /proc
+
+
+def proc_cpu_s(pid):
+    """utime + stime of a process, seconds (all its threads)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_status_kb(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def machine_busy_s():
+    """Busy CPU seconds of the whole machine since boot (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return (sum(v[:8]) - idle) / CLK_TCK
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def self_cpu_s():
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+# --------------------------------------------------------------------------
+# Processes
+
+
+def die_with_parent():
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
+    except OSError:
+        pass
+
+
+class Proc:
+    def __init__(self, argv, logpath, env=None, stdout=None):
+        self.argv = argv
+        self.logpath = logpath
+        self.log = open(logpath, "ab")
+        self.popen = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL,
+            stdout=stdout if stdout is not None else self.log,
+            stderr=self.log, env=env, preexec_fn=die_with_parent)
+        self.pid = self.popen.pid
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def stop(self, grace=60):
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self.log.close()
+        return self.popen.returncode
+
+    def text(self):
+        with open(self.logpath, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def tail(self, n=20):
+        return "\n".join(self.text().splitlines()[-n:])
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.bin = os.path.abspath(args.bin)
+        self.source = os.path.abspath(args.source)
+        self.out = os.path.abspath(args.out)
+        os.makedirs(self.out, exist_ok=True)
+        self.work = tempfile.mkdtemp(prefix="extractd-bench-")
+        self.uid = uuid.uuid4().hex[:6]
+        self.procs = []
+        self.kafka = None
+        self.llmsims = {}
+        self.results = []
+
+    # -- services
+
+    def start_kafka(self, topics):
+        ext = os.environ.get("KAFKA_BOOTSTRAP")
+        if ext:
+            from confluent_kafka.admin import AdminClient, NewTopic
+            admin = AdminClient({"bootstrap.servers": ext})
+            n = len(admin.list_topics(timeout=30).brokers)
+            futs = admin.create_topics(
+                [NewTopic(t, num_partitions=p,
+                          replication_factor=min(3, max(n, 1)))
+                 for t, p in topics.items()], operation_timeout=60)
+            for f in futs.values():
+                f.result(timeout=120)
+            self.bootstrap = ext
+            self.created = list(topics)
+            say("Kafka: %s (%d brokers), %d topics created", ext, n,
+                len(topics))
+            return
+        self.created = []
+        argv = [os.path.join(self.bin, "kafka-embedded")]
+        for t, p in topics.items():
+            argv += ["--topic", "%s:%d" % (t, p)]
+        p = Proc(argv, os.path.join(self.work, "kafka.log"),
+                 stdout=subprocess.PIPE)
+        self.procs.append(p)
+        self.kafka = p
+        buf = b""
+        end = time.monotonic() + 60
+        while b"\n" not in buf:
+            if time.monotonic() > end or not p.alive():
+                raise SystemExit("kafka-embedded did not start:\n" + p.tail())
+            r, _, _ = select.select([p.popen.stdout], [], [], 0.2)
+            if r:
+                buf += os.read(p.popen.stdout.fileno(), 4096)
+        self.bootstrap = buf.split(b"\n")[0].decode().strip()
+        say("Kafka: kafka-embedded at %s (pid %d), %d topics",
+            self.bootstrap, p.pid, len(topics))
+
+    def start_llmsim(self, jitter):
+        port_file = os.path.join(self.work, "llmsim-%d.port" % jitter)
+        argv = [os.path.join(self.bin, "llmsim"), "--listen", "127.0.0.1:0",
+                "--port-file", port_file, "--latency-ms", str(LATENCY_MS),
+                "--jitter-ms", str(jitter), "--seed", "1"]
+        p = Proc(argv, os.path.join(self.work, "llmsim-%d.log" % jitter))
+        self.procs.append(p)
+        end = time.monotonic() + 30
+        while True:
+            try:
+                with open(port_file) as f:
+                    port = int(f.read().strip())
+                break
+            except (OSError, ValueError):
+                if time.monotonic() > end or not p.alive():
+                    raise SystemExit("llmsim did not start:\n" + p.tail())
+                time.sleep(0.02)
+        base = "http://127.0.0.1:%d" % port
+        self.llmsims[jitter] = (p, base)
+        say("llmsim at %s: latency %d ms, jitter %d ms (pid %d)", base,
+            LATENCY_MS, jitter, p.pid)
+
+    def llm_call(self, jitter, path, post=False):
+        base = self.llmsims[jitter][1]
+        req = urllib.request.Request(base + path, data=b"" if post else None,
+                                     method="POST" if post else "GET")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            body = r.read().decode()
+        return json.loads(body) if body.strip() else {}
+
+    def close(self):
+        for p in reversed(self.procs):
+            try:
+                p.stop(grace=30)
+            except OSError:
+                pass
+        if self.created:
+            from confluent_kafka.admin import AdminClient
+            admin = AdminClient({"bootstrap.servers": self.bootstrap})
+            for f in admin.delete_topics(self.created,
+                                         operation_timeout=60).values():
+                try:
+                    f.result(timeout=120)
+                except Exception:  # best effort
+                    pass
+        if self.args.keep:
+            say("kept %s", self.work)
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    # -- Kafka clients
+
+    def produce(self, topic, n, small=False):
+        """n records (key k<i>, a text llmsim extracts) onto topic."""
+        p = Producer({"bootstrap.servers": self.bootstrap,
+                      "linger.ms": 50, "batch.num.messages": 10000,
+                      "queue.buffering.max.messages": 2000000,
+                      "enable.idempotence": True})
+        errors = []
+
+        def cb(err, msg):
+            if err:
+                errors.append(err)
+        t = time.monotonic()
+        for i in range(n):
+            v = ("P%d is a 30-year-old x" % i) if small else text_for(i)
+            while True:
+                try:
+                    p.produce(topic, value=v.encode(), key=b"k%d" % i,
+                              on_delivery=cb)
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            if i % 10000 == 0:
+                p.poll(0)
+        left = p.flush(300)
+        if left or errors:
+            raise SystemExit("produce to %s: %d undelivered, %s" %
+                             (topic, left, errors[:3]))
+        say("produced %d records to %s in %.1fs", n, topic,
+            time.monotonic() - t)
+
+    def watermark_consumer(self):
+        if not hasattr(self, "_wmc"):
+            self._wmc = Consumer({"bootstrap.servers": self.bootstrap,
+                                  "group.id": "bench-wm-" + self.uid,
+                                  "enable.auto.commit": False})
+        return self._wmc
+
+    def count(self, topics):
+        """Records in topics (sum of high watermarks: nothing is deleted)."""
+        c = self.watermark_consumer()
+        n = 0
+        for t in topics:
+            for p in range(self.args.partitions):
+                n += c.get_watermark_offsets(TopicPartition(t, p),
+                                             timeout=10, cached=False)[1]
+        return n
+
+    def latencies(self, topic, header):
+        """Values of a numeric header over every record of topic."""
+        c = Consumer({"bootstrap.servers": self.bootstrap,
+                      "group.id": "bench-lat-" + uuid.uuid4().hex[:8],
+                      "enable.auto.commit": False,
+                      "enable.partition.eof": True,
+                      "fetch.wait.max.ms": 10})
+        c.assign([TopicPartition(topic, p, -2)
+                  for p in range(self.args.partitions)])
+        out, eof = [], set()
+        end = time.monotonic() + 120
+        while len(eof) < self.args.partitions and time.monotonic() < end:
+            for m in c.consume(10000, 0.5):
+                if m.error():
+                    if m.error().code() == -191:  # _PARTITION_EOF
+                        eof.add(m.partition())
+                    continue
+                for k, v in m.headers() or ():
+                    if k == header:
+                        out.append(int(v))
+        c.close()
+        return out
+
+    # -- one run
+
+    def extractd_config(self, run, c, ordering, jitter, input_topic):
+        base = self.llmsims[jitter][1] + "/v1"
+        text = """
+kafka: {
+  brokers = "%s"; group = "%s";
+  input_topic = "%s"; output_topic = "%s"; dlq_topic = "%s";
+  consumer_threads = 1;
+  properties = ( ("session.timeout.ms", 6000) );
+};
+llm: { base_url = "%s"; api_key_env = "OPENAI_API_KEY";
+       model = "gpt-4o-mini"; mode = "json_schema"; timeout_ms = 30000; };
+schema: { file = "%s"; name = "Person"; };
+pool: { workers = %d; max_in_flight = %d; };
+output: { ordering = "%s"; partitioning = "key";
+          delivery = "at-least-once"; };
+http: { listen = ""; };
+log: { level = "info"; format = "json"; };
+""" % (self.bootstrap, "bench-%s-%s" % (run, self.uid), input_topic,
+            run + ".out", run + ".dlq", base,
+            os.path.join(self.source, "schemas/person.schema.json"),
+            c, c, ordering)
+        path = os.path.join(self.work, run + ".cfg")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def start_system(self, system, run, c, mode, jitter, input_topic):
+        """(Proc, ready predicate) for one run."""
+        logpath = os.path.join(self.work, run + ".log")
+        if system == "extractd":
+            cfg = self.extractd_config(run, c, mode, jitter, input_topic)
+            env = dict(os.environ, OPENAI_API_KEY="sk-bench")
+            p = Proc([os.path.join(self.bin, "extractd"), "-c", cfg],
+                     logpath, env=env)
+            marker = '"msg":"partitions assigned"'
+        else:
+            argv = [self.args.peer_python,
+                    os.path.join(self.source, "scripts/bench/peer_instructor.py"),
+                    "--bootstrap", self.bootstrap, "--input", input_topic,
+                    "--output", run + ".out", "--dlq", run + ".dlq",
+                    "--group", "bench-%s-%s" % (run, self.uid),
+                    "--concurrency", str(c),
+                    "--base-url", self.llmsims[jitter][1] + "/v1"]
+            p = Proc(argv, logpath)
+            marker = '"msg": "ready"'
+        return p, marker
+
+    def final_line(self, p, system):
+        key = '"msg":"stopped"' if system == "extractd" else '"msg": "stopped"'
+        for line in reversed(p.text().splitlines()):
+            if key in line:
+                return json.loads(line)
+        return None
+
+    def others_pids(self):
+        return [p.pid for p in self.procs if p.alive()]
+
+    def run_one(self, system, mode, c, jitter, input_topic, records, steady):
+        run = "bench.%s.%s.j%d.c%d.%s" % (system, mode, jitter, c, self.uid)
+        outs = [run + ".out", run + ".dlq"]
+        label = "%s %s jitter=%dms C=%d" % (system, mode, jitter, c)
+        self.llm_call(jitter, "/reset", post=True)
+        ours = self.others_pids()
+        busy0 = machine_busy_s()
+        ours0 = {pid: proc_cpu_s(pid) for pid in ours}
+        self0 = self_cpu_s()
+        t_start = time.monotonic()
+        p, marker = self.start_system(system, run, c, mode, jitter,
+                                      input_topic)
+        cpu_ready = None
+        ready_at = None
+        done = 0
+        last_note = time.monotonic()
+        last_done, last_t = 0, time.monotonic()
+        first_out = None
+        timed_out = False
+        while True:
+            if not p.alive():
+                raise SystemExit("%s exited early (status %s):\n%s" %
+                                 (label, p.popen.returncode, p.tail()))
+            if cpu_ready is None:
+                if marker in p.text():
+                    cpu_ready = proc_cpu_s(p.pid)
+                    ready_at = time.monotonic()
+                time.sleep(0.01)
+                continue
+            done = self.count(outs)
+            now = time.monotonic()
+            if done and first_out is None:
+                first_out = now
+            if done >= records:
+                break
+            if first_out is not None and now - first_out > steady + 8:
+                timed_out = True
+                break
+            if now - ready_at > 120 + steady and done == 0:
+                raise SystemExit("%s: no output after %.0fs:\n%s" %
+                                 (label, now - ready_at, p.tail()))
+            if now - last_note >= 2:
+                rate = (done - last_done) / (now - last_t)
+                say("  %s: %d/%d delivered, %.0f/s, load %.2f", label, done,
+                    records, rate, loadavg())
+                last_note, last_done, last_t = now, done, now
+            time.sleep(0.2)
+        cpu_total = proc_cpu_s(p.pid)
+        hwm_kb = proc_status_kb(p.pid, "VmHWM")
+        delivered_at_read = done
+        busy1 = machine_busy_s()
+        ours1 = {pid: proc_cpu_s(pid) for pid in ours}
+        self1 = self_cpu_s()
+        t_end = time.monotonic()
+        load1 = loadavg()
+        rc = p.stop(grace=120)
+        final = self.final_line(p, system)
+        if rc != 0 or final is None:
+            raise SystemExit("%s: exit status %s, final line %s:\n%s" %
+                             (label, rc, final, p.tail()))
+        stats = self.llm_call(jitter, "/stats")
+        if system == "peer":
+            cpu_ready = final.get("startup_cpu_s", cpu_ready)
+            records_done = final["records"]
+            errors = final["errors"]
+            header = "latency_ms"
+        else:
+            records_done = final["records"] + final["dead_letters"]
+            errors = final["dead_letters"]
+            header = "extractd.latency_ms"
+        secs = final["busy_seconds"]
+        lat = sorted(self.latencies(run + ".out", header))
+
+        def pct(q):
+            return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else None
+        our_cpu = sum(ours1[k] - ours0.get(k, 0) for k in ours1) + \
+            (cpu_total) + (self1 - self0)
+        wall = t_end - t_start
+        others = max(0.0, (busy1 - busy0) - our_cpu) / wall
+        littles = c / (LATENCY_MS / 1000.0)
+        thr = records_done / secs if secs else 0.0
+        cpu_net = cpu_total - (cpu_ready or 0.0)
+        res = {
+            "system": system, "mode": mode, "concurrency": c,
+            "latency_ms": LATENCY_MS, "jitter_ms": jitter,
+            "records": records_done, "dead_letters": errors,
+            "seconds": round(secs, 3),
+            "throughput": round(thr, 1),
+            "littles_law": round(littles, 1),
+            "efficiency": round(thr / littles, 4),
+            "cpu_s_per_record": round(cpu_net / max(delivered_at_read, 1), 9),
+            "cpu_us_per_record": round(cpu_net / max(delivered_at_read, 1)
+                                       * 1e6, 1),
+            "cpu_s": round(cpu_net, 3), "cpu_startup_s": round(
+                cpu_ready or 0.0, 3),
+            "rss_mb": round(hwm_kb / 1024.0, 1),
+            "p50_ms": pct(0.50), "p99_ms": pct(0.99),
+            "llm_peak_concurrent": stats.get("peak_concurrent"),
+            "llm_requests": stats.get("requests"),
+            "stopped_early": timed_out,
+            "load1": load1, "other_cores_busy": round(others, 2),
+        }
+        self.results.append(res)
+        self.save()
+        say("%s: %d records in %.2fs = %.0f/s (Little %.0f/s, eff %.3f), "
+            "%.1f us CPU/record, RSS %.1f MiB, p50 %s p99 %s ms, peak %s "
+            "in flight | load %.2f, other procs %.2f cores%s", label,
+            records_done, secs, thr, littles, thr / littles,
+            res["cpu_us_per_record"], res["rss_mb"], res["p50_ms"],
+            res["p99_ms"], res["llm_peak_concurrent"], load1, others,
+            " (stopped at the time budget)" if timed_out else "")
+        return res
+
+    def run_backlog(self, topic, n, c, seconds):
+        """extractd at C over an n-record backlog for seconds: RSS."""
+        run = "bench.extractd.backlog.c%d.%s" % (c, self.uid)
+        self.llm_call(0, "/reset", post=True)
+        p, marker = self.start_system("extractd", run, c, "completion", 0,
+                                      topic)
+        busy0, t0 = machine_busy_s(), time.monotonic()
+        while marker not in p.text():
+            if not p.alive():
+                raise SystemExit("extractd exited:\n" + p.tail())
+            time.sleep(0.01)
+        cpu_ready = proc_cpu_s(p.pid)
+        end = time.monotonic() + seconds
+        peak_rss = 0
+        while time.monotonic() < end:
+            peak_rss = max(peak_rss, proc_status_kb(p.pid, "VmRSS"))
+            time.sleep(1)
+            say("  backlog %d, C=%d: %d delivered, RSS %.1f MiB, load %.2f",
+                n, c, self.count([run + ".out", run + ".dlq"]),
+                proc_status_kb(p.pid, "VmRSS") / 1024, loadavg())
+        cpu = proc_cpu_s(p.pid) - cpu_ready
+        hwm = proc_status_kb(p.pid, "VmHWM")
+        done = self.count([run + ".out", run + ".dlq"])
+        load1 = loadavg()
+        wall = time.monotonic() - t0
+        busy = machine_busy_s() - busy0
+        p.stop(grace=120)
+        final = self.final_line(p, "extractd") or {}
+        res = {
+            "system": "extractd", "mode": "completion", "concurrency": c,
+            "latency_ms": LATENCY_MS, "jitter_ms": 0, "backlog": n,
+            "records": done, "seconds": final.get("busy_seconds"),
+            "throughput": round(done / final["busy_seconds"], 1)
+            if final.get("busy_seconds") else None,
+            "littles_law": c / (LATENCY_MS / 1000.0),
+            "cpu_s_per_record": round(cpu / max(done, 1), 9),
+            "cpu_us_per_record": round(cpu / max(done, 1) * 1e6, 1),
+            "rss_mb": round(hwm / 1024.0, 1),
+            "load1": load1, "machine_cores_busy": round(busy / wall, 2),
+        }
+        if res["throughput"]:
+            res["efficiency"] = round(res["throughput"] / res["littles_law"],
+                                      4)
+        self.results.append(res)
+        self.save()
+        say("backlog %d at C=%d: VmHWM %.1f MiB after %.0fs, %d delivered, "
+            "%.1f us CPU/record | load %.2f", n, c, res["rss_mb"], seconds,
+            done, res["cpu_us_per_record"], load1)
+        return res
+
+    def save(self):
+        path = os.path.join(self.out, "results.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(self.results, f, indent=1)
+            f.write("\n")
+        os.replace(path + ".tmp", path)
+
+
+# --------------------------------------------------------------------------
+# Plan, plots
+
+
+def plan(args):
+    """[(jitter, C, records, systems)]: systems [(system, mode)]."""
+    steady = args.steady
+    if args.quick:
+        points = [(0, c) for c in (1, 8, 64, 256)] + [(20, 64)]
+        peer_cs = {8, 64}
+    else:
+        cs = (1, 8, 64, 256, 1024)
+        points = [(j, c) for j in (0, 20) for c in cs]
+        peer_cs = set(cs)
+    if args.concurrency:
+        keep = {int(x) for x in args.concurrency.split(",")}
+        points = [pt for pt in points if pt[1] in keep]
+    out = []
+    for j, c in points:
+        records = max(100, int(c / (LATENCY_MS / 1000.0) * (steady + 2)))
+        systems = [("extractd", "completion"), ("extractd", "offset")]
+        if j == 0 and c in peer_cs and not args.no_peer:
+            systems.append(("peer", "completion"))
+        out.append((j, c, records, systems))
+    return out
+
+
+def plots(out, results, gp_dir):
+    if not shutil.which("gnuplot"):
+        say("gnuplot not found: no plots")
+        return
+    series = {}
+    for r in results:
+        if "backlog" in r:
+            continue
+        key = "%s-%s-j%d" % (r["system"], r["mode"], r["jitter_ms"])
+        series.setdefault(key, []).append(r)
+    ddir = os.path.join(out, "data")
+    os.makedirs(ddir, exist_ok=True)
+    files, titles = [], []
+    for key in sorted(series):
+        rows = sorted(series[key], key=lambda r: r["concurrency"])
+        path = os.path.join(ddir, key + ".dat")
+        with open(path, "w") as f:
+            f.write("# concurrency throughput littles efficiency "
+                    "cpu_us_per_record rss_mb p50 p99\n")
+            for r in rows:
+                f.write("%d %s %s %s %s %s %s %s\n" % (
+                    r["concurrency"], r["throughput"], r["littles_law"],
+                    r["efficiency"], r["cpu_us_per_record"], r["rss_mb"],
+                    r["p50_ms"] if r["p50_ms"] is not None else "NaN",
+                    r["p99_ms"] if r["p99_ms"] is not None else "NaN"))
+        files.append(path)
+        titles.append(key.replace("-j", " jitter ").replace("-", " ") + "ms")
+    for name in ("throughput", "cpu", "rss", "efficiency"):
+        gp = os.path.join(gp_dir, name + ".gp")
+        png = os.path.join(out, name + ".png")
+        cmd = ["gnuplot", "-e", "files='%s'; titles='%s'; out='%s'; "
+               "latency_ms=%d; dir='%s'" % (" ".join(files),
+                                  " ".join(t.replace(" ", "_")
+                                           for t in titles),
+                                  png, LATENCY_MS, gp_dir), gp]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode:
+            say("gnuplot %s failed: %s", name, r.stderr.strip())
+        else:
+            say("plot: %s", png)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--source", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--peer-python", default=None)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--steady", type=float, default=None,
+                    help="seconds of steady state per point (default 12, "
+                    "quick 4)")
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--concurrency", help="only these, e.g. 64,256")
+    ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--no-backlog", action="store_true")
+    ap.add_argument("--backlog", type=int, default=1000000)
+    ap.add_argument("--backlog-seconds", type=float, default=None)
+    ap.add_argument("--plots-only", action="store_true")
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    if args.steady is None:
+        args.steady = 4.0 if args.quick else 12.0
+    if args.backlog_seconds is None:
+        args.backlog_seconds = 10.0 if args.quick else 20.0
+    if not args.peer_python:
+        args.no_peer = True
+    gp_dir = os.path.dirname(os.path.abspath(__file__))
+
+    if args.plots_only:
+        with open(os.path.join(args.out, "results.json")) as f:
+            plots(os.path.abspath(args.out), json.load(f), gp_dir)
+        return
+
+    b = Bench(args)
+    signal.signal(signal.SIGTERM, lambda s, f: sys.exit(128 + s))
+    try:
+        pts = plan(args)
+        topics = {}
+        for j, c, n, systems in pts:
+            topics["bench.in.j%d.c%d.%s" % (j, c, b.uid)] = args.partitions
+            for system, mode in systems:
+                run = "bench.%s.%s.j%d.c%d.%s" % (system, mode, j, c, b.uid)
+                topics[run + ".out"] = args.partitions
+                topics[run + ".dlq"] = args.partitions
+        bl_topic = "bench.backlog.%s" % b.uid
+        bl_run = "bench.extractd.backlog.c256.%s" % b.uid
+        if not args.no_backlog:
+            topics[bl_topic] = args.partitions
+            topics[bl_run + ".out"] = args.partitions
+            topics[bl_run + ".dlq"] = args.partitions
+        say("plan: %d points, %d runs, %.0fs of steady state each; "
+            "machine: %d cores, load %.2f", len(pts),
+            sum(len(p[3]) for p in pts), args.steady, os.cpu_count(),
+            loadavg())
+        b.start_kafka(topics)
+        for j in sorted({p[0] for p in pts} | {0}):
+            b.start_llmsim(j)
+        for j, c, n, systems in pts:
+            topic = "bench.in.j%d.c%d.%s" % (j, c, b.uid)
+            say("point jitter=%dms C=%d: %d records (Little's law %d/s)",
+                j, c, n, c * 1000 // LATENCY_MS)
+            b.produce(topic, n)
+            for system, mode in systems:
+                b.run_one(system, mode, c, j, topic, n, args.steady)
+        if not args.no_backlog:
+            say("million-record backlog: producing %d records", args.backlog)
+            b.produce(bl_topic, args.backlog, small=True)
+            b.run_backlog(bl_topic, args.backlog, 256, args.backlog_seconds)
+    finally:
+        b.close()
+    plots(b.out, b.results, gp_dir)
+    say("results: %s", os.path.join(b.out, "results.json"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,474 @@
+"""sdk.instructor: the openai SDK and instructor get a Person from llmsim.
+
+Proof that llmsim speaks OpenAI's chat-completions protocol as real clients
+use it, not only as extractd does: the `openai` Python SDK (which parses
+every response into its own types) wrapped by `instructor` extracts
+
+    Person(name: str, age: int, occupation: str)
+
+from "John Smith is a 30-year-old software engineer" in Instructor's modes
+TOOLS, JSON, JSON_SCHEMA and MD_JSON (each with max_retries=0: the first
+answer must do), then again against an llmsim whose first answers all
+break the schema (--fault invalid=1.0), where Instructor's own re-ask
+messages (a tool message in TOOLS, a user message elsewhere) must be
+recognised as a re-ask and get the valid answer, in exactly two requests;
+and, as the seed (seed/learn-async.md) does it, the seven
+seed texts at once with AsyncOpenAI and asyncio.gather. Each call's raw
+completion is checked too: its id, object, finish_reason and usage. And an
+error as OpenAI sends it: from an llmsim with --fault 429=1.0, the SDK must
+raise its RateLimitError with OpenAI's error code and headers.
+
+One file, two roles:
+- the driver (this file run by ctest with the machine's python3, standard
+  library only) makes or reuses a venv (--venv), pip-installs the pinned
+  packages there, starts llmsim (--llmsim), and runs
+- the client (this file again, with the venv's python and --client URL),
+  which talks to llmsim through the SDK.
+
+Exit status: 0 pass, 1 fail, 77 skip, only when pip cannot reach its
+registry (a network error, not a resolution error): the reason is printed.
+When a mode fails, the request instructor sent and llmsim's answer are
+printed, to see exactly where llmsim and OpenAI's protocol part ways.
+"""
+
+import argparse
+import asyncio
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+REQUIREMENTS = ["instructor==1.17.*", "openai==3.3.*"]
+SKIP = 77
+MIN_PYTHON = (3, 9)
+PIP_TIMEOUT_S = 30       # per connection attempt
+PIP_RETRIES = 2
+
+# pip's words for "the registry could not be reached" (as opposed to "no
+# version matches", which is a failure).
+NETWORK_MARKERS = (
+    "NewConnectionError", "Failed to establish a new connection",
+    "Temporary failure in name resolution", "Name or service not known",
+    "No address associated with hostname", "ConnectTimeoutError",
+    "ReadTimeoutError", "Connection refused", "Network is unreachable",
+    "ProxyError", "SSLError", "CERTIFICATE_VERIFY_FAILED",
+    "Connection reset by peer", "RemoteDisconnected",
+    "connection broken by",
+)
+
+SEED = [
+    ("John Smith is a 30-year-old software engineer",
+     "John Smith", 30, "software engineer"),
+    ("Sarah Johnson is a 25-year-old data scientist",
+     "Sarah Johnson", 25, "data scientist"),
+    ("Mike Davis is a 35-year-old product manager",
+     "Mike Davis", 35, "product manager"),
+    ("Lisa Wilson is a 28-year-old UX designer",
+     "Lisa Wilson", 28, "UX designer"),
+    ("Tom Brown is a 32-year-old DevOps engineer",
+     "Tom Brown", 32, "DevOps engineer"),
+    ("Emma Garcia is a 27-year-old frontend developer",
+     "Emma Garcia", 27, "frontend developer"),
+    ("David Lee is a 33-year-old backend developer",
+     "David Lee", 33, "backend developer"),
+]
+
+
+def say(msg, *args):
+    print("[sdk] " + (msg % args if args else msg), flush=True)
+
+
+# --------------------------------------------------------------------------
+# The driver: venv, pip, llmsim.
+
+
+class Skip(Exception):
+    pass
+
+
+class Fail(Exception):
+    pass
+
+
+def run(argv, timeout, **kw):
+    return subprocess.run(argv, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          timeout=timeout, **kw)
+
+
+def venv_python(venv):
+    return os.path.join(venv, "bin", "python")
+
+
+def marker_text():
+    return json.dumps({"requirements": REQUIREMENTS,
+                       "base": os.path.realpath(sys.executable),
+                       "version": list(sys.version_info[:3])})
+
+
+def venv_complete(venv):
+    """The venv was made by us for these requirements and imports them."""
+    try:
+        with open(os.path.join(venv, ".extractd-sdk-complete")) as f:
+            if f.read() != marker_text():
+                return False
+    except OSError:
+        return False
+    p = run([venv_python(venv), "-c", "import instructor, openai, pydantic"],
+            120)
+    return p.returncode == 0
+
+
+def make_venv(venv):
+    if sys.version_info < MIN_PYTHON:
+        raise Fail("%s is Python %s; the SDK test needs >= %d.%d" %
+                   ((sys.executable, sys.version.split()[0]) + MIN_PYTHON))
+    shutil.rmtree(venv, ignore_errors=True)
+    say("making a venv in %s with %s (Python %s)", venv, sys.executable,
+        sys.version.split()[0])
+    p = run([sys.executable, "-m", "venv", venv], 300)
+    if p.returncode != 0:
+        raise Fail("python -m venv failed (exit %d); on Debian install "
+                   "python3-venv:\n%s" % (p.returncode,
+                                          p.stdout.decode("utf-8", "replace")))
+    argv = [venv_python(venv), "-m", "pip", "install",
+            "--disable-pip-version-check", "--no-input",
+            "--timeout", str(PIP_TIMEOUT_S), "--retries", str(PIP_RETRIES)]
+    say("$ %s", " ".join(argv + REQUIREMENTS))
+    try:
+        p = run(argv + REQUIREMENTS, 480)
+    except subprocess.TimeoutExpired:
+        shutil.rmtree(venv, ignore_errors=True)
+        raise Skip("pip install did not finish in 480 s: its registry is "
+                   "unreachable or too slow")
+    out = p.stdout.decode("utf-8", "replace")
+    if p.returncode != 0:
+        shutil.rmtree(venv, ignore_errors=True)
+        hit = [m for m in NETWORK_MARKERS if m in out]
+        tail = "\n".join(out.splitlines()[-25:])
+        if hit:
+            raise Skip("pip cannot reach its registry (%s):\n%s" %
+                       (hit[0], tail))
+        raise Fail("pip install failed (exit %d), not for want of a "
+                   "network:\n%s" % (p.returncode, tail))
+    for ln in out.splitlines():
+        if ln.startswith("Successfully installed"):
+            say("%s", ln)
+    with open(os.path.join(venv, ".extractd-sdk-complete"), "w") as f:
+        f.write(marker_text())
+
+
+def ensure_venv(venv):
+    os.makedirs(os.path.dirname(os.path.abspath(venv)), exist_ok=True)
+    with open(os.path.abspath(venv) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two runs never build it at once
+        if venv_complete(venv):
+            say("reusing the venv in %s", venv)
+            return
+        make_venv(venv)
+        if not venv_complete(venv):
+            raise Fail("the new venv in %s cannot import instructor and "
+                       "openai" % venv)
+
+
+def start_llmsim(llmsim, tmp, tag, extra=()):
+    portfile = os.path.join(tmp, "port-" + tag)
+    logpath = os.path.join(tmp, "llmsim.log")
+    logf = open(logpath, "ab")
+    proc = subprocess.Popen([llmsim, "--listen", "127.0.0.1:0",
+                             "--port-file", portfile, "--latency-ms", "5"] +
+                            list(extra),
+                            stdin=subprocess.DEVNULL, stdout=logf,
+                            stderr=subprocess.STDOUT)
+    logf.close()
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        try:
+            with open(portfile) as f:
+                port = f.read().strip()
+            if port.isdigit():
+                return proc, "http://127.0.0.1:%s/v1" % port
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    proc.kill()
+    with open(logpath, "rb") as f:
+        raise Fail("llmsim did not start:\n%s" % f.read().decode("utf-8",
+                                                                 "replace"))
+
+
+def driver(args):
+    llmsim = os.path.abspath(args.llmsim)
+    if not os.access(llmsim, os.X_OK):
+        raise Fail("no executable llmsim at %s (build first)" % llmsim)
+    ensure_venv(args.venv)
+    tmp = tempfile.mkdtemp(prefix="extractd-sdk-")
+    procs = []
+    try:
+        proc, base = start_llmsim(llmsim, tmp, "ok")
+        procs.append(proc)
+        proc, errors = start_llmsim(llmsim, tmp, "429", ["--fault", "429=1.0"])
+        procs.append(proc)
+        proc, invalid = start_llmsim(llmsim, tmp, "invalid",
+                                     ["--fault", "invalid=1.0"])
+        procs.append(proc)
+        say("llmsim at %s; one answering 429 at %s; one whose first answers "
+            "are invalid at %s", base, errors, invalid)
+        p = subprocess.run([venv_python(args.venv), os.path.abspath(__file__),
+                            "--client", base, "--errors", errors,
+                            "--invalid", invalid],
+                           stdin=subprocess.DEVNULL, timeout=300)
+        if p.returncode != 0:
+            with open(os.path.join(tmp, "llmsim.log"), "rb") as f:
+                sys.stdout.write("---- llmsim log ----\n%s\n" %
+                                 f.read().decode("utf-8", "replace")[-4000:])
+            raise Fail("the SDK client failed (exit %d)" % p.returncode)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# The client: runs inside the venv.
+
+
+def client(base_url, errors_url, invalid_url):
+    import instructor
+    import openai
+    import pydantic
+
+    class Person(pydantic.BaseModel):
+        name: str
+        age: int
+        occupation: str
+
+    versions = {"instructor": instructor.__version__,
+                "openai": openai.__version__,
+                "pydantic": pydantic.VERSION}
+    try:
+        import httpx2
+        versions["httpx2"] = httpx2.__version__
+    except ImportError:
+        pass
+    say("versions: %s", ", ".join("%s %s" % kv for kv in versions.items()))
+
+    seen = []   # (request, response) of the current mode, for the report
+
+    def on_request(req):
+        seen.append(["%s %s\n%s" % (req.method, req.url,
+                                    req.content.decode("utf-8", "replace")),
+                     None])
+
+    def on_response(resp):
+        resp.read()
+        if seen:
+            seen[-1][1] = "%d\n%s" % (resp.status_code,
+                                      resp.text)
+
+    http = openai.DefaultHttpx2Client(
+        event_hooks={"request": [on_request], "response": [on_response]})
+    oa = openai.OpenAI(base_url=base_url, api_key="sk-test", http_client=http,
+                       max_retries=0)
+    oa_invalid = openai.OpenAI(base_url=invalid_url, api_key="sk-test",
+                               http_client=http, max_retries=0)
+
+    modes = ["TOOLS", "JSON", "JSON_SCHEMA", "MD_JSON"]
+    required = {"TOOLS", "JSON", "JSON_SCHEMA"}
+    # A forced named tool_choice: OpenAI answers finish_reason "stop" (only
+    # "auto"/"required" give "tool_calls"); llmsim says "tool_calls".
+    # Clients must take either, so either passes.
+    finish_for = {"TOOLS": ("tool_calls", "stop")}
+    text, name, age, occ = SEED[0]
+    failed, passed = [], []
+
+    def extract(mode, api, retries):
+        """One Person through instructor; raises on any deviation."""
+        msg = {"role": "user", "content": text}
+        if mode == "MD_JSON":
+            # Instructor's MD_JSON appends "Return the correct JSON response
+            # within a ```json codeblock..." to the last user message when
+            # it can merge into it. llmsim (DESIGN.md) extracts from the
+            # whole first user message, so the merged text would not match
+            # its pattern and it would refuse; a real model would not. A
+            # user message with a "name" (valid OpenAI) is not merged, so
+            # instructor sends its request as its own user message.
+            msg["name"] = "reader"
+        ic = instructor.from_openai(api, mode=getattr(instructor.Mode, mode))
+        person, completion = ic.chat.completions.create_with_completion(
+            model="gpt-4o-mini", response_model=Person, max_retries=retries,
+            messages=[msg])
+        got = (person.name, person.age, person.occupation)
+        if got != (name, age, occ):
+            raise AssertionError("got %r, want %r" % (got, (name, age, occ)))
+        want_finish = finish_for.get(mode, ("stop",))
+        choice = completion.choices[0]
+        problems = []
+        if completion.object != "chat.completion":
+            problems.append("object %r" % completion.object)
+        if not completion.id.startswith("chatcmpl-"):
+            problems.append("id %r" % completion.id)
+        if choice.finish_reason not in want_finish:
+            problems.append("finish_reason %r, want %r" %
+                            (choice.finish_reason, want_finish))
+        u = completion.usage
+        if not (u and u.prompt_tokens > 0 and u.completion_tokens > 0 and
+                u.total_tokens == u.prompt_tokens + u.completion_tokens):
+            problems.append("usage %r" % (u,))
+        if completion.model != "gpt-4o-mini":
+            problems.append("model %r" % completion.model)
+        if len(seen) != retries + 1:
+            problems.append("%d HTTP requests, want %d" %
+                            (len(seen), retries + 1))
+        if problems:
+            raise AssertionError("; ".join(problems))
+        return person, choice.finish_reason, u
+
+    # First plainly (the first answer must do), then against an llmsim
+    # whose first answers all break the schema (--fault invalid=1.0):
+    # instructor's own re-ask (its messages, per mode) must get the valid
+    # answer llmsim gives a re-ask, in exactly two requests.
+    runs = [("", oa, 0), (" re-ask", oa_invalid, 1)]
+    for label, api, retries in runs:
+        for mode in modes:
+            if not hasattr(instructor.Mode, mode):
+                if mode in required:
+                    failed.append(mode + label)
+                    say("FAIL %s: instructor %s has no Mode.%s", mode,
+                        instructor.__version__, mode)
+                elif not label:
+                    say("note: instructor %s has no Mode.%s; not tested",
+                        instructor.__version__, mode)
+                continue
+            seen.clear()
+            try:
+                person, finish, u = extract(mode, api, retries)
+                passed.append(mode + label)
+                say("ok %s%s: %r (finish_reason %s, usage %d+%d, %d "
+                    "requests)", mode, label, person, finish,
+                    u.prompt_tokens, u.completion_tokens, len(seen))
+            except Exception as e:
+                failed.append(mode + label)
+                say("FAIL %s%s: %s: %s", mode, label, type(e).__name__,
+                    str(e)[:3000])
+                for req, resp in seen:
+                    say("request instructor sent:\n%s", req)
+                    say("llmsim answered:\n%s", resp)
+
+    # The seed's own pattern: AsyncOpenAI, asyncio.gather, seven texts.
+    async def gather():
+        aoa = openai.AsyncOpenAI(base_url=base_url, api_key="sk-test",
+                                 max_retries=0)
+        ac = instructor.from_openai(aoa, mode=instructor.Mode.TOOLS)
+
+        async def one(t):
+            return await ac.chat.completions.create(
+                model="gpt-4o-mini", response_model=Person, max_retries=0,
+                messages=[{"role": "user", "content": t}])
+        try:
+            return await asyncio.gather(*(one(s[0]) for s in SEED))
+        finally:
+            await aoa.close()
+    try:
+        people = asyncio.run(gather())
+        got = [(p.name, p.age, p.occupation) for p in people]
+        want = [s[1:] for s in SEED]
+        if got != want:
+            raise AssertionError("got %r, want %r" % (got, want))
+        passed.append("async-gather")
+        say("ok AsyncOpenAI + asyncio.gather: %d people", len(people))
+    except Exception as e:
+        failed.append("async-gather")
+        say("FAIL AsyncOpenAI + asyncio.gather: %s: %s", type(e).__name__,
+            str(e)[:3000])
+
+    # An error as OpenAI sends it: the SDK's own exception, code, headers.
+    try:
+        bad = openai.OpenAI(base_url=errors_url, api_key="sk-test",
+                            max_retries=0)
+        try:
+            bad.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": text}])
+            raise AssertionError("no error from an llmsim with 429=1.0")
+        except openai.RateLimitError as e:
+            h = e.response.headers
+            problems = []
+            if e.status_code != 429:
+                problems.append("status %r" % e.status_code)
+            if e.code != "rate_limit_exceeded":
+                problems.append("code %r" % e.code)
+            if not e.message or not isinstance(e.body, dict):
+                problems.append("message %r body %r" % (e.message, e.body))
+            for k in ("retry-after", "x-ratelimit-limit-requests",
+                      "x-ratelimit-remaining-requests",
+                      "x-ratelimit-reset-requests", "x-request-id"):
+                if k not in h:
+                    problems.append("no %s header" % k)
+            if problems:
+                raise AssertionError("; ".join(problems))
+            seen_code, seen_retry = e.code, h.get("retry-after")
+        passed.append("rate-limit-error")
+        say("ok RateLimitError: code %s, retry-after %s", seen_code,
+            seen_retry)
+    except Exception as e:
+        failed.append("rate-limit-error")
+        say("FAIL RateLimitError: %s: %s", type(e).__name__, str(e)[:3000])
+
+    say("passed: %s", ", ".join(passed) or "none")
+    if failed:
+        say("failed: %s", ", ".join(failed))
+        return 1
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--llmsim", help="the llmsim binary (driver)")
+    ap.add_argument("--venv", help="the venv to make or reuse (driver)")
+    ap.add_argument("--client", metavar="BASE_URL",
+                    help="run the SDK client against BASE_URL (in the venv)")
+    ap.add_argument("--errors", metavar="BASE_URL",
+                    help="(client) an llmsim that answers every call 429")
+    ap.add_argument("--invalid", metavar="BASE_URL",
+                    help="(client) an llmsim with --fault invalid=1.0")
+    args = ap.parse_args()
+    if args.client:
+        try:
+            return client(args.client, args.errors, args.invalid)
+        except Exception:
+            traceback.print_exc()
+            return 1
+    if not args.llmsim or not args.venv:
+        ap.error("--llmsim and --venv are required")
+    try:
+        driver(args)
+    except Skip as e:
+        say("SKIPPED: %s", e)
+        return SKIP
+    except Fail as e:
+        say("FAIL: %s", e)
+        return 1
+    except Exception:
+        traceback.print_exc()
+        return 1
+    say("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
