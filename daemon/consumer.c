@@ -33,6 +33,7 @@
 #include "metrics.h"
 #include "offsets.h"
 #include "pipeline.h"
+#include "producer.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -45,6 +46,7 @@
 #define SLOT_WAIT_MS 100                   /**< poll at least this often */
 #define FETCH_WAIT_MS 10  /**< slots full, not paused: look for messages */
 #define HOLD_MIN 16       /**< held queue at least this long */
+#define REWIND_TIMEOUT_MS 10000 /**< committed offsets and seeks */
 
 struct consumer {
 	struct pipeline *pl;
@@ -189,8 +191,7 @@ static void on_assign(struct consumer *c,
 		if (table_get(c, tp->partition))
 			continue;
 		part = partition_new(c, tp->topic, tp->partition,
-				     c->pl->cfg->output.ordering ==
-					     CFG_ORDER_OFFSET);
+				     pipeline_ordered(c->pl));
 		if (!part || table_put(c, tp->partition, part) < 0) {
 			partition_unref(part);
 			LOG_ERROR("out of memory on assignment", NULL);
@@ -216,6 +217,123 @@ static void on_assign(struct consumer *c,
 	atomic_store(&c->brokers_down, false); /* the group answered */
 	LOG_INFO("partitions assigned", "\"consumer\":%u,\"count\":%d",
 		 c->index, parts->cnt);
+}
+
+/*
+ * exactly-once, after an aborted transaction (its outputs are invisible to
+ * read_committed readers): forget every partition's state (jobs still
+ * running for them find them broken and produce nothing), drop the held
+ * records and seek the assignment back to the committed offsets. Called
+ * with the transaction lock held, so no old record slips into the next
+ * transaction.
+ */
+static void rewind_to_committed(struct consumer *c)
+{
+	rd_kafka_topic_partition_list_t *list = NULL;
+	rd_kafka_error_t *error;
+	size_t i;
+	int j;
+
+	for (i = 0; i < c->n_parts; i++) {
+		struct partition *part = c->parts[i];
+
+		if (!part)
+			continue;
+		pthread_mutex_lock(&part->lock);
+		part->revoked = true;
+		part->broken = true;
+		pthread_mutex_unlock(&part->lock);
+		c->parts[i] = NULL;
+		partition_unref(part);
+	}
+	held_drop(c, -1);
+	if (rd_kafka_assignment(c->rk, &list) || !list)
+		return;
+	if (rd_kafka_committed(c->rk, list, REWIND_TIMEOUT_MS))
+		LOG_WARN("cannot read the committed offsets to rewind", NULL);
+	for (j = 0; j < list->cnt; j++) {
+		rd_kafka_topic_partition_t *tp = &list->elems[j];
+		struct partition *part;
+
+		/* Nothing committed yet: from the start, as
+		 * auto.offset.reset = earliest does. */
+		if (tp->offset < 0)
+			tp->offset = RD_KAFKA_OFFSET_BEGINNING;
+		part = partition_new(c, tp->topic, tp->partition, true);
+		if (!part || table_put(c, tp->partition, part) < 0) {
+			partition_unref(part);
+			LOG_ERROR("out of memory rewinding", NULL);
+			pipeline_request_stop(c->pl, true);
+		}
+	}
+	error = rd_kafka_seek_partitions(c->rk, list, REWIND_TIMEOUT_MS);
+	if (error) {
+		LOG_ERROR("cannot rewind to the committed offsets",
+			  "\"error\":\"%s\"", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+		pipeline_request_stop(c->pl, true);
+	}
+	rd_kafka_topic_partition_list_destroy(list);
+	publish_assigned(c);
+	LOG_WARN("rewound to the committed offsets", "\"consumer\":%u",
+		 c->index);
+}
+
+/*
+ * exactly-once: commit the open transaction with the offsets after what
+ * each partition produced in it (released in offset order, so that is a
+ * contiguous prefix), and begin the next. An abort rewinds.
+ */
+static void txn_commit(struct consumer *c)
+{
+	struct producer *prod = c->pl->producer;
+	rd_kafka_topic_partition_list_t *list;
+	size_t i;
+	int j, r;
+
+	list = rd_kafka_topic_partition_list_new((int)c->n_parts + 1);
+	producer_txn_lock(prod);
+	for (i = 0; i < c->n_parts; i++) {
+		struct partition *part = c->parts[i];
+
+		if (!part)
+			continue;
+		pthread_mutex_lock(&part->lock);
+		if (part->produced > part->committed)
+			rd_kafka_topic_partition_list_add(list, part->topic,
+							  part->id)
+				->offset = part->produced;
+		pthread_mutex_unlock(&part->lock);
+	}
+	r = list->cnt ? producer_txn_commit(prod, c->rk, list) : 0;
+	if (r == 0) {
+		for (j = 0; j < list->cnt; j++) {
+			struct partition *part =
+				table_get(c, list->elems[j].partition);
+
+			pthread_mutex_lock(&part->lock);
+			part->committed = list->elems[j].offset;
+			pthread_mutex_unlock(&part->lock);
+		}
+	} else if (r == 1) {
+		rewind_to_committed(c);
+	}
+	producer_txn_unlock(prod);
+	rd_kafka_topic_partition_list_destroy(list);
+}
+
+/* Commit what is done now: the stored offsets, or the transaction. */
+static void commit_now(struct consumer *c, const char *what)
+{
+	rd_kafka_resp_err_t err;
+
+	if (producer_transactional(c->pl->producer)) {
+		txn_commit(c);
+		return;
+	}
+	err = rd_kafka_commit(c->rk, NULL, 0);
+	if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+		LOG_WARN(what, "\"error\":\"%s\"", rd_kafka_err2str(err));
 }
 
 /* Wait, bounded, until part has nothing pending. */
@@ -245,7 +363,6 @@ static void on_revoke(struct consumer *c,
 		!strcmp(rd_kafka_rebalance_protocol(c->rk), "COOPERATIVE");
 	bool lost = rd_kafka_assignment_lost(c->rk);
 	int64_t deadline = now_mono_ns() + REVOKE_WAIT_NS;
-	rd_kafka_resp_err_t err;
 	int i;
 
 	if (!lost) {
@@ -258,10 +375,14 @@ static void on_revoke(struct consumer *c,
 			if (part)
 				wait_idle(part, deadline);
 		}
-		err = rd_kafka_commit(c->rk, NULL, 0);
-		if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-			LOG_WARN("commit on revoke failed", "\"error\":\"%s\"",
-				 rd_kafka_err2str(err));
+		commit_now(c, "commit on revoke failed");
+	} else if (producer_transactional(c->pl->producer)) {
+		/* The generation is gone: the open transaction cannot commit
+		 * these offsets. Abort it; what remains ours is redone. */
+		producer_txn_lock(c->pl->producer);
+		if (producer_txn_abort(c->pl->producer) == 0)
+			rewind_to_committed(c);
+		producer_txn_unlock(c->pl->producer);
 	}
 	for (i = 0; i < parts->cnt; i++) {
 		int32_t id = parts->elems[i].partition;
@@ -356,7 +477,10 @@ struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
 	const char *required[] = {
 		"group.id", cfg->kafka.group,
 		"enable.auto.offset.store", "false",
-		"enable.auto.commit", "true",
+		/* Exactly-once commits offsets in the transactions. */
+		"enable.auto.commit",
+		cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE ? "false"
+								  : "true",
 		"enable.partition.eof", "false",
 		NULL,
 	};
@@ -493,6 +617,9 @@ static void *consumer_main(void *arg)
 {
 	struct consumer *c = arg;
 	struct pipeline *pl = c->pl;
+	bool txn = producer_transactional(pl->producer);
+	int64_t txn_period = (int64_t)pl->cfg->output.transaction_ms * 1000000;
+	int64_t next_txn = now_mono_ns() + txn_period;
 	int64_t deadline;
 	rd_kafka_resp_err_t err;
 	sigset_t all;
@@ -507,6 +634,10 @@ static void *consumer_main(void *arg)
 		msg = admission_turn(c);
 		if (msg)
 			handle_message(c, msg);
+		if (txn && now_mono_ns() >= next_txn) {
+			txn_commit(c);
+			next_txn = now_mono_ns() + txn_period;
+		}
 	}
 
 	/* Stopping: admit nothing more, let the work in flight finish
@@ -522,10 +653,7 @@ static void *consumer_main(void *arg)
 		if (msg)
 			rd_kafka_message_destroy(msg);
 	}
-	err = rd_kafka_commit(c->rk, NULL, 0);
-	if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-		LOG_WARN("final commit failed", "\"error\":\"%s\"",
-			 rd_kafka_err2str(err));
+	commit_now(c, "final commit failed");
 	err = rd_kafka_consumer_close(c->rk);
 	if (err)
 		LOG_WARN("consumer close failed", "\"error\":\"%s\"",

@@ -109,15 +109,17 @@ static char *read_api_key(const struct extractd_config *cfg, char *err,
 	return NULL;
 }
 
-/* Settings that exist in the interface but not yet in this version: a
- * clear error beats a silent surprise. */
+/* Rules across settings that only the daemon knows. */
 static int check_supported(const struct extractd_config *cfg, char *err,
 			   size_t err_size)
 {
-	if (cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE) {
-		snprintf(err, err_size, "%s: output.delivery: exactly-once is "
-			 "not supported by this version",
-			 cfg_origin(cfg, "output.delivery"));
+	if (cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE &&
+	    cfg->kafka.consumer_threads > 1) {
+		/* A transaction carries one consumer's group metadata. */
+		snprintf(err, err_size, "%s: kafka.consumer_threads: must be 1 "
+			 "with output.delivery = exactly-once (run more "
+			 "instances instead)",
+			 cfg_origin(cfg, "kafka.consumer_threads"));
 		return -1;
 	}
 	return 0;

@@ -67,8 +67,16 @@ struct partition *partition_new(struct consumer *owner, const char *topic,
 	pthread_cond_init(&part->idle, NULL);
 	part->id = id;
 	part->owner = owner;
+	part->produced = -1;
+	part->committed = -1;
 	atomic_init(&part->refs, 1);
 	return part;
+}
+
+bool pipeline_ordered(const struct pipeline *pl)
+{
+	return pl->cfg->output.ordering == CFG_ORDER_OFFSET ||
+	       pl->cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE;
 }
 
 void partition_ref(struct partition *part)
@@ -205,7 +213,9 @@ void pipeline_worker_fini(void *worker)
 static void release(struct pipeline *pl, struct job *job)
 {
 	struct partition *part = job->part;
+	bool txn = producer_transactional(pl->producer);
 	struct job *next;
+	int64_t offset;
 
 	if (!part->seq) {
 		if (job->outcome == JOB_ABANDONED ||
@@ -215,8 +225,11 @@ static void release(struct pipeline *pl, struct job *job)
 	}
 
 	/* Jobs freed below may hold the last references to part but ours:
-	 * keep it alive until it is unlocked. */
+	 * keep it alive until it is unlocked. With transactions, the
+	 * transaction lock comes first (the committer's order too). */
 	partition_ref(part);
+	if (txn)
+		producer_txn_lock(pl->producer);
 	pthread_mutex_lock(&part->lock);
 	if (seq_complete(part->seq, job->offset, job) < 0) {
 		LOG_ERROR("sequencer lost an offset",
@@ -228,7 +241,7 @@ static void release(struct pipeline *pl, struct job *job)
 	}
 	/* Produce under the lock: librdkafka keeps the order of produce
 	 * calls, and the lock makes that the offset order. */
-	while ((next = seq_pop(part->seq, NULL))) {
+	while ((next = seq_pop(part->seq, &offset))) {
 		if (next->outcome == JOB_ABANDONED)
 			part->broken = true;
 		if (part->broken || producer_send(pl->producer, next) < 0) {
@@ -237,9 +250,13 @@ static void release(struct pipeline *pl, struct job *job)
 			/* job_free takes the pipeline lock, which is never
 			 * held while taking a partition lock: no cycle. */
 			job_free(next);
+		} else {
+			part->produced = offset + 1;
 		}
 	}
 	pthread_mutex_unlock(&part->lock);
+	if (txn)
+		producer_txn_unlock(pl->producer);
 	partition_unref(part);
 }
 
@@ -281,6 +298,18 @@ void pipeline_delivered(struct job *job, rd_kafka_resp_err_t err)
 	int64_t position;
 	char topic[256];
 
+	if (err && producer_transactional(pl->producer)) {
+		/* The transaction cannot commit now; the commit aborts it and
+		 * rewinds, so the record is done again. Purged messages of an
+		 * aborted transaction come here too. */
+		LOG_DEBUG("delivery failed inside a transaction",
+			  "\"partition\":%d,\"offset\":%lld,\"error\":\"%s\"",
+			  (int)part->id, (long long)job->offset,
+			  rd_kafka_err2str(err));
+		atomic_fetch_add(&pl->n_abandoned, 1);
+		job_free(job);
+		return;
+	}
 	if (err) {
 		/* message.timeout.ms is infinite, so this is fatal: stop,
 		 * and leave the offset uncommitted for the next run. */
@@ -296,8 +325,9 @@ void pipeline_delivered(struct job *job, rd_kafka_resp_err_t err)
 	}
 
 	pthread_mutex_lock(&part->lock);
+	/* With transactions the offsets travel in the transaction. */
 	if (offtrack_done(part->track, job->offset, &position) == 1 &&
-	    !part->revoked)
+	    !part->revoked && !producer_transactional(pl->producer))
 		consumer_store(part->owner, part->topic, part->id, position);
 	if (!offtrack_pending(part->track))
 		pthread_cond_broadcast(&part->idle);

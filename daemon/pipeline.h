@@ -61,6 +61,10 @@ struct partition {
 	bool revoked;             /**< no longer ours: store nothing */
 	bool broken;              /**< offset order: a job was abandoned, so
 				    *  nothing after it may be released */
+	int64_t produced;         /**< exactly-once: the offset after the
+				    *  last one produced, -1 if none */
+	int64_t committed;        /**< exactly-once: the last position sent
+				    *  with a committed transaction, -1 */
 	atomic_uint refs;
 };
 
@@ -111,6 +115,11 @@ int64_t now_wall_ms(void);
 
 /** Ask main to shut down; failed marks the exit status 1. */
 void pipeline_request_stop(struct pipeline *pl, bool failed);
+
+/** Whether results leave in offset order: output.ordering = offset, and
+ * always with exactly-once delivery (a transaction commits offsets, which
+ * only a contiguous prefix can justify). */
+bool pipeline_ordered(const struct pipeline *pl);
 
 /** A new partition state with one reference (the assignment's). */
 struct partition *partition_new(struct consumer *owner, const char *topic,

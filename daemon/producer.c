@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define FLUSH_MS 30000           /**< bound on the flush at shutdown */
 #define QUEUE_FULL_WAIT_MS 5000  /**< then a full queue is an error */
@@ -36,7 +37,12 @@ struct producer {
 	pthread_t thread;
 	bool started;
 	atomic_bool stop;
+	bool transactional;     /**< output.delivery = exactly-once */
+	pthread_mutex_t txn;    /**< held to produce, and to commit */
+	bool txn_open;          /**< a transaction was begun (txn lock) */
 };
+
+#define TXN_TIMEOUT_MS 60000 /**< init, commit and abort calls */
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg,
 			void *opaque)
@@ -90,6 +96,47 @@ static void *poll_main(void *arg)
 	while (!atomic_load(&p->stop))
 		rd_kafka_poll(p->rk, 100);
 	return NULL;
+}
+
+/*
+ * exactly-once: the transactional.id, unique per instance and stable
+ * across its restarts, so that a restarted instance fences its previous
+ * self. kafka.properties may set it; else "extractd-GROUP-HOSTNAME".
+ */
+static int set_transactional_id(const struct extractd_config *cfg,
+				rd_kafka_conf_t *conf, char *err,
+				size_t err_size)
+{
+	char host[256] = "localhost", id[512];
+	size_t i;
+
+	for (i = 0; i < cfg->kafka.n_properties; i++)
+		if (!strcmp(cfg->kafka.properties[i].name, "transactional.id"))
+			return 0;
+	if (gethostname(host, sizeof(host)) < 0)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(id, sizeof(id), "extractd-%s-%s", cfg->kafka.group, host);
+	return kafka_conf_set(conf, "transactional.id", id, err, err_size);
+}
+
+/* Fence any earlier instance with our id, then open the first
+ * transaction. */
+static int txn_start(struct producer *p, char *err, size_t err_size)
+{
+	rd_kafka_error_t *error;
+
+	error = rd_kafka_init_transactions(p->rk, TXN_TIMEOUT_MS);
+	if (!error)
+		error = rd_kafka_begin_transaction(p->rk);
+	if (error) {
+		snprintf(err, err_size, "cannot start transactions: %s",
+			 rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+		return -1;
+	}
+	p->txn_open = true;
+	return 0;
 }
 
 struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
@@ -147,6 +194,14 @@ struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
 		}
 		rd_kafka_topic_conf_set_partitioner_cb(tconf, by_source);
 	}
+	p->transactional =
+		pl->cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE;
+	pthread_mutex_init(&p->txn, NULL);
+	if (p->transactional && set_transactional_id(pl->cfg, conf, err,
+						      err_size) < 0) {
+		rd_kafka_conf_destroy(conf);
+		goto fail;
+	}
 	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
 	if (!p->rk) {
 		rd_kafka_conf_destroy(conf);
@@ -154,6 +209,8 @@ struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
 		goto fail;
 	}
 	conf = NULL; /* now owned by p->rk */
+	if (p->transactional && txn_start(p, err, err_size) < 0)
+		goto fail;
 	r = pthread_create(&p->thread, NULL, poll_main, p);
 	if (r) {
 		snprintf(err, err_size, "cannot start the producer thread: %s",
@@ -250,12 +307,114 @@ int producer_send(struct producer *p, struct job *job)
 	return -1;
 }
 
+void producer_txn_lock(struct producer *p)
+{
+	pthread_mutex_lock(&p->txn);
+}
+
+void producer_txn_unlock(struct producer *p)
+{
+	pthread_mutex_unlock(&p->txn);
+}
+
+bool producer_transactional(const struct producer *p)
+{
+	return p->transactional;
+}
+
+/* Abort the open transaction and begin the next; -1 when fatal. */
+static int txn_abort(struct producer *p)
+{
+	rd_kafka_error_t *error = rd_kafka_abort_transaction(p->rk,
+							     TXN_TIMEOUT_MS);
+
+	if (!error)
+		error = rd_kafka_begin_transaction(p->rk);
+	if (error) {
+		char text[512];
+
+		LOG_ERROR("cannot abort the transaction", "\"error\":%s",
+			  log_str(text, sizeof(text),
+				  rd_kafka_error_string(error)));
+		rd_kafka_error_destroy(error);
+		p->txn_open = false;
+		pipeline_request_stop(p->pl, true);
+		return -1;
+	}
+	return 0;
+}
+
+int producer_txn_commit(struct producer *p, rd_kafka_t *consumer,
+			rd_kafka_topic_partition_list_t *offsets)
+{
+	rd_kafka_consumer_group_metadata_t *meta;
+	rd_kafka_error_t *error = NULL;
+	char text[512];
+	int tries;
+
+	if (!p->txn_open)
+		return -1;
+	for (tries = 0; tries < 3; tries++) {
+		meta = rd_kafka_consumer_group_metadata(consumer);
+		error = rd_kafka_send_offsets_to_transaction(p->rk, offsets,
+							     meta,
+							     TXN_TIMEOUT_MS);
+		rd_kafka_consumer_group_metadata_destroy(meta);
+		if (!error)
+			error = rd_kafka_commit_transaction(p->rk,
+							    TXN_TIMEOUT_MS);
+		if (!error) {
+			error = rd_kafka_begin_transaction(p->rk);
+			if (!error)
+				return 0;
+			break;
+		}
+		if (!rd_kafka_error_is_retriable(error))
+			break;
+		rd_kafka_error_destroy(error);
+		error = NULL;
+	}
+	if (error && rd_kafka_error_txn_requires_abort(error)) {
+		LOG_WARN("transaction aborted: its records are done again",
+			 "\"error\":%s",
+			 log_str(text, sizeof(text),
+				 rd_kafka_error_string(error)));
+		rd_kafka_error_destroy(error);
+		return txn_abort(p) < 0 ? -1 : 1;
+	}
+	/* Fenced by a newer instance with our id, or another fatal error:
+	 * nothing of this transaction is committed. */
+	LOG_ERROR("transaction failed", "\"error\":%s",
+		  log_str(text, sizeof(text),
+			  error ? rd_kafka_error_string(error)
+				: "retries exhausted"));
+	if (error)
+		rd_kafka_error_destroy(error);
+	p->txn_open = false;
+	pipeline_request_stop(p->pl, true);
+	return -1;
+}
+
+int producer_txn_abort(struct producer *p)
+{
+	return p->txn_open ? txn_abort(p) : -1;
+}
+
 int producer_free(struct producer *p)
 {
 	int left = 0;
 
 	if (!p)
 		return 0;
+	if (p->rk && p->txn_open) {
+		/* Whatever was not committed is done again after restart;
+		 * read_committed readers never see it. */
+		rd_kafka_error_t *error =
+			rd_kafka_abort_transaction(p->rk, TXN_TIMEOUT_MS);
+
+		if (error)
+			rd_kafka_error_destroy(error);
+	}
 	if (p->rk) {
 		rd_kafka_flush(p->rk, FLUSH_MS);
 		left = rd_kafka_outq_len(p->rk);
@@ -266,6 +425,7 @@ int producer_free(struct producer *p)
 	}
 	if (p->rk)
 		rd_kafka_destroy(p->rk);
+	pthread_mutex_destroy(&p->txn);
 	free(p);
 	return left;
 }

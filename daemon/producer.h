@@ -5,6 +5,8 @@
 #ifndef EXTRACTD_PRODUCER_H
 #define EXTRACTD_PRODUCER_H
 
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct pipeline;
@@ -23,6 +25,30 @@ struct producer *producer_new(struct pipeline *pl, char *err,
  *          (the job stays the caller's).
  */
 int producer_send(struct producer *p, struct job *job);
+
+/*
+ * exactly-once (output.delivery): outputs and input offsets go to Kafka in
+ * transactions. Whoever produces holds the transaction lock, and so does
+ * the committer, so a commit never splits a record's release.
+ */
+bool producer_transactional(const struct producer *p);
+void producer_txn_lock(struct producer *p);
+void producer_txn_unlock(struct producer *p);
+
+/**
+ * @brief With the transaction lock held: add the input offsets (the next
+ * offset to read, per partition) to the transaction, commit it, begin the
+ * next.
+ * @returns 0 when committed; 1 when it had to be aborted (a new one is
+ *          open: the caller rewinds to the committed offsets); -1 when
+ *          fatal (fenced: the stop is requested).
+ */
+int producer_txn_commit(struct producer *p, rd_kafka_t *consumer,
+			rd_kafka_topic_partition_list_t *offsets);
+
+/** With the lock held: abort the open transaction, begin the next;
+ * 0, or -1 when fatal. */
+int producer_txn_abort(struct producer *p);
 
 /**
  * @brief Flush (bounded), stop the poll thread, destroy; NULL is fine.

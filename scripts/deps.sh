@@ -14,8 +14,14 @@ packages=(
 	librdkafka-dev libcurl4-openssl-dev libjson-c-dev libconfig-dev
 	libmicrohttpd-dev libcmocka-dev libpcre2-dev libsystemd-dev
 	# tests and demo
-	kcat python3 python3-confluent-kafka valgrind curl jq
+	kcat python3 python3-confluent-kafka python3-venv valgrind curl jq
 	prometheus python3-yaml systemd
+	# sanitizer and fuzzer runtimes for clang
+	libclang-rt-14-dev
+	# scripts/kafka.sh: Apache Kafka from its Maven jars
+	openjdk-17-jre-headless maven
+	# scripts/bench.sh plots
+	gnuplot-nox
 )
 
 # dpkg-query prints "install ok installed" only for a fully installed package.
