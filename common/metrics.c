@@ -47,6 +47,7 @@ static const double bucket_le[] = {
 	0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120,
 };
 #define N_BUCKETS (ARRAY_SIZE(bucket_le) + 1) /* + Inf */
+#define HISTOGRAM "extractd_llm_request_duration_seconds"
 
 /* Updating a counter must never take a lock. */
 _Static_assert(ATOMIC_LONG_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
@@ -433,23 +434,20 @@ static void render_histogram(FILE *f, struct metrics *m)
 	uint64_t cum = 0;
 	size_t b;
 
-	family(f, "extractd_llm_request_duration_seconds", "histogram",
+	family(f, HISTOGRAM, "histogram",
 	       "Wall time of each LLM API call, retries counted one by one.");
 	for (b = 0; b < N_BUCKETS; b++) {
 		cum += load(&m->bucket[b]);
 		if (b < ARRAY_SIZE(bucket_le))
-			fprintf(f, "extractd_llm_request_duration_seconds_bucket"
-				"{le=\"%g\"} %llu\n", bucket_le[b],
-				(unsigned long long)cum);
+			fprintf(f, HISTOGRAM "_bucket{le=\"%g\"} %llu\n",
+				bucket_le[b], (unsigned long long)cum);
 		else
-			fprintf(f, "extractd_llm_request_duration_seconds_bucket"
-				"{le=\"+Inf\"} %llu\n",
+			fprintf(f, HISTOGRAM "_bucket{le=\"+Inf\"} %llu\n",
 				(unsigned long long)cum);
 	}
-	fprintf(f, "extractd_llm_request_duration_seconds_sum %.6f\n",
+	fprintf(f, HISTOGRAM "_sum %.6f\n",
 		(double)load(&m->duration_us) / 1e6);
-	fprintf(f, "extractd_llm_request_duration_seconds_count %llu\n",
-		(unsigned long long)cum);
+	fprintf(f, HISTOGRAM "_count %llu\n", (unsigned long long)cum);
 }
 
 static void render_rest(FILE *f, struct metrics *m, const char *version)

@@ -144,7 +144,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	n = strlen(text);
 	while (n && text[n - 1] == '\n')
 		text[--n] = '\0';
-	LOG_WARN("http server", "\"error\":%s", log_str(esc, sizeof(esc), text));
+	LOG_WARN("http server", "\"error\":%s",
+		 log_str(esc, sizeof(esc), text));
 }
 
 /* Split "host:port" ("[v6]:port" too) into host and port. */
