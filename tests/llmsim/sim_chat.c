@@ -267,7 +267,12 @@ int sim_chat_parse(const char *body, size_t len, struct sim_chat_req *ret,
 	if (!ret->model)
 		goto out;
 	if (ret->mode == SIM_MODE_TOOLS) {
+		struct json_object *choice;
+
 		ret->tool_name = strdup(sim_tool_name(root, tools));
+		ret->tool_forced =
+			json_object_object_get_ex(root, "tool_choice", &choice) &&
+			json_object_is_type(choice, json_type_object);
 		if (!ret->tool_name)
 			goto out;
 	}
@@ -360,7 +365,8 @@ static bool sim_message(struct json_object *msg,
 	*ret_bytes = len;
 	switch (req->mode) {
 	case SIM_MODE_TOOLS:
-		*ret_finish = "tool_calls";
+		/* OpenAI ends a call forced by tool_choice with "stop". */
+		*ret_finish = req->tool_forced ? "stop" : "tool_calls";
 		snprintf(id, sizeof(id), "call_%016llx",
 			 (unsigned long long)seq);
 		if (!sim_add_null(msg, "content"))

@@ -29,6 +29,7 @@ struct sim_chat_req {
 	char *text;		/**< first user message, text parts joined */
 	size_t text_len;	/**< may contain NUL bytes */
 	char *tool_name;	/**< forced (or first) tool, tools mode only */
+	bool tool_forced;	/**< tool_choice names a function */
 	size_t prompt_bytes;	/**< bytes of every message content */
 	bool reask;		/**< an assistant message is present */
 };
