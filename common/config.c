@@ -30,6 +30,7 @@
  * Not thread-safe (neither is libconfig): load once, at start-up.
  */
 #include "config.h"
+#include "str.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -280,28 +281,6 @@ static int cfg_oom(struct cfg_loader *ld)
 	return cfg_fail(ld, NULL, NULL, "out of memory");
 }
 
-/** @returns a malloc'ed formatted string, or NULL when out of memory. */
-__attribute__((format(printf, 1, 2))) static char *cfg_printf(const char *fmt,
-							      ...)
-{
-	va_list ap;
-	char *s;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return NULL;
-	s = malloc((size_t)n + 1);
-	if (!s)
-		return NULL;
-	va_start(ap, fmt);
-	vsnprintf(s, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	return s;
-}
-
 static bool cfg_is_blank(char c)
 {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
@@ -403,8 +382,8 @@ static char *cfg_resolve(const char *dir, const char *rel)
 	if (!dir || rel[0] == '\0' || rel[0] == '/')
 		return strdup(rel);
 	if (strcmp(dir, "/") == 0)
-		return cfg_printf("/%s", rel);
-	return cfg_printf("%s/%s", dir, rel);
+		return str_printf("/%s", rel);
+	return str_printf("%s/%s", dir, rel);
 }
 
 /**
@@ -430,7 +409,7 @@ static char *cfg_file_origin(const struct cfg_loader *ld,
 
 	if (!file)
 		return NULL;
-	origin = cfg_printf("%s:%u", file,
+	origin = str_printf("%s:%u", file,
 			    (unsigned)config_setting_source_line(s));
 	free(file);
 	return origin;
@@ -642,7 +621,7 @@ static int cfg_scalar_text(const config_setting_t *s, const char *raw,
 	case CONFIG_TYPE_INT:
 	case CONFIG_TYPE_INT64:
 		cfg_int_of(&v, &i);
-		*ret = cfg_printf("%lld", i);
+		*ret = str_printf("%lld", i);
 		break;
 	case CONFIG_TYPE_FLOAT:
 		cfg_format_double(config_setting_get_float(s), num, sizeof(num));
@@ -1286,7 +1265,7 @@ static int cfg_read_file(struct cfg_loader *ld)
 			free(name);
 			free(file);
 			origin = cfg_file_origin(ld, s);
-			name = cfg_printf("%s.%s", gname,
+			name = str_printf("%s.%s", gname,
 					  config_setting_name(s));
 			file = cfg_source_file(ld, s);
 			if (!origin || !name || !file)
@@ -1349,7 +1328,7 @@ static int cfg_apply_override(struct cfg_loader *ld, size_t n, const char *arg)
 	v.origin = origin;
 	v.seq = 1 + (unsigned)n;
 	if (!strpbrk(v.raw, "\n\r")) {
-		text = cfg_printf("v = %s;", v.raw);
+		text = str_printf("v = %s;", v.raw);
 		if (!text)
 			goto oom;
 		if (config_read_string(&lc, text) &&

@@ -79,3 +79,20 @@ int input_check(const char *text, size_t len, size_t max_bytes,
 	}
 	return 0;
 }
+
+int input_utf8_check(const char *text, size_t len, size_t *ret_bad_at)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	size_t i = 0;
+
+	while (i < len) {
+		size_t n = utf8_seq(s + i, len - i);
+
+		if (!n) {
+			*ret_bad_at = i;
+			return -1;
+		}
+		i += n;
+	}
+	return 0;
+}

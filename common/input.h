@@ -16,4 +16,12 @@
 int input_check(const char *text, size_t len, size_t max_bytes,
 		char *detail, size_t detail_size);
 
+/**
+ * @brief Check that len bytes are valid UTF-8, by the same rules as
+ * input_check() (NUL is allowed here).
+ * @param ret_bad_at set to the offset of the first bad byte on failure
+ * @returns 0 when valid, -1 when not.
+ */
+int input_utf8_check(const char *text, size_t len, size_t *ret_bad_at);
+
 #endif

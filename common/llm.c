@@ -23,8 +23,10 @@
 
 #include "backoff.h"
 #include "http.h"
+#include "input.h"
 #include "ratelimit.h"
 #include "schema.h"
+#include "str.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -165,28 +167,6 @@ fail:
 	return NULL;
 }
 
-static char *dup_printf(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
-static char *dup_printf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return NULL;
-	s = malloc((size_t)n + 1);
-	if (!s)
-		return NULL;
-	va_start(ap, fmt);
-	vsnprintf(s, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	return s;
-}
-
 /* The request fields other than messages, per mode. */
 static struct json_object *request_head(const struct extractd_config *cfg,
 					struct json_object *schema_doc)
@@ -300,7 +280,7 @@ struct llm *llm_new(const struct extractd_config *cfg,
 		goto oom;
 	llm->model = strdup(cfg->llm.model);
 	llm->ca_file = strdup(cfg->llm.ca_file);
-	llm->url = dup_printf("%s/chat/completions", cfg->llm.base_url);
+	llm->url = str_printf("%s/chat/completions", cfg->llm.base_url);
 
 	switch (cfg->llm.mode) {
 	case CFG_MODE_JSON_SCHEMA:
@@ -308,14 +288,14 @@ struct llm *llm_new(const struct extractd_config *cfg,
 		llm->system = strdup(cfg->schema.instructions);
 		break;
 	case CFG_MODE_JSON_OBJECT:
-		llm->system = dup_printf(
+		llm->system = str_printf(
 			"%s\n\nAnswer with one JSON object that matches this "
 			"JSON Schema:\n%s",
 			cfg->schema.instructions,
 			json_object_to_json_string_ext(doc, LLM_JSON_FLAGS));
 		break;
 	case CFG_MODE_MD_JSON:
-		llm->system = dup_printf(
+		llm->system = str_printf(
 			"%s\n\nAnswer with one JSON object that matches this "
 			"JSON Schema, in a ```json fenced code block:\n%s",
 			cfg->schema.instructions,
@@ -937,8 +917,16 @@ static struct json_object *judge(const struct llm *llm, const char *answer,
 {
 	struct json_object *obj;
 	char perr[256];
+	size_t len = strlen(answer), bad;
 
-	obj = parse_json(answer, strlen(answer), perr, sizeof(perr));
+	/* json-c passes any bytes through strings: an answer that is not
+	 * UTF-8 would become a record that is not JSON (RFC 8259). */
+	if (input_utf8_check(answer, len, &bad) < 0) {
+		snprintf(errors, errors_size,
+			 "/: the answer is not valid UTF-8 at byte %zu", bad);
+		return NULL;
+	}
+	obj = parse_json(answer, len, perr, sizeof(perr));
 	if (!obj) {
 		snprintf(errors, errors_size, "/: the answer is not JSON: %s",
 			 perr);
@@ -973,7 +961,7 @@ void llm_extract(struct llm_worker *w, const char *text, size_t len,
 		enum llm_status st;
 
 		msgs = json_object_to_json_string_ext(messages, LLM_JSON_FLAGS);
-		body = dup_printf("%s,\"messages\":%s}", llm->head, msgs);
+		body = str_printf("%s,\"messages\":%s}", llm->head, msgs);
 		if (!body) {
 			res->status = LLM_ERR_HTTP;
 			detail_set(res, "out of memory");
