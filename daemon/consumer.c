@@ -211,8 +211,13 @@ static void on_assign(struct consumer *c,
 		LOG_ERROR("assign failed", "\"error\":\"%s\"",
 			  rd_kafka_err2str(err));
 	}
+	/* librdkafka keeps a partition's pause across its revocation (and a
+	 * lost assignment): set the state of what comes back explicitly, or
+	 * a partition paused when it went away is never fetched again. */
 	if (c->paused)
 		rd_kafka_pause_partitions(c->rk, parts);
+	else
+		rd_kafka_resume_partitions(c->rk, parts);
 	publish_assigned(c);
 	atomic_store(&c->brokers_down, false); /* the group answered */
 	LOG_INFO("partitions assigned", "\"consumer\":%u,\"count\":%d",
@@ -472,6 +477,11 @@ struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
 		"auto.commit.interval.ms", "1000",
 		"partition.assignment.strategy", "cooperative-sticky",
 		"statistics.interval.ms", "5000", /* lag for the metrics */
+		/* Bound the prefetch: librdkafka's defaults (100000 messages
+		 * per partition, 64 MiB) let a backlog alone cost ~50 MiB of
+		 * RSS; a few MiB keep max_in_flight workers busy. */
+		"queued.min.messages", "1000",
+		"queued.max.messages.kbytes", "4096",
 		NULL,
 	};
 	const char *required[] = {
@@ -668,7 +678,6 @@ int consumer_start(struct consumer *c, char *err, size_t err_size)
 
 	atomic_store(&c->heartbeat_ns, now_mono_ns());
 	r = pthread_create(&c->thread, NULL, consumer_main, c);
-
 	if (r) {
 		snprintf(err, err_size, "cannot start a consumer thread: %s",
 			 strerror(r));

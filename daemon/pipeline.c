@@ -339,7 +339,8 @@ void pipeline_delivered(struct job *job, rd_kafka_resp_err_t err)
 		atomic_fetch_add(&pl->n_dead, 1);
 	atomic_fetch_add(&pl->n_prompt_tokens, job->res.prompt_tokens);
 	atomic_fetch_add(&pl->n_completion_tokens, job->res.completion_tokens);
-	metrics_record(pl->metrics, job->outcome == JOB_OUTPUT ? NULL : job->error,
+	metrics_record(pl->metrics,
+		       job->outcome == JOB_OUTPUT ? NULL : job->error,
 		       job->res.reasks, job->res.prompt_tokens,
 		       job->res.completion_tokens);
 	atomic_store(&pl->last_delivered_ms, now_wall_ms());

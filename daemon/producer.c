@@ -141,14 +141,25 @@ static int txn_start(struct producer *p, char *err, size_t err_size)
 
 struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
 {
+	/*
+	 * message.max.bytes: a dead letter carries its input unchanged, and
+	 * an input can be as large as the consumer fetches (its
+	 * receive.message.max.bytes, 100000000 by default). librdkafka's
+	 * default of 1000000 fails such a dead letter (and a record near
+	 * llm.max_response_bytes) at produce time, which stops extractd on
+	 * the same record after every restart. The topics' own
+	 * max.message.bytes still applies on the brokers (README).
+	 */
 	static const char *const key_defaults[] = {
 		"linger.ms", "1",
 		"partitioner", "murmur2_random", /* as Java clients do */
+		"message.max.bytes", "100000000",
 		NULL,
 	};
 	/* A "partitioner" string would override the callback. */
 	static const char *const source_defaults[] = {
 		"linger.ms", "1",
+		"message.max.bytes", "100000000",
 		NULL,
 	};
 	bool by_key = pl->cfg->output.partitioning == CFG_PART_KEY;

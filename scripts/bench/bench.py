@@ -132,10 +132,13 @@ class Proc:
         self.argv = argv
         self.logpath = logpath
         self.log = open(logpath, "ab")
+        # Own session: a signal to some process group (a terminal's, a
+        # job's) does not reach the services; they still die with us.
         self.popen = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL,
             stdout=stdout if stdout is not None else self.log,
-            stderr=self.log, env=env, preexec_fn=die_with_parent)
+            stderr=self.log, env=env, preexec_fn=die_with_parent,
+            start_new_session=True)
         self.pid = self.popen.pid
 
     def alive(self):
@@ -173,6 +176,12 @@ class Bench:
         self.kafka = None
         self.llmsims = {}
         self.results = []
+        self.current = None  # the system process of the run under way
+        # --variant NAME=BINARY: system "extractd-NAME" runs that binary
+        self.variants = {}
+        for v in args.variant or ():
+            name, _, path = v.partition("=")
+            self.variants["extractd-" + name] = os.path.abspath(path)
 
     # -- services
 
@@ -235,6 +244,14 @@ class Bench:
         say("llmsim at %s: latency %d ms, jitter %d ms (pid %d)", base,
             LATENCY_MS, jitter, p.pid)
 
+    def check_services(self):
+        """Fail loudly when kafka-embedded or an llmsim is gone."""
+        for q in self.procs:
+            if not q.alive():
+                raise SystemExit("%s exited (status %s) during the run:\n%s"
+                                 % (os.path.basename(q.argv[0]),
+                                    q.popen.returncode, q.tail()))
+
     def llm_call(self, jitter, path, post=False):
         base = self.llmsims[jitter][1]
         req = urllib.request.Request(base + path, data=b"" if post else None,
@@ -244,6 +261,11 @@ class Bench:
         return json.loads(body) if body.strip() else {}
 
     def close(self):
+        if hasattr(self, "_wmc"):
+            self._wmc.close()
+            del self._wmc
+        if self.current is not None and self.current.alive():
+            self.current.stop(grace=5)
         for p in reversed(self.procs):
             try:
                 p.stop(grace=30)
@@ -313,7 +335,8 @@ class Bench:
         return n
 
     def latencies(self, topic, header):
-        """Values of a numeric header over every record of topic."""
+        """(values of a numeric header, produce timestamps in ms) over
+        every record of topic."""
         c = Consumer({"bootstrap.servers": self.bootstrap,
                       "group.id": "bench-lat-" + uuid.uuid4().hex[:8],
                       "enable.auto.commit": False,
@@ -321,7 +344,7 @@ class Bench:
                       "fetch.wait.max.ms": 10})
         c.assign([TopicPartition(topic, p, -2)
                   for p in range(self.args.partitions)])
-        out, eof = [], set()
+        out, stamps, eof = [], [], set()
         end = time.monotonic() + 120
         while len(eof) < self.args.partitions and time.monotonic() < end:
             for m in c.consume(10000, 0.5):
@@ -329,11 +352,12 @@ class Bench:
                     if m.error().code() == -191:  # _PARTITION_EOF
                         eof.add(m.partition())
                     continue
+                stamps.append(m.timestamp()[1])
                 for k, v in m.headers() or ():
                     if k == header:
                         out.append(int(v))
         c.close()
-        return out
+        return out, stamps
 
     # -- one run
 
@@ -366,11 +390,12 @@ log: { level = "info"; format = "json"; };
     def start_system(self, system, run, c, mode, jitter, input_topic):
         """(Proc, ready predicate) for one run."""
         logpath = os.path.join(self.work, run + ".log")
-        if system == "extractd":
+        if system.startswith("extractd"):
             cfg = self.extractd_config(run, c, mode, jitter, input_topic)
             env = dict(os.environ, OPENAI_API_KEY="sk-bench")
-            p = Proc([os.path.join(self.bin, "extractd"), "-c", cfg],
-                     logpath, env=env)
+            binary = self.variants.get(system) or \
+                os.path.join(self.bin, "extractd")
+            p = Proc([binary, "-c", cfg], logpath, env=env)
             marker = '"msg":"partitions assigned"'
         else:
             argv = [self.args.peer_python,
@@ -385,7 +410,7 @@ log: { level = "info"; format = "json"; };
         return p, marker
 
     def final_line(self, p, system):
-        key = '"msg":"stopped"' if system == "extractd" else '"msg": "stopped"'
+        key = '"msg": "stopped"' if system == "peer" else '"msg":"stopped"'
         for line in reversed(p.text().splitlines()):
             if key in line:
                 return json.loads(line)
@@ -400,12 +425,14 @@ log: { level = "info"; format = "json"; };
         label = "%s %s jitter=%dms C=%d" % (system, mode, jitter, c)
         self.llm_call(jitter, "/reset", post=True)
         ours = self.others_pids()
+        llm_pid = self.llmsims[jitter][0].pid
         busy0 = machine_busy_s()
         ours0 = {pid: proc_cpu_s(pid) for pid in ours}
         self0 = self_cpu_s()
         t_start = time.monotonic()
         p, marker = self.start_system(system, run, c, mode, jitter,
                                       input_topic)
+        self.current = p
         cpu_ready = None
         ready_at = None
         done = 0
@@ -417,6 +444,7 @@ log: { level = "info"; format = "json"; };
             if not p.alive():
                 raise SystemExit("%s exited early (status %s):\n%s" %
                                  (label, p.popen.returncode, p.tail()))
+            self.check_services()
             if cpu_ready is None:
                 if marker in p.text():
                     cpu_ready = proc_cpu_s(p.pid)
@@ -465,7 +493,27 @@ log: { level = "info"; format = "json"; };
             errors = final["dead_letters"]
             header = "extractd.latency_ms"
         secs = final["busy_seconds"]
-        lat = sorted(self.latencies(run + ".out", header))
+        lat, stamps = self.latencies(run + ".out", header)
+        lat.sort()
+        stamps.sort()
+        if self.args.dump_stamps:
+            d = os.path.join(self.out, "stamps")
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, "%s-%s-j%d-c%d.txt" % (
+                    system, mode, jitter, c)), "w") as f:
+                f.write("# first_consumed_ms %s last_delivered_ms %s\n" % (
+                    final.get("first_consumed_ms"),
+                    final.get("last_delivered_ms")))
+                f.writelines("%d\n" % t for t in stamps)
+        # The middle 80 % of the outputs by produce time: the steady rate,
+        # without the start (group join, first fetch) and the tail.
+        steady_thr = None
+        if len(stamps) >= 50:
+            a, z = stamps[len(stamps) // 10], stamps[len(stamps) * 9 // 10]
+            if z > a:
+                steady_thr = (len(stamps) * 8 // 10) / ((z - a) / 1000.0)
+        first_out_ms = (stamps[0] - final["first_consumed_ms"]) \
+            if stamps and final.get("first_consumed_ms") else None
 
         def pct(q):
             return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else None
@@ -491,17 +539,27 @@ log: { level = "info"; format = "json"; };
                 cpu_ready or 0.0, 3),
             "rss_mb": round(hwm_kb / 1024.0, 1),
             "p50_ms": pct(0.50), "p99_ms": pct(0.99),
+            "throughput_steady": round(steady_thr, 1) if steady_thr
+            else None,
+            "first_output_after_ms": first_out_ms,
             "llm_peak_concurrent": stats.get("peak_concurrent"),
             "llm_requests": stats.get("requests"),
             "stopped_early": timed_out,
             "load1": load1, "other_cores_busy": round(others, 2),
+            "machine_cores_busy": round((busy1 - busy0) / wall, 2),
+            "kafka_cpu_s": round(ours1.get(self.kafka.pid, 0) -
+                                 ours0.get(self.kafka.pid, 0), 2)
+            if self.kafka else None,
+            "llmsim_cpu_s": round(ours1[llm_pid] - ours0[llm_pid], 2),
         }
         self.results.append(res)
         self.save()
-        say("%s: %d records in %.2fs = %.0f/s (Little %.0f/s, eff %.3f), "
+        say("%s: %d records in %.2fs = %.0f/s (Little %.0f/s, eff %.3f; "
+            "middle 80%%: %.0f/s), "
             "%.1f us CPU/record, RSS %.1f MiB, p50 %s p99 %s ms, peak %s "
             "in flight | load %.2f, other procs %.2f cores%s", label,
             records_done, secs, thr, littles, thr / littles,
+            steady_thr or 0,
             res["cpu_us_per_record"], res["rss_mb"], res["p50_ms"],
             res["p99_ms"], res["llm_peak_concurrent"], load1, others,
             " (stopped at the time budget)" if timed_out else "")
@@ -513,6 +571,7 @@ log: { level = "info"; format = "json"; };
         self.llm_call(0, "/reset", post=True)
         p, marker = self.start_system("extractd", run, c, "completion", 0,
                                       topic)
+        self.current = p
         busy0, t0 = machine_busy_s(), time.monotonic()
         while marker not in p.text():
             if not p.alive():
@@ -582,10 +641,16 @@ def plan(args):
     if args.concurrency:
         keep = {int(x) for x in args.concurrency.split(",")}
         points = [pt for pt in points if pt[1] in keep]
+    if args.jitter:
+        keep = {int(x) for x in args.jitter.split(",")}
+        points = [pt for pt in points if pt[0] in keep]
     out = []
     for j, c in points:
         records = max(100, int(c / (LATENCY_MS / 1000.0) * (steady + 2)))
         systems = [("extractd", "completion"), ("extractd", "offset")]
+        for v in args.variant or ():
+            name = "extractd-" + v.partition("=")[0]
+            systems += [(name, "completion"), (name, "offset")]
         if j == 0 and c in peer_cs and not args.no_peer:
             systems.append(("peer", "completion"))
         out.append((j, c, records, systems))
@@ -619,19 +684,55 @@ def plots(out, results, gp_dir):
                     r["p99_ms"] if r["p99_ms"] is not None else "NaN"))
         files.append(path)
         titles.append(key.replace("-j", " jitter ").replace("-", " ") + "ms")
+    backlog = os.path.join(ddir, "backlog.dat")
+    with open(backlog, "w") as f:
+        f.write("# concurrency rss_mb (the million-record backlog point)\n")
+        for r in results:
+            if "backlog" in r:
+                f.write("%d %s\n" % (r["concurrency"], r["rss_mb"]))
     for name in ("throughput", "cpu", "rss", "efficiency"):
         gp = os.path.join(gp_dir, name + ".gp")
         png = os.path.join(out, name + ".png")
         cmd = ["gnuplot", "-e", "files='%s'; titles='%s'; out='%s'; "
-               "latency_ms=%d; dir='%s'" % (" ".join(files),
+               "latency_ms=%d; dir='%s'; backlog='%s'" % (" ".join(files),
                                   " ".join(t.replace(" ", "_")
                                            for t in titles),
-                                  png, LATENCY_MS, gp_dir), gp]
+                                  png, LATENCY_MS, gp_dir, backlog), gp]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode:
             say("gnuplot %s failed: %s", name, r.stderr.strip())
         else:
             say("plot: %s", png)
+
+
+def table(results):
+    """results as a Markdown table (DIR/results.md)."""
+    head = ("| system | order | jitter ms | C | records | s | records/s | "
+            "Little's law | efficiency | middle 80 % /s | CPU us/record | "
+            "RSS MiB | p50/p99 ms | load1 | other cores |")
+    rows = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in results:
+        if "backlog" in r:
+            continue
+        rows.append("| %s | %s | %d | %d | %d | %.1f | %.0f | %.0f | %.3f | "
+                    "%s | %.0f | %.1f | %s/%s | %.2f | %.2f |" % (
+                        r["system"], r["mode"], r["jitter_ms"],
+                        r["concurrency"], r["records"], r["seconds"],
+                        r["throughput"], r["littles_law"], r["efficiency"],
+                        "%.0f" % r["throughput_steady"]
+                        if r.get("throughput_steady") else "-",
+                        r["cpu_us_per_record"], r["rss_mb"], r["p50_ms"],
+                        r["p99_ms"], r["load1"], r["other_cores_busy"]))
+    for r in results:
+        if "backlog" in r:
+            rows.append("")
+            rows.append("Backlog: extractd at C=%d over a %d-record backlog "
+                        "for %.0f s: VmHWM %.1f MiB, %d records delivered, "
+                        "%.0f us CPU/record, load1 %.2f." % (
+                            r["concurrency"], r["backlog"],
+                            r["seconds"] or 0, r["rss_mb"], r["records"],
+                            r["cpu_us_per_record"], r["load1"]))
+    return "\n".join(rows) + "\n"
 
 
 def main():
@@ -646,12 +747,18 @@ def main():
                     "quick 4)")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--concurrency", help="only these, e.g. 64,256")
+    ap.add_argument("--jitter", help="only these jitters (ms), e.g. 0")
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--no-backlog", action="store_true")
     ap.add_argument("--backlog", type=int, default=1000000)
     ap.add_argument("--backlog-seconds", type=float, default=None)
+    ap.add_argument("--variant", action="append", metavar="NAME=BINARY",
+                    help="also run another extractd binary at every point, "
+                    "as system extractd-NAME (to compare a change)")
     ap.add_argument("--plots-only", action="store_true")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--dump-stamps", action="store_true",
+                    help="write each run's output timestamps to DIR/stamps")
     args = ap.parse_args()
     if args.steady is None:
         args.steady = 4.0 if args.quick else 12.0
@@ -663,7 +770,10 @@ def main():
 
     if args.plots_only:
         with open(os.path.join(args.out, "results.json")) as f:
-            plots(os.path.abspath(args.out), json.load(f), gp_dir)
+            results = json.load(f)
+        plots(os.path.abspath(args.out), results, gp_dir)
+        with open(os.path.join(args.out, "results.md"), "w") as f:
+            f.write(table(results))
         return
 
     b = Bench(args)
@@ -704,7 +814,10 @@ def main():
     finally:
         b.close()
     plots(b.out, b.results, gp_dir)
-    say("results: %s", os.path.join(b.out, "results.json"))
+    with open(os.path.join(b.out, "results.md"), "w") as f:
+        f.write(table(b.results))
+    sys.stdout.write(table(b.results))
+    say("results: %s (and results.md)", os.path.join(b.out, "results.json"))
 
 
 if __name__ == "__main__":

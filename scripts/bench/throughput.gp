@@ -6,4 +6,4 @@ set logscale y 10
 plot x * 1000.0 / latency_ms title "Little's law (C / latency)" \
         with lines lw 2 lc rgb "black" dt 3, \
      for [i=1:words(files)] word(files, i) using 1:2 \
-        title title_of(i) lw 2 pt 7 dt dash_of(i)
+        title title_of(i) lw 2 pt 7 lc i dt dash_of(i)

@@ -23,6 +23,7 @@ test, and a test finishes as soon as its condition is met.
 
 import argparse
 import atexit
+import bisect
 import ctypes
 import json
 import os
@@ -34,6 +35,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.request
@@ -171,6 +173,27 @@ def expected_person(text):
             "occupation": m.group(3)}
 
 
+# A text llmsim answers slowly with slow_answers(): the Person its regex
+# gives, so expected_person() holds for it too.
+SLOW_TEXT = "Slow Sam is a 40-year-old snail keeper"
+
+
+def slow_answers(h, delay_ms, more=()):
+    """Write an llmsim --answers file that answers SLOW_TEXT after delay_ms
+    (whatever --latency-ms says), and each (text, ms) of more after its
+    ms; returns its path. The answers are what llmsim's regex would give,
+    so the texts must be Person texts. Records held in flight for a while
+    make a kill or a rebalance catch them mid-work."""
+    path = os.path.join(h.dir, "slow-answers.jsonl")
+    with open(path, "w") as f:
+        for text, ms in [(SLOW_TEXT, delay_ms)] + list(more):
+            want = expected_person(text)
+            check(want is not None, "%r is no Person text", text)
+            f.write(json.dumps({"match": text, "content": want,
+                                "delay_ms": ms}) + "\n")
+    return path
+
+
 _FIRST = ["John", "Zoë", "José", "Björk", "Łukasz", "Søren", "Chloé", "Ömer",
           "Ana María", "Nguyễn Văn", "Иван", "Δημήτρης", "李", "Siobhán",
           "François", "Çağla", "Ngozi", "Aarav", "Mårten", "Jürgen", "Ilse",
@@ -275,14 +298,18 @@ class Proc:
 class Kafka:
     """A Kafka to test against: kafka-embedded, or env KAFKA_BOOTSTRAP."""
 
-    def __init__(self, h, topics):
-        """topics: {name: partitions}; names made unique by the caller."""
+    def __init__(self, h, topics, topic_config=None):
+        """topics: {name: partitions}; names made unique by the caller.
+
+        topic_config: topic-level settings ({"max.message.bytes": ...}) for
+        the topics made on an external cluster; the mock cluster has none.
+        """
         self.proc = None
         self.created = []  # topics to delete again on an external cluster
         external = os.environ.get("KAFKA_BOOTSTRAP")
         if external:
             self.bootstrap = external
-            self._create_topics(topics)
+            self._create_topics(topics, topic_config or {})
             return
         argv = [h.binary("kafka-embedded")]
         for name, n in topics.items():
@@ -316,13 +343,14 @@ class Kafka:
         check(line, "kafka-embedded printed an empty first line")
         return line
 
-    def _create_topics(self, topics):
+    def _create_topics(self, topics, topic_config):
         from confluent_kafka.admin import AdminClient, NewTopic
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
         brokers = len(admin.list_topics(timeout=30).brokers)
         futs = admin.create_topics(
             [NewTopic(t, num_partitions=n,
-                      replication_factor=min(3, max(brokers, 1)))
+                      replication_factor=min(3, max(brokers, 1)),
+                      config={k: str(v) for k, v in topic_config.items()})
              for t, n in topics.items()], operation_timeout=30)
         for t, f in futs.items():
             f.result(timeout=60)
@@ -554,6 +582,233 @@ class Collector:
         return ", ".join("%s=%d" % (t, len(v))
                          for t, v in self.records.items())
 
+    def coverage(self, topics=None):
+        """{(partition, offset): times out} of the input records, from the
+        extractd.source headers of topics (default: all collected)."""
+        seen = {}
+        for t in topics or self.records:
+            for r in self.records[t]:
+                _, part, off = r.source()
+                seen[(part, off)] = seen.get((part, off), 0) + 1
+        return seen
+
+
+class Feeder(threading.Thread):
+    """Produces to the input topic from a thread at a steady rate, so that
+    what a test does to extractd happens mid-stream.
+
+    values[i] goes to partition i % partitions with key "k-i"; placed[i]
+    becomes its (partition, offset). With gate_at, the record at that index
+    waits until gate is set (the rate starts again from there). done is set
+    once everything is acknowledged; errors collects delivery errors.
+    """
+
+    def __init__(self, h, values, rate, partitions, gate_at=None):
+        super().__init__(daemon=True)
+        self.h = h
+        self.values = values
+        self.rate = float(rate)
+        self.partitions = partitions
+        self.gate_at = gate_at
+        self.gate = threading.Event()
+        self.placed = [None] * len(values)
+        self.errors = []
+        self.sent = 0
+        self.done = threading.Event()
+
+    def run(self):
+        p = Producer({"bootstrap.servers": self.h.kafka.bootstrap,
+                      "enable.idempotence": True, "linger.ms": 5})
+        topic = self.h.topics["input"]
+
+        def cb(idx):
+            def f(err, msg):
+                if err:
+                    self.errors.append(err)
+                else:
+                    self.placed[idx] = (msg.partition(), msg.offset())
+            return f
+
+        t0 = time.monotonic()
+        for i, v in enumerate(self.values):
+            if i == self.gate_at:
+                while not self.gate.wait(0.1):
+                    p.poll(0)
+                t0 = time.monotonic() - i / self.rate
+            # poll() returns early when it serves a delivery report.
+            while True:
+                delay = t0 + i / self.rate - time.monotonic()
+                if delay <= 0:
+                    break
+                p.poll(delay)
+            while True:
+                try:
+                    p.produce(topic, key=("k-%d" % i).encode(), value=v,
+                              partition=i % self.partitions,
+                              on_delivery=cb(i))
+                    break
+                except BufferError:
+                    p.poll(0.1)
+            self.sent = i + 1
+            p.poll(0)
+        left = p.flush(120)
+        if left:
+            self.errors.append("%d records unacknowledged" % left)
+        self.done.set()
+
+    def inputs(self):
+        """Every record's (partition, offset); fails on delivery errors."""
+        check(self.done.wait(180), "the producer did not finish")
+        check(not self.errors, "produce errors: %r", self.errors[:3])
+        return set(self.placed)
+
+
+class CommitWatch:
+    """Samples a group's committed input offsets, in a thread, for the
+    check that a commit never passes the contiguous delivered prefix.
+
+    Each sample reads the committed offsets, then the high watermarks of
+    the output and dead-letter topics. An output delivered before the
+    commit was read sits below the watermark read after it, so check()
+    can tell, once everything is collected, whether every input offset
+    below a sampled committed offset already had its output (or dead
+    letter) written when that commit was seen; without knowing when the
+    collector happened to read it. Samples whose reads fail (a broker
+    down) are skipped, and the next one is read through a new client (a
+    librdkafka 2.0 consumer that is not in the group may keep failing its
+    committed() calls after the group's coordinator moved).
+    """
+
+    def __init__(self, h, group, period=0.2):
+        self.h = h
+        self.group = group
+        self.period = period
+        self.samples = []       # (monotonic s, {p: committed}, {(t, p): hw})
+        self.failed_reads = 0
+        self.last_error = None
+        self._stop = threading.Event()
+        self._consumer = self._new_consumer()
+        intopic = h.topics["input"]
+        md = self._consumer.list_topics(timeout=30)
+        self._in = [TopicPartition(intopic, p)
+                    for p in sorted(md.topics[intopic].partitions)]
+        self._out = [TopicPartition(t, p)
+                     for t in (h.topics["output"], h.topics["dlq"])
+                     for p in sorted(md.topics[t].partitions)]
+        h.clients.append(self)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _new_consumer(self):
+        return Consumer({
+            "bootstrap.servers": self.h.kafka.bootstrap,
+            "group.id": self.group, "enable.auto.commit": False,
+            "socket.timeout.ms": 5000})
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.sample()
+            except Exception as e:  # noqa: BLE001 -- any failure: skip
+                self.failed_reads += 1
+                self.last_error = "%s: %s" % (type(e).__name__, e)
+                try:
+                    self._consumer.close()
+                except (KafkaException, RuntimeError):
+                    pass
+                self._consumer = self._new_consumer()
+            self._stop.wait(self.period)
+
+    def sample(self):
+        """One sample (the thread takes one every period seconds)."""
+        t = time.monotonic()
+        com = {}
+        for tp in self._consumer.committed(self._in, timeout=5):
+            if tp.error:
+                raise KafkaException(tp.error)
+            com[tp.partition] = tp.offset
+        hw = {}
+        for tp in self._out:
+            hw[(tp.topic, tp.partition)] = \
+                self._consumer.get_watermark_offsets(tp, timeout=5)[1]
+        self.samples.append((t, com, hw))
+
+    def last(self):
+        """The latest sample's {partition: committed}, or None."""
+        return self.samples[-1][1] if self.samples else None
+
+    def wait_for(self, want, what, timeout=30, watch=()):
+        """Wait until a fresh sample reads {partition: committed} == want;
+        fail after timeout seconds. watch: processes that must stay up."""
+        n = len(self.samples)
+        end = time.monotonic() + timeout
+        while not (len(self.samples) > n and self.last() == want):
+            for p in watch:
+                p.check_running()
+            if time.monotonic() >= end:
+                raise TestFailure(
+                    "%s: committed %r, want %r, after %ds (%d failed reads, "
+                    "last: %s)" % (what, self.last(), want, timeout,
+                                   self.failed_reads, self.last_error))
+            time.sleep(0.1)
+        log("committed %s: %s", want, what)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(30)
+        self._consumer.close()
+
+    def check(self, coll, inputs):
+        """Fail unless, in every sample, every input offset below the
+        committed offset had an output or dead letter below the watermark.
+
+        coll: a Collector that has read the outputs and dead letters to
+        the end; inputs: every input record as (partition, offset): the
+        offsets that exist, gaps and all. Returns the number of samples.
+        """
+        out_topics = (self.h.topics["output"], self.h.topics["dlq"])
+        samples = list(self.samples)
+        check(samples, "no committed-offset sample was taken")
+        # For each (topic, partition): the watermarks, sample by sample
+        # (they only grow), to find the first sample that saw a record.
+        hws = {}
+        for _, _, hw in samples:
+            for k, v in hw.items():
+                hws.setdefault(k, []).append(v)
+        first = {}  # (p, o) -> first sample index its output was below
+        for t in out_topics:
+            for r in coll.records[t]:
+                _, p, o = r.source()
+                i = bisect.bisect_right(hws[(t, r.partition)], r.offset)
+                if i < first.get((p, o), len(samples)):
+                    first[(p, o)] = i
+        by_part = {}
+        for p, o in sorted(inputs):
+            by_part.setdefault(p, []).append(o)
+        worst = {}  # p -> running max of first over offsets, in order
+        for p, offs in by_part.items():
+            run, acc = [], -1
+            for o in offs:
+                acc = max(acc, first.get((p, o), len(samples)))
+                run.append(acc)
+            worst[p] = run
+        for i, (t, com, _) in enumerate(samples):
+            for p, c in com.items():
+                if c <= 0 or p not in by_part:
+                    continue
+                n = bisect.bisect_left(by_part[p], c)  # inputs below c
+                if n and worst[p][n - 1] > i:
+                    bad = next(o for o, w in zip(by_part[p], worst[p])
+                               if w > i)
+                    raise TestFailure(
+                        "at %.2fs partition %d was committed to %d, but "
+                        "input offset %d had no output or dead letter "
+                        "written yet%s" % (
+                            t - _T0, p, c, bad,
+                            "" if (p, bad) in first else
+                            " (and never got one)"))
+        return len(samples)
+
 
 # --------------------------------------------------------------------------
 # The harness
@@ -588,8 +843,12 @@ class Harness:
 
     # -- services
 
-    def start_kafka(self, partitions=1, out_partitions=None):
-        """Kafka with unique input/output/dlq topics; sets self.topics."""
+    def start_kafka(self, partitions=1, out_partitions=None,
+                    topic_config=None):
+        """Kafka with unique input/output/dlq topics; sets self.topics.
+
+        topic_config: settings for the three topics on an external cluster.
+        """
         if out_partitions is None:
             out_partitions = partitions
         self.topics = {
@@ -602,7 +861,7 @@ class Harness:
             self.topics["input"]: partitions,
             self.topics["output"]: out_partitions,
             self.topics["dlq"]: out_partitions,
-        })
+        }, topic_config)
         return self.kafka
 
     def start_llmsim(self, **kw):
@@ -662,15 +921,18 @@ class Harness:
 
     # -- Kafka clients
 
-    def produce(self, records, topic=None):
+    def produce(self, records, topic=None, conf=None):
         """Produce [(key, value, partition)]; returns [(partition, offset)].
 
         key and value are bytes or str (str goes as UTF-8); partition None
         lets the partitioner pick. Every record must be acknowledged.
+        conf: more producer settings (e.g. message.max.bytes).
         """
         topic = topic or self.topics["input"]
-        p = Producer({"bootstrap.servers": self.kafka.bootstrap,
-                      "enable.idempotence": True, "linger.ms": 5})
+        settings = {"bootstrap.servers": self.kafka.bootstrap,
+                    "enable.idempotence": True, "linger.ms": 5}
+        settings.update(conf or {})
+        p = Producer(settings)
         placed = [None] * len(records)
         errors = []
 

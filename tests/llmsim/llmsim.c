@@ -7,6 +7,10 @@
  *        [--seed N] [--answers FILE] [--threads N]
  *        [--api-key-file F]
  *
+ * --answers FILE: JSONL of {"match": "substring", "content": ...,
+ * "delay_ms": N}; a text containing match gets content verbatim, after
+ * delay_ms (optional) instead of --latency-ms/--jitter-ms (sim_extract.c).
+ *
  * It answers POST /v1/chat/completions deterministically (sim_extract.c),
  * in the shape the request's mode asks for (sim_chat.c), within per-minute
  * budgets (sim_limit.c), after a simulated latency (sim_timer.c), with
@@ -546,12 +550,14 @@ static uint64_t sim_draw_delay_ms(struct sim_server *s)
 /**
  * @brief Prepare the answer for a parsed request under @p fault. Error
  * faults become error bodies; the others a chat.completion (truncated for
- * malformed).
+ * malformed). *ret_delay_ms is set to the answers-file entry's "delay_ms"
+ * when one with a delay answered, else left alone.
  * @returns 0, or -ENOMEM.
  */
 static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
 			    const struct sim_chat_req *req,
-			    enum sim_fault fault, uint64_t seq)
+			    enum sim_fault fault, uint64_t seq,
+			    long *ret_delay_ms)
 {
 	char *content = NULL, *body = NULL;
 	size_t len;
@@ -578,7 +584,8 @@ static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
 		break;	/* content stays NULL */
 	default:
 		rc = sim_extract_answer(s->extract, req->text, req->text_len,
-					fault == SIM_FAULT_INVALID, &content);
+					fault == SIM_FAULT_INVALID, &content,
+					ret_delay_ms);
 		if (rc)
 			return rc;
 		break;
@@ -684,6 +691,7 @@ static enum MHD_Result sim_chat(struct sim_server *s,
 	enum MHD_Result ret = MHD_NO;
 	unsigned long tokens;
 	uint64_t now, delay_ms, seq;
+	long answer_delay_ms = -1;
 	char err[SIM_ERR_LEN];
 	int rc;
 
@@ -722,10 +730,15 @@ static enum MHD_Result sim_chat(struct sim_server *s,
 		ret = MHD_YES;
 		goto out;
 	}
+	/* Drawn even when an answers-file delay replaces it, so the jitter
+	 * stream is the same with and without such entries. */
 	delay_ms = sim_draw_delay_ms(s);
 	seq = atomic_fetch_add_explicit(&s->seq, 1, memory_order_relaxed);
-	if (sim_chat_prepare(s, r, &req, fault, seq) ||
-	    !sim_chat_headers(r, &lim, fault, delay_ms, seq))
+	if (sim_chat_prepare(s, r, &req, fault, seq, &answer_delay_ms))
+		goto out;
+	if (answer_delay_ms >= 0)
+		delay_ms = (uint64_t)answer_delay_ms;
+	if (!sim_chat_headers(r, &lim, fault, delay_ms, seq))
 		goto out;
 	if (delay_ms) {
 		sim_timer_delay(s->timer, &r->park, conn,
@@ -956,7 +969,10 @@ static void sim_usage(FILE *f)
 	      "              [--jitter-ms N] [--fault KIND=RATE,...] [--rpm N] [--tpm N]\n"
 	      "              [--seed N] [--answers FILE] [--threads N]\n"
 	      "              [--api-key-file F]\n"
-	      "faults: 429 quota 500 503 timeout malformed invalid refusal (rates 0..1)\n",
+	      "faults: 429 quota 500 503 timeout malformed invalid refusal (rates 0..1)\n"
+	      "answers: JSONL, one {\"match\": \"substring\", \"content\": ...,\n"
+	      "         \"delay_ms\": N} a line (delay_ms optional: that answer\n"
+	      "         comes after N ms instead of --latency-ms +- --jitter-ms)\n",
 	      f);
 }
 

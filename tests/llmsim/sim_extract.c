@@ -2,6 +2,13 @@
  * sim_extract.c - the simulated model's "understanding": the Person regex
  * and the scripted answers file.
  *
+ * The answers file (--answers) is JSONL, one rule a line:
+ *   {"match": "substring", "content": "..." | {...}, "delay_ms": N}
+ * The first rule whose match occurs in the input text answers with its
+ * content verbatim (an object or array: its JSON text). "delay_ms" is
+ * optional: that answer then comes after N ms instead of --latency-ms
+ * (+- --jitter-ms), e.g. to hold one record slow while the rest flow.
+ *
  * Everything here is built once at startup and read-only afterwards, so
  * any number of MHD threads may call sim_extract_answer() at once: PCRE2
  * allows concurrent matching against one compiled pattern as long as each
@@ -25,14 +32,17 @@
 /** The Person pattern from DESIGN.md, matched against the whole text. */
 #define SIM_PERSON_RE \
 	"^\\s*(.+?) is an? ([0-9]{1,3})-year-old (.+?)\\.?\\s*$"
-#define SIM_ANSWERS_MAX_LINE	(1u << 20)	/**< bytes per JSONL line */
+#define SIM_ANSWERS_MAX_LINE	(16u << 20)	/**< bytes per JSONL line (scripted
+						 * answers of several MiB) */
 #define SIM_ANSWERS_MAX		100000u		/**< lines in the file */
+#define SIM_DELAY_MAX_MS	(24L * 3600 * 1000)	/**< as --latency-ms */
 #define SIM_JSON_FLAGS	(JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
 struct sim_rule {
 	char *match;		/**< substring to look for */
 	size_t match_len;
 	char *content;		/**< the answer, verbatim */
+	long delay_ms;		/**< "delay_ms", or -1: the usual latency */
 };
 
 struct sim_extract {
@@ -91,8 +101,9 @@ static int sim_rule_parse(const char *line, size_t len, struct sim_rule *rule,
 			  char *err, size_t errlen)
 {
 	struct json_tokener *tok = NULL;
-	struct json_object *root = NULL, *m, *c;
+	struct json_object *root = NULL, *m, *c, *d;
 	const char *text;
+	int64_t delay = -1;
 	int r = -1;
 
 	tok = json_tokener_new();
@@ -114,6 +125,21 @@ static int sim_rule_parse(const char *line, size_t len, struct sim_rule *rule,
 			 "want {\"match\": \"substring\", \"content\": ...}");
 		goto out;
 	}
+	if (json_object_object_get_ex(root, "delay_ms", &d)) {
+		/* an integer in 0..24 h, as --latency-ms takes */
+		if (json_object_is_type(d, json_type_int)) {
+			errno = 0;
+			delay = json_object_get_int64(d);
+		}
+		if (!json_object_is_type(d, json_type_int) || errno ||
+		    delay < 0 || delay > SIM_DELAY_MAX_MS) {
+			sim_errf(err, errlen,
+				 "\"delay_ms\" must be an integer in 0..%ld",
+				 SIM_DELAY_MAX_MS);
+			goto out;
+		}
+	}
+	rule->delay_ms = (long)delay;
 	rule->match_len = (size_t)json_object_get_string_len(m);
 	rule->match = malloc(rule->match_len + 1);
 	if (json_object_is_type(c, json_type_string))
@@ -312,7 +338,8 @@ out:
 }
 
 int sim_extract_answer(const struct sim_extract *x, const char *text,
-		       size_t len, bool invalid, char **ret_content)
+		       size_t len, bool invalid, char **ret_content,
+		       long *ret_delay_ms)
 {
 	static const struct sim_person unknown = {
 		.name = "Unknown", .name_len = 7,
@@ -323,6 +350,8 @@ int sim_extract_answer(const struct sim_extract *x, const char *text,
 	size_t i;
 	int r;
 
+	if (ret_delay_ms)
+		*ret_delay_ms = -1;
 	if (len > INT32_MAX)
 		len = INT32_MAX;	/* json-c lengths are int */
 	if (!invalid) {
@@ -334,6 +363,8 @@ int sim_extract_answer(const struct sim_extract *x, const char *text,
 			if (!content)
 				return -ENOMEM;
 			*ret_content = content;
+			if (ret_delay_ms)
+				*ret_delay_ms = x->rules[i].delay_ms;
 			return 0;
 		}
 	}

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# scripts/bench.sh [--quick] [--out DIR] [-- BENCH.PY OPTIONS...]
+#
+# The benchmark: extractd against llmsim at a fixed latency (50 ms, jitter 0
+# and 20 ms) at concurrency 1, 8, 64, 256 and 1024 (pool.workers =
+# pool.max_in_flight), in completion and offset order; beside it, on the
+# same Kafka, llmsim and records, the seed article's own stack as a pipeline
+# (scripts/bench/peer_instructor.py: asyncio, AsyncOpenAI, instructor,
+# aiokafka); then extractd at concurrency 256 on a million-record backlog
+# (peak RSS); then the seed's table, ours (scripts/demo.sh, unchanged).
+#
+# Writes DIR/results.json (one object per run, fields in README.md and
+# DESIGN.md), DIR/*.png (gnuplot: throughput with the Little's-law line,
+# efficiency, CPU per record, RSS), DIR/data/*.dat and DIR/seed-table.txt.
+# Progress lines go to stdout as it runs.
+#
+#   --quick   fewer points (C = 1, 8, 64, 256 at jitter 0; 64 at jitter
+#             20; the peer at 8 and 64), 4 s of steady state a point, the
+#             backlog point for 10 s: about 4 minutes once built
+#   --out DIR results directory (default build/bench)
+#   -- ...    passed to scripts/bench/bench.py (e.g. -- --concurrency 64,256
+#             --no-peer); see scripts/bench/bench.py --help
+#
+# Environment: KAFKA_BOOTSTRAP (use that Kafka instead of kafka-embedded;
+# topics are created and deleted again), BENCH_BUILD_DIR (Release build,
+# default build/bench-release), BENCH_DEMO_BUILD_DIR (demo.sh's
+# RelWithDebInfo build, default build/bench-demo), BENCH_SKIP_DEMO=1.
+#
+# Installs what is missing: scripts/deps.sh's packages, then gnuplot-nox and
+# python3-venv (here, not in deps.sh: only the benchmark needs them), then
+# the peer's pinned Python packages (scripts/bench/requirements.txt) into a
+# venv in the build directory with pip.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+quick=()
+out=build/bench
+extra=()
+while [ $# -gt 0 ]; do
+	case $1 in
+	--quick) quick=(--quick) ;;
+	--out)
+		[ $# -ge 2 ] || { echo "bench.sh: --out needs a directory" >&2; exit 2; }
+		out=$2
+		shift
+		;;
+	--out=*) out=${1#--out=} ;;
+	--) shift; extra=("$@"); break ;;
+	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+build=${BENCH_BUILD_DIR:-build/bench-release}
+demo_build=${BENCH_DEMO_BUILD_DIR:-build/bench-demo}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+
+say() { printf '[bench] %s\n' "$*"; }
+
+# -- what the benchmark needs beyond the build and tests' packages
+scripts/deps.sh
+bench_packages=(gnuplot-nox python3-venv)
+missing=()
+for p in "${bench_packages[@]}"; do
+	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	[ "$status" = "install ok installed" ] || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" -eq 0 ]; then
+		as_root=()
+	elif command -v sudo >/dev/null 2>&1; then
+		as_root=(sudo -n)
+	else
+		echo "bench.sh: missing ${missing[*]}; not root and no sudo" >&2
+		exit 1
+	fi
+	say "installing ${missing[*]}"
+	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+fi
+
+# -- Release build of the three binaries
+say "building (Release) in $build"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" -j"$(nproc)" --target extractd llmsim kafka_embedded \
+	>/dev/null
+
+# -- the peer's venv, remade when requirements.txt changes
+venv=$build/peer-venv
+req=scripts/bench/requirements.txt
+want=$(sha256sum "$req" | cut -d' ' -f1)
+if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+	say "making the peer's venv in $venv (pip install -r $req)"
+	rm -rf "$venv"
+	/usr/bin/python3 -m venv "$venv"
+	"$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+	echo "$want" >"$venv/.requirements.sha256"
+fi
+
+say "machine: $(nproc) cores, $(free -m | awk '/^Mem:/ {print $2}') MiB;" \
+	"load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+/usr/bin/python3 scripts/bench/bench.py --bin "$build/bin" --source . \
+	--out "$out" --peer-python "$venv/bin/python" "${quick[@]}" "${extra[@]}"
+
+# -- the seed's table, ours: demo.sh as it is (its own build type and dir)
+if [ "${BENCH_SKIP_DEMO:-0}" != 1 ]; then
+	say "the seed's seven texts, the four ways (scripts/demo.sh), load" \
+		"$(cut -d' ' -f1 /proc/loadavg)"
+	BUILD_DIR=$demo_build scripts/demo.sh | tee "$out/seed-table.txt"
+fi
+say "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+say "results in $out: results.json, $(cd "$out" && ls -- *.png 2>/dev/null | tr '\n' ' ')"
