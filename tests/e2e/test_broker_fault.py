@@ -152,9 +152,18 @@ def leaders(h, topics):
     c = Consumer({"bootstrap.servers": h.kafka.bootstrap,
                   "group.id": h.unique("md")})
     try:
-        md = c.list_topics(timeout=30)
-        return {(t, p): md.topics[t].partitions[p].leader
-                for t in topics for p in md.topics[t].partitions}
+        # The broker this client asks may learn of a new topic a moment
+        # after the one that created it.
+        end = time.monotonic() + 30
+        while True:
+            md = c.list_topics(timeout=30)
+            if all(t in md.topics and md.topics[t].partitions
+                   for t in topics):
+                return {(t, p): md.topics[t].partitions[p].leader
+                        for t in topics for p in md.topics[t].partitions}
+            check(time.monotonic() < end, "topics %r not in the metadata",
+                  topics)
+            time.sleep(0.2)
     finally:
         c.close()
 

@@ -42,7 +42,8 @@
  *                                      delayed by RTT_MS
  *   broker-errors ID API               "ok N": N of the errors pushed on
  *                                      broker ID for API are still to come
- *   clear-errors API                   forget the pushed errors of API
+ *   clear-errors API                   forget what push-errors queued
+ *                                      for API
  *   broker-down ID|all                 disconnect, refuse connections (no
  *                                      leader change: see leader)
  *   broker-up ID|all                   accept connections again
@@ -59,7 +60,14 @@
  * AddOffsetsToTxn, EndTxn, TxnOffsetCommit) or its number; ERR is an error
  * name as rd_kafka_err2name() spells it (NOT_LEADER_FOR_PARTITION,
  * REQUEST_TIMED_OUT, _TRANSPORT: disconnect, ...) or its number. From a
- * shell: printf 'broker-down 1\n' | nc -U SOCKET (or socat).
+ * shell: echo 'broker-down 1' | socat - UNIX-CONNECT:SOCKET.
+ *
+ * Caveat for Produce errors: the mock (librdkafka 2.0) does not check an
+ * idempotent producer's sequence numbers, so with several requests in
+ * flight a batch behind a failed one is accepted, and the client then
+ * counts the failed batch as written (a delivery report without an
+ * offset). Clients under test need max.in.flight.requests.per.connection
+ * = 1 to see what a real broker would make them see.
  */
 
 #include <ctype.h>
