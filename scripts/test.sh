@@ -69,9 +69,17 @@ if wanted kafka; then
 	if command -v java >/dev/null 2>&1; then
 		echo "==== kafka: the e2e suite on Apache Kafka"
 		export KAFKA_STATE_DIR="$here/$BUILD_DIR-kafka-state"
-		export KAFKA_PORT_BASE=${KAFKA_PORT_BASE:-39092}
-		rc=0
-		bootstrap=$(scripts/kafka.sh start | tail -n 1) || rc=$?
+		# Below the ephemeral port range (32768 and up here): a port in
+		# it can be taken by any client socket between kafka.sh's check
+		# and the broker's bind. A second try moves the block.
+		port_base=${KAFKA_PORT_BASE:-18092}
+		for _ in 1 2; do
+			rc=0
+			bootstrap=$(KAFKA_PORT_BASE=$port_base \
+				scripts/kafka.sh start | tail -n 1) || rc=$?
+			[ "$rc" -ne 0 ] || break
+			port_base=$((port_base + 500))
+		done
 		if [ "$rc" -eq 0 ]; then
 			{ build "$BUILD_DIR" >/dev/null &&
 			  KAFKA_BOOTSTRAP=$bootstrap check "$BUILD_DIR" -L e2e \
