@@ -60,28 +60,8 @@ out=$(cd "$out" && pwd)
 
 say() { printf '[bench] %s\n' "$*"; }
 
-# -- what the benchmark needs beyond the build and tests' packages
+# -- what it needs (gnuplot-nox and python3-venv are in deps.sh's list)
 scripts/deps.sh
-bench_packages=(gnuplot-nox python3-venv)
-missing=()
-for p in "${bench_packages[@]}"; do
-	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-	[ "$status" = "install ok installed" ] || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	if [ "$(id -u)" -eq 0 ]; then
-		as_root=()
-	elif command -v sudo >/dev/null 2>&1; then
-		as_root=(sudo -n)
-	else
-		echo "bench.sh: missing ${missing[*]}; not root and no sudo" >&2
-		exit 1
-	fi
-	say "installing ${missing[*]}"
-	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
-fi
 
 # -- Release build of the three binaries
 say "building (Release) in $build"
