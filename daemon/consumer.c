@@ -44,7 +44,6 @@
 
 #define REVOKE_WAIT_NS (10LL * 1000000000) /**< bound on a revoke's wait */
 #define SLOT_WAIT_MS 100                   /**< poll at least this often */
-#define FETCH_WAIT_MS 10  /**< slots full, not paused: look for messages */
 #define HOLD_MIN 16       /**< held queue at least this long */
 #define REWIND_TIMEOUT_MS 10000 /**< committed offsets and seeks */
 
@@ -472,15 +471,20 @@ struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
 			      size_t err_size)
 {
 	const struct extractd_config *cfg = pl->cfg;
-	static const char *const defaults[] = {
+	char min_messages[24];
+	const char *defaults[] = {
 		"auto.offset.reset", "earliest",
 		"auto.commit.interval.ms", "1000",
 		"partition.assignment.strategy", "cooperative-sticky",
 		"statistics.interval.ms", "5000", /* lag for the metrics */
 		/* Bound the prefetch: librdkafka's defaults (100000 messages
 		 * per partition, 64 MiB) let a backlog alone cost ~50 MiB of
-		 * RSS; a few MiB keep max_in_flight workers busy. */
-		"queued.min.messages", "1000",
+		 * RSS; a few MiB keep max_in_flight workers busy. The count
+		 * must cover a second of work: librdkafka 2.0 fetches again
+		 * only after a backoff of up to 1 s once the queue is over
+		 * it, and the workers starve meanwhile. At most
+		 * max_in_flight / 50 ms records a second. */
+		"queued.min.messages", min_messages,
 		"queued.max.messages.kbytes", "4096",
 		NULL,
 	};
@@ -506,6 +510,10 @@ struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
 	}
 	c->pl = pl;
 	c->index = index;
+	snprintf(min_messages, sizeof(min_messages), "%u",
+		 cfg->pool.max_in_flight * 20 > 1000
+			 ? cfg->pool.max_in_flight * 20
+			 : 1000);
 	c->hold_max = pl->cfg->pool.max_in_flight > HOLD_MIN
 			      ? pl->cfg->pool.max_in_flight
 			      : HOLD_MIN;
@@ -615,11 +623,16 @@ static rd_kafka_message_t *admission_turn(struct consumer *c)
 
 	if (!c->n_held)
 		return rd_kafka_consumer_poll(c->rk, SLOT_WAIT_MS);
-	/* Slots are full. Paused, only a slot can change anything; else
-	 * more messages may come too, so look again soon. The poll serves
-	 * the callbacks either way. */
-	if (wait_slot(c, c->paused ? SLOT_WAIT_MS : FETCH_WAIT_MS))
+	/* Slots are full and a message waits: only a slot can move it. Poll
+	 * (which serves the callbacks, and may hand over one more message)
+	 * only when no slot came for SLOT_WAIT_MS. Polling every few ms
+	 * would fill the held queue within one LLM latency and pause the
+	 * partitions in steady state; librdkafka fetches again only up to
+	 * fetch.wait.max.ms after the resume, and the slots idle meanwhile. */
+	if (wait_slot(c, SLOT_WAIT_MS)) {
 		admit_one(c);
+		return NULL;
+	}
 	return rd_kafka_consumer_poll(c->rk, 0);
 }
 

@@ -104,9 +104,12 @@ static void job_free(struct job *job)
 	rd_kafka_message_destroy(job->msg);
 	llm_result_clear(&job->res);
 	partition_unref(job->part);
+	if (job->slot_returned)
+		atomic_fetch_sub(&pl->early, 1);
+	else
+		sem_post(&pl->slots);
 	free(job);
 
-	sem_post(&pl->slots);
 	metrics_inflight_add(pl->metrics, -1);
 	pthread_mutex_lock(&pl->lock);
 	if (--pl->inflight == 0)
@@ -288,6 +291,17 @@ void pipeline_worker_run(void *arg, void *worker)
 	}
 	if (job->outcome == JOB_ABANDONED)
 		atomic_fetch_add(&pl->n_abandoned, 1);
+	/* The LLM call is over: what is left (waiting for older offsets,
+	 * producing, the delivery report) needs no LLM slot. Give it back
+	 * now, while at most max_in_flight jobs are in that state, so the
+	 * next record's call starts without waiting for this one's delivery
+	 * (in offset order, for every older record of its partition). */
+	if (atomic_fetch_add(&pl->early, 1) < pl->cfg->pool.max_in_flight) {
+		job->slot_returned = true;
+		sem_post(&pl->slots);
+	} else {
+		atomic_fetch_sub(&pl->early, 1);
+	}
 	release(pl, job);
 }
 

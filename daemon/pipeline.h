@@ -83,6 +83,8 @@ struct job {
 	enum job_outcome outcome;
 	const char *error;        /**< dead letter: extractd.error value */
 	struct llm_result res;
+	bool slot_returned;       /**< its slot went back when the LLM call
+				    *  ended (pipeline.early counts it) */
 };
 
 struct pipeline {
@@ -94,6 +96,11 @@ struct pipeline {
 	struct producer *producer;
 	struct metrics *metrics;  /**< lock-free counters (metrics.h) */
 	sem_t slots;              /**< free admission slots */
+	atomic_uint early;        /**< jobs past their LLM call whose slot
+				    *  went back before delivery; at most
+				    *  pool.max_in_flight (the window that
+				    *  bounds jobs waiting for their turn or
+				    *  their delivery report) */
 
 	pthread_mutex_t lock;     /**< guards inflight for drained */
 	pthread_cond_t drained;   /**< broadcast when inflight drops to 0 */

@@ -40,6 +40,8 @@ struct producer {
 	bool transactional;     /**< output.delivery = exactly-once */
 	pthread_mutex_t txn;    /**< held to produce, and to commit */
 	bool txn_open;          /**< a transaction was begun (txn lock) */
+	rd_kafka_topic_t *out;  /**< output topic handle, owned */
+	rd_kafka_topic_t *dlq;  /**< dead-letter topic handle, owned */
 };
 
 #define TXN_TIMEOUT_MS 60000 /**< init, commit and abort calls */
@@ -220,6 +222,17 @@ struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
 		goto fail;
 	}
 	conf = NULL; /* now owned by p->rk */
+	/* A topic handle made here asks for the topic's metadata at once
+	 * (asynchronously); a topic first named by a produce call waits
+	 * for librdkafka's 1-second topic scan, and the first records hold
+	 * their slots meanwhile. */
+	p->out = rd_kafka_topic_new(p->rk, pl->cfg->kafka.output_topic, NULL);
+	p->dlq = rd_kafka_topic_new(p->rk, pl->cfg->kafka.dlq_topic, NULL);
+	if (!p->out || !p->dlq) {
+		snprintf(err, err_size, "cannot create the topic handles: %s",
+			 rd_kafka_err2str(rd_kafka_last_error()));
+		goto fail;
+	}
 	if (p->transactional && txn_start(p, err, err_size) < 0)
 		goto fail;
 	r = pthread_create(&p->thread, NULL, poll_main, p);
@@ -291,8 +304,7 @@ int producer_send(struct producer *p, struct job *job)
 		 * no copy flag. */
 		err = rd_kafka_producev(
 			p->rk,
-			RD_KAFKA_V_TOPIC(output ? cfg->kafka.output_topic
-						: cfg->kafka.dlq_topic),
+			RD_KAFKA_V_RKT(output ? p->out : p->dlq),
 			RD_KAFKA_V_VALUE(output ? job->res.output
 						: job->msg->payload,
 					 output ? strlen(job->res.output)
@@ -434,6 +446,10 @@ int producer_free(struct producer *p)
 		atomic_store(&p->stop, true);
 		pthread_join(p->thread, NULL);
 	}
+	if (p->out)
+		rd_kafka_topic_destroy(p->out);
+	if (p->dlq)
+		rd_kafka_topic_destroy(p->dlq);
 	if (p->rk)
 		rd_kafka_destroy(p->rk);
 	pthread_mutex_destroy(&p->txn);
