@@ -83,6 +83,8 @@ struct llm {
 struct llm_worker {
 	struct llm *llm;
 	struct http_client *http;
+	struct json_tokener *tok; /**< reset for each parse: a new one costs
+				    *  two allocations, one of ~2 KiB */
 	uint64_t rng;
 };
 
@@ -121,35 +123,31 @@ const char *llm_error_name(enum llm_status status)
 	return "unknown";
 }
 
-/* Parse exactly one JSON value filling [s, s+len), depth-bounded. */
-static struct json_object *parse_json(const char *s, size_t len, char *err,
-				      size_t err_size)
+/* Parse exactly one JSON value filling [s, s+len) with tok (made with
+ * depth LLM_JSON_DEPTH, reset here). */
+static struct json_object *parse_json(struct json_tokener *tok, const char *s,
+				      size_t len, char *err, size_t err_size)
 {
-	struct json_tokener *tok = json_tokener_new_ex(LLM_JSON_DEPTH);
 	struct json_object *obj;
 	enum json_tokener_error jerr;
 	size_t end;
 
-	if (!tok) {
-		snprintf(err, err_size, "out of memory");
-		return NULL;
-	}
 	if (len > (size_t)INT32_MAX) {
 		snprintf(err, err_size, "too long");
-		json_tokener_free(tok);
 		return NULL;
 	}
+	json_tokener_reset(tok);
 	obj = json_tokener_parse_ex(tok, s, (int)len);
 	jerr = json_tokener_get_error(tok);
 	if (!obj && jerr == json_tokener_continue) {
 		snprintf(err, err_size, "unexpected end of JSON");
-		goto fail;
+		return NULL;
 	}
 	if (jerr != json_tokener_success) {
 		snprintf(err, err_size, "%s at byte %zu",
 			 json_tokener_error_desc(jerr),
 			 json_tokener_get_parse_end(tok));
-		goto fail;
+		return NULL;
 	}
 	for (end = json_tokener_get_parse_end(tok); end < len; end++) {
 		if (!strchr(" \t\r\n", s[end])) {
@@ -157,14 +155,10 @@ static struct json_object *parse_json(const char *s, size_t len, char *err,
 				 "unexpected text after the JSON value at "
 				 "byte %zu", end);
 			json_object_put(obj);
-			goto fail;
+			return NULL;
 		}
 	}
-	json_tokener_free(tok);
 	return obj;
-fail:
-	json_tokener_free(tok);
-	return NULL;
 }
 
 /* The request fields other than messages, per mode. */
@@ -403,8 +397,15 @@ struct llm_worker *llm_worker_new(struct llm *llm, const char *api_key,
 	}
 	w->llm = llm;
 	w->rng = seed ? seed : 0x9E3779B97F4A7C15ULL;
+	w->tok = json_tokener_new_ex(LLM_JSON_DEPTH);
+	if (!w->tok) {
+		snprintf(err, err_size, "out of memory");
+		free(w);
+		return NULL;
+	}
 	w->http = http_client_new(&opts, err, err_size);
 	if (!w->http) {
+		json_tokener_free(w->tok);
 		free(w);
 		return NULL;
 	}
@@ -416,6 +417,7 @@ void llm_worker_free(struct llm_worker *w)
 	if (!w)
 		return;
 	http_client_free(w->http);
+	json_tokener_free(w->tok);
 	free(w);
 }
 
@@ -526,8 +528,9 @@ void llm_reply_clear(struct llm_reply *r)
 	memset(r, 0, sizeof(*r));
 }
 
-int llm_parse_reply(enum cfg_llm_mode mode, const char *body, size_t len,
-		    struct llm_reply *out, char *err, size_t err_size)
+static int parse_reply(struct json_tokener *tok, enum cfg_llm_mode mode,
+		       const char *body, size_t len, struct llm_reply *out,
+		       char *err, size_t err_size)
 {
 	struct json_object *root, *choices, *choice, *msg, *usage, *v;
 	struct json_object *calls, *call, *fn;
@@ -538,7 +541,7 @@ int llm_parse_reply(enum cfg_llm_mode mode, const char *body, size_t len,
 	memset(out, 0, sizeof(*out));
 	if (err_size)
 		err[0] = '\0';
-	root = parse_json(body, len, perr, sizeof(perr));
+	root = parse_json(tok, body, len, perr, sizeof(perr));
 	if (!root) {
 		snprintf(err, err_size, "answer body is not JSON: %s", perr);
 		return -1;
@@ -607,16 +610,32 @@ out:
 	return r;
 }
 
+int llm_parse_reply(enum cfg_llm_mode mode, const char *body, size_t len,
+		    struct llm_reply *out, char *err, size_t err_size)
+{
+	struct json_tokener *tok = json_tokener_new_ex(LLM_JSON_DEPTH);
+	int r;
+
+	if (!tok) {
+		memset(out, 0, sizeof(*out));
+		snprintf(err, err_size, "out of memory");
+		return -1;
+	}
+	r = parse_reply(tok, mode, body, len, out, err, err_size);
+	json_tokener_free(tok);
+	return r;
+}
+
 /* What an error body says: its message, and whether it is OpenAI's
  * insufficient_quota (an account problem, not a rate). */
-static void api_error(const char *body, size_t len, char *msg,
-		      size_t msg_size, bool *ret_quota)
+static void api_error(struct json_tokener *tok, const char *body, size_t len,
+		      char *msg, size_t msg_size, bool *ret_quota)
 {
 	struct json_object *root, *e;
 	const char *text = NULL, *type = NULL, *code = NULL;
 	char perr[64];
 
-	root = parse_json(body, len, perr, sizeof(perr));
+	root = parse_json(tok, body, len, perr, sizeof(perr));
 	if (root && json_object_object_get_ex(root, "error", &e)) {
 		text = get_string(e, "message");
 		type = get_string(e, "type");
@@ -843,9 +862,9 @@ static enum llm_status call_model(struct llm_worker *w, const char *body,
 		if (resp.status == 200) {
 			if (prober)
 				set_paused(llm, false, NULL);
-			if (!llm_parse_reply(llm->mode, resp.body,
-					     resp.body_len, reply, err,
-					     sizeof(err))) {
+			if (!parse_reply(w->tok, llm->mode, resp.body,
+					 resp.body_len, reply, err,
+					 sizeof(err))) {
 				observe(llm, &start, 200, "ok", false);
 				correct_tokens(llm, reply, estimate);
 				return LLM_OK;
@@ -858,7 +877,8 @@ static enum llm_status call_model(struct llm_worker *w, const char *body,
 			attempt++;
 			continue;
 		}
-		api_error(resp.body, resp.body_len, err, sizeof(err), &quota);
+		api_error(w->tok, resp.body, resp.body_len, err, sizeof(err),
+			  &quota);
 		detail_set(res, "HTTP %ld%s%s", resp.status, *err ? ": " : "",
 			   err);
 		if (resp.status == 401 || resp.status == 403 || quota) {
@@ -912,7 +932,7 @@ static void keep_answer(struct llm_result *res, const char *answer)
  * Judge an answer: parse it, validate it. Returns the object when valid;
  * else NULL with every error, one per line, in errors.
  */
-static struct json_object *judge(const struct llm *llm, const char *answer,
+static struct json_object *judge(struct llm_worker *w, const char *answer,
 				 char *errors, size_t errors_size)
 {
 	struct json_object *obj;
@@ -926,13 +946,13 @@ static struct json_object *judge(const struct llm *llm, const char *answer,
 			 "/: the answer is not valid UTF-8 at byte %zu", bad);
 		return NULL;
 	}
-	obj = parse_json(answer, len, perr, sizeof(perr));
+	obj = parse_json(w->tok, answer, len, perr, sizeof(perr));
 	if (!obj) {
 		snprintf(errors, errors_size, "/: the answer is not JSON: %s",
 			 perr);
 		return NULL;
 	}
-	if (!schema_validate(llm->schema, obj, errors, errors_size))
+	if (!schema_validate(w->llm->schema, obj, errors, errors_size))
 		return obj;
 	json_object_put(obj);
 	return NULL;
@@ -995,7 +1015,7 @@ void llm_extract(struct llm_worker *w, const char *text, size_t len,
 			break;
 		}
 		keep_answer(res, reply.answer);
-		obj = judge(llm, reply.answer, errors, sizeof(errors));
+		obj = judge(w, reply.answer, errors, sizeof(errors));
 		if (obj) {
 			res->status = LLM_OK;
 			res->output = strdup(

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 struct pool_worker {
 	struct pool *pool;
@@ -48,10 +49,14 @@ static void *pool_worker_main(void *p)
 {
 	struct pool_worker *w = p;
 	struct pool *pool = w->pool;
+	char name[16];
 	sigset_t all;
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	/* Named for top -H, perf and /proc/PID/task/TID/comm. */
+	snprintf(name, sizeof(name), "worker-%u", w->index);
+	prctl(PR_SET_NAME, name, 0, 0, 0);
 
 	if (pool->ops.init) {
 		w->ctx = pool->ops.init(pool->arg, w->index);
