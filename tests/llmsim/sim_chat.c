@@ -6,9 +6,9 @@
  * call them.
  */
 #include "sim_chat.h"
+#include "sim_util.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,20 +30,6 @@ static const char *const sim_mode_names[SIM_MODE_COUNT] = {
 const char *sim_mode_name(enum sim_mode m)
 {
 	return m < SIM_MODE_COUNT ? sim_mode_names[m] : "unknown";
-}
-
-static void sim_errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void sim_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 /** A string member of @p o, or NULL. Borrowed from @p o. */

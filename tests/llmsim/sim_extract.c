@@ -15,11 +15,11 @@
  * call has its own match data, which this file allocates per call.
  */
 #include "sim_extract.h"
+#include "sim_util.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,20 +59,6 @@ struct sim_person {
 	size_t occupation_len;
 	int age;
 };
-
-static void sim_errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void sim_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /** memmem() without _GNU_SOURCE: does @p needle occur in @p hay? */
 static bool sim_contains(const char *hay, size_t hay_len, const char *needle,
