@@ -25,8 +25,12 @@
  * for the assignment, one per job), so a revoked partition lives until
  * its last job is gone.
  *
- * The slots semaphore bounds jobs in the system to pool.max_in_flight,
- * which bounds LLM calls, queue lengths and memory, whatever the backlog.
+ * The slots semaphore (pool.max_in_flight slots) bounds the LLM calls: a
+ * job takes a slot at admission and gives it back when its call ends, if
+ * fewer than max_in_flight answered jobs hold none (pipeline.early), else
+ * at its end. So at most 2 x max_in_flight jobs exist, which bounds queue
+ * lengths and memory whatever the backlog, and the calls go on while
+ * answers wait for an older offset or a delivery report.
  *
  * Metrics are counted where the facts happen, lock-free: admission and
  * job_free move the in-flight gauge, the delivery report counts the

@@ -16,7 +16,7 @@ would write it today and tuned fairly:
     a task, so a backlog of a million records costs C tasks, not a million
     (the article's gather over all tasks would hold every record in memory);
   - aiokafka: a consumer of the input topic (auto-commit, its defaults) and an
-    idempotent acks=all producer with linger 1 ms, as extractd's producer;
+    idempotent acks=all producer with linger 5 ms, as extractd's producer;
   - the request is extractd's: a system message with the instructions, then
     the text verbatim as the user message (the article's "Extract person
     info: {text}" prefix would end up in the name llmsim extracts).
@@ -121,7 +121,7 @@ class Peer:
             auto_offset_reset="earliest", enable_auto_commit=True)
         self.producer = AIOKafkaProducer(
             bootstrap_servers=a.bootstrap, acks="all",
-            enable_idempotence=True, linger_ms=1)
+            enable_idempotence=True, linger_ms=5)
         await self.producer.start()
         await self.consumer.start()
         loop = asyncio.get_running_loop()
