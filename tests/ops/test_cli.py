@@ -6,7 +6,8 @@
 - `--version` and `-V` print "extractd VERSION", VERSION being the
   project version in CMakeLists.txt;
 - an unknown option exits 2 with the usage on stderr;
-- `--check-config` accepts deploy/extractd.cfg, and the configurations
+- `--check-config` accepts deploy/extractd.cfg (in the source tree, as
+  README runs it, and in the image's layout), and the configurations
   the deployment files use (the Kubernetes ConfigMap's, the compose
   file's and the container image's command lines) pass it too.
 """
@@ -73,6 +74,13 @@ def body(a):
     rc, out, err = run(a, "--no-such-option")
     check(rc == 2 and "Usage:" in err, "unknown option: status %d, %r",
           rc, err)
+
+    # In the source tree, as README's "Running it" runs it (deploy/schemas
+    # links to the top-level schemas/).
+    rc, out, err = run(a, "-c", os.path.join(a.source, "deploy",
+                                             "extractd.cfg"),
+                       "--check-config")
+    check(rc == 0, "deploy/extractd.cfg in the source tree: %d %s", rc, err)
 
     # The image's layout: deploy/extractd.cfg beside schemas/, as
     # /usr/share/extractd holds them (its relative schema.file resolves).
