@@ -116,10 +116,26 @@ record_pid() { # record_pid PID FILE
 	printf '%s %s\n' "$1" "$start" >"$2"
 }
 
+# Wait up to $1 tenths of a second until no process of the pid files
+# "${@:2}" is alive; fails when one still is.
+wait_gone() { # wait_gone TENTHS FILE...
+	local tenths=$1 f i left
+	shift
+	for ((i = 0; i < tenths; i++)); do
+		left=0
+		for f in "$@"; do
+			pidfile_alive "$f" && left=1
+		done
+		[ $left -eq 0 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 # SIGTERM every live process of the given pid files, wait up to
 # $stop_timeout s, then SIGKILL the rest and wait until they are gone.
 stop_pidfiles() {
-	local files=() f i left
+	local files=() f
 	for f in "$@"; do
 		if pidfile_alive "$f"; then
 			files+=("$f")
@@ -127,28 +143,14 @@ stop_pidfiles() {
 		fi
 	done
 	[ ${#files[@]} -gt 0 ] || return 0
-	for ((i = 0; i < stop_timeout * 10; i++)); do
-		left=0
-		for f in "${files[@]}"; do
-			pidfile_alive "$f" && left=1
-		done
-		[ $left -eq 0 ] && return 0
-		sleep 0.1
-	done
+	wait_gone $((stop_timeout * 10)) "${files[@]}" && return 0
 	for f in "${files[@]}"; do
 		if pidfile_alive "$f"; then
 			say "pid $(pidfile_pid "$f") ignored SIGTERM for ${stop_timeout}s: SIGKILL"
 			kill -KILL "$(pidfile_pid "$f")" 2>/dev/null || true
 		fi
 	done
-	for ((i = 0; i < 100; i++)); do
-		left=0
-		for f in "${files[@]}"; do
-			pidfile_alive "$f" && left=1
-		done
-		[ $left -eq 0 ] && return 0
-		sleep 0.1
-	done
+	wait_gone 100 "${files[@]}" && return 0
 	say "some processes survived SIGKILL: ${files[*]}"
 	return 1
 }

@@ -48,6 +48,7 @@ DEADLINE = 120.0        # seconds: the default wait for any condition
 POLL = 0.2              # seconds: one consumer poll / process check
 STOP_GRACE = 10.0       # seconds: SIGTERM to SIGKILL in cleanup
 LOG_TAIL = 60           # lines of each log printed on failure
+SKIP = 77               # exit status of a skipped test (SKIP_RETURN_CODE)
 
 SCHEMA_REL = "schemas/person.schema.json"
 
@@ -79,6 +80,12 @@ def log(msg, *args):
     """Progress line on stdout (ctest shows it with --output-on-failure)."""
     text = msg % args if args else msg
     print("[%7.2f] %s" % (time.monotonic() - _T0, text), flush=True)
+
+
+def skip(why):
+    """End the test as skipped (exit status SKIP), saying why."""
+    print("SKIP: %s" % why, flush=True)
+    sys.exit(SKIP)
 
 
 _T0 = time.monotonic()
@@ -232,8 +239,26 @@ def person_texts(n, seed, first=0):
     return out
 
 
+def insert_bad(values, bad, n, seed):
+    """Insert n values of bad (bad[0], bad[1], ... in turn) into the list
+    values, each at a random place; deterministic for a seed."""
+    rnd = random.Random(seed)
+    for i in range(n):
+        values.insert(rnd.randrange(len(values) + 1), bad[i % len(bad)])
+
+
 # --------------------------------------------------------------------------
 # Processes
+
+
+def log_tail(path, n=LOG_TAIL):
+    """The last n lines of the log file path, or "(no log)"."""
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(lines[-n:])
 
 
 class Proc:
@@ -283,16 +308,19 @@ class Proc:
         return self.popen.returncode
 
     def tail(self, n=LOG_TAIL):
-        try:
-            with open(self.logpath, "rb") as f:
-                lines = f.read().decode("utf-8", "replace").splitlines()
-        except OSError:
-            return "(no log)"
-        return "\n".join(lines[-n:])
+        return log_tail(self.logpath, n)
 
     def log_text(self):
         with open(self.logpath, "rb") as f:
             return f.read().decode("utf-8", "replace")
+
+    def rss_bytes(self):
+        """The process's resident set size (VmRSS), in bytes."""
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise TestFailure("no VmRSS for pid %d" % self.pid)
 
 
 class Kafka:
@@ -511,6 +539,13 @@ class Extractd:
             raise TestFailure("extractd exited (status %s):\n%s" %
                               (self.proc.returncode(), self.proc.tail()))
 
+    def check_no_fatal(self):
+        """Fail if a line of extractd's log says "fatal" (in any case)."""
+        fatal = [x for x in self.proc.log_text().splitlines()
+                 if "fatal" in x.lower()]
+        check(not fatal, "extractd logged a fatal error:\n%s",
+              "\n".join(fatal)[:2000])
+
 
 # --------------------------------------------------------------------------
 # Consuming
@@ -591,6 +626,26 @@ class Collector:
                 _, part, off = r.source()
                 seen[(part, off)] = seen.get((part, off), 0) + 1
         return seen
+
+    def check_covered(self, inputs, settle):
+        """Poll settle seconds more (a late repeat shows up), then fail
+        unless the records come from exactly the input offsets inputs (a
+        set of (partition, offset)); returns coverage()."""
+        self.poll(settle)
+        seen = self.coverage()
+        check(set(seen) == inputs, "records from unknown offsets: %r",
+              sorted(set(seen) - inputs)[:5])
+        return seen
+
+    def check_persons(self, placed, values):
+        """Fail unless every output is the Person llmsim extracts from its
+        input: values[i] was produced at placed[i], (partition, offset)."""
+        value_at = dict(zip(placed, values))
+        for r in self.records[self.h.topics["output"]]:
+            _, p, o = r.source()
+            want = expected_person(value_at[(p, o)].decode())
+            check(r.json() == want, "%s: %r, want %r", r.where(), r.value,
+                  want)
 
 
 class Feeder(threading.Thread):
@@ -841,6 +896,13 @@ class Harness:
               path)
         return path
 
+    def sanitized(self):
+        """Whether extractd is built with a sanitizer (RSS means little then:
+        ASan keeps freed memory in quarantine, TSan shadows everything)."""
+        with open(self.binary("extractd"), "rb") as f:
+            data = f.read()
+        return b"__asan_init" in data or b"__tsan_init" in data
+
     # -- services
 
     def start_kafka(self, partitions=1, out_partitions=None,
@@ -995,6 +1057,18 @@ class Harness:
     def collector(self, topics=None):
         topics = topics or [self.topics["output"], self.topics["dlq"]]
         return Collector(self, topics)
+
+    def stop_at_end(self, group, *daemons):
+        """SIGTERM each of daemons (Extractd) in turn: each must exit 0, and
+        group must then have committed the input topic's end offsets."""
+        for d in daemons:
+            rc, _ = d.terminate(60)
+            check(rc == 0, "extractd exit status %d after SIGTERM", rc)
+        committed = self.committed(group)
+        end = self.end_offsets()
+        check(committed == end, "committed %r, want the end offsets %r",
+              committed, end)
+        log("committed %r == end offsets", committed)
 
     # -- teardown
 

@@ -304,22 +304,6 @@ def run_cases(h, d, coll, cases, done):
     return placed
 
 
-def sanitized(h):
-    """Whether extractd is built with a sanitizer (RSS means little then:
-    ASan keeps freed memory in quarantine, TSan shadows everything)."""
-    with open(h.binary("extractd"), "rb") as f:
-        data = f.read()
-    return b"__asan_init" in data or b"__tsan_init" in data
-
-
-def rss_bytes(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise harness.TestFailure("no VmRSS for pid %d" % pid)
-
-
 def write_answers(path):
     with open(path, "wb") as f:
         for match, content in ANSWERS:
@@ -356,13 +340,13 @@ def body(h):
     log("%d hostile answers: each a right record or dead letter",
         len(ANSWER_CASES) + 1)
 
-    before = rss_bytes(d.proc.pid)
+    before = d.proc.rss_bytes()
     run_cases(h, d, coll, HUGE_CASES, done)
-    after = rss_bytes(d.proc.pid)
+    after = d.proc.rss_bytes()
     log("%d answers of %d MiB cut at llm.max_response_bytes: RSS %.1f -> "
         "%.1f MiB", len(HUGE_CASES), HUGE_ANSWER // MIB, before / MIB,
         after / MIB)
-    if sanitized(h):
+    if h.sanitized():
         log("sanitizer build: RSS not judged")
     else:
         check(after - before < RSS_JUMP_MAX,
@@ -383,13 +367,7 @@ def body(h):
     coll.poll(1.0)  # anything extra would show up now
     check(coll.count() == len(done), "%d records for %d inputs",
           coll.count(), len(done))
-    rc, _ = d.terminate(60)
-    check(rc == 0, "extractd exit status %d after SIGTERM", rc)
-    committed = h.committed(group)
-    end = h.end_offsets()
-    check(committed == end, "committed %r, want the end offsets %r",
-          committed, end)
-    log("committed %r == end offsets", committed)
+    h.stop_at_end(group, d)
 
 
 if __name__ == "__main__":

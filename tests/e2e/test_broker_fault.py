@@ -36,7 +36,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import check, expected_person, log, person_texts  # noqa: E402
+from harness import check, log, person_texts  # noqa: E402
 
 from confluent_kafka import Consumer  # noqa: E402
 from confluent_kafka.admin import AdminClient, ConfigResource  # noqa: E402
@@ -94,11 +94,11 @@ class RealCluster:
         rc, out = self.run("start", "--nodes", str(nodes),
                            timeout=START_TIMEOUT)
         if rc == 2:
-            print("SKIP: scripts/kafka.sh cannot start Kafka here (exit "
-                  "2: no usable Java, or no Maven for the first download):"
-                  "\n%s" % self.tail(), flush=True)
+            why = ("scripts/kafka.sh cannot start Kafka here (exit 2: no "
+                   "usable Java, or no Maven for the first download):\n%s" %
+                   self.tail())
             h.close()
-            sys.exit(77)
+            harness.skip(why)
         check(rc == 0, "kafka.sh start exited %s:\n%s", rc, self.tail())
         self.started = True
         self.bootstrap = out.strip().splitlines()[-1]
@@ -139,12 +139,7 @@ class RealCluster:
         return 0
 
     def tail(self, n=harness.LOG_TAIL):
-        try:
-            with open(self.logpath, "rb") as f:
-                lines = f.read().decode("utf-8", "replace").splitlines()
-        except OSError:
-            return "(no log)"
-        return "\n".join(lines[-n:])
+        return harness.log_tail(self.logpath, n)
 
 
 def leaders(h, topics):
@@ -199,12 +194,10 @@ def body(h):
           "min.insync.replicas of %s is %s", out,
           conf["min.insync.replicas"].value)
 
-    rnd = random.Random(13)
     values = [t.encode() for t in person_texts(GOOD, seed=61)]
     for i in range(0, GOOD, SLOW_EVERY):
         values[i + SLOW_EVERY // 2] = harness.SLOW_TEXT.encode()
-    for i in range(10):
-        values.insert(rnd.randrange(len(values) + 1), BAD[i % 2])
+    harness.insert_bad(values, BAD, 10, seed=13)
     total = len(values)
 
     h.start_llmsim(latency_ms=20, jitter_ms=5,
@@ -260,31 +253,18 @@ def body(h):
     inputs = feeder.inputs()
     coll.until(lambda c: inputs <= set(c.coverage()),
                "every input offset covered", watch=[d])
-    coll.poll(1.0)
-    seen = coll.coverage()
-    check(set(seen) == inputs, "records from unknown offsets: %r",
-          sorted(set(seen) - inputs)[:5])
-    value_at = dict(zip(feeder.placed, values))
-    for r in coll.records[out]:
-        _, p, o = r.source()
-        want = expected_person(value_at[(p, o)].decode())
-        check(r.json() == want, "%s: %r, want %r", r.where(), r.value, want)
+    seen = coll.check_covered(inputs, 1.0)
+    coll.check_persons(feeder.placed, values)
     repeats = sum(n - 1 for n in seen.values())
     log("DUPLICATES: %d repeated outputs (%d inputs)", repeats, total)
 
     end = h.end_offsets()
     watch.wait_for(end, "the end, while running", watch=[d])
-    rc, _ = d.terminate(60)
-    check(rc == 0, "extractd exit status %d after SIGTERM", rc)
-    text = d.proc.log_text()
-    fatal = [x for x in text.splitlines() if "fatal" in x.lower()]
-    check(not fatal, "extractd logged a fatal error:\n%s",
-          "\n".join(fatal)[:2000])
+    h.stop_at_end(group, d)
+    d.check_no_fatal()
     n = watch.check(coll, inputs)
     log("commit prefix held in all %d samples (%d reads failed)", n,
         watch.failed_reads)
-    check(h.committed(group) == end, "committed %r after SIGTERM, want %r",
-          h.committed(group), end)
     log("outputs %d, dead letters %d; cluster start %.1fs, whole test "
         "%.1fs", coll.count(out), coll.count(dlq), cluster.start_s,
         time.monotonic() - t_all)
@@ -292,16 +272,14 @@ def body(h):
 
 if __name__ == "__main__":
     if os.environ.get("KAFKA_BOOTSTRAP"):
-        print("SKIP: broker_fault starts its own three-node Kafka; it ran "
-              "in the kafka-embedded pass (this pass's broker is not its "
-              "to stop)")
-        sys.exit(77)
+        harness.skip("broker_fault starts its own three-node Kafka; it ran "
+                     "in the kafka-embedded pass (this pass's broker is not "
+                     "its to stop)")
     java = shutil.which("java")
     if os.environ.get("JAVA_HOME"):
         java = os.path.join(os.environ["JAVA_HOME"], "bin", "java")
     if not java or not os.access(java, os.X_OK):
-        print("SKIP: no Java (JAVA_HOME or java on PATH): the three-node "
-              "Apache Kafka cluster this test stops a broker of needs "
-              "Java 17+")
-        sys.exit(77)
+        harness.skip("no Java (JAVA_HOME or java on PATH): the three-node "
+                     "Apache Kafka cluster this test stops a broker of "
+                     "needs Java 17+")
     harness.run(body)

@@ -173,13 +173,7 @@ def body(h):
     log("%d inputs: %d outputs + %d dead letters, each once and right",
         total, coll.count(out), coll.count(dlq))
 
-    rc, _ = d.terminate(60)
-    check(rc == 0, "extractd exit status %d after SIGTERM", rc)
-    committed = h.committed(group)
-    end = h.end_offsets()
-    check(committed == end, "committed %r, want the end offsets %r",
-          committed, end)
-    log("committed %r == end offsets", committed)
+    h.stop_at_end(group, d)
 
 
 if __name__ == "__main__":

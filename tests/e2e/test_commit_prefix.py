@@ -163,11 +163,7 @@ def body(h):
     check_values(h, coll, value_at)
     n = watch.check(coll, inputs)
     log("commit prefix held in all %d samples", n)
-    rc, _ = d.terminate(60)
-    check(rc == 0, "extractd exit status %d after SIGTERM", rc)
-    end = h.end_offsets()
-    check(h.committed(group) == end, "committed %r, want %r",
-          h.committed(group), end)
+    h.stop_at_end(group, d)
 
 
 def gaps_phase(h, coll, watch, d, value_at):

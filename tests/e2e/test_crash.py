@@ -16,7 +16,6 @@ Proves:
 """
 
 import os
-import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -29,21 +28,9 @@ POOL = {"workers": 8, "max_in_flight": 8}
 BAD = [b" ", b"No match here"]  # an input and a refusal dead letter
 
 
-def coverage(coll, topics):
-    """{(partition, offset): times seen} over outputs and dead letters."""
-    seen = {}
-    for t in topics:
-        for r in coll.records[t]:
-            _, part, off = r.source()
-            seen[(part, off)] = seen.get((part, off), 0) + 1
-    return seen
-
-
 def body(h):
-    rnd = random.Random(4)
     values = [t.encode() for t in person_texts(GOOD, seed=21)]
-    for i in range(20):
-        values.insert(rnd.randrange(len(values) + 1), BAD[i % 2])
+    harness.insert_bad(values, BAD, 20, seed=4)
     total = len(values)
 
     h.start_kafka(partitions=PARTITIONS)
@@ -51,7 +38,7 @@ def body(h):
     placed = h.produce([(("k-%d" % i).encode(), v, i % PARTITIONS)
                         for i, v in enumerate(values)])
     inputs = set(placed)
-    out, dlq = h.topics["output"], h.topics["dlq"]
+    out = h.topics["output"]
     coll = h.collector()
 
     d1, group = h.start_extractd({"pool": POOL})
@@ -64,7 +51,7 @@ def body(h):
                watch=[d1])
     d1.kill()
     coll.poll(1.0)  # whatever was written before the kill
-    before = coverage(coll, (out, dlq))
+    before = coll.coverage()
     at_kill = h.committed(group)
     log("at the kill: %d inputs out, committed %r", len(before), at_kill)
     check(0 < len(before) < total, "kill was not mid-stream: %d of %d out",
@@ -76,12 +63,9 @@ def body(h):
                   part, c, off)
 
     d2, _ = h.start_extractd({"pool": POOL}, group=group)
-    coll.until(lambda c: inputs <= set(coverage(c, (out, dlq))),
+    coll.until(lambda c: inputs <= set(c.coverage()),
                "every input offset covered", watch=[d2])
-    coll.poll(2.0)
-    seen = coverage(coll, (out, dlq))
-    check(set(seen) == inputs, "records from unknown offsets: %r",
-          sorted(set(seen) - inputs)[:5])
+    seen = coll.check_covered(inputs, 2.0)
     repeats = {k: n - 1 for k, n in seen.items() if n > 1}
     n_repeats = sum(repeats.values())
     log("DUPLICATES: %d records came out twice or more (%d delivered "
@@ -93,10 +77,7 @@ def body(h):
     check(n_repeats <= len(before), "%d repeats > %d delivered before the "
           "kill", n_repeats, len(before))
 
-    rc, _ = d2.terminate(60)
-    check(rc == 0, "extractd exit status %d after SIGTERM", rc)
-    committed, end = h.committed(group), h.end_offsets()
-    check(committed == end, "committed %r, want %r", committed, end)
+    h.stop_at_end(group, d2)
 
 
 if __name__ == "__main__":

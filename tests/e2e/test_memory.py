@@ -37,20 +37,6 @@ RSS_GROWTH_MAX = 4 * MIB
 RSS_MAX = 48 * MIB        # librdkafka's prefetch defaults alone reach ~63
 
 
-def sanitized(h):
-    with open(h.binary("extractd"), "rb") as f:
-        data = f.read()
-    return b"__asan_init" in data or b"__tsan_init" in data
-
-
-def rss_bytes(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise harness.TestFailure("no VmRSS for pid %d" % pid)
-
-
 def produce_backlog(h, n):
     """n texts, one per line, through kcat (fast), n / PARTITIONS to each
     partition."""
@@ -75,9 +61,8 @@ def produce_backlog(h, n):
 
 
 def body(h):
-    if sanitized(h):
-        print("SKIP: sanitizer build, RSS is not the program's")
-        sys.exit(77)
+    if h.sanitized():
+        harness.skip("sanitizer build, RSS is not the program's")
     h.start_kafka(partitions=PARTITIONS)
     h.start_llmsim(latency_ms=LATENCY_MS)
     produce_backlog(h, RECORDS)
@@ -91,7 +76,7 @@ def body(h):
     samples = []   # (seconds since the first output, RSS bytes)
     while time.monotonic() - t0 < WATCH_S:
         d.check_running()
-        samples.append((time.monotonic() - t0, rss_bytes(d.proc.pid)))
+        samples.append((time.monotonic() - t0, d.proc.rss_bytes()))
         coll.poll(SAMPLE_S)
     done = coll.count()
     log("RSS (MiB) every %.1fs: %s", SAMPLE_S,

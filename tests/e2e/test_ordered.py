@@ -13,7 +13,6 @@ proves per input partition:
 """
 
 import os
-import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -27,10 +26,8 @@ BAD = [b"", "The weather is nice today".encode(),
 
 
 def body(h):
-    rnd = random.Random(99)
     values = [t.encode() for t in person_texts(GOOD, seed=3)]
-    for i in range(24):
-        values.insert(rnd.randrange(len(values) + 1), BAD[i % len(BAD)])
+    harness.insert_bad(values, BAD, 24, seed=99)
     total = len(values)
 
     h.start_kafka(partitions=PARTITIONS)
@@ -79,10 +76,7 @@ def body(h):
     log("%d records: per partition in offset order across %s and %s",
         total, out, dlq)
 
-    rc, _ = d.terminate(60)
-    check(rc == 0, "extractd exit status %d after SIGTERM", rc)
-    committed, end = h.committed(group), h.end_offsets()
-    check(committed == end, "committed %r, want %r", committed, end)
+    h.stop_at_end(group, d)
 
 
 if __name__ == "__main__":

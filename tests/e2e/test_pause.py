@@ -72,11 +72,7 @@ def body(h):
         check(r.json() == want, "%s: %r, want %r", r.where(), r.value, want)
     check(any("answers again" in r.get("msg", "") for r in log_lines(d)),
           "no resume line in the log")
-    rc, _ = d.terminate(60)
-    check(rc == 0, "exit status %d", rc)
-    ends = h.end_offsets()
-    check(h.committed(group) == ends, "committed %r, end offsets %r",
-          h.committed(group), ends)
+    h.stop_at_end(group, d)
 
 
 if __name__ == "__main__":

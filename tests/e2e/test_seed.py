@@ -85,13 +85,7 @@ def body(h):
     check(stats["requests"] == 7, "llmsim saw %d requests, want 7: %r",
           stats["requests"], stats)
 
-    rc, _ = d.terminate(60)
-    check(rc == 0, "extractd exit status %d after SIGTERM", rc)
-    committed = h.committed(group)
-    end = h.end_offsets()
-    check(committed == end, "committed %r, want the end offsets %r",
-          committed, end)
-    log("committed %r == end offsets", committed)
+    h.stop_at_end(group, d)
 
 
 if __name__ == "__main__":

@@ -61,11 +61,7 @@ def body(h):
           retried)
     check(stats["by_status"].get("429", 0) > 0, "no 429 in the storm")
 
-    rc, _ = d.terminate(60)
-    check(rc == 0, "extractd exit status %d after SIGTERM", rc)
-    ends = h.end_offsets()
-    committed = h.committed(group)
-    check(committed == ends, "committed %r, end offsets %r", committed, ends)
+    h.stop_at_end(group, d)
 
 
 if __name__ == "__main__":

@@ -53,19 +53,11 @@ class Valgrind(harness.Extractd):
         log("extractd started under valgrind (pid %d)", self.proc.pid)
 
 
-def sanitized(h):
-    with open(h.binary("extractd"), "rb") as f:
-        data = f.read()
-    return b"__asan_init" in data or b"__tsan_init" in data
-
-
 def body(h):
     if not shutil.which("valgrind"):
-        print("SKIP: no valgrind")
-        sys.exit(77)
-    if sanitized(h):
-        print("SKIP: extractd is built with a sanitizer")
-        sys.exit(77)
+        harness.skip("no valgrind")
+    if h.sanitized():
+        harness.skip("extractd is built with a sanitizer")
 
     h.start_kafka(partitions=1)
     h.start_llmsim(latency_ms=10)

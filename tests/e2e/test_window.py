@@ -72,10 +72,7 @@ def body(h):
           "once, max_in_flight %d", stats["peak_concurrent"], C)
     check(stats["requests"] == len(texts), "llmsim saw %d requests for %d "
           "texts", stats["requests"], len(texts))
-    rc, _ = d.terminate(60)
-    check(rc == 0, "extractd exit status %d after SIGTERM", rc)
-    check(h.committed(group) == h.end_offsets(), "committed %r, want %r",
-          h.committed(group), h.end_offsets())
+    h.stop_at_end(group, d)
 
 
 if __name__ == "__main__":
