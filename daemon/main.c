@@ -18,7 +18,11 @@
  * hears READY=1 once the consumers run and STOPPING=1 at the first step
  * of shutdown. Every secret is registered with the log before any thread
  * starts, so no line shows it, whatever wrote it.
+ *
+ * Every thread runs under SCHED_BATCH (set before the first thread starts;
+ * threads inherit it): see batch_scheduling().
  */
+#define _GNU_SOURCE /* SCHED_BATCH */
 #include "config.h"
 #include "consumer.h"
 #include "health.h"
@@ -35,6 +39,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,6 +186,27 @@ static void log_summary(struct pipeline *pl)
 }
 
 /* Start, serve until a signal, stop. Returns the exit status. */
+/*
+ * SCHED_BATCH: a woken thread does not preempt the running one. extractd
+ * is hundreds of threads that each wake a few times a record (a job, an
+ * answer, a slot, a delivery report), and on a busy machine half of those
+ * wake-ups preempted the thread that caused them: ~1.2 involuntary context
+ * switches a record. Records wait 50 ms to a minute for the LLM, so the
+ * few ms a woken thread may now wait cost nothing; the switches saved are
+ * 6-12% of the CPU per record (scripts/bench.sh, C = 64 and 256). The
+ * share of CPU the kernel gives extractd is unchanged (same nice level).
+ * Refused (a seccomp filter, as the systemd unit's, which sets the same
+ * policy with CPUSchedulingPolicy=batch instead): nothing else changes.
+ */
+static void batch_scheduling(void)
+{
+	const struct sched_param param = { .sched_priority = 0 };
+
+	if (sched_setscheduler(0, SCHED_BATCH, &param) < 0)
+		LOG_DEBUG("scheduling policy unchanged",
+			  "\"error\":\"%s\"", strerror(errno));
+}
+
 static int run(struct extractd_config *cfg, struct schema *schema,
 	       char *api_key)
 {
@@ -198,6 +224,7 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 	sigset_t stop;
 	int sig, left, status = 1;
 
+	batch_scheduling();
 	consumers = calloc(cfg->kafka.consumer_threads, sizeof(*consumers));
 	pthread_mutex_init(&pl.lock, NULL);
 	pthread_cond_init(&pl.drained, NULL);
