@@ -99,7 +99,7 @@ if wanted asan; then
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  LSAN_OPTIONS=suppressions=$here/tests/sanitizers/lsan.supp \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  check "$BUILD_DIR-asan" -LE "fuzz|kafka|sdk" \
+	  check "$BUILD_DIR-asan" -LE "fuzz|kafka|sdk|bench" \
 		-E "e2e\.(broker_fault|valgrind|memory)" "${ctest_args[@]}"; } || rc=$?
 	note "$rc" asan
 fi

@@ -39,7 +39,6 @@ Measured per run:
 import argparse
 import json
 import os
-import re
 import select
 import shutil
 import signal
@@ -174,6 +173,7 @@ class Bench:
         self.uid = uuid.uuid4().hex[:6]
         self.procs = []
         self.kafka = None
+        self.created = []  # topics made on KAFKA_BOOTSTRAP, deleted at close
         self.llmsims = {}
         self.results = []
         self.current = None  # the system process of the run under way
@@ -639,8 +639,16 @@ def plan(args):
         points = [(j, c) for j in (0, 20) for c in cs]
         peer_cs = set(cs)
     if args.concurrency:
-        keep = {int(x) for x in args.concurrency.split(",")}
-        points = [pt for pt in points if pt[1] in keep]
+        # Any list, not only the default points: jitter 0 and 20 for each.
+        try:
+            cs = sorted({int(x) for x in args.concurrency.split(",")})
+        except ValueError:
+            cs = []
+        if not cs or cs[0] < 1:
+            sys.exit("bench.py: --concurrency wants integers >= 1, "
+                     "e.g. 64,256")
+        points = [(j, c) for j in (0, 20) for c in cs]
+        peer_cs = set(cs)
     if args.jitter:
         keep = {int(x) for x in args.jitter.split(",")}
         points = [pt for pt in points if pt[0] in keep]
@@ -746,7 +754,8 @@ def main():
                     help="seconds of steady state per point (default 12, "
                     "quick 4)")
     ap.add_argument("--partitions", type=int, default=4)
-    ap.add_argument("--concurrency", help="only these, e.g. 64,256")
+    ap.add_argument("--concurrency",
+                    help="these instead, jitter 0 and 20 each, e.g. 64,256")
     ap.add_argument("--jitter", help="only these jitters (ms), e.g. 0")
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--no-backlog", action="store_true")
@@ -776,10 +785,10 @@ def main():
             f.write(table(results))
         return
 
+    pts = plan(args)
     b = Bench(args)
     signal.signal(signal.SIGTERM, lambda s, f: sys.exit(128 + s))
     try:
-        pts = plan(args)
         topics = {}
         for j, c, n, systems in pts:
             topics["bench.in.j%d.c%d.%s" % (j, c, b.uid)] = args.partitions

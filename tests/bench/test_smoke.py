@@ -1,0 +1,105 @@
+"""bench.smoke: the benchmark driver runs end to end on a tiny point.
+
+scripts/bench/bench.py at C = 2 and 4, jitter 0, 1 s of steady state,
+extractd in both orders, no peer (its venv needs PyPI), and a
+3,000-record backlog for 2 s. Proves the parts a full run relies on:
+results.json has one run per system, order and C, each with the fields
+DESIGN.md lists (system, mode, concurrency, latency_ms, records, seconds,
+throughput, littles_law = C / latency, efficiency = throughput /
+littles_law, cpu_s_per_record, rss_mb) and values that add up; every
+record of a point was delivered; llmsim never saw more than C requests
+open; the backlog run has its peak RSS; results.md and the four PNG plots
+exist (gnuplot comes with scripts/deps.sh). Nothing about speed is
+asserted: that is what scripts/bench.sh measures.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+CONCURRENCY = (2, 4)
+FIELDS = ("system", "mode", "concurrency", "latency_ms", "records",
+          "seconds", "throughput", "littles_law", "efficiency",
+          "cpu_s_per_record", "rss_mb")
+PLOTS = ("throughput.png", "efficiency.png", "cpu.png", "rss.png")
+
+
+def check(cond, msg, *args):
+    if not cond:
+        print("FAIL: " + (msg % args if args else msg), flush=True)
+        sys.exit(1)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--source", required=True)
+    a = ap.parse_args()
+    out = tempfile.mkdtemp(prefix="extractd-bench-smoke-")
+    try:
+        cmd = [sys.executable,
+               os.path.join(a.source, "scripts", "bench", "bench.py"),
+               "--bin", a.bin, "--source", a.source, "--out", out,
+               "--concurrency", ",".join(map(str, CONCURRENCY)),
+               "--jitter", "0", "--steady", "1", "--no-peer",
+               "--backlog", "3000", "--backlog-seconds", "2"]
+        print("$ " + " ".join(cmd), flush=True)
+        r = subprocess.run(cmd, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=240)
+        text = r.stdout.decode("utf-8", "replace")
+        print(text[-4000:], flush=True)
+        check(r.returncode == 0, "bench.py exit status %d", r.returncode)
+
+        with open(os.path.join(out, "results.json")) as f:
+            runs = json.load(f)
+        points = [x for x in runs if "backlog" not in x]
+        backlog = [x for x in runs if "backlog" in x]
+        want = {("extractd", m, c) for m in ("completion", "offset")
+                for c in CONCURRENCY}
+        got = {(x["system"], x["mode"], x["concurrency"]) for x in points}
+        check(got == want, "runs %r, want %r", sorted(got), sorted(want))
+        for x in points + backlog:
+            for k in FIELDS:
+                check(k in x, "run %r has no field %r", x, k)
+            c = x["concurrency"]
+            check(x["latency_ms"] == 50, "latency_ms %r", x["latency_ms"])
+            check(abs(x["littles_law"] - c * 1000.0 / x["latency_ms"]) <
+                  1e-6, "littles_law %r at C = %d", x["littles_law"], c)
+            check(x["records"] > 0 and x["seconds"] > 0,
+                  "records %r in %r s", x["records"], x["seconds"])
+            check(abs(x["throughput"] - x["records"] / x["seconds"]) <=
+                  0.06 * x["throughput"] + 0.1, "throughput %r for %r "
+                  "records in %r s", x["throughput"], x["records"],
+                  x["seconds"])
+            check(abs(x["efficiency"] - x["throughput"] / x["littles_law"])
+                  < 0.01, "efficiency %r, throughput %r, Little %r",
+                  x["efficiency"], x["throughput"], x["littles_law"])
+            check(0 < x["cpu_s_per_record"] < 1, "cpu_s_per_record %r",
+                  x["cpu_s_per_record"])
+            check(0 < x["rss_mb"] < 1024, "rss_mb %r", x["rss_mb"])
+        for x in points:
+            check(not x["stopped_early"], "run stopped early: %r", x)
+            check(x["dead_letters"] == 0, "dead letters: %r", x)
+            check(x["llm_peak_concurrent"] <= x["concurrency"],
+                  "llmsim saw %d open at C = %d", x["llm_peak_concurrent"],
+                  x["concurrency"])
+            check(x["llm_requests"] == x["records"], "%d requests for %d "
+                  "records", x["llm_requests"], x["records"])
+        check(len(backlog) == 1 and backlog[0]["backlog"] == 3000,
+              "backlog runs %r", backlog)
+        for name in ("results.md",) + PLOTS:
+            path = os.path.join(out, name)
+            check(os.path.isfile(path) and os.path.getsize(path) > 0,
+                  "%s missing or empty", name)
+        print("%d runs, %s and the plots: PASS" % (len(runs), "results.json"),
+              flush=True)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
