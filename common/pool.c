@@ -11,14 +11,13 @@
  * so queued jobs still run.
  */
 #include "pool.h"
+#include "thread.h"
 
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 
 struct pool_worker {
 	struct pool *pool;
@@ -49,14 +48,8 @@ static void *pool_worker_main(void *p)
 {
 	struct pool_worker *w = p;
 	struct pool *pool = w->pool;
-	char name[16];
-	sigset_t all;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	/* Named for top -H, perf and /proc/PID/task/TID/comm. */
-	snprintf(name, sizeof(name), "worker-%u", w->index);
-	prctl(PR_SET_NAME, name, 0, 0, 0);
+	thread_enter("worker-%u", w->index);
 
 	if (pool->ops.init) {
 		w->ctx = pool->ops.init(pool->arg, w->index);

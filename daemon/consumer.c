@@ -34,13 +34,12 @@
 #include "offsets.h"
 #include "pipeline.h"
 #include "producer.h"
+#include "thread.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <time.h>
 
 #define REVOKE_WAIT_NS (10LL * 1000000000) /**< bound on a revoke's wait */
@@ -646,13 +645,8 @@ static void *consumer_main(void *arg)
 	int64_t next_txn = now_mono_ns() + txn_period;
 	int64_t deadline;
 	rd_kafka_resp_err_t err;
-	char name[16];
-	sigset_t all;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	snprintf(name, sizeof(name), "consumer-%u", c->index);
-	prctl(PR_SET_NAME, name, 0, 0, 0);
+	thread_enter("consumer-%u", c->index);
 
 	while (!atomic_load(&pl->stopping)) {
 		rd_kafka_message_t *msg;

@@ -19,13 +19,12 @@
 #include "kafka.h"
 #include "log.h"
 #include "pipeline.h"
+#include "thread.h"
 
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -92,11 +91,8 @@ static int32_t by_source(const rd_kafka_topic_t *rkt, const void *key,
 static void *poll_main(void *arg)
 {
 	struct producer *p = arg;
-	sigset_t all;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	prctl(PR_SET_NAME, "producer", 0, 0, 0);
+	thread_enter("producer");
 	while (!atomic_load(&p->stop))
 		rd_kafka_poll(p->rk, 100);
 	return NULL;
