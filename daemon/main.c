@@ -185,7 +185,6 @@ static void log_summary(struct pipeline *pl)
 		 first && last > first ? (double)(last - first) / 1000 : 0.0);
 }
 
-/* Start, serve until a signal, stop. Returns the exit status. */
 /*
  * SCHED_BATCH: a woken thread does not preempt the running one. extractd
  * is hundreds of threads that each wake a few times a record (a job, an
@@ -207,6 +206,7 @@ static void batch_scheduling(void)
 			  "\"error\":\"%s\"", strerror(errno));
 }
 
+/* Start, serve until a signal, stop. Returns the exit status. */
 static int run(struct extractd_config *cfg, struct schema *schema,
 	       char *api_key)
 {
