@@ -38,6 +38,7 @@ struct http_client {
 	long reset_ms;               /**< max of x-ratelimit-reset-*, or -1 */
 	long limit_requests;         /**< x-ratelimit-limit-requests, or 0 */
 	long limit_tokens;           /**< x-ratelimit-limit-tokens, or 0 */
+	const atomic_bool *abort;    /**< cuts a call when set; may be NULL */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -201,6 +202,59 @@ static size_t on_header(char *data, size_t size, size_t n, void *p)
 	return len;
 }
 
+char *http_url_public(const char *url, bool host_only)
+{
+	CURLU *u = curl_url();
+	char *part = NULL, *port = NULL, *out = NULL;
+	CURLUcode rc;
+
+	if (!u)
+		return NULL;
+	rc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
+	if (rc) {
+		curl_url_cleanup(u);
+		return strdup("(unparsable URL)");
+	}
+	if (host_only) {
+		if (!curl_url_get(u, CURLUPART_HOST, &part, 0) &&
+		    !curl_url_get(u, CURLUPART_PORT, &port,
+				  CURLU_DEFAULT_PORT)) {
+			size_t n = strlen(part) + strlen(port) + 2;
+
+			out = malloc(n);
+			if (out)
+				snprintf(out, n, "%s:%s", part, port);
+		} else {
+			out = strdup("(unknown host)");
+		}
+	} else {
+		curl_url_set(u, CURLUPART_USER, NULL, 0);
+		curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
+		curl_url_set(u, CURLUPART_QUERY, NULL, 0);
+		curl_url_set(u, CURLUPART_FRAGMENT, NULL, 0);
+		if (!curl_url_get(u, CURLUPART_URL, &part, 0))
+			out = strdup(part);
+	}
+	curl_free(part);
+	curl_free(port);
+	curl_url_cleanup(u);
+	return out;
+}
+
+/* Progress callback: libcurl calls it about once a second or more often,
+ * also while waiting; non-zero aborts the transfer. */
+static int on_progress(void *p, curl_off_t dltotal, curl_off_t dlnow,
+		       curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct http_client *c = p;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return atomic_load_explicit(c->abort, memory_order_relaxed);
+}
+
 struct http_client *http_client_new(const struct http_client_opts *opts,
 				    char *err, size_t err_size)
 {
@@ -256,6 +310,13 @@ struct http_client *http_client_new(const struct http_client_opts *opts,
 		curl_easy_setopt(c->curl, CURLOPT_CAINFO, opts->ca_file);
 	if (opts->share)
 		curl_easy_setopt(c->curl, CURLOPT_SHARE, opts->share->sh);
+	if (opts->abort) {
+		c->abort = opts->abort;
+		curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION,
+				 on_progress);
+		curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, c);
+		curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
+	}
 	return c;
 
 oom:
@@ -273,6 +334,46 @@ void http_client_free(struct http_client *c)
 	curl_slist_free_all(c->headers);
 	free(c->buf);
 	free(c);
+}
+
+/* What a failed transfer says about the endpoint (http.h). */
+static enum http_result transport_result(struct http_client *c, CURLcode rc)
+{
+	long sent = 0;
+
+	switch (rc) {
+	case CURLE_ABORTED_BY_CALLBACK:
+		return HTTP_ERR_ABORTED;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return HTTP_ERR_DNS;
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_URL_MALFORMAT:
+		return HTTP_ERR_CONNECT;
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+	case CURLE_SSL_CRL_BADFILE:
+		return HTTP_ERR_TLS_VERIFY;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_ENGINE_NOTFOUND:
+	case CURLE_SSL_ENGINE_SETFAILED:
+	case CURLE_SSL_ENGINE_INITFAILED:
+	case CURLE_USE_SSL_FAILED:
+		return HTTP_ERR_TLS;
+	case CURLE_OPERATION_TIMEDOUT:
+		/* Not one byte of the request went out: no connection came
+		 * up in time, the endpoint is unreachable. */
+		curl_easy_getinfo(c->curl, CURLINFO_REQUEST_SIZE, &sent);
+		return sent ? HTTP_ERR_TIMEOUT : HTTP_ERR_CONNECT;
+	default:
+		return HTTP_ERR_TRANSPORT;
+	}
 }
 
 enum http_result http_post_json(struct http_client *c, const char *url,
@@ -321,7 +422,5 @@ enum http_result http_post_json(struct http_client *c, const char *url,
 	}
 	snprintf(err, err_size, "%s", *c->errbuf ? c->errbuf
 						  : curl_easy_strerror(rc));
-	if (rc == CURLE_OPERATION_TIMEDOUT)
-		return HTTP_ERR_TIMEOUT;
-	return HTTP_ERR_TRANSPORT;
+	return transport_result(c, rc);
 }

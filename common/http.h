@@ -13,6 +13,7 @@
 #ifndef EXTRACTD_HTTP_H
 #define EXTRACTD_HTTP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -34,13 +35,30 @@ struct http_client_opts {
 	size_t max_response_bytes;  /**< a longer body is an error */
 	const char *ca_file;        /**< NULL: the system's CAs */
 	struct http_share *share;   /**< may be NULL */
+	const atomic_bool *abort;   /**< NULL, or a flag that, once set, cuts
+				      *  a call in progress (within about a
+				      *  second) with HTTP_ERR_ABORTED */
 };
 
+/*
+ * How a call ended. The transport errors are told apart by what they say
+ * about the deployment: DNS, CONNECT and TLS mean no request reached the
+ * server at all (the endpoint is wrong or down, whatever the record);
+ * TIMEOUT and TRANSPORT happened on an open connection.
+ */
 enum http_result {
 	HTTP_DONE,          /**< a status line came back (any status) */
-	HTTP_ERR_TIMEOUT,   /**< connect or whole-call timeout */
-	HTTP_ERR_TRANSPORT, /**< connection refused, reset, TLS, DNS... */
+	HTTP_ERR_TIMEOUT,   /**< connected, but no whole answer in time */
+	HTTP_ERR_TRANSPORT, /**< the connection broke mid-call (reset,
+			      *  empty reply) */
 	HTTP_ERR_TOO_LARGE, /**< the body passed max_response_bytes */
+	HTTP_ERR_DNS,       /**< the host name did not resolve */
+	HTTP_ERR_CONNECT,   /**< no connection: refused, unreachable, or
+			      *  not within connect_timeout_ms */
+	HTTP_ERR_TLS,       /**< TLS handshake or certificate refused */
+	HTTP_ERR_TLS_VERIFY,/**< the server's certificate did not verify
+			      *  against the CAs (system or ca_file) */
+	HTTP_ERR_ABORTED,   /**< cut short: the abort flag was set */
 };
 
 struct http_response {
@@ -53,6 +71,15 @@ struct http_response {
 	long limit_requests; /**< x-ratelimit-limit-requests, 0 if none */
 	long limit_tokens;   /**< x-ratelimit-limit-tokens, 0 if none */
 };
+
+/**
+ * @brief What of a URL may be shown: without user and password (and
+ * without query or fragment), or with host_only "host:port" (the
+ * scheme's port when none is given).
+ * @returns a malloc'ed string, or NULL when out of memory. A URL that
+ *          does not parse comes back as "(unparsable URL)".
+ */
+char *http_url_public(const char *url, bool host_only);
 
 /** A client, or NULL with the reason in err. */
 struct http_client *http_client_new(const struct http_client_opts *opts,

@@ -14,17 +14,28 @@
  *   goes back to the model as an assistant message, followed by a user
  *   message listing every error; no wait between them.
  * - transport retries (retry.max_attempts per call): 429, 5xx, timeouts,
- *   connection errors and malformed bodies, with exponential backoff and
+ *   broken connections and malformed bodies, with exponential backoff and
  *   full jitter, never sooner than the server's Retry-After. A wait ends
  *   early when llm_stop() is called: the record is then abandoned (no
  *   output, no commit), to be done again after a restart.
+ *
+ * Whose fault is a failure (judge_call): the record's (its answer is too
+ * large, its text too long for the context) costs a dead letter; the
+ * deployment's beyond doubt (no connection, DNS, TLS, a refused key, a
+ * spent quota) pauses every worker at once (llmgate.h); anything else (a
+ * 400, 404, 5xx, timeout) is retried where that can help, and then a
+ * canary, a tiny request with the same model, mode and schema, decides:
+ * if the API answers it, the record is to blame; if not, the API pauses
+ * and the record waits to be tried again, its retry budget whole. While
+ * paused, one worker probes with canaries.
  */
+#define _GNU_SOURCE /* strcasestr */
 #include "llm.h"
 
 #include "backoff.h"
 #include "http.h"
 #include "input.h"
-#include "ratelimit.h"
+#include "llmgate.h"
 #include "schema.h"
 #include "str.h"
 
@@ -39,16 +50,20 @@
 #include <time.h>
 
 #define LLM_JSON_DEPTH 64 /**< nesting accepted in bodies and answers */
-#define LLM_PROBE_MS 10000          /**< probe a paused API this often */
 #define LLM_COMPLETION_ESTIMATE 256 /**< tokens, without llm.max_tokens */
-#define LLM_LEARNED_SHARE 0.95      /**< of a budget the server announces */
+#define LLM_REASON_MAX 768          /**< bytes of a pause's reason */
+/* The canary's text: short, and no person in it. */
+#define LLM_CANARY_TEXT "extractd health check: nothing to extract here."
 #define LLM_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
 struct llm {
 	const struct schema *schema; /**< borrowed; outlives the llm */
 	enum cfg_llm_mode mode;
 	char *url;          /**< base_url + "/chat/completions" */
+	char *where;        /**< url without userinfo, for messages */
+	char *host;         /**< "host:port" of url, for messages */
 	char *head;         /**< request JSON without messages, no '}' */
+	char *canary;       /**< the health check's request body */
 	char *system;       /**< the system message text */
 	char *model;
 	char *ca_file;      /**< "" = the system's CAs */
@@ -59,25 +74,10 @@ struct llm {
 	size_t max_response_bytes;
 
 	unsigned max_elapsed_ms;
-	unsigned probe_ms;          /**< between probes of a paused API */
 	double completion_estimate; /**< tokens an answer is assumed to cost */
-	struct ratelimit *rpm;      /**< NULL: unlimited */
-	struct ratelimit *tpm;      /**< NULL: unlimited */
-	struct ratelimit *learned_rpm; /**< from the server's limits after a
-					 *  429; set once, under lock */
-	struct ratelimit *learned_tpm;
 	llm_observer_fn *observe;   /**< may be NULL */
 	void *observe_arg;
-	llm_pause_fn *on_pause;     /**< may be NULL */
-	void *on_pause_arg;
-
-	pthread_mutex_t lock;    /**< guards the fields below */
-	pthread_cond_t wake;     /**< CLOCK_MONOTONIC; broadcast on stop and
-				   *  when a pause ends */
-	bool stopped;
-	bool paused;             /**< the API refuses the deployment */
-	bool probing;            /**< a worker is probing the paused API */
-	int64_t cooldown_until;  /**< no call before (monotonic ns) */
+	struct llmgate *gate;       /**< the state every worker shares */
 };
 
 struct llm_worker {
@@ -94,14 +94,6 @@ static int64_t mono_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static struct timespec mono_at(int64_t ns)
-{
-	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000),
-			       .tv_nsec = (long)(ns % 1000000000) };
-
-	return ts;
 }
 
 const char *llm_error_name(enum llm_status status)
@@ -159,6 +151,17 @@ static struct json_object *parse_json(struct json_tokener *tok, const char *s,
 		}
 	}
 	return obj;
+}
+
+static void add_message(struct json_object *messages, const char *role,
+			const char *content, size_t len)
+{
+	struct json_object *m = json_object_new_object();
+
+	json_object_object_add(m, "role", json_object_new_string(role));
+	json_object_object_add(m, "content",
+			       json_object_new_string_len(content, (int)len));
+	json_object_array_add(messages, m);
 }
 
 /* The request fields other than messages, per mode. */
@@ -231,17 +234,12 @@ struct llm *llm_new(const struct extractd_config *cfg,
 {
 	struct llm *llm = calloc(1, sizeof(*llm));
 	struct json_object *doc = schema_document(schema), *head = NULL;
-	pthread_condattr_t attr;
+	struct json_object *msgs;
 	const char *text;
 	size_t n;
 
-	if (!llm)
+	if (!llm || !(llm->gate = llmgate_new(cfg)))
 		goto oom;
-	pthread_mutex_init(&llm->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&llm->wake, &attr);
-	pthread_condattr_destroy(&attr);
 	llm->schema = schema;
 	llm->mode = cfg->llm.mode;
 	llm->max_reasks = cfg->llm.max_reasks;
@@ -252,29 +250,15 @@ struct llm *llm_new(const struct extractd_config *cfg,
 	llm->connect_timeout_ms = cfg->llm.connect_timeout_ms;
 	llm->max_response_bytes = cfg->llm.max_response_bytes;
 	llm->max_elapsed_ms = cfg->retry.max_elapsed_ms;
-	/* Probe a paused API slowly, but not slower than the backoff cap. */
-	llm->probe_ms = cfg->retry.max_delay_ms < LLM_PROBE_MS
-				? (cfg->retry.max_delay_ms ? cfg->retry.max_delay_ms
-							   : 1)
-				: LLM_PROBE_MS;
 	llm->completion_estimate = cfg->llm.max_tokens
 					   ? cfg->llm.max_tokens
 					   : LLM_COMPLETION_ESTIMATE;
-	/* A second's worth of burst: the budget is spread, not spent at
-	 * once (a minute's burst would look like a flood to the API). */
-	if (cfg->rate.requests_per_minute &&
-	    !(llm->rpm = ratelimit_new(cfg->rate.requests_per_minute,
-				       cfg->rate.requests_per_minute / 60.0,
-				       mono_ns())))
-		goto oom;
-	if (cfg->rate.tokens_per_minute &&
-	    !(llm->tpm = ratelimit_new(cfg->rate.tokens_per_minute,
-				       cfg->rate.tokens_per_minute / 60.0,
-				       mono_ns())))
-		goto oom;
 	llm->model = strdup(cfg->llm.model);
 	llm->ca_file = strdup(cfg->llm.ca_file);
 	llm->url = str_printf("%s/chat/completions", cfg->llm.base_url);
+	if (!llm->url || !(llm->where = http_url_public(llm->url, false)) ||
+	    !(llm->host = http_url_public(llm->url, true)))
+		goto oom;
 
 	switch (cfg->llm.mode) {
 	case CFG_MODE_JSON_SCHEMA:
@@ -301,13 +285,26 @@ struct llm *llm_new(const struct extractd_config *cfg,
 	text = json_object_to_json_string_ext(head, LLM_JSON_FLAGS);
 	n = strlen(text);
 	llm->head = malloc(n);
-	if (!llm->model || !llm->ca_file || !llm->url || !llm->system ||
-	    !llm->head)
+	if (!llm->model || !llm->ca_file || !llm->system || !llm->head)
 		goto oom;
 	/* Keep "{...", drop the closing brace: messages come next. */
 	memcpy(llm->head, text, n - 1);
 	llm->head[n - 1] = '\0';
 	json_object_put(head);
+	head = NULL;
+
+	/* The canary: the same head, the system message, a text with
+	 * nothing in it. Whatever the model answers, an answer shows that
+	 * the API takes this model, mode and schema. */
+	msgs = json_object_new_array();
+	add_message(msgs, "system", llm->system, strlen(llm->system));
+	add_message(msgs, "user", LLM_CANARY_TEXT, strlen(LLM_CANARY_TEXT));
+	llm->canary = str_printf(
+		"%s,\"messages\":%s}", llm->head,
+		json_object_to_json_string_ext(msgs, LLM_JSON_FLAGS));
+	json_object_put(msgs);
+	if (!llm->canary)
+		goto oom;
 	return llm;
 oom:
 	json_object_put(head);
@@ -324,53 +321,35 @@ void llm_set_observer(struct llm *llm, llm_observer_fn *fn, void *arg)
 
 void llm_set_pause_handler(struct llm *llm, llm_pause_fn *fn, void *arg)
 {
-	llm->on_pause = fn;
-	llm->on_pause_arg = arg;
+	llmgate_set_pause_handler(llm->gate, fn, arg);
 }
 
-static double seconds_since(const struct timespec *start)
+enum llm_fault llm_paused(struct llm *llm, char *reason, size_t size,
+			  int64_t *ret_since)
 {
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - start->tv_sec) +
-	       (double)(now.tv_nsec - start->tv_nsec) / 1e9;
-}
-
-static void observe(struct llm *llm, const struct timespec *start,
-		    long status, const char *outcome, bool will_retry)
-{
-	struct llm_call call = {
-		.status = status,
-		.outcome = outcome,
-		.seconds = seconds_since(start),
-		.will_retry = will_retry,
-	};
-
-	if (llm->observe)
-		llm->observe(llm->observe_arg, &call);
+	return llmgate_paused(llm->gate, reason, size, ret_since);
 }
 
 void llm_stop(struct llm *llm)
 {
-	pthread_mutex_lock(&llm->lock);
-	llm->stopped = true;
-	pthread_cond_broadcast(&llm->wake);
-	pthread_mutex_unlock(&llm->lock);
+	llmgate_stop(llm->gate);
+}
+
+void llm_cut(struct llm *llm)
+{
+	llmgate_cut(llm->gate);
 }
 
 void llm_free(struct llm *llm)
 {
 	if (!llm)
 		return;
-	pthread_cond_destroy(&llm->wake);
-	pthread_mutex_destroy(&llm->lock);
-	ratelimit_free(llm->rpm);
-	ratelimit_free(llm->tpm);
-	ratelimit_free(llm->learned_rpm);
-	ratelimit_free(llm->learned_tpm);
+	llmgate_free(llm->gate);
 	free(llm->url);
+	free(llm->where);
+	free(llm->host);
 	free(llm->head);
+	free(llm->canary);
 	free(llm->system);
 	free(llm->model);
 	free(llm->ca_file);
@@ -389,6 +368,7 @@ struct llm_worker *llm_worker_new(struct llm *llm, const char *api_key,
 		.max_response_bytes = llm->max_response_bytes,
 		.ca_file = llm->ca_file,
 		.share = share,
+		.abort = llmgate_cut_flag(llm->gate),
 	};
 
 	if (!w) {
@@ -419,33 +399,6 @@ void llm_worker_free(struct llm_worker *w)
 	http_client_free(w->http);
 	json_tokener_free(w->tok);
 	free(w);
-}
-
-/* Wait ms unless stopped first; -1 when stopped. */
-static int llm_wait(struct llm *llm, unsigned ms)
-{
-	struct timespec until = mono_at(mono_ns() + (int64_t)ms * 1000000);
-	int stopped;
-
-	pthread_mutex_lock(&llm->lock);
-	while (!llm->stopped &&
-	       pthread_cond_timedwait(&llm->wake, &llm->lock, &until) !=
-		       ETIMEDOUT)
-		;
-	stopped = llm->stopped;
-	pthread_mutex_unlock(&llm->lock);
-	return stopped ? -1 : 0;
-}
-
-static void add_message(struct json_object *messages, const char *role,
-			const char *content, size_t len)
-{
-	struct json_object *m = json_object_new_object();
-
-	json_object_object_add(m, "role", json_object_new_string(role));
-	json_object_object_add(m, "content",
-			       json_object_new_string_len(content, (int)len));
-	json_object_array_add(messages, m);
 }
 
 /* Copy at most max bytes of s, cut on a UTF-8 character boundary. */
@@ -626,172 +579,396 @@ int llm_parse_reply(enum cfg_llm_mode mode, const char *body, size_t len,
 	return r;
 }
 
-/* What an error body says: its message, and whether it is OpenAI's
- * insufficient_quota (an account problem, not a rate). */
+/* What an error body says: its message, and its type and code (e.g.
+ * OpenAI's insufficient_quota, context_length_exceeded), each "" when
+ * absent. */
+struct api_error {
+	char message[320];
+	char type[64];
+	char code[64];
+};
+
 static void api_error(struct json_tokener *tok, const char *body, size_t len,
-		      char *msg, size_t msg_size, bool *ret_quota)
+		      struct api_error *e)
 {
-	struct json_object *root, *e;
+	struct json_object *root, *obj;
 	const char *text = NULL, *type = NULL, *code = NULL;
 	char perr[64];
 
 	root = parse_json(tok, body, len, perr, sizeof(perr));
-	if (root && json_object_object_get_ex(root, "error", &e)) {
-		text = get_string(e, "message");
-		type = get_string(e, "type");
-		code = get_string(e, "code");
+	if (root && json_object_object_get_ex(root, "error", &obj)) {
+		if (json_object_is_type(obj, json_type_string)) {
+			text = json_object_get_string(obj);
+		} else {
+			text = get_string(obj, "message");
+			type = get_string(obj, "type");
+			code = get_string(obj, "code");
+		}
 	}
-	snprintf(msg, msg_size, "%.300s", text ? text : "");
-	*ret_quota = (type && !strcmp(type, "insufficient_quota")) ||
-		     (code && !strcmp(code, "insufficient_quota"));
+	snprintf(e->message, sizeof(e->message), "%.300s", text ? text : "");
+	snprintf(e->type, sizeof(e->type), "%s", type ? type : "");
+	snprintf(e->code, sizeof(e->code), "%s", code ? code : "");
 	json_object_put(root);
 }
 
-static bool status_retryable(long status)
+/* Whether an error says the request is too long for the model's context:
+ * the record's text, not the deployment (OpenAI's code, and the words
+ * vLLM, llama.cpp and others use). */
+static bool too_long_for_context(const struct api_error *e)
 {
-	return status == 429 || status == 500 || status == 502 ||
-	       status == 503 || status == 504;
+	static const char *const words[] = {
+		"context length", "context_length", "maximum context",
+		"context size", "context window", "too many tokens", NULL,
+	};
+	size_t i;
+
+	if (strstr(e->code, "context_length"))
+		return true;
+	for (i = 0; words[i]; i++)
+		if (strcasestr(e->message, words[i]))
+			return true;
+	return false;
 }
 
-/* Enter or leave the pause; the handler hears of each change once. */
-static void set_paused(struct llm *llm, bool paused, const char *reason)
-{
-	bool changed;
+/* Who is to blame for what one call did (judge_call). */
+enum blame {
+	BLAME_NONE,       /**< the API answered: reply is filled */
+	BLAME_RECORD,     /**< the record's own: dead letter */
+	BLAME_DEPLOYMENT, /**< the deployment's beyond doubt: pause */
+	BLAME_RATE,       /**< a rate limit: cool down, retry */
+	BLAME_DOUBT,      /**< either: retry if it helps, then a canary */
+	BLAME_ABORTED,    /**< cut at the shutdown deadline */
+};
 
-	pthread_mutex_lock(&llm->lock);
-	changed = llm->paused != paused;
-	llm->paused = paused;
-	if (!paused) {
-		llm->probing = false;
-		pthread_cond_broadcast(&llm->wake);
+struct outcome {
+	enum blame blame;
+	bool retryable;        /**< BLAME_DOUBT: another try may work */
+	enum llm_fault fault;  /**< the pause it means (DEPLOYMENT), or would
+				 *  mean if a canary failed the same way */
+	enum llm_status status;/**< the dead-letter kind, if it comes to it */
+	long code;             /**< HTTP status, 0 when none came */
+	const char *metric;    /**< the observer's outcome */
+	long hint_ms;          /**< the server's Retry-After, -1: none */
+	long limit_requests, limit_tokens; /**< a 429's budgets */
+	char detail[LLM_DETAIL_MAX]; /**< for the record's dead letter */
+	char reason[LLM_REASON_MAX]; /**< for the operator, if it pauses */
+};
+
+static void outcome_set(struct outcome *o, enum blame blame,
+			enum llm_fault fault, enum llm_status status,
+			const char *metric)
+{
+	o->blame = blame;
+	o->fault = fault;
+	o->status = status;
+	o->metric = metric;
+}
+
+static void observe(struct llm *llm, int64_t start, const struct outcome *o,
+		    bool will_retry)
+{
+	struct llm_call call = {
+		.status = o->code,
+		.outcome = o->metric,
+		.seconds = (double)(mono_ns() - start) / 1e9,
+		.will_retry = will_retry,
+		.detail = o->blame == BLAME_NONE ? NULL : o->detail,
+	};
+
+	if (llm->observe)
+		llm->observe(llm->observe_arg, &call);
+}
+
+/* A failure without an HTTP answer: DNS, connection, TLS, timeout... */
+static void judge_transport(struct llm *llm, enum http_result hr,
+			    const char *err, struct outcome *o)
+{
+	snprintf(o->detail, sizeof(o->detail), "%s", err);
+	switch (hr) {
+	case HTTP_ERR_TOO_LARGE:
+		outcome_set(o, BLAME_RECORD, LLM_FAULT_NONE, LLM_ERR_HTTP,
+			    "too_large");
+		return;
+	case HTTP_ERR_ABORTED:
+		outcome_set(o, BLAME_ABORTED, LLM_FAULT_NONE, LLM_ABANDONED,
+			    "transport");
+		return;
+	case HTTP_ERR_DNS:
+		outcome_set(o, BLAME_DEPLOYMENT, LLM_FAULT_DNS, LLM_ERR_HTTP,
+			    "transport");
+		snprintf(o->reason, sizeof(o->reason),
+			 "cannot resolve the host of %s: %s: check "
+			 "llm.base_url and the host's DNS", llm->host, err);
+		return;
+	case HTTP_ERR_CONNECT:
+		outcome_set(o, BLAME_DEPLOYMENT, LLM_FAULT_UNREACHABLE,
+			    LLM_ERR_HTTP, "transport");
+		snprintf(o->reason, sizeof(o->reason),
+			 "cannot connect to %s: %s: is the LLM server up, and "
+			 "is llm.base_url right?", llm->host, err);
+		return;
+	case HTTP_ERR_TLS_VERIFY:
+		outcome_set(o, BLAME_DEPLOYMENT, LLM_FAULT_TLS, LLM_ERR_HTTP,
+			    "transport");
+		snprintf(o->reason, sizeof(o->reason),
+			 "TLS: the certificate of %s does not verify: %s: set "
+			 "llm.ca_file to the CA that signed it", llm->host,
+			 err);
+		return;
+	case HTTP_ERR_TLS:
+		outcome_set(o, BLAME_DEPLOYMENT, LLM_FAULT_TLS, LLM_ERR_HTTP,
+			    "transport");
+		snprintf(o->reason, sizeof(o->reason),
+			 "TLS handshake with %s failed: %s: does it speak "
+			 "HTTPS, and does llm.base_url say https?", llm->host,
+			 err);
+		return;
+	case HTTP_ERR_TIMEOUT:
+		outcome_set(o, BLAME_DOUBT, LLM_FAULT_FAILING, LLM_ERR_TIMEOUT,
+			    "timeout");
+		o->retryable = true;
+		snprintf(o->reason, sizeof(o->reason),
+			 "%s does not answer within llm.timeout_ms (%u ms): %s",
+			 llm->host, llm->timeout_ms, err);
+		return;
+	case HTTP_ERR_TRANSPORT:
+	case HTTP_DONE:
+		break;
 	}
-	pthread_mutex_unlock(&llm->lock);
-	if (changed && llm->on_pause)
-		llm->on_pause(llm->on_pause_arg, paused, reason);
+	outcome_set(o, BLAME_DOUBT, LLM_FAULT_FAILING, LLM_ERR_HTTP,
+		    "transport");
+	o->retryable = true;
+	snprintf(o->reason, sizeof(o->reason),
+		 "the connection to %s breaks during calls: %s", llm->host,
+		 err);
 }
 
-/* Whether this worker is now the one that probes a paused API. */
-static bool take_probe(struct llm *llm)
+/* An HTTP answer other than a usable 200. */
+static void judge_status(struct llm_worker *w, const struct http_response *r,
+			 struct outcome *o)
 {
-	bool mine;
+	struct llm *llm = w->llm;
+	struct api_error e;
+	long s = r->status;
 
-	pthread_mutex_lock(&llm->lock);
-	mine = !llm->probing;
-	llm->probing = true;
-	pthread_mutex_unlock(&llm->lock);
-	return mine;
+	api_error(w->tok, r->body, r->body_len, &e);
+	snprintf(o->detail, sizeof(o->detail), "HTTP %ld%s%s", s,
+		 *e.message ? ": " : "", e.message);
+	o->hint_ms = r->retry_after_ms;
+	if (s == 401 || s == 403) {
+		outcome_set(o, BLAME_DEPLOYMENT, LLM_FAULT_AUTH, LLM_ERR_HTTP,
+			    "paused");
+		snprintf(o->reason, sizeof(o->reason),
+			 "the API refuses the key (%.300s): check llm.api_key_env "
+			 "or llm.api_key_file", o->detail);
+	} else if (!strcmp(e.type, "insufficient_quota") ||
+		   !strcmp(e.code, "insufficient_quota")) {
+		outcome_set(o, BLAME_DEPLOYMENT, LLM_FAULT_QUOTA, LLM_ERR_HTTP,
+			    "paused");
+		snprintf(o->reason, sizeof(o->reason),
+			 "the account's quota is spent (%.300s)", o->detail);
+	} else if (s == 429) {
+		outcome_set(o, BLAME_RATE, LLM_FAULT_FAILING, LLM_ERR_HTTP,
+			    "http_error");
+		o->limit_requests = r->limit_requests;
+		o->limit_tokens = r->limit_tokens;
+		snprintf(o->reason, sizeof(o->reason),
+			 "the API keeps answering 429, a health check too "
+			 "(%.300s)", o->detail);
+	} else if (s == 413 || (s >= 400 && s < 500 &&
+				too_long_for_context(&e))) {
+		outcome_set(o, BLAME_RECORD, LLM_FAULT_NONE, LLM_ERR_HTTP,
+			    "http_error");
+	} else if (s == 404) {
+		outcome_set(o, BLAME_DOUBT, LLM_FAULT_NOT_FOUND, LLM_ERR_HTTP,
+			    "http_error");
+		snprintf(o->reason, sizeof(o->reason),
+			 "%.300s answers every request, a health check too, with "
+			 "%.300s: check llm.base_url (it usually ends in /v1) and "
+			 "llm.model", llm->where, o->detail);
+	} else if (s == 408 || s == 500 || s == 502 || s == 503 ||
+		   s == 504) {
+		outcome_set(o, BLAME_DOUBT, LLM_FAULT_FAILING, LLM_ERR_HTTP,
+			    "http_error");
+		o->retryable = true;
+		snprintf(o->reason, sizeof(o->reason),
+			 "the API fails every request, a health check too (%.300s)",
+			 o->detail);
+	} else if (s >= 500) {
+		outcome_set(o, BLAME_DOUBT, LLM_FAULT_FAILING, LLM_ERR_HTTP,
+			    "http_error");
+		snprintf(o->reason, sizeof(o->reason),
+			 "the API fails every request, a health check too (%.300s)",
+			 o->detail);
+	} else {
+		outcome_set(o, BLAME_DOUBT, LLM_FAULT_REFUSED, LLM_ERR_HTTP,
+			    "http_error");
+		snprintf(o->reason, sizeof(o->reason),
+			 "the API refuses every request, a health check too "
+			 "(%.300s): check llm.mode (the server may not support its "
+			 "request format), llm.model and llm.base_url",
+			 o->detail);
+	}
 }
 
 /*
- * A rate-limit 429: every worker waits until the server's reset (the
- * shared cool-down), and from then on calls are paced at the budget the
- * server announces (x-ratelimit-limit-*), a little under it, so that the
- * pool does not run into the same wall again. A budget set in the config
- * (rate.*) is the user's decision and is kept as it is.
+ * Judge one call: hr and resp are what http_post_json() gave, err its
+ * transport error. A 200 that parses fills reply (BLAME_NONE).
  */
-static void cool_down(struct llm *llm, int64_t until,
-		      const struct http_response *resp)
+static void judge_call(struct llm_worker *w, enum http_result hr,
+		       const struct http_response *resp, const char *err,
+		       struct llm_reply *reply, struct outcome *o)
 {
-	int64_t now = mono_ns();
+	struct llm *llm = w->llm;
+	char perr[512];
 
-	pthread_mutex_lock(&llm->lock);
-	if (until > llm->cooldown_until)
-		llm->cooldown_until = until;
-	if (!llm->rpm && !llm->learned_rpm && resp->limit_requests > 0)
-		llm->learned_rpm = ratelimit_new(
-			LLM_LEARNED_SHARE * (double)resp->limit_requests,
-			LLM_LEARNED_SHARE * (double)resp->limit_requests / 60,
-			now);
-	if (!llm->tpm && !llm->learned_tpm && resp->limit_tokens > 0)
-		llm->learned_tpm = ratelimit_new(
-			LLM_LEARNED_SHARE * (double)resp->limit_tokens,
-			LLM_LEARNED_SHARE * (double)resp->limit_tokens / 60,
-			now);
-	pthread_mutex_unlock(&llm->lock);
+	memset(o, 0, sizeof(*o));
+	o->hint_ms = -1;
+	if (hr != HTTP_DONE) {
+		judge_transport(llm, hr, err, o);
+		return;
+	}
+	o->code = resp->status;
+	if (resp->status != 200) {
+		judge_status(w, resp, o);
+		return;
+	}
+	if (!parse_reply(w->tok, llm->mode, resp->body, resp->body_len, reply,
+			 perr, sizeof(perr))) {
+		outcome_set(o, BLAME_NONE, LLM_FAULT_NONE, LLM_OK, "ok");
+		return;
+	}
+	outcome_set(o, BLAME_DOUBT, LLM_FAULT_FAILING, LLM_ERR_HTTP,
+		    "malformed");
+	o->retryable = true;
+	snprintf(o->detail, sizeof(o->detail), "malformed answer: %s", perr);
+	snprintf(o->reason, sizeof(o->reason),
+		 "%s answers with bodies that are not chat completions, to a "
+		 "health check too (%s): check llm.base_url", llm->where,
+		 perr);
 }
 
-/* The learned limiters, read under the lock (they are set once). */
-static void learned(struct llm *llm, struct ratelimit **rpm,
-		    struct ratelimit **tpm)
+/* A 429: the shared cool-down, from the server's hint. */
+static void cool_down(struct llm *llm, const struct outcome *o)
 {
-	pthread_mutex_lock(&llm->lock);
-	*rpm = llm->learned_rpm;
-	*tpm = llm->learned_tpm;
-	pthread_mutex_unlock(&llm->lock);
-}
+	long ms = o->hint_ms > 0 ? o->hint_ms : (long)llm->base_delay_ms;
 
-/* Take a call's cost from one limiter; the longer wait wins. */
-static int64_t reserve(struct ratelimit *rl, double cost, int64_t wait)
-{
-	int64_t w = rl ? ratelimit_reserve(rl, cost, mono_ns()) : 0;
-
-	return w > wait ? w : wait;
+	llmgate_cool_down(llm->gate, mono_ns() + ms * 1000000LL,
+			  o->limit_requests, o->limit_tokens);
 }
 
 /*
- * Wait until this worker may call: not stopped, not paused (unless it is
- * the prober), past the shared cool-down, within the rate budgets.
- * Adds the time spent paused to *paused_ns. Returns -1 when stopped.
+ * Send the canary and judge it: LLM_FAULT_NONE when the API answered it
+ * (any 200, or an error that would be a record's own), else the fault and
+ * the reason for the pause. 429s are waited out. -1 when stopped.
  */
-static int gate(struct llm *llm, bool prober, double tokens,
-		int64_t *paused_ns)
+static int canary(struct llm_worker *w, enum llm_fault *ret_fault,
+		  char *reason, size_t size)
 {
-	struct ratelimit *rpm, *tpm;
-	int64_t wait = 0, t0;
+	struct llm *llm = w->llm;
+	size_t len = strlen(llm->canary);
+	double estimate = (double)len / 4 + llm->completion_estimate;
 
-	pthread_mutex_lock(&llm->lock);
 	for (;;) {
-		struct timespec until;
+		struct http_response resp;
+		struct llm_reply reply;
+		struct outcome o;
+		int64_t start, paused_ns = 0;
+		enum http_result hr;
+		char err[512];
 
-		if (llm->stopped) {
-			pthread_mutex_unlock(&llm->lock);
+		if (llmgate_enter(llm->gate, estimate, true, &paused_ns) < 0)
 			return -1;
-		}
-		if (llm->paused && !prober) {
-			t0 = mono_ns();
-			pthread_cond_wait(&llm->wake, &llm->lock);
-			*paused_ns += mono_ns() - t0;
+		start = mono_ns();
+		hr = http_post_json(w->http, llm->url, llm->canary, len, &resp,
+				    err, sizeof(err));
+		judge_call(w, hr, &resp, err, &reply, &o);
+		observe(llm, start, &o, false);
+		switch (o.blame) {
+		case BLAME_ABORTED:
+			return -1;
+		case BLAME_RATE:
+			cool_down(llm, &o);
 			continue;
-		}
-		if (llm->cooldown_until <= mono_ns())
+		case BLAME_NONE:
+			llm_reply_clear(&reply);
+			/* fall through */
+		case BLAME_RECORD:
+			*ret_fault = LLM_FAULT_NONE;
+			return 0;
+		case BLAME_DEPLOYMENT:
+		case BLAME_DOUBT:
 			break;
-		until = mono_at(llm->cooldown_until);
-		pthread_cond_timedwait(&llm->wake, &llm->lock, &until);
+		}
+		*ret_fault = o.fault;
+		snprintf(reason, size, "%s", o.reason);
+		return 0;
 	}
-	pthread_mutex_unlock(&llm->lock);
+}
 
-	learned(llm, &rpm, &tpm);
-	wait = reserve(llm->rpm, 1, wait);
-	wait = reserve(rpm, 1, wait);
-	wait = reserve(llm->tpm, tokens, wait);
-	wait = reserve(tpm, tokens, wait);
-	if (wait > 0)
-		return llm_wait(llm, (unsigned)((wait + 999999) / 1000000));
+/* Run a canary for the gate and report it; -1 when stopped. */
+static int run_canary(struct llm_worker *w)
+{
+	char reason[LLM_REASON_MAX];
+	enum llm_fault fault;
+	int64_t started = mono_ns();
+
+	if (canary(w, &fault, reason, sizeof(reason)) < 0)
+		return -1;
+	llmgate_canary_done(w->llm->gate, started, fault, reason);
 	return 0;
 }
 
-/* The token cost is known after the call: correct the estimate. */
-static void correct_tokens(struct llm *llm, const struct llm_reply *reply,
-			   double estimate)
+/*
+ * Whose fault is the failure of the call that started at since: the
+ * record's (LLM_VERDICT_RECORD), or the deployment's (LLM_VERDICT_PAUSED:
+ * the API is paused now). A canary decides, unless one that started
+ * after since already did.
+ */
+static enum llm_verdict blame(struct llm_worker *w, int64_t since)
 {
-	struct ratelimit *rpm, *tpm;
-	double used = (double)(reply->prompt_tokens + reply->completion_tokens);
+	enum llm_verdict v;
 
-	if (!used)
-		return;
-	learned(llm, &rpm, &tpm);
-	if (llm->tpm)
-		ratelimit_adjust(llm->tpm, used - estimate, mono_ns());
-	if (tpm)
-		ratelimit_adjust(tpm, used - estimate, mono_ns());
+	while ((v = llmgate_verdict(w->llm->gate, since)) == LLM_VERDICT_RUN)
+		if (run_canary(w) < 0)
+			return LLM_VERDICT_STOPPED;
+	return v;
+}
+
+/*
+ * Wait until this worker may call. While the API is paused, the first
+ * worker here probes it with canaries every probe period until one
+ * passes; the others wait. The time spent paused (probing included) is
+ * added to *paused_ns. Returns -1 when stopped.
+ */
+static int pass_gate(struct llm_worker *w, double tokens, int64_t *paused_ns)
+{
+	struct llmgate *gate = w->llm->gate;
+	unsigned delay;
+
+	while (llmgate_probe_take(gate, &delay)) {
+		int64_t t0 = mono_ns();
+		int r;
+
+		while ((r = llmgate_wait(gate, delay)) == 0 &&
+		       (r = run_canary(w)) == 0 &&
+		       llmgate_paused(gate, NULL, 0, NULL) != LLM_FAULT_NONE)
+			;
+		llmgate_probe_release(gate);
+		*paused_ns += mono_ns() - t0;
+		if (r < 0)
+			return -1;
+	}
+	return llmgate_enter(gate, tokens, false, paused_ns);
 }
 
 /*
  * One model call, with transport retries (retry.max_attempts, backoff,
  * the server's hints, the shared cool-down) inside the record's deadline.
- * A 401, 403 or insufficient_quota is the deployment's fault, not the
- * record's: the API is paused for every worker, one of them probes it
- * slowly, and the record waits (its deadline moved by the pause).
+ * A fault of the deployment pauses the API for every worker; the record
+ * waits (its deadline moved by the pause) and then starts its retries
+ * afresh. A failure that could be either is charged to the record only
+ * when a canary shows the API answering others.
  * Returns LLM_OK with reply filled, or the final error (detail set).
  */
 static enum llm_status call_model(struct llm_worker *w, const char *body,
@@ -799,19 +976,18 @@ static enum llm_status call_model(struct llm_worker *w, const char *body,
 				  struct llm_result *res, int64_t *deadline)
 {
 	struct llm *llm = w->llm;
-	enum llm_status last = LLM_ERR_HTTP;
 	double estimate = (double)body_len / 4 + llm->completion_estimate;
 	long hint_ms = -1; /* the server's Retry-After for the next wait */
+	int64_t start = 0;  /* when the last call started */
 	unsigned attempt = 0;
-	bool prober = false;
 
 	for (;;) {
-		bool more = attempt + 1 < llm->max_attempts, quota;
+		bool more = attempt + 1 < llm->max_attempts;
 		int64_t paused_ns = 0;
 		struct http_response resp;
-		struct timespec start;
-		char err[512];
+		struct outcome o;
 		enum http_result hr;
+		char err[512];
 
 		if (attempt) {
 			unsigned delay = backoff_delay_ms(attempt - 1,
@@ -828,89 +1004,89 @@ static enum llm_status call_model(struct llm_worker *w, const char *body,
 				detail_set(res, "gave up within retry."
 					   "max_elapsed_ms after %u calls; "
 					   "last: %s", res->attempts, prev);
-				return LLM_ERR_TIMEOUT;
+				switch (blame(w, start)) {
+				case LLM_VERDICT_RECORD:
+					return LLM_ERR_TIMEOUT;
+				case LLM_VERDICT_PAUSED:
+					attempt = 0;
+					continue;
+				default:
+					return LLM_ABANDONED;
+				}
 			}
 			res->retries++;
-			if (llm_wait(llm, delay) < 0)
+			if (llmgate_wait(llm->gate, delay) < 0)
 				return LLM_ABANDONED;
 		}
-		if (gate(llm, prober, estimate, &paused_ns) < 0)
+		if (pass_gate(w, estimate, &paused_ns) < 0)
 			return LLM_ABANDONED;
 		*deadline += paused_ns;
 		res->attempts++;
-		clock_gettime(CLOCK_MONOTONIC, &start);
+		start = mono_ns();
 		hr = http_post_json(w->http, llm->url, body, body_len, &resp,
 				    err, sizeof(err));
+		judge_call(w, hr, &resp, err, reply, &o);
 		hint_ms = -1;
-		if (hr == HTTP_ERR_TOO_LARGE) {
-			observe(llm, &start, 0, "too_large", false);
-			detail_set(res, "%s", err);
-			return LLM_ERR_HTTP;
-		}
-		if (hr != HTTP_DONE) {
-			bool timeout = hr == HTTP_ERR_TIMEOUT;
+		if (o.blame != BLAME_NONE)
+			detail_set(res, "%s", o.detail);
 
-			observe(llm, &start, 0, timeout ? "timeout" : "transport",
-				more);
-			last = timeout ? LLM_ERR_TIMEOUT : LLM_ERR_HTTP;
-			detail_set(res, "%s", err);
+		switch (o.blame) {
+		case BLAME_NONE:
+			observe(llm, start, &o, false);
+			llmgate_alive(llm->gate);
+			llmgate_correct_tokens(llm->gate,
+					       (double)(reply->prompt_tokens +
+							reply->completion_tokens),
+					       estimate);
+			return LLM_OK;
+		case BLAME_ABORTED:
+			observe(llm, start, &o, false);
+			return LLM_ABANDONED;
+		case BLAME_RECORD:
+			observe(llm, start, &o, false);
+			llmgate_alive(llm->gate);
+			return o.status;
+		case BLAME_DEPLOYMENT:
+			/* The gate holds the record until the API works; then
+			 * its retries start afresh. */
+			observe(llm, start, &o, true);
+			llmgate_pause(llm->gate, o.fault, o.reason);
+			attempt = 0;
+			continue;
+		case BLAME_RATE:
+			observe(llm, start, &o, more);
 			if (!more)
-				return last;
+				break;
+			hint_ms = o.hint_ms;
+			cool_down(llm, &o);
 			attempt++;
 			continue;
-		}
-		if (resp.status == 200) {
-			if (prober)
-				set_paused(llm, false, NULL);
-			if (!parse_reply(w->tok, llm->mode, resp.body,
-					 resp.body_len, reply, err,
-					 sizeof(err))) {
-				observe(llm, &start, 200, "ok", false);
-				correct_tokens(llm, reply, estimate);
-				return LLM_OK;
+		case BLAME_DOUBT:
+			/* Failures in a row: let a canary look now. */
+			if (llmgate_doubt(llm->gate) &&
+			    blame(w, start) == LLM_VERDICT_PAUSED) {
+				observe(llm, start, &o, true);
+				attempt = 0;
+				continue;
 			}
-			observe(llm, &start, 200, "malformed", more);
-			last = LLM_ERR_HTTP;
-			detail_set(res, "malformed answer: %s", err);
-			if (!more)
-				return last;
+			observe(llm, start, &o, o.retryable && more);
+			if (!o.retryable || !more)
+				break;
+			hint_ms = o.hint_ms;
 			attempt++;
 			continue;
 		}
-		api_error(w->tok, resp.body, resp.body_len, err, sizeof(err),
-			  &quota);
-		detail_set(res, "HTTP %ld%s%s", resp.status, *err ? ": " : "",
-			   err);
-		if (resp.status == 401 || resp.status == 403 || quota) {
-			int64_t t0 = mono_ns();
-
-			observe(llm, &start, resp.status, "paused", true);
-			set_paused(llm, true, res->detail);
-			prober = prober || take_probe(llm);
-			/* The prober tries again slowly; the others wait in
-			 * gate() until it sees the API work again. */
-			if (prober && llm_wait(llm, llm->probe_ms) < 0)
-				return LLM_ABANDONED;
-			*deadline += mono_ns() - t0;
+		/* Out of retries, or not worth one: the record or the
+		 * deployment? */
+		switch (blame(w, start)) {
+		case LLM_VERDICT_RECORD:
+			return o.status;
+		case LLM_VERDICT_PAUSED:
+			attempt = 0;
 			continue;
+		default:
+			return LLM_ABANDONED;
 		}
-		if (prober)
-			set_paused(llm, false, NULL);
-		prober = false;
-		if (!status_retryable(resp.status) || !more) {
-			observe(llm, &start, resp.status, "http_error", false);
-			return LLM_ERR_HTTP;
-		}
-		observe(llm, &start, resp.status, "http_error", true);
-		hint_ms = resp.retry_after_ms;
-		if (resp.status == 429)
-			cool_down(llm,
-				  mono_ns() + (hint_ms > 0 ? hint_ms
-							   : (long)llm->base_delay_ms) *
-						      1000000LL,
-				  &resp);
-		last = LLM_ERR_HTTP;
-		attempt++;
 	}
 }
 

@@ -12,6 +12,7 @@
 #define EXTRACTD_LLM_H
 
 #include "config.h"
+#include "llmgate.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -29,7 +30,7 @@ enum llm_status {
 	LLM_ERR_HTTP,       /**< the API said no, or kept failing */
 	LLM_ERR_TIMEOUT,    /**< the API kept timing out */
 	LLM_ERR_REFUSAL,    /**< the model refused */
-	LLM_ABANDONED,      /**< stopped during a retry wait (shutdown): no
+	LLM_ABANDONED,      /**< stopped (shutdown) before it could end: no
 			      *  output; the record is done again later */
 };
 
@@ -66,6 +67,9 @@ struct llm_call {
 			        *  "transport", "too_large", "malformed" */
 	double seconds;       /**< wall time of the call */
 	bool will_retry;      /**< the call is tried again after a wait */
+	const char *detail;   /**< what went wrong ("HTTP 503: ..."), NULL
+			        *  for a call that worked; valid during the
+			        *  observer's call only */
 };
 
 /**
@@ -85,16 +89,28 @@ struct llm *llm_new(const struct extractd_config *cfg,
 void llm_set_observer(struct llm *llm, llm_observer_fn *fn, void *arg);
 
 /**
- * @brief Hear when the API starts or stops refusing the deployment (401,
- * 403, insufficient_quota): while it does, every call waits and one
- * worker probes. Called from a worker thread, once per change.
- * @param reason the API's answer when paused, NULL when it works again
+ * @brief Hear when the API is paused for a fault of the deployment (no
+ * connection, DNS, TLS, a refused key or quota, a 404 or the same error
+ * for every request: llmgate.h) and when it works again: while paused,
+ * every call waits and one worker probes. Call before workers start.
  */
-typedef void llm_pause_fn(void *arg, bool paused, const char *reason);
 void llm_set_pause_handler(struct llm *llm, llm_pause_fn *fn, void *arg);
 
-/** Wake every retry wait and make further waits fail (shutdown). */
+/**
+ * @brief The pause as it stands (llmgate_paused()): LLM_FAULT_NONE when
+ * the API works; else its reason in reason and since when (monotonic
+ * ns). Any thread.
+ */
+enum llm_fault llm_paused(struct llm *llm, char *reason, size_t size,
+			  int64_t *ret_since);
+
+/** Wake every retry wait and make further waits fail (shutdown): calls
+ * in progress finish, their records are abandoned if they need more. */
 void llm_stop(struct llm *llm);
+
+/** llm_stop(), and cut the calls in progress too (within about a
+ * second): their records are abandoned (the shutdown deadline). */
+void llm_cut(struct llm *llm);
 
 /** Free; NULL is fine. Workers must be freed first. */
 void llm_free(struct llm *llm);

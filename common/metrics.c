@@ -5,6 +5,7 @@
 #include "metrics.h"
 
 #include "llm.h"
+#include "llmgate.h"
 
 #include <json-c/json.h>
 #include <pthread.h>
@@ -71,6 +72,8 @@ struct metrics {
 	atomic_uint_fast64_t reasks;
 	atomic_uint_fast64_t tokens_prompt, tokens_completion;
 	atomic_int_fast64_t inflight;
+	atomic_uint paused;                   /**< enum llm_fault now */
+	atomic_uint_fast64_t pauses[LLM_FAULT_N];
 
 	pthread_mutex_t lag_lock; /**< guards lag, n_lag, cap_lag */
 	struct lag_entry *lag;
@@ -184,6 +187,15 @@ void metrics_llm_observe(void *arg, const struct llm_call *call)
 	bump(&m->duration_us, (uint64_t)(s * 1e6 + 0.5));
 	if (call->will_retry)
 		bump(&m->retries[retry_reason(call)], 1);
+}
+
+void metrics_llm_pause(struct metrics *m, enum llm_fault fault)
+{
+	if ((unsigned)fault >= LLM_FAULT_N)
+		return;
+	atomic_store_explicit(&m->paused, fault, memory_order_relaxed);
+	if (fault != LLM_FAULT_NONE)
+		bump(&m->pauses[fault], 1);
 }
 
 void metrics_inflight_add(struct metrics *m, int delta)
@@ -460,6 +472,21 @@ static void render_rest(FILE *f, struct metrics *m, const char *version)
 		fprintf(f, "extractd_llm_retries_total{reason=\"%s\"} %llu\n",
 			reason_names[i],
 			(unsigned long long)load(&m->retries[i]));
+
+	family(f, "extractd_llm_paused", "gauge",
+	       "1 while the LLM API is paused for a fault of the deployment, "
+	       "by the fault; consumption waits.");
+	for (i = 1; i < LLM_FAULT_N; i++)
+		fprintf(f, "extractd_llm_paused{reason=\"%s\"} %d\n",
+			llm_fault_name((enum llm_fault)i),
+			atomic_load_explicit(&m->paused,
+					     memory_order_relaxed) == i);
+	family(f, "extractd_llm_pauses_total", "counter",
+	       "Times the LLM API was paused, by the fault.");
+	for (i = 1; i < LLM_FAULT_N; i++)
+		fprintf(f, "extractd_llm_pauses_total{reason=\"%s\"} %llu\n",
+			llm_fault_name((enum llm_fault)i),
+			(unsigned long long)load(&m->pauses[i]));
 
 	family(f, "extractd_reasks_total", "counter",
 	       "LLM calls that re-asked after an answer failed validation.");

@@ -32,6 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "llmgate.h"
+
 struct llm_call;
 struct metrics;
 
@@ -67,6 +69,12 @@ void metrics_record(struct metrics *m, const char *error, unsigned reasks,
  * Thread-safe and lock-free. arg is the struct metrics.
  */
 void metrics_llm_observe(void *arg, const struct llm_call *call);
+
+/**
+ * @brief The LLM API is now paused for fault (LLM_FAULT_NONE: it works
+ * again): the gauge follows it, the counter counts each new pause.
+ */
+void metrics_llm_pause(struct metrics *m, enum llm_fault fault);
 
 /** Move the in-flight gauge (admitted jobs) by delta. */
 void metrics_inflight_add(struct metrics *m, int delta);

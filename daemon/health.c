@@ -15,11 +15,13 @@
 #include "health.h"
 
 #include "consumer.h"
+#include "llm.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
 #include "pipeline.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -28,6 +30,7 @@
 
 #define STALE_NS (30LL * 1000000000)    /**< a loop this quiet is wedged */
 #define PROGRESS_NS (10LL * 1000000000) /**< between progress lines */
+#define REMIND_NS (60LL * 1000000000)   /**< between "still paused" lines */
 
 struct health {
 	struct pipeline *pl;
@@ -36,11 +39,18 @@ struct health {
 	atomic_uint n;
 	atomic_int_fast64_t main_ns; /**< the main loop's last tick */
 
+	pthread_mutex_t failed_lock; /**< guards the two below (workers write
+				       *  them on failed calls only) */
+	uint64_t failed_calls;       /**< LLM calls that failed */
+	char last_failure[512];      /**< what the latest one said */
+
 	/* The main thread's alone: */
 	uint64_t watchdog_usec;      /**< WatchdogSec=, 0: none */
 	bool starving;               /**< logged: the watchdog goes unfed */
 	int64_t progress_ns;         /**< when the last progress line was */
 	uint64_t progress_records;   /**< records finished by then */
+	uint64_t failed_logged;      /**< failed_calls at the last warning */
+	int64_t reminded_ns;         /**< last pause line, 0: not paused */
 };
 
 struct health *health_new(struct pipeline *pl, unsigned n_consumers)
@@ -57,6 +67,7 @@ struct health *health_new(struct pipeline *pl, unsigned n_consumers)
 	}
 	h->pl = pl;
 	h->cap = n_consumers;
+	pthread_mutex_init(&h->failed_lock, NULL);
 	atomic_init(&h->n, 0);
 	atomic_init(&h->main_ns, now_mono_ns());
 	h->watchdog_usec = notify_watchdog_usec();
@@ -78,6 +89,7 @@ void health_free(struct health *h)
 {
 	if (!h)
 		return;
+	pthread_mutex_destroy(&h->failed_lock);
 	free(h->consumers);
 	free(h);
 }
@@ -149,9 +161,13 @@ static int ready(void *arg, char *why, size_t why_size)
 	why[0] = '\0';
 	if (atomic_load(&h->pl->stopping))
 		add_why(why, why_size, "stopping");
-	if (atomic_load(&h->pl->llm_paused))
-		add_why(why, why_size, "LLM API paused (it refuses the API "
-			"key or the quota is spent)");
+	if (atomic_load(&h->pl->llm_paused) && h->pl->llm) {
+		char reason[768];
+
+		if (llm_paused(h->pl->llm, reason, sizeof(reason), NULL) !=
+		    LLM_FAULT_NONE)
+			add_why(why, why_size, "LLM API paused: %s", reason);
+	}
 	for (i = 0; i < n; i++) {
 		assigned += consumer_assigned(h->consumers[i]);
 		down = down || consumer_brokers_down(h->consumers[i]);
@@ -235,6 +251,66 @@ static void progress(struct health *h, int64_t now)
 	notify_status(status);
 }
 
+void health_llm_observe(void *arg, const struct llm_call *call)
+{
+	struct health *h = arg;
+
+	metrics_llm_observe(h->pl->metrics, call);
+	if (!call->detail)
+		return;
+	pthread_mutex_lock(&h->failed_lock);
+	h->failed_calls++;
+	snprintf(h->last_failure, sizeof(h->last_failure), "%s", call->detail);
+	pthread_mutex_unlock(&h->failed_lock);
+}
+
+/* One warning per progress period while LLM calls fail: how many, and
+ * what the latest said (each call's fate is in the metrics). */
+static void warn_failures(struct health *h)
+{
+	char last[512], text[1100];
+	uint64_t n;
+
+	pthread_mutex_lock(&h->failed_lock);
+	n = h->failed_calls;
+	snprintf(last, sizeof(last), "%s", h->last_failure);
+	pthread_mutex_unlock(&h->failed_lock);
+	if (n == h->failed_logged)
+		return;
+	LOG_WARN("LLM API calls failed",
+		 "\"calls\":%llu,\"since_s\":%lld,\"last_error\":%s",
+		 (unsigned long long)(n - h->failed_logged),
+		 (long long)(PROGRESS_NS / 1000000000),
+		 log_str(text, sizeof(text), last));
+	h->failed_logged = n;
+}
+
+/* While the LLM API is paused, say so again every REMIND_NS: the line
+ * that paused it may have scrolled away long ago. */
+static void remind_pause(struct health *h, int64_t now)
+{
+	char reason[768], text[1100];
+	int64_t since;
+
+	if (!atomic_load(&h->pl->llm_paused) || !h->pl->llm ||
+	    llm_paused(h->pl->llm, reason, sizeof(reason), &since) ==
+		    LLM_FAULT_NONE) {
+		h->reminded_ns = 0;
+		return;
+	}
+	if (!h->reminded_ns) {
+		h->reminded_ns = now; /* the pause itself was logged */
+		return;
+	}
+	if (now - h->reminded_ns < REMIND_NS)
+		return;
+	h->reminded_ns = now;
+	LOG_ERROR("the LLM API is still paused: nothing is consumed",
+		  "\"paused_s\":%lld,\"reason\":%s",
+		  (long long)((now - since) / 1000000000),
+		  log_str(text, sizeof(text), reason));
+}
+
 void health_tick(struct health *h)
 {
 	int64_t now = now_mono_ns();
@@ -242,6 +318,9 @@ void health_tick(struct health *h)
 	atomic_store(&h->main_ns, now);
 	if (h->watchdog_usec)
 		feed_watchdog(h, now);
-	if (now - h->progress_ns >= PROGRESS_NS)
+	remind_pause(h, now);
+	if (now - h->progress_ns >= PROGRESS_NS) {
 		progress(h, now);
+		warn_failures(h);
+	}
 }

@@ -12,8 +12,13 @@
  * poll). A wedged loop stops the watchdog, so systemd restarts the unit,
  * and fails /healthz, so Kubernetes does.
  *
- * Ready (/readyz): not stopping, the LLM API not paused, no consumer
- * seeing all its brokers down, and at least one partition assigned.
+ * Ready (/readyz): not stopping, the LLM API not paused (the reason is
+ * shown), no consumer seeing all its brokers down, and at least one
+ * partition assigned.
+ *
+ * Failures in the log: while the LLM API is paused, an error line every
+ * minute says so again; while calls fail, a warning every progress
+ * period says how many and what the latest said.
  */
 #ifndef EXTRACTD_HEALTH_H
 #define EXTRACTD_HEALTH_H
@@ -40,6 +45,15 @@ void health_add_consumer(struct health *h, struct consumer *c);
  * thread): its heartbeat, the watchdog, the progress line every 10 s.
  */
 void health_tick(struct health *h);
+
+/**
+ * @brief The llm observer (llm_observer_fn; arg: the struct health): the
+ * metrics count every call, and a failed call is remembered for the
+ * warning health_tick() writes once per progress period while calls
+ * fail. Any worker thread.
+ */
+struct llm_call;
+void health_llm_observe(void *arg, const struct llm_call *call);
 
 /** Free; NULL is fine. Stop the HTTP server first. */
 void health_free(struct health *h);

@@ -258,7 +258,7 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 	if (!pl.llm)
 		goto fail;
 	llm_set_pause_handler(pl.llm, pipeline_llm_paused, &pl);
-	llm_set_observer(pl.llm, metrics_llm_observe, pl.metrics);
+	llm_set_observer(pl.llm, health_llm_observe, health);
 	pl.pool = pool_new(cfg->pool.workers, cfg->pool.max_in_flight,
 			   &worker_ops, &pl, err, sizeof(err));
 	if (!pl.pool)

@@ -175,21 +175,28 @@ int pipeline_admit(struct pipeline *pl, struct partition *part,
 	return 0;
 }
 
-void pipeline_llm_paused(void *arg, bool paused, const char *reason)
+void pipeline_llm_paused(void *arg, enum llm_fault fault, const char *reason)
 {
 	struct pipeline *pl = arg;
+	int64_t since = atomic_load(&pl->llm_paused_ns);
 	char text[1024];
 
-	atomic_store(&pl->llm_paused, paused);
-	if (paused)
-		LOG_ERROR("the LLM API refuses this deployment (API key, "
-			  "permissions or quota): consumption paused, the API "
-			  "is probed until it answers; no record is "
-			  "dead-lettered for this", "\"reason\":%s",
-			  log_str(text, sizeof(text), reason));
-	else
-		LOG_WARN("the LLM API answers again: consumption resumed",
-			 NULL);
+	metrics_llm_pause(pl->metrics, fault);
+	if (fault == LLM_FAULT_NONE) {
+		atomic_store(&pl->llm_paused_ns, 0);
+		atomic_store(&pl->llm_paused, false);
+		LOG_INFO("the LLM API answers again: consumption resumed",
+			 "\"paused_s\":%.1f",
+			 since ? (double)(now_mono_ns() - since) / 1e9 : 0.0);
+		return;
+	}
+	if (!since)
+		atomic_store(&pl->llm_paused_ns, now_mono_ns());
+	atomic_store(&pl->llm_paused, true);
+	LOG_ERROR("the LLM API does not work for this deployment: consumption "
+		  "paused, the API is probed until it answers; no record is "
+		  "dead-lettered for this", "\"fault\":\"%s\",\"reason\":%s",
+		  llm_fault_name(fault), log_str(text, sizeof(text), reason));
 }
 
 void *pipeline_worker_init(void *arg, unsigned index)

@@ -111,8 +111,9 @@ struct pipeline {
 	unsigned inflight;        /**< jobs admitted and not yet freed */
 
 	atomic_bool stopping;     /**< shutdown began: admit nothing more */
-	atomic_bool llm_paused;   /**< the API refuses the deployment (bad
-				    *  key, no quota): consumption waits */
+	atomic_bool llm_paused;   /**< the API does not work for the
+				    *  deployment: consumption waits */
+	atomic_int_fast64_t llm_paused_ns; /**< since when (monotonic), 0 */
 	atomic_int failed;        /**< a fatal error: exit status 1 */
 	atomic_uint_fast64_t n_ok, n_dead, n_abandoned;
 	atomic_uint_fast64_t n_prompt_tokens, n_completion_tokens;
@@ -146,9 +147,9 @@ void partition_unref(struct partition *part);
 int pipeline_admit(struct pipeline *pl, struct partition *part,
 		   rd_kafka_message_t *msg);
 
-/** The llm's pause handler: log it once, loudly; readiness and admission
- * follow pipeline.llm_paused. */
-void pipeline_llm_paused(void *pl, bool paused, const char *reason);
+/** The llm's pause handler: log each change, loudly; readiness and
+ * admission follow pipeline.llm_paused, the metrics the fault. */
+void pipeline_llm_paused(void *pl, enum llm_fault fault, const char *reason);
 
 /** Pool callbacks: a worker's llm_worker, and running one job. */
 void *pipeline_worker_init(void *pl, unsigned index);

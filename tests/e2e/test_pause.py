@@ -53,11 +53,14 @@ def body(h):
     # One probe per 500 ms at most, after the first wave (one per slot).
     check(n401 <= 8 + 2 * (PAUSED_FOR + 2), "%d 401s in %.0fs: not probing "
           "slowly", n401, PAUSED_FOR)
-    paused = [r for r in log_lines(d) if "refuses" in r.get("msg", "")]
+    paused = [r for r in log_lines(d) if "paused" in r.get("msg", "")]
     check(len(paused) == 1, "want one pause line in the log, got %d",
           len(paused))
     check(paused[0]["level"] == "error", "pause logged at %s",
           paused[0]["level"])
+    check(paused[0].get("fault") == "auth" and
+          "llm.api_key" in paused[0].get("reason", ""),
+          "the pause line does not say the key is refused: %r", paused[0])
 
     log("writing extractd's key into llmsim's key file")
     with open(keyfile + ".new", "w") as f:
