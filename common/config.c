@@ -200,6 +200,8 @@ static const struct cfg_entry cfg_table[] = {
 		 cfg_delivery_names),
 	CFG_UINT(output, transaction_ms, 100, 1, 60000),
 
+	CFG_UINT(shutdown, timeout_ms, 15000, 1000, 3600000),
+
 	CFG_STR(http, listen, "127.0.0.1:9464", cfg_check_listen, 0),
 
 	CFG_ENUM(log, level, CFG_LOG_INFO, cfg_log_level_names),

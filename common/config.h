@@ -96,6 +96,9 @@ struct extractd_config {
 		unsigned transaction_ms; /**< exactly-once commit period */
 	} output;
 	struct {
+		unsigned timeout_ms;     /**< SIGTERM to exit, at most */
+	} shutdown;
+	struct {
 		char *listen;            /**< "host:port", "" disables */
 	} http;
 	struct {

@@ -42,10 +42,11 @@
 #include <string.h>
 #include <time.h>
 
-#define REVOKE_WAIT_NS (10LL * 1000000000) /**< bound on a revoke's wait */
+#define REVOKE_WAIT_MS 10000 /**< bound on a revoke's wait, and commit */
 #define SLOT_WAIT_MS 100                   /**< poll at least this often */
 #define HOLD_MIN 16       /**< held queue at least this long */
 #define REWIND_TIMEOUT_MS 10000 /**< committed offsets and seeks */
+#define TXN_TIMEOUT_MS 60000    /**< a transaction's commit, running */
 
 struct consumer {
 	struct pipeline *pl;
@@ -65,6 +66,7 @@ struct consumer {
 	atomic_int_fast64_t heartbeat_ns; /**< the loop's last turn */
 	atomic_uint assigned;     /**< partitions in the assignment */
 	atomic_bool brokers_down; /**< all brokers down since last contact */
+	bool unclosed;            /**< its close did not finish in time */
 };
 
 void consumer_store(struct consumer *c, const char *topic, int32_t partition,
@@ -288,7 +290,7 @@ static void rewind_to_committed(struct consumer *c)
  * each partition produced in it (released in offset order, so that is a
  * contiguous prefix), and begin the next. An abort rewinds.
  */
-static void txn_commit(struct consumer *c)
+static void txn_commit(struct consumer *c, unsigned timeout_ms)
 {
 	struct producer *prod = c->pl->producer;
 	rd_kafka_topic_partition_list_t *list;
@@ -309,7 +311,7 @@ static void txn_commit(struct consumer *c)
 				->offset = part->produced;
 		pthread_mutex_unlock(&part->lock);
 	}
-	r = list->cnt ? producer_txn_commit(prod, c->rk, list) : 0;
+	r = list->cnt ? producer_txn_commit(prod, c->rk, list, timeout_ms) : 0;
 	if (r == 0) {
 		for (j = 0; j < list->cnt; j++) {
 			struct partition *part =
@@ -326,16 +328,55 @@ static void txn_commit(struct consumer *c)
 	rd_kafka_topic_partition_list_destroy(list);
 }
 
-/* Commit what is done now: the stored offsets, or the transaction. */
+/*
+ * Commit the stored offsets and wait for the result, at most timeout_ms
+ * (librdkafka's synchronous commit has no bound: with the coordinator
+ * gone it would wait for ever). Returns the error, or
+ * RD_KAFKA_RESP_ERR__TIMED_OUT.
+ */
+static rd_kafka_resp_err_t commit_bounded(struct consumer *c,
+					  unsigned timeout_ms)
+{
+	int64_t deadline = now_mono_ns() + (int64_t)timeout_ms * 1000000;
+	rd_kafka_queue_t *q = rd_kafka_queue_new(c->rk);
+	rd_kafka_resp_err_t err;
+
+	err = rd_kafka_commit_queue(c->rk, NULL, q, NULL, NULL);
+	while (!err) {
+		int64_t left = (deadline - now_mono_ns()) / 1000000;
+		rd_kafka_event_t *ev;
+
+		if (left <= 0) {
+			err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+			break;
+		}
+		ev = rd_kafka_queue_poll(q, left < 100 ? (int)left : 100);
+		atomic_store(&c->heartbeat_ns, now_mono_ns());
+		if (ev && rd_kafka_event_type(ev) ==
+				  RD_KAFKA_EVENT_OFFSET_COMMIT) {
+			err = rd_kafka_event_error(ev);
+			rd_kafka_event_destroy(ev);
+			break;
+		}
+		if (ev)
+			rd_kafka_event_destroy(ev);
+	}
+	rd_kafka_queue_destroy(q);
+	return err;
+}
+
+/* Commit what is done now: the stored offsets, or the transaction; within
+ * the revoke bound, and within the shutdown deadline once stopping. */
 static void commit_now(struct consumer *c, const char *what)
 {
+	unsigned timeout = pipeline_stop_left_ms(c->pl, REVOKE_WAIT_MS);
 	rd_kafka_resp_err_t err;
 
 	if (producer_transactional(c->pl->producer)) {
-		txn_commit(c);
+		txn_commit(c, timeout);
 		return;
 	}
-	err = rd_kafka_commit(c->rk, NULL, 0);
+	err = commit_bounded(c, timeout);
 	if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
 		LOG_WARN(what, "\"error\":\"%s\"", rd_kafka_err2str(err));
 }
@@ -366,7 +407,9 @@ static void on_revoke(struct consumer *c,
 	bool cooperative =
 		!strcmp(rd_kafka_rebalance_protocol(c->rk), "COOPERATIVE");
 	bool lost = rd_kafka_assignment_lost(c->rk);
-	int64_t deadline = now_mono_ns() + REVOKE_WAIT_NS;
+	int64_t deadline = now_mono_ns() +
+			   (int64_t)pipeline_stop_left_ms(c->pl, REVOKE_WAIT_MS) *
+				   1000000;
 	int i;
 
 	if (!lost) {
@@ -384,7 +427,9 @@ static void on_revoke(struct consumer *c,
 		/* The generation is gone: the open transaction cannot commit
 		 * these offsets. Abort it; what remains ours is redone. */
 		producer_txn_lock(c->pl->producer);
-		if (producer_txn_abort(c->pl->producer) == 0)
+		if (producer_txn_abort(c->pl->producer,
+				       pipeline_stop_left_ms(c->pl,
+							     TXN_TIMEOUT_MS)) == 0)
 			rewind_to_committed(c);
 		producer_txn_unlock(c->pl->producer);
 	}
@@ -636,6 +681,64 @@ static rd_kafka_message_t *admission_turn(struct consumer *c)
 	return rd_kafka_consumer_poll(c->rk, 0);
 }
 
+/* An event of the close's queue: the last revoke runs as a rebalance
+ * callback would; errors are logged. ev may be NULL. */
+static void serve_close_event(struct consumer *c, rd_kafka_event_t *ev)
+{
+	char text[512];
+
+	if (!ev)
+		return;
+	switch (rd_kafka_event_type(ev)) {
+	case RD_KAFKA_EVENT_REBALANCE:
+		on_rebalance(c->rk, rd_kafka_event_error(ev),
+			     rd_kafka_event_topic_partition_list(ev), c);
+		break;
+	case RD_KAFKA_EVENT_ERROR:
+		LOG_WARN("consumer error while closing", "\"error\":%s",
+			 log_str(text, sizeof(text),
+				 rd_kafka_event_error_string(ev)));
+		break;
+	default:
+		break;
+	}
+	rd_kafka_event_destroy(ev);
+}
+
+/*
+ * Close the consumer (leave the group; auto-commit commits what is
+ * stored, a last revoke runs) within the shutdown deadline: the close is
+ * served on our own queue, so the wait can stop. A close that does not
+ * finish leaves the handle to be dropped at exit.
+ */
+static void close_bounded(struct consumer *c)
+{
+	rd_kafka_queue_t *q = rd_kafka_queue_new(c->rk);
+	rd_kafka_error_t *error = rd_kafka_consumer_close_queue(c->rk, q);
+
+	if (error) {
+		LOG_WARN("consumer close failed", "\"error\":\"%s\"",
+			 rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+		rd_kafka_queue_destroy(q);
+		return;
+	}
+	while (!rd_kafka_consumer_closed(c->rk)) {
+		unsigned left = pipeline_stop_left_ms(c->pl, 100);
+
+		if (!left) {
+			LOG_WARN("the consumer did not leave its group within "
+				 "shutdown.timeout_ms", "\"consumer\":%u",
+				 c->index);
+			c->unclosed = true;
+			return; /* q stays: librdkafka may still post to it */
+		}
+		serve_close_event(c, rd_kafka_queue_poll(q, (int)left));
+		atomic_store(&c->heartbeat_ns, now_mono_ns());
+	}
+	rd_kafka_queue_destroy(q);
+}
+
 static void *consumer_main(void *arg)
 {
 	struct consumer *c = arg;
@@ -643,8 +746,6 @@ static void *consumer_main(void *arg)
 	bool txn = producer_transactional(pl->producer);
 	int64_t txn_period = (int64_t)pl->cfg->output.transaction_ms * 1000000;
 	int64_t next_txn = now_mono_ns() + txn_period;
-	int64_t deadline;
-	rd_kafka_resp_err_t err;
 
 	thread_enter("consumer-%u", c->index);
 
@@ -656,29 +757,29 @@ static void *consumer_main(void *arg)
 		if (msg)
 			handle_message(c, msg);
 		if (txn && now_mono_ns() >= next_txn) {
-			txn_commit(c);
+			txn_commit(c, TXN_TIMEOUT_MS);
 			next_txn = now_mono_ns() + txn_period;
 		}
 	}
 
-	/* Stopping: admit nothing more, let the work in flight finish
-	 * (each call is bounded by llm.timeout_ms), serving rebalances. */
+	/* Stopping: admit nothing more, let the work in flight finish (the
+	 * shutdown watchdog cuts the LLM calls still open at two thirds of
+	 * the deadline), serving rebalances; then commit and leave, each
+	 * bounded by what is left of shutdown.timeout_ms. */
 	held_drop(c, -1);
-	deadline = now_mono_ns() +
-		   ((int64_t)pl->cfg->llm.timeout_ms + 10000) * 1000000;
+	pipeline_stop_step(pl, "waiting for the records in flight");
 	while (pipeline_wait_drained(pl, now_mono_ns() + 100000000LL) < 0 &&
-	       now_mono_ns() < deadline) {
+	       pipeline_stop_left_ms(pl, 1)) {
 		rd_kafka_message_t *msg = rd_kafka_consumer_poll(c->rk, 0);
 
 		atomic_store(&c->heartbeat_ns, now_mono_ns());
 		if (msg)
 			rd_kafka_message_destroy(msg);
 	}
+	pipeline_stop_step(pl, "final commit");
 	commit_now(c, "final commit failed");
-	err = rd_kafka_consumer_close(c->rk);
-	if (err)
-		LOG_WARN("consumer close failed", "\"error\":\"%s\"",
-			 rd_kafka_err2str(err));
+	pipeline_stop_step(pl, "leaving the consumer group");
+	close_bounded(c);
 	metrics_lag_forget(pl->metrics, c->index);
 	return NULL;
 }
@@ -731,7 +832,9 @@ void consumer_free(struct consumer *c)
 		partition_unref(c->parts[i]);
 	free(c->parts);
 	free(c->held);
-	if (c->rk)
+	if (c->rk && !c->unclosed)
 		rd_kafka_destroy(c->rk);
+	/* Else destroying would wait for the close that did not finish:
+	 * the handle goes with the process, which is about to exit. */
 	free(c);
 }

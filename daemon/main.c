@@ -36,6 +36,7 @@
 #include "pool.h"
 #include "producer.h"
 #include "schema.h"
+#include "shutdown.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -166,19 +167,22 @@ static int register_secrets(const struct extractd_config *cfg,
 	return 0;
 }
 
-static void log_summary(struct pipeline *pl)
+/* The last line: what this run did, and what it leaves to the next
+ * (records abandoned or undelivered: their offsets are not committed). */
+static void log_summary(struct pipeline *pl, int undelivered)
 {
 	int64_t first = atomic_load(&pl->first_consumed_ms);
 	int64_t last = atomic_load(&pl->last_delivered_ms);
 
 	LOG_INFO("stopped",
 		 "\"records\":%llu,\"dead_letters\":%llu,\"abandoned\":%llu,"
+		 "\"undelivered\":%d,"
 		 "\"tokens_prompt\":%llu,\"tokens_completion\":%llu,"
 		 "\"first_consumed_ms\":%lld,\"last_delivered_ms\":%lld,"
 		 "\"busy_seconds\":%.3f",
 		 (unsigned long long)atomic_load(&pl->n_ok),
 		 (unsigned long long)atomic_load(&pl->n_dead),
-		 (unsigned long long)atomic_load(&pl->n_abandoned),
+		 (unsigned long long)atomic_load(&pl->n_abandoned), undelivered,
 		 (unsigned long long)atomic_load(&pl->n_prompt_tokens),
 		 (unsigned long long)atomic_load(&pl->n_completion_tokens),
 		 (long long)first, (long long)last,
@@ -217,6 +221,7 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 	};
 	struct pipeline pl = { .cfg = cfg, .api_key = api_key };
 	struct consumer **consumers;
+	struct shutdown *sd;
 	struct health *health = NULL;
 	struct httpd *httpd = NULL;
 	unsigned i, n_consumers = 0;
@@ -298,28 +303,30 @@ fail:
 	LOG_ERROR("cannot start", "\"error\":%s",
 		  log_str((char[1100]){ 0 }, 1100, err));
 out:
+	/* Every step below is bounded by shutdown.timeout_ms (shutdown.h). */
 	notify_stopping();
-	atomic_store(&pl.stopping, true);
-	if (pl.llm)
-		llm_stop(pl.llm);
+	sd = shutdown_begin(&pl, &stop);
 	for (i = 0; i < n_consumers; i++)
 		consumer_join(consumers[i]);
 	httpd_stop(httpd); /* its probes read the consumers */
 	health_free(health);
 	/* Consumers' handles stay open until here: late delivery reports
 	 * still store offsets through them (harmlessly, once closed). */
+	pipeline_stop_step(&pl, "joining the workers");
 	pool_free(pl.pool);
 	left = producer_free(pl.producer);
 	if (left)
-		LOG_ERROR("records left undelivered at exit; their offsets "
-			  "are not committed", "\"count\":%d", left);
+		LOG_WARN("records left undelivered at exit; their offsets "
+			 "are not committed", "\"count\":%d", left);
+	pipeline_stop_step(&pl, "closing the consumers");
 	for (i = 0; i < cfg->kafka.consumer_threads && consumers; i++)
 		consumer_free(consumers[i]);
+	shutdown_end(sd);
 	free(consumers);
 	llm_free(pl.llm);
 	http_share_free(pl.share);
 	http_global_cleanup();
-	log_summary(&pl);
+	log_summary(&pl, left);
 	metrics_free(pl.metrics);
 	sem_destroy(&pl.slots);
 	pthread_cond_destroy(&pl.drained);

@@ -42,8 +42,30 @@ void pipeline_request_stop(struct pipeline *pl, bool failed)
 {
 	if (failed)
 		atomic_store(&pl->failed, 1);
-	/* main waits in sigwait(); this wakes it the same way a user does. */
-	kill(getpid(), SIGTERM);
+	/* main waits in sigwait(); this wakes it the same way a user does.
+	 * Once stopping, a signal would be the watchdog's second one, which
+	 * means "exit at once": stopping goes on anyway. */
+	if (!atomic_load(&pl->stopping))
+		kill(getpid(), SIGTERM);
+}
+
+unsigned pipeline_stop_left_ms(struct pipeline *pl, unsigned cap)
+{
+	int64_t left;
+
+	if (!atomic_load(&pl->stopping))
+		return cap;
+	left = (atomic_load(&pl->stop_deadline_ns) - now_mono_ns()) / 1000000;
+	if (left <= 0)
+		return 0;
+	return left < (int64_t)cap ? (unsigned)left : cap;
+}
+
+void pipeline_stop_step(struct pipeline *pl, const char *step)
+{
+	atomic_store(&pl->stop_step, step);
+	LOG_DEBUG("stopping", "\"step\":\"%s\",\"left_ms\":%u", step,
+		  pipeline_stop_left_ms(pl, UINT32_MAX));
 }
 
 struct partition *partition_new(struct consumer *owner, const char *topic,

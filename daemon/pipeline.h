@@ -111,6 +111,10 @@ struct pipeline {
 	unsigned inflight;        /**< jobs admitted and not yet freed */
 
 	atomic_bool stopping;     /**< shutdown began: admit nothing more */
+	atomic_int_fast64_t stop_deadline_ns; /**< monotonic; set before
+					        *  stopping (shutdown.h) */
+	_Atomic(const char *) stop_step; /**< the step of stopping under
+					   *  way, for the watchdog's line */
 	atomic_bool llm_paused;   /**< the API does not work for the
 				    *  deployment: consumption waits */
 	atomic_int_fast64_t llm_paused_ns; /**< since when (monotonic), 0 */
@@ -127,6 +131,15 @@ int64_t now_wall_ms(void);
 
 /** Ask main to shut down; failed marks the exit status 1. */
 void pipeline_request_stop(struct pipeline *pl, bool failed);
+
+/**
+ * @brief While stopping: the ms left until the shutdown deadline (0 once
+ * it passed); before, cap. Every wait on the way out is bounded by it.
+ */
+unsigned pipeline_stop_left_ms(struct pipeline *pl, unsigned cap);
+
+/** While stopping: name the step under way (a constant string). */
+void pipeline_stop_step(struct pipeline *pl, const char *step);
 
 /** Whether results leave in offset order: output.ordering = offset, and
  * always with exactly-once delivery (a transaction commits offsets, which

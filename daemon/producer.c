@@ -28,7 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FLUSH_MS 30000           /**< bound on the flush at shutdown */
 #define QUEUE_FULL_WAIT_MS 5000  /**< then a full queue is an error */
 
 struct producer {
@@ -45,6 +44,7 @@ struct producer {
 };
 
 #define TXN_TIMEOUT_MS 60000 /**< init, commit and abort calls */
+#define FLUSH_MS 30000       /**< flush at exit, within the deadline */
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg,
 			void *opaque)
@@ -349,10 +349,10 @@ bool producer_transactional(const struct producer *p)
 }
 
 /* Abort the open transaction and begin the next; -1 when fatal. */
-static int txn_abort(struct producer *p)
+static int txn_abort(struct producer *p, unsigned timeout_ms)
 {
 	rd_kafka_error_t *error = rd_kafka_abort_transaction(p->rk,
-							     TXN_TIMEOUT_MS);
+							     (int)timeout_ms);
 
 	if (!error)
 		error = rd_kafka_begin_transaction(p->rk);
@@ -371,7 +371,8 @@ static int txn_abort(struct producer *p)
 }
 
 int producer_txn_commit(struct producer *p, rd_kafka_t *consumer,
-			rd_kafka_topic_partition_list_t *offsets)
+			rd_kafka_topic_partition_list_t *offsets,
+			unsigned timeout_ms)
 {
 	rd_kafka_consumer_group_metadata_t *meta;
 	rd_kafka_error_t *error = NULL;
@@ -384,11 +385,11 @@ int producer_txn_commit(struct producer *p, rd_kafka_t *consumer,
 		meta = rd_kafka_consumer_group_metadata(consumer);
 		error = rd_kafka_send_offsets_to_transaction(p->rk, offsets,
 							     meta,
-							     TXN_TIMEOUT_MS);
+							     (int)timeout_ms);
 		rd_kafka_consumer_group_metadata_destroy(meta);
 		if (!error)
 			error = rd_kafka_commit_transaction(p->rk,
-							    TXN_TIMEOUT_MS);
+							    (int)timeout_ms);
 		if (!error) {
 			error = rd_kafka_begin_transaction(p->rk);
 			if (!error)
@@ -406,7 +407,7 @@ int producer_txn_commit(struct producer *p, rd_kafka_t *consumer,
 			 log_str(text, sizeof(text),
 				 rd_kafka_error_string(error)));
 		rd_kafka_error_destroy(error);
-		return txn_abort(p) < 0 ? -1 : 1;
+		return txn_abort(p, timeout_ms) < 0 ? -1 : 1;
 	}
 	/* Fenced by a newer instance with our id, or another fatal error:
 	 * nothing of this transaction is committed. */
@@ -421,9 +422,9 @@ int producer_txn_commit(struct producer *p, rd_kafka_t *consumer,
 	return -1;
 }
 
-int producer_txn_abort(struct producer *p)
+int producer_txn_abort(struct producer *p, unsigned timeout_ms)
 {
-	return p->txn_open ? txn_abort(p) : -1;
+	return p->txn_open ? txn_abort(p, timeout_ms) : -1;
 }
 
 int producer_free(struct producer *p)
@@ -435,14 +436,18 @@ int producer_free(struct producer *p)
 	if (p->rk && p->txn_open) {
 		/* Whatever was not committed is done again after restart;
 		 * read_committed readers never see it. */
-		rd_kafka_error_t *error =
-			rd_kafka_abort_transaction(p->rk, TXN_TIMEOUT_MS);
+		rd_kafka_error_t *error;
 
+		pipeline_stop_step(p->pl, "aborting the open transaction");
+		error = rd_kafka_abort_transaction(
+			p->rk, (int)pipeline_stop_left_ms(p->pl, TXN_TIMEOUT_MS));
 		if (error)
 			rd_kafka_error_destroy(error);
 	}
 	if (p->rk) {
-		rd_kafka_flush(p->rk, FLUSH_MS);
+		pipeline_stop_step(p->pl, "flushing the producer");
+		rd_kafka_flush(p->rk, (int)pipeline_stop_left_ms(p->pl,
+								 FLUSH_MS));
 		left = rd_kafka_outq_len(p->rk);
 	}
 	if (p->started) {

@@ -44,14 +44,17 @@ void producer_txn_unlock(struct producer *p);
  *          fatal (fenced: the stop is requested).
  */
 int producer_txn_commit(struct producer *p, rd_kafka_t *consumer,
-			rd_kafka_topic_partition_list_t *offsets);
+			rd_kafka_topic_partition_list_t *offsets,
+			unsigned timeout_ms);
 
 /** With the lock held: abort the open transaction, begin the next;
- * 0, or -1 when fatal. */
-int producer_txn_abort(struct producer *p);
+ * 0, or -1 when fatal. Each librdkafka call waits at most timeout_ms. */
+int producer_txn_abort(struct producer *p, unsigned timeout_ms);
 
 /**
- * @brief Flush (bounded), stop the poll thread, destroy; NULL is fine.
+ * @brief Abort an open transaction and flush, within the shutdown
+ * deadline (pipeline_stop_left_ms), stop the poll thread, destroy; NULL
+ * is fine.
  * @returns the number of messages left undelivered.
  */
 int producer_free(struct producer *p);

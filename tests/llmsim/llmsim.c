@@ -111,6 +111,7 @@ enum sim_fault {
 	SIM_FAULT_MALFORMED,	/**< 200 with a truncated JSON body */
 	SIM_FAULT_INVALID,	/**< 200, a Person breaking the schema */
 	SIM_FAULT_REFUSAL,	/**< 200, message.refusal */
+	SIM_FAULT_400,		/**< 400: the request format is refused */
 	SIM_FAULT_COUNT,
 };
 
@@ -124,6 +125,7 @@ static const char *const sim_fault_names[SIM_FAULT_COUNT] = {
 	[SIM_FAULT_MALFORMED] = "malformed",
 	[SIM_FAULT_INVALID] = "invalid",
 	[SIM_FAULT_REFUSAL] = "refusal",
+	[SIM_FAULT_400] = "400",
 };
 
 /** Command-line settings; read-only once the server runs. */
@@ -580,6 +582,10 @@ static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
 		return sim_req_prepare_error(r, 503,
 			"The engine is currently overloaded, please try again later. (simulated by llmsim)",
 			"server_error", NULL);
+	case SIM_FAULT_400:
+		return sim_req_prepare_error(r, 400,
+			"Invalid parameter: 'response_format' of type 'json_schema' is not supported by this server (simulated by llmsim).",
+			"invalid_request_error", "invalid_parameter");
 	case SIM_FAULT_REFUSAL:
 		break;	/* content stays NULL */
 	default:
@@ -969,7 +975,7 @@ static void sim_usage(FILE *f)
 	      "              [--jitter-ms N] [--fault KIND=RATE,...] [--rpm N] [--tpm N]\n"
 	      "              [--seed N] [--answers FILE] [--threads N]\n"
 	      "              [--api-key-file F]\n"
-	      "faults: 429 quota 500 503 timeout malformed invalid refusal (rates 0..1)\n"
+	      "faults: 429 quota 500 503 timeout malformed invalid refusal 400 (rates 0..1)\n"
 	      "answers: JSONL, one {\"match\": \"substring\", \"content\": ...,\n"
 	      "         \"delay_ms\": N} a line (delay_ms optional: that answer\n"
 	      "         comes after N ms instead of --latency-ms +- --jitter-ms)\n",
