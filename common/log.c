@@ -1,134 +1,25 @@
 /*
  * log: see log.h. The line is built in a fixed buffer and cut (with a
  * marker) when a field set is too long, so logging never allocates.
- * The secrets table is written by log_add_secret() before threads start
- * and only read afterwards, so it needs no lock.
+ * Secrets are redacted by secret.c, whose table is read-only once threads
+ * run, so logging takes no lock.
  */
 #include "log.h"
 
+#include "secret.h"
+
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #define LOG_LINE_MAX 4096
-#define LOG_SECRETS_MAX 64     /* forms: a secret and its escaped form */
-#define LOG_SECRET_MIN 4
-#define LOG_REDACTED "(redacted)"
 
 static enum log_level log_level = LOG_LVL_INFO;
 static bool log_json = true;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
-
-/* Written before threads start, read-only afterwards. */
-static char *log_secrets[LOG_SECRETS_MAX];
-static size_t log_n_secrets;
-
-static int log_add_form(const char *form)
-{
-	size_t i;
-
-	for (i = 0; i < log_n_secrets; i++)
-		if (!strcmp(log_secrets[i], form))
-			return 0;
-	if (log_n_secrets == LOG_SECRETS_MAX)
-		return -1;
-	log_secrets[log_n_secrets] = strdup(form);
-	if (!log_secrets[log_n_secrets])
-		return -1;
-	log_n_secrets++;
-	return 0;
-}
-
-int log_add_secret(const char *secret)
-{
-	size_t len, size;
-	char *esc;
-	int r;
-
-	if (!secret || (len = strlen(secret)) < LOG_SECRET_MIN)
-		return 0;
-	if (log_add_form(secret) < 0)
-		return -1;
-	/* Also as it reads inside a JSON string (log_str's escapes: at
-	 * most 6 bytes a byte, plus the quotes). */
-	size = len * 6 + 3;
-	esc = malloc(size);
-	if (!esc)
-		return -1;
-	log_str(esc, size, secret);
-	esc[strlen(esc) - 1] = '\0'; /* the closing quote */
-	r = log_add_form(esc + 1);  /* a duplicate when nothing escaped */
-	memset(esc, 0, size);
-	free(esc);
-	return r;
-}
-
-void log_clear_secrets(void)
-{
-	size_t i;
-
-	for (i = 0; i < log_n_secrets; i++) {
-		memset(log_secrets[i], 0, strlen(log_secrets[i]));
-		free(log_secrets[i]);
-		log_secrets[i] = NULL;
-	}
-	log_n_secrets = 0;
-}
-
-/* Copy line[0..n) to out (as large), each secret replaced by
- * LOG_REDACTED, or "***" when the secret is shorter: the line never
- * grows, so it is never cut. Returns out's length. */
-static size_t log_redact(const char *line, size_t n, char *out)
-{
-	size_t i = 0, o = 0, k;
-
-	while (i < n) {
-		for (k = 0; k < log_n_secrets; k++) {
-			size_t len = strlen(log_secrets[k]);
-
-			if (len <= n - i &&
-			    !memcmp(line + i, log_secrets[k], len))
-				break;
-		}
-		if (k < log_n_secrets) {
-			size_t len = strlen(log_secrets[k]);
-			const char *with = len >= strlen(LOG_REDACTED)
-						   ? LOG_REDACTED
-						   : "***";
-
-			memcpy(out + o, with, strlen(with));
-			o += strlen(with);
-			i += len;
-		} else {
-			out[o++] = line[i++];
-		}
-	}
-	return o;
-}
-
-/* Whether line[0..n) holds any secret. */
-static bool log_has_secret(const char *line, size_t n)
-{
-	size_t k;
-
-	for (k = 0; k < log_n_secrets; k++) {
-		const char *s = log_secrets[k], *p = line;
-		size_t len = strlen(s);
-
-		while ((size_t)(line + n - p) >= len &&
-		       (p = memchr(p, s[0], (size_t)(line + n - p)))) {
-			if ((size_t)(line + n - p) >= len &&
-			    !memcmp(p, s, len))
-				return true;
-			p++;
-		}
-	}
-	return false;
-}
 
 void log_setup(enum log_level level, bool json)
 {
@@ -184,8 +75,8 @@ void log_write(enum log_level level, const char *msg, const char *fields_fmt,
 	       ...)
 {
 	char line[LOG_LINE_MAX + 2]; /* + '}' and '\n' */
-	char clean[LOG_LINE_MAX + 2];
-	char ts[40], esc[512];
+	char fields[LOG_LINE_MAX];
+	char ts[40], text[512], esc[512];
 	struct timespec now;
 	struct tm tm;
 	size_t n;
@@ -196,37 +87,42 @@ void log_write(enum log_level level, const char *msg, const char *fields_fmt,
 	n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
 
+	secret_redact(msg, strlen(msg), text, sizeof(text));
 	if (log_json)
 		r = snprintf(line, LOG_LINE_MAX,
 			     "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":%s", ts,
-			     level_names[level], log_str(esc, sizeof(esc), msg));
+			     level_names[level], log_str(esc, sizeof(esc), text));
 	else
 		r = snprintf(line, LOG_LINE_MAX, "%s %-5s %s", ts,
-			     level_names[level], msg);
+			     level_names[level], text);
 	n = (size_t)r < LOG_LINE_MAX ? (size_t)r : LOG_LINE_MAX - 1;
 
 	if (fields_fmt && n < LOG_LINE_MAX - 1) {
+		size_t room, len;
 		va_list ap;
 
 		line[n++] = log_json ? ',' : ' ';
+		room = LOG_LINE_MAX - n;
 		va_start(ap, fields_fmt);
-		r = vsnprintf(line + n, LOG_LINE_MAX - n, fields_fmt, ap);
+		r = vsnprintf(fields, sizeof(fields), fields_fmt, ap);
 		va_end(ap);
 		if (r < 0)
 			r = 0;
-		if ((size_t)r >= LOG_LINE_MAX - n) {
+		/* The fields are redacted into the line: whoever formatted
+		 * them, no secret is written. */
+		len = (size_t)r < sizeof(fields)
+			      ? secret_redact(fields, (size_t)r, line + n, room)
+			      : room;
+		if (len >= room) {
 			/* Cut: drop the partial field set, say so. */
 			line[--n] = '\0';
 			r = snprintf(line + n, LOG_LINE_MAX - n,
 				     log_json ? ",\"cut\":true" : " (cut)");
+			len = (size_t)r;
 		}
-		n += (size_t)r;
+		n += len;
 		if (n > LOG_LINE_MAX - 1)
 			n = LOG_LINE_MAX - 1;
-	}
-	if (log_n_secrets && log_has_secret(line, n)) {
-		n = log_redact(line, n, clean);
-		memcpy(line, clean, n);
 	}
 	if (log_json)
 		line[n++] = '}';

@@ -10,11 +10,11 @@
  *
  * Thread-safe: each line is written with one write(2).
  *
- * Secrets: the daemon registers every secret it knows (the API key, the
- * secret kafka.properties values) with log_add_secret() before threads
- * start; every line, whoever formats it (librdkafka's debug output
- * included), is searched for them and each occurrence is written as
- * "(redacted)".
+ * Secrets: every line, whoever formats it (librdkafka's debug output
+ * included), goes through secret_redact() (secret.h) before it is
+ * written: the secrets registered with secret_add() and whatever looks
+ * like a credential read "(redacted)". A line the redaction makes too
+ * long loses its fields, as any line that is too long does.
  */
 #ifndef EXTRACTD_LOG_H
 #define EXTRACTD_LOG_H
@@ -26,17 +26,6 @@ enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR };
 
 /** Set once at start-up, before threads start. */
 void log_setup(enum log_level level, bool json);
-
-/**
- * @brief Never write secret: lines holding it (as is, or JSON-escaped) get
- * "(redacted)" instead. Call before threads start. Secrets shorter than 4
- * bytes are not searched for (they would blot out ordinary words).
- * @returns 0, or -1 when out of memory or past 32 secrets.
- */
-int log_add_secret(const char *secret);
-
-/** Forget every secret (wiping the copies); at exit. */
-void log_clear_secrets(void);
 
 /** True when lines at this level are written. */
 bool log_enabled(enum log_level level);

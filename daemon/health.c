@@ -20,6 +20,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "pipeline.h"
+#include "secret.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -165,8 +166,10 @@ static int ready(void *arg, char *why, size_t why_size)
 		char reason[768];
 
 		if (llm_paused(h->pl->llm, reason, sizeof(reason), NULL) !=
-		    LLM_FAULT_NONE)
+		    LLM_FAULT_NONE) {
+			secret_redact_buf(reason, sizeof(reason));
 			add_why(why, why_size, "LLM API paused: %s", reason);
+		}
 	}
 	for (i = 0; i < n; i++) {
 		assigned += consumer_assigned(h->consumers[i]);

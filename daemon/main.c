@@ -16,8 +16,8 @@
  * joined. The main thread wakes every second from its signal wait for
  * health_tick(): the systemd watchdog and the progress line. systemd
  * hears READY=1 once the consumers run and STOPPING=1 at the first step
- * of shutdown. Every secret is registered with the log before any thread
- * starts, so no line shows it, whatever wrote it.
+ * of shutdown. Every secret is registered (secret.h) before any thread
+ * starts, so no line, header or metric shows it, whatever wrote it.
  *
  * Every thread runs under SCHED_BATCH (set before the first thread starts;
  * threads inherit it): see batch_scheduling().
@@ -36,6 +36,7 @@
 #include "pool.h"
 #include "producer.h"
 #include "schema.h"
+#include "secret.h"
 #include "shutdown.h"
 
 #include <errno.h>
@@ -148,20 +149,23 @@ static bool secret_property(const char *name)
 	return false;
 }
 
-/* Tell the log every secret we know, before any thread starts: the API
- * key and the secret kafka.properties values (librdkafka's debug output
- * may echo its configuration). */
+/* Register every secret we know, before any thread starts, so that no
+ * log line, header or metric shows it (secret.h): the API key, the
+ * userinfo of llm.base_url and the secret kafka.properties values
+ * (librdkafka's debug output may echo its configuration). */
 static int register_secrets(const struct extractd_config *cfg,
 			    const char *api_key)
 {
 	size_t i;
 
-	if (api_key && log_add_secret(api_key) < 0)
+	if (api_key && secret_add(api_key) < 0)
+		return -1;
+	if (secret_add_url(cfg->llm.base_url) < 0)
 		return -1;
 	for (i = 0; i < cfg->kafka.n_properties; i++) {
 		const struct cfg_property *p = &cfg->kafka.properties[i];
 
-		if (secret_property(p->name) && log_add_secret(p->value) < 0)
+		if (secret_property(p->name) && secret_add(p->value) < 0)
 			return -1;
 	}
 	return 0;
@@ -438,7 +442,7 @@ config_error:
 	fprintf(stderr, "%s\n", err);
 	status = EXIT_CONFIG;
 out:
-	log_clear_secrets();
+	secret_clear();
 	if (api_key) {
 		memset(api_key, 0, strlen(api_key));
 		free(api_key);

@@ -19,6 +19,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "pipeline.h"
+#include "secret.h"
 #include "thread.h"
 
 #include <inttypes.h>
@@ -270,7 +271,7 @@ static rd_kafka_headers_t *job_headers(const struct job *job)
 {
 	const struct llm_result *res = &job->res;
 	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
-	char source[512];
+	char source[512], text[LLM_ANSWER_MAX + 1];
 
 	snprintf(source, sizeof(source), "%s/%d/%lld", job->part->topic,
 		 (int)job->part->id, (long long)job->offset);
@@ -287,9 +288,16 @@ static rd_kafka_headers_t *job_headers(const struct job *job)
 		return h;
 	}
 	add_header(h, "extractd.error", job->error);
-	add_header(h, "extractd.error.detail", res->detail);
-	if (res->answer)
-		add_header(h, "extractd.error.answer", res->answer);
+	/* An API error body may echo the request (its Authorization
+	 * header), an answer anything: neither leaves unredacted, and
+	 * both keep their bounds. */
+	secret_redact(res->detail, strlen(res->detail), text, LLM_DETAIL_MAX);
+	add_header(h, "extractd.error.detail", text);
+	if (res->answer) {
+		secret_redact(res->answer, strlen(res->answer), text,
+			      sizeof(text));
+		add_header(h, "extractd.error.answer", text);
+	}
 	return h;
 }
 

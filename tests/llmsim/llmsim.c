@@ -10,6 +10,10 @@
  * --answers FILE: JSONL of {"match": "substring", "content": ...,
  * "delay_ms": N}; a text containing match gets content verbatim, after
  * delay_ms (optional) instead of --latency-ms/--jitter-ms (sim_extract.c).
+ * An entry {"match": ..., "status": 400, "echo_headers": true} answers
+ * with that HTTP error instead, in OpenAI's error shape, its message
+ * quoting the request's headers verbatim (Authorization included), as
+ * some gateways do.
  *
  * It answers POST /v1/chat/completions deterministically (sim_extract.c),
  * in the shape the request's mode asks for (sim_chat.c), within per-minute
@@ -549,19 +553,64 @@ static uint64_t sim_draw_delay_ms(struct sim_server *s)
 	return d > 0 ? (uint64_t)d : 0;
 }
 
+/** MHD_KeyValueIterator: one "Name: value" line per request header. */
+static enum MHD_Result sim_echo_header(void *cls, enum MHD_ValueKind kind,
+				       const char *key, const char *value)
+{
+	(void)kind;
+	fprintf(cls, "\n%s: %s", key, value ? value : "");
+	return MHD_YES;
+}
+
+/**
+ * @brief Prepare an answers-file entry's scripted error: its status, an
+ * OpenAI error body whose message is @p message, followed with
+ * echo_headers by the request's headers, verbatim.
+ * @returns 0, or -ENOMEM.
+ */
+static int sim_scripted_error(struct sim_req *r, struct MHD_Connection *conn,
+			      const struct sim_script *script,
+			      const char *message)
+{
+	char *text = NULL;
+	size_t size = 0;
+	FILE *f;
+	int rc;
+
+	if (!script->echo_headers)
+		return sim_req_prepare_error(r, script->status, message,
+					     script->type, script->code);
+	f = open_memstream(&text, &size);
+	if (!f)
+		return -ENOMEM;
+	fprintf(f, "%s\nRequest headers:", message);
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, sim_echo_header, f);
+	if (fclose(f)) {
+		free(text);
+		return -ENOMEM;
+	}
+	rc = sim_req_prepare_error(r, script->status, text, script->type,
+				   script->code);
+	free(text);
+	return rc;
+}
+
 /**
  * @brief Prepare the answer for a parsed request under @p fault. Error
- * faults become error bodies; the others a chat.completion (truncated for
- * malformed). *ret_delay_ms is set to the answers-file entry's "delay_ms"
- * when one with a delay answered, else left alone.
+ * faults become error bodies, and so do the answers-file entries that
+ * script one; the others a chat.completion (truncated for malformed).
+ * *ret_delay_ms is set to the answers-file entry's "delay_ms" when one
+ * with a delay answered, else left alone.
  * @returns 0, or -ENOMEM.
  */
 static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
+			    struct MHD_Connection *conn,
 			    const struct sim_chat_req *req,
 			    enum sim_fault fault, uint64_t seq,
 			    long *ret_delay_ms)
 {
 	char *content = NULL, *body = NULL;
+	struct sim_script script;
 	size_t len;
 	int rc;
 
@@ -591,9 +640,16 @@ static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
 	default:
 		rc = sim_extract_answer(s->extract, req->text, req->text_len,
 					fault == SIM_FAULT_INVALID, &content,
-					ret_delay_ms);
+					&script);
 		if (rc)
 			return rc;
+		if (script.delay_ms >= 0)
+			*ret_delay_ms = script.delay_ms;
+		if (script.status) {
+			rc = sim_scripted_error(r, conn, &script, content);
+			free(content);
+			return rc;
+		}
 		break;
 	}
 	rc = sim_chat_completion(req, content, seq, time(NULL), &body, &len);
@@ -740,7 +796,7 @@ static enum MHD_Result sim_chat(struct sim_server *s,
 	 * stream is the same with and without such entries. */
 	delay_ms = sim_draw_delay_ms(s);
 	seq = atomic_fetch_add_explicit(&s->seq, 1, memory_order_relaxed);
-	if (sim_chat_prepare(s, r, &req, fault, seq, &answer_delay_ms))
+	if (sim_chat_prepare(s, r, conn, &req, fault, seq, &answer_delay_ms))
 		goto out;
 	if (answer_delay_ms >= 0)
 		delay_ms = (uint64_t)answer_delay_ms;
@@ -978,7 +1034,11 @@ static void sim_usage(FILE *f)
 	      "faults: 429 quota 500 503 timeout malformed invalid refusal 400 (rates 0..1)\n"
 	      "answers: JSONL, one {\"match\": \"substring\", \"content\": ...,\n"
 	      "         \"delay_ms\": N} a line (delay_ms optional: that answer\n"
-	      "         comes after N ms instead of --latency-ms +- --jitter-ms)\n",
+	      "         comes after N ms instead of --latency-ms +- --jitter-ms);\n"
+	      "         or {\"match\": ..., \"status\": 400..599, \"echo_headers\":\n"
+	      "         true, \"content\": \"message\", \"type\": .., \"code\": ..}:\n"
+	      "         that HTTP error, OpenAI-shaped, its message quoting the\n"
+	      "         request's headers verbatim with echo_headers\n",
 	      f);
 }
 

@@ -9,6 +9,17 @@
  * optional: that answer then comes after N ms instead of --latency-ms
  * (+- --jitter-ms), e.g. to hold one record slow while the rest flow.
  *
+ * A rule may script an HTTP error instead:
+ *   {"match": "substring", "status": 400, "echo_headers": true,
+ *    "content": "message", "type": "...", "code": "..."}
+ * answers with that status (400..599) and an OpenAI error body; its
+ * message is "content" (default "llmsim: scripted error"), followed,
+ * with "echo_headers", by the request's headers verbatim, one
+ * "Name: value" line each, as some gateways echo them (Authorization
+ * included): what extractd must never let through to a dead letter.
+ * "type" defaults to invalid_request_error (4xx) or server_error (5xx),
+ * "code" to null.
+ *
  * Everything here is built once at startup and read-only afterwards, so
  * any number of MHD threads may call sim_extract_answer() at once: PCRE2
  * allows concurrent matching against one compiled pattern as long as each
@@ -41,9 +52,17 @@
 struct sim_rule {
 	char *match;		/**< substring to look for */
 	size_t match_len;
-	char *content;		/**< the answer, verbatim */
+	char *content;		/**< the answer verbatim, or the error's
+				 *   message */
 	long delay_ms;		/**< "delay_ms", or -1: the usual latency */
+	unsigned status;	/**< "status": a scripted error, or 0 */
+	bool echo_headers;	/**< "echo_headers" */
+	char *type;		/**< the error's type (with status) */
+	char *code;		/**< the error's code, or NULL */
 };
+
+#define SIM_SCRIPTED_MESSAGE	"llmsim: scripted error"
+
 
 struct sim_extract {
 	pcre2_code *re;
@@ -79,6 +98,85 @@ static bool sim_contains(const char *hay, size_t hay_len, const char *needle,
 	return false;
 }
 
+static void sim_rule_free(struct sim_rule *rule)
+{
+	free(rule->match);
+	free(rule->content);
+	free(rule->type);
+	free(rule->code);
+}
+
+/** An optional string member: 0 (*ret NULL when absent), or -1. */
+static int sim_rule_string(struct json_object *root, const char *key,
+			   const char **ret)
+{
+	struct json_object *v;
+
+	*ret = NULL;
+	if (!json_object_object_get_ex(root, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_string))
+		return -1;
+	*ret = json_object_get_string(v);
+	return 0;
+}
+
+/**
+ * @brief The scripted-error members of a rule ("status", "echo_headers",
+ * "type", "code"); rule->status stays 0 without "status".
+ * @returns 0, or -1 with the reason in @p err.
+ */
+static int sim_rule_error(struct json_object *root, struct sim_rule *rule,
+			  char *err, size_t errlen)
+{
+	struct json_object *v;
+	const char *type, *code;
+	int64_t status = 0;
+
+	if (json_object_object_get_ex(root, "status", &v)) {
+		if (json_object_is_type(v, json_type_int)) {
+			errno = 0;
+			status = json_object_get_int64(v);
+		}
+		if (!json_object_is_type(v, json_type_int) || errno ||
+		    status < 400 || status > 599) {
+			sim_errf(err, errlen, "\"status\" must be an integer "
+				 "in 400..599 (an HTTP error)");
+			return -1;
+		}
+	}
+	if (json_object_object_get_ex(root, "echo_headers", &v)) {
+		if (!json_object_is_type(v, json_type_boolean)) {
+			sim_errf(err, errlen,
+				 "\"echo_headers\" must be true or false");
+			return -1;
+		}
+		rule->echo_headers = json_object_get_boolean(v);
+	}
+	if (sim_rule_string(root, "type", &type) ||
+	    sim_rule_string(root, "code", &code)) {
+		sim_errf(err, errlen, "\"type\" and \"code\" must be strings");
+		return -1;
+	}
+	if (!status && (rule->echo_headers || type || code)) {
+		sim_errf(err, errlen, "\"echo_headers\", \"type\" and \"code\" "
+			 "need a \"status\"");
+		return -1;
+	}
+	if (!status)
+		return 0;
+	rule->status = (unsigned)status;
+	if (!type)
+		type = status < 500 ? "invalid_request_error" : "server_error";
+	rule->type = strdup(type);
+	rule->code = code ? strdup(code) : NULL;
+	if (!rule->type || (code && !rule->code)) {
+		sim_errf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 /**
  * @brief Parse one JSONL line into @p rule.
  * @returns 0, or -1 with the reason in @p err.
@@ -87,11 +185,12 @@ static int sim_rule_parse(const char *line, size_t len, struct sim_rule *rule,
 			  char *err, size_t errlen)
 {
 	struct json_tokener *tok = NULL;
-	struct json_object *root = NULL, *m, *c, *d;
+	struct json_object *root = NULL, *m, *c = NULL, *d;
 	const char *text;
 	int64_t delay = -1;
 	int r = -1;
 
+	memset(rule, 0, sizeof(*rule));
 	tok = json_tokener_new();
 	if (!tok) {
 		sim_errf(err, errlen, "out of memory");
@@ -105,10 +204,22 @@ static int sim_rule_parse(const char *line, size_t len, struct sim_rule *rule,
 	}
 	if (!json_object_is_type(root, json_type_object) ||
 	    !json_object_object_get_ex(root, "match", &m) ||
-	    !json_object_is_type(m, json_type_string) ||
-	    !json_object_object_get_ex(root, "content", &c)) {
+	    !json_object_is_type(m, json_type_string)) {
 		sim_errf(err, errlen,
 			 "want {\"match\": \"substring\", \"content\": ...}");
+		goto out;
+	}
+	if (sim_rule_error(root, rule, err, errlen))
+		goto out;
+	if (!json_object_object_get_ex(root, "content", &c) &&
+	    !rule->status) {
+		sim_errf(err, errlen,
+			 "want {\"match\": \"substring\", \"content\": ...}");
+		goto out;
+	}
+	if (c && rule->status && !json_object_is_type(c, json_type_string)) {
+		sim_errf(err, errlen, "with \"status\", \"content\" is the "
+			 "error's message: a string");
 		goto out;
 	}
 	if (json_object_object_get_ex(root, "delay_ms", &d)) {
@@ -128,20 +239,24 @@ static int sim_rule_parse(const char *line, size_t len, struct sim_rule *rule,
 	rule->delay_ms = (long)delay;
 	rule->match_len = (size_t)json_object_get_string_len(m);
 	rule->match = malloc(rule->match_len + 1);
-	if (json_object_is_type(c, json_type_string))
+	if (!c)
+		text = SIM_SCRIPTED_MESSAGE;
+	else if (json_object_is_type(c, json_type_string))
 		text = json_object_get_string(c);
 	else	/* an object or array: its JSON text */
 		text = json_object_to_json_string_ext(c, SIM_JSON_FLAGS);
 	rule->content = text ? strdup(text) : NULL;
 	if (!rule->match || !rule->content) {
-		free(rule->match);
-		free(rule->content);
 		sim_errf(err, errlen, "out of memory");
 		goto out;
 	}
 	memcpy(rule->match, json_object_get_string(m), rule->match_len + 1);
 	r = 0;
 out:
+	if (r) {
+		sim_rule_free(rule);
+		memset(rule, 0, sizeof(*rule));
+	}
 	json_object_put(root);
 	if (tok)
 		json_tokener_free(tok);
@@ -248,10 +363,8 @@ void sim_extract_free(struct sim_extract *x)
 
 	if (!x)
 		return;
-	for (i = 0; i < x->n_rules; i++) {
-		free(x->rules[i].match);
-		free(x->rules[i].content);
-	}
+	for (i = 0; i < x->n_rules; i++)
+		sim_rule_free(&x->rules[i]);
 	free(x->rules);
 	pcre2_code_free(x->re);
 	free(x);
@@ -325,7 +438,7 @@ out:
 
 int sim_extract_answer(const struct sim_extract *x, const char *text,
 		       size_t len, bool invalid, char **ret_content,
-		       long *ret_delay_ms)
+		       struct sim_script *ret_script)
 {
 	static const struct sim_person unknown = {
 		.name = "Unknown", .name_len = 7,
@@ -336,8 +449,8 @@ int sim_extract_answer(const struct sim_extract *x, const char *text,
 	size_t i;
 	int r;
 
-	if (ret_delay_ms)
-		*ret_delay_ms = -1;
+	if (ret_script)
+		*ret_script = (struct sim_script){ .delay_ms = -1 };
 	if (len > INT32_MAX)
 		len = INT32_MAX;	/* json-c lengths are int */
 	if (!invalid) {
@@ -349,8 +462,14 @@ int sim_extract_answer(const struct sim_extract *x, const char *text,
 			if (!content)
 				return -ENOMEM;
 			*ret_content = content;
-			if (ret_delay_ms)
-				*ret_delay_ms = x->rules[i].delay_ms;
+			if (ret_script)
+				*ret_script = (struct sim_script){
+					.delay_ms = x->rules[i].delay_ms,
+					.status = x->rules[i].status,
+					.echo_headers = x->rules[i].echo_headers,
+					.type = x->rules[i].type,
+					.code = x->rules[i].code,
+				};
 			return 0;
 		}
 	}

@@ -10,11 +10,24 @@
 
 struct sim_extract;
 
+/** What the answers-file entry that answered says besides its content. */
+struct sim_script {
+	long delay_ms;		/**< "delay_ms", or -1: the usual latency */
+	unsigned status;	/**< "status": an HTTP error to answer, or 0 */
+	bool echo_headers;	/**< "echo_headers": the error's message
+				 *   quotes the request's headers */
+	const char *type;	/**< the error's type (set with status) */
+	const char *code;	/**< the error's code, or NULL (JSON null) */
+};
+
 /**
  * @brief Compile the Person pattern and load @p answers_path (JSONL of
  * {"match": "substring", "content": ..., "delay_ms": N}, where "delay_ms"
  * is optional: when present, a non-negative integer that replaces
- * --latency-ms and --jitter-ms for that answer; NULL for no file).
+ * --latency-ms and --jitter-ms for that answer; NULL for no file). An
+ * entry may instead script an HTTP error: {"match": ..., "status": 400,
+ * "echo_headers": true, "content": "message", "type": ..., "code": ...},
+ * everything but "match" and "status" (400..599) optional.
  * @returns 0, or -1 with a message ("path:line: ...") in @p err.
  */
 int sim_extract_new(const char *answers_path, struct sim_extract **ret,
@@ -27,23 +40,25 @@ void sim_extract_free(struct sim_extract *x);
  * @brief The answer to the input text @p text (@p len bytes, any bytes).
  *
  * The first answers-file entry whose match occurs in the text wins and its
- * content comes back verbatim, with its "delay_ms" in *ret_delay_ms (-1
- * when the entry has none); otherwise the Person regex gives
- * {"name":..,"age":..,"occupation":..}; otherwise there is no answer (a
- * refusal). With @p invalid the answer is a Person that breaks the schema
- * ("age":"thirty"), built from the regex groups when they match.
+ * content comes back verbatim, with what else it says in *ret_script
+ * (for an error entry, the content is the error's message); otherwise the
+ * Person regex gives {"name":..,"age":..,"occupation":..}; otherwise there
+ * is no answer (a refusal). With @p invalid the answer is a Person that
+ * breaks the schema ("age":"thirty"), built from the regex groups when
+ * they match.
  *
  * Safe to call from many threads at once (the compiled pattern and the
  * answers are read-only after sim_extract_new()).
  *
- * @param ret_delay_ms set to the matching entry's delay in ms, or to -1
- *        when no entry with a "delay_ms" answered (the caller's latency
- *        applies); may be NULL
+ * @param ret_script set from the matching entry: its delay (-1 when it
+ *        has none, or when no entry answered: the caller's latency
+ *        applies) and its scripted error (status 0 for none); the strings
+ *        live as long as @p x; may be NULL
  * @returns 0 with *ret_content a malloc'd NUL-terminated string (NULL for
  * a refusal), or -ENOMEM.
  */
 int sim_extract_answer(const struct sim_extract *x, const char *text,
 		       size_t len, bool invalid, char **ret_content,
-		       long *ret_delay_ms);
+		       struct sim_script *ret_script);
 
 #endif /* LLMSIM_SIM_EXTRACT_H */

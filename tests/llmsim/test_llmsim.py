@@ -5,8 +5,9 @@ Usage: test_llmsim.py PATH/TO/llmsim
 
 Starts llmsim instances on ephemeral ports (one per configuration, all at
 once), and checks what extractd relies on: the four answer modes, the
-deterministic Person extraction (UTF-8, 999, refusals), --answers, every
-fault kind at rate 1, re-asks never getting the invalid fault, /stats as an
+deterministic Person extraction (UTF-8, 999, refusals), --answers (and
+its scripted errors: "status", "echo_headers" quoting the request's
+headers, Authorization included, verbatim), every fault kind at rate 1, re-asks never getting the invalid fault, /stats as an
 exact concurrency oracle, /reset, 400/404/413, --rpm/--tpm limiting, seeded
 determinism, and a clean exit 0 on SIGTERM even with a held connection.
 
@@ -87,11 +88,13 @@ class Sim:
         return http.client.HTTPConnection("127.0.0.1", self.port,
                                           timeout=timeout)
 
-    def request(self, method, path, body=None, timeout=10.0, conn=None):
+    def request(self, method, path, body=None, timeout=10.0, conn=None,
+                headers=None):
         """Returns (status, headers dict (lower-case), raw body bytes)."""
         c = conn or self.conn(timeout)
         try:
             hdrs = {"Content-Type": "application/json"}
+            hdrs.update(headers or {})
             if isinstance(body, (dict, list)):
                 body = json.dumps(body).encode()
             elif isinstance(body, str):
@@ -256,6 +259,55 @@ def test_answers(sim):
         "Bob Scripted is a 5-year-old kid", "json_schema"))
     assert answer_text(json.loads(data), "json_schema") == \
         '{"name":"Bob","age":"five"}', data
+
+
+def test_scripted_errors(sim, workdir):
+    key = "sk-llmsim-Echo-7f3a9c"
+    auth = {"Authorization": "Bearer " + key, "X-Trace": "t-1 \"q\""}
+    # echo_headers: the message quotes every request header verbatim
+    status_data = sim.request("POST", "/v1/chat/completions",
+                              payload("please ECHO-400 me"), headers=auth)
+    expect_error(status_data, 400, "invalid_request_error")
+    err = json.loads(status_data[2])["error"]
+    assert err["code"] is None, err
+    msg = err["message"]
+    assert msg.startswith("llmsim: scripted error\nRequest headers:\n"), msg
+    lines = msg.split("\n")[2:]
+    assert "Authorization: Bearer " + key in lines, msg
+    assert 'X-Trace: t-1 "q"' in lines, msg
+    assert "Content-Type: application/json" in lines, msg
+    assert any(x.startswith("Host: 127.0.0.1:") for x in lines), msg
+    # status alone: the content is the message, type and code as given
+    for mode in MODES:
+        expect_error(sim.chat(payload("SCRIPTED-503 now", mode)), 503,
+                     "server_error", "busy")
+    status, _, data = sim.chat(payload("SCRIPTED-503 now"))
+    assert json.loads(data)["error"]["message"] == "try later", data
+    # texts the entries do not match are answered as before
+    expect_person(sim, "Ann Echo is a 41-year-old nurse",
+                  {"name": "Ann Echo", "age": 41, "occupation": "nurse"},
+                  "json_schema")
+    # bad entries are refused at start, naming file and line
+    for entry, why in (
+            ({"match": "x", "status": 200}, "\"status\" must be"),
+            ({"match": "x", "status": "400"}, "\"status\" must be"),
+            ({"match": "x", "echo_headers": True, "content": "c"},
+             "need a \"status\""),
+            ({"match": "x", "status": 400, "echo_headers": 1},
+             "\"echo_headers\" must be"),
+            ({"match": "x", "status": 400, "content": {"a": 1}},
+             "the error's message: a string"),
+            ({"match": "x"}, "want {")):
+        path = os.path.join(workdir, "bad-answers.jsonl")
+        with open(path, "w") as f:
+            f.write(json.dumps(entry) + "\n")
+        r = subprocess.run([LLMSIM, "--listen", "127.0.0.1:0",
+                            "--answers", path], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, timeout=10)
+        err_text = r.stderr.decode()
+        assert r.returncode != 0, (entry, err_text)
+        assert path + ":1: " in err_text and why in err_text, \
+            (entry, err_text)
 
 
 def test_bad_requests(sim):
@@ -522,6 +574,10 @@ def main():
         f.write(json.dumps({"match": "Scripted",
                             "content": '{"name":"Bob","age":"five"}'}) + "\n")
         f.write(json.dumps({"match": "Scripted", "content": "never"}) + "\n")
+        f.write(json.dumps({"match": "ECHO-400", "status": 400,
+                            "echo_headers": True}) + "\n")
+        f.write(json.dumps({"match": "SCRIPTED-503", "status": 503,
+                            "content": "try later", "code": "busy"}) + "\n")
 
     sims = {}
     failures = []
@@ -551,6 +607,8 @@ def main():
             ("modes", lambda: test_modes(sims["main"])),
             ("refusal", lambda: test_refusal(sims["main"])),
             ("answers", lambda: test_answers(sims["main"])),
+            ("scripted_errors",
+             lambda: test_scripted_errors(sims["main"], workdir)),
             ("bad_requests", lambda: test_bad_requests(sims["main"])),
             ("stats_basic", lambda: test_stats_basic(sims["main"])),
             ("faults", lambda: test_faults(faults)),

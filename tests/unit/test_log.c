@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "log.h"
+#include "secret.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,20 @@ static void lines_with_secrets(void)
 			 "Authorization: Bearer sk-test-SECRET\"x\\y"));
 	LOG_ERROR("twice", "\"a\":\"hunter2-pw\",\"b\":\"xhunter2-pwx\"");
 	LOG_INFO("short", "\"a\":\"abcd\"");
+	/* Not registered: redacted by its shape. */
+	LOG_WARN("echo", "\"detail\":%s",
+		 log_str(buf, sizeof(buf),
+			 "HTTP 400: Host: h\nAuthorization: Bearer "
+			 "sk-unregistered-123\nAccept: */*"));
+	/* The redaction makes the fields too long: cut, still JSON. */
+	{
+		static char many[3501];
+		int i;
+
+		for (i = 0; i < 700; i++)
+			memcpy(many + i * 5, "abcd,", 5);
+		LOG_INFO("grows", "\"a\":\"%s\"", many);
+	}
 }
 
 static void redaction(void **state)
@@ -56,11 +71,11 @@ static void redaction(void **state)
 
 	(void)state;
 	log_setup(LOG_LVL_DEBUG, true);
-	assert_int_equal(log_add_secret("hunter2-pw"), 0);
-	assert_int_equal(log_add_secret("sk-test-SECRET\"x\\y"), 0);
-	assert_int_equal(log_add_secret("abcd"), 0);
-	assert_int_equal(log_add_secret("abc"), 0); /* too short: ignored */
-	assert_int_equal(log_add_secret(NULL), 0);
+	assert_int_equal(secret_add("hunter2-pw"), 0);
+	assert_int_equal(secret_add("sk-test-SECRET\"x\\y"), 0);
+	assert_int_equal(secret_add("abcd"), 0);
+	assert_int_equal(secret_add("abc"), 0); /* too short: ignored */
+	assert_int_equal(secret_add(NULL), 0);
 	text = capture(lines_with_secrets);
 
 	assert_null(strstr(text, "hunter2"));
@@ -68,11 +83,15 @@ static void redaction(void **state)
 	assert_null(strstr(text, "abcd"));
 	assert_non_null(strstr(text, "sasl.password = (redacted), "
 				     "sasl.username = bob"));
-	assert_non_null(strstr(text, "Authorization: Bearer (redacted)"));
+	assert_non_null(strstr(text, "Authorization: Bearer (redacted)\""));
 	assert_non_null(strstr(text, "\"a\":\"(redacted)\",\"b\":"
 				     "\"x(redacted)x\""));
-	/* A secret shorter than the marker: the line does not grow. */
-	assert_non_null(strstr(text, "\"a\":\"***\""));
+	/* A secret shorter than the marker: the line grows. */
+	assert_non_null(strstr(text, "\"msg\":\"short\",\"a\":\"(redacted)\""));
+	assert_null(strstr(text, "sk-unregistered"));
+	assert_non_null(strstr(text, "Host: h\\nAuthorization: Bearer "
+				     "(redacted)\\nAccept: */*"));
+	assert_non_null(strstr(text, "\"msg\":\"grows\",\"cut\":true}"));
 	/* Every line is still one JSON object. */
 	{
 		char *line, *save = NULL;
@@ -82,10 +101,10 @@ static void redaction(void **state)
 		     line = strtok_r(NULL, "\n", &save), n++)
 			assert_true(line[0] == '{' &&
 				    line[strlen(line) - 1] == '}');
-		assert_int_equal(n, 5);
+		assert_int_equal(n, 7);
 	}
 	free(text);
-	log_clear_secrets();
+	secret_clear();
 	text = capture(lines_with_secrets);
 	assert_non_null(strstr(text, "hunter2-pw"));
 	free(text);
