@@ -20,9 +20,11 @@
 #include "log.h"
 #include "pipeline.h"
 #include "secret.h"
+#include "slot.h"
 #include "thread.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +44,8 @@ struct producer {
 	bool txn_open;          /**< a transaction was begun (txn lock) */
 	rd_kafka_topic_t *out;  /**< output topic handle, owned */
 	rd_kafka_topic_t *dlq;  /**< dead-letter topic handle, owned */
+	struct slot *slot;      /**< our transactional.id's slot, or NULL */
+	atomic_bool fence_told; /**< the fencing error is logged */
 };
 
 #define TXN_TIMEOUT_MS 60000 /**< init, commit and abort calls */
@@ -55,6 +59,38 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg,
 	pipeline_delivered(msg->_private, msg->err);
 }
 
+/* Whether err says another producer took our transactional.id. */
+static bool fenced(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR__FENCED ||
+	       err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+	       err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
+/* The fencing error, once (the commit and the error callback both see
+ * it): which transactional.id, and what to do. */
+static void log_fenced(struct producer *p, rd_kafka_t *rk, const char *why)
+{
+	char id[512], text[600], reason[600];
+	size_t size = sizeof(id);
+
+	if (atomic_exchange(&p->fence_told, true))
+		return;
+	if (rd_kafka_conf_get(rd_kafka_conf(rk), "transactional.id", id,
+			      &size) != RD_KAFKA_CONF_OK)
+		snprintf(id, sizeof(id), "?");
+	LOG_ERROR("fenced: another producer started with this "
+		  "transactional.id; stopping",
+		  "\"transactional_id\":%s,\"error\":%s,\"fix\":\"give each "
+		  "instance its own transactional.id; two get the same one "
+		  "from one kafka.properties transactional.id, from two hosts "
+		  "with the same hostname, or on one host from different slot "
+		  "directories ($RUNTIME_DIRECTORY, else /run/extractd, "
+		  "$TMPDIR, /tmp)\"",
+		  log_str(text, sizeof(text), id),
+		  log_str(reason, sizeof(reason), why));
+}
+
 static void on_error(rd_kafka_t *rk, int err, const char *reason,
 		     void *opaque)
 {
@@ -64,9 +100,11 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason,
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		char why[512];
 
-		rd_kafka_fatal_error(rk, why, sizeof(why));
-		LOG_ERROR("fatal producer error", "\"error\":%s",
-			  log_str(text, sizeof(text), why));
+		if (fenced(rd_kafka_fatal_error(rk, why, sizeof(why))))
+			log_fenced(p, rk, why);
+		else
+			LOG_ERROR("fatal producer error", "\"error\":%s",
+				  log_str(text, sizeof(text), why));
 		pipeline_request_stop(p->pl, true);
 		return;
 	}
@@ -100,24 +138,59 @@ static void *poll_main(void *arg)
 }
 
 /*
- * exactly-once: the transactional.id, unique per instance and stable
- * across its restarts, so that a restarted instance fences its previous
- * self. kafka.properties may set it; else "extractd-GROUP-HOSTNAME".
+ * exactly-once: the transactional.id, unique among live instances and
+ * stable across an instance's restarts, so that a restart fences its
+ * previous self (aborting the transaction that one left open).
+ * kafka.properties may set it; else "extractd-GROUP-HOSTNAME-SLOT", SLOT
+ * the lowest that no live instance of the group on this host holds
+ * (slot.h; ours until producer_free()). A killed instance's slot is free
+ * at once, so its restart takes it back. With no writable directory for
+ * the lock files (a read-only container), slot 0 unlocked, with a
+ * warning: right for one instance per host (a pod).
  */
-static int set_transactional_id(const struct extractd_config *cfg,
-				rd_kafka_conf_t *conf, char *err,
-				size_t err_size)
+static int set_transactional_id(struct producer *p, rd_kafka_conf_t *conf,
+				char *err, size_t err_size)
 {
-	char host[256] = "localhost", id[512];
+	const struct extractd_config *cfg = p->pl->cfg;
+	char host[256] = "localhost", name[512], id[sizeof(name) + 16];
+	char dir[PATH_MAX], why[PATH_MAX + 128], text[600], lock[PATH_MAX + 64];
 	size_t i;
 
 	for (i = 0; i < cfg->kafka.n_properties; i++)
-		if (!strcmp(cfg->kafka.properties[i].name, "transactional.id"))
+		if (!strcmp(cfg->kafka.properties[i].name,
+			    "transactional.id")) {
+			LOG_INFO("exactly-once", "\"transactional_id\":%s,"
+				 "\"from\":\"kafka.properties\"",
+				 log_str(text, sizeof(text),
+					 cfg->kafka.properties[i].value));
 			return 0;
+		}
 	if (gethostname(host, sizeof(host)) < 0)
 		snprintf(host, sizeof(host), "localhost");
 	host[sizeof(host) - 1] = '\0';
-	snprintf(id, sizeof(id), "extractd-%s-%s", cfg->kafka.group, host);
+	snprintf(name, sizeof(name), "extractd-%s-%s", cfg->kafka.group, host);
+	if (slot_default_dir(dir, sizeof(dir)) < 0) {
+		snprintf(id, sizeof(id), "%s-0", name);
+		LOG_WARN("exactly-once: no writable directory for the "
+			 "transactional.id slot locks ($RUNTIME_DIRECTORY, "
+			 "/run/extractd, $TMPDIR, /tmp): slot 0, unlocked; a "
+			 "second instance of this group on this host would "
+			 "take the same transactional.id",
+			 "\"transactional_id\":%s",
+			 log_str(text, sizeof(text), id));
+	} else {
+		p->slot = slot_claim(dir, name, why, sizeof(why));
+		if (!p->slot) {
+			snprintf(err, err_size,
+				 "exactly-once: cannot claim a transactional.id "
+				 "slot: %s", why);
+			return -1;
+		}
+		snprintf(id, sizeof(id), "%s-%u", name, slot_number(p->slot));
+		LOG_INFO("exactly-once", "\"transactional_id\":%s,\"lock\":%s",
+			 log_str(text, sizeof(text), id),
+			 log_str(lock, sizeof(lock), slot_path(p->slot)));
+	}
 	return kafka_conf_set(conf, "transactional.id", id, err, err_size);
 }
 
@@ -131,6 +204,8 @@ static int txn_start(struct producer *p, char *err, size_t err_size)
 	if (!error)
 		error = rd_kafka_begin_transaction(p->rk);
 	if (error) {
+		if (fenced(rd_kafka_error_code(error)))
+			log_fenced(p, p->rk, rd_kafka_error_string(error));
 		snprintf(err, err_size, "cannot start transactions: %s",
 			 rd_kafka_error_string(error));
 		rd_kafka_error_destroy(error);
@@ -214,7 +289,7 @@ struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
 	p->transactional =
 		pl->cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE;
 	pthread_mutex_init(&p->txn, NULL);
-	if (p->transactional && set_transactional_id(pl->cfg, conf, err,
+	if (p->transactional && set_transactional_id(p, conf, err,
 						      err_size) < 0) {
 		rd_kafka_conf_destroy(conf);
 		goto fail;
@@ -367,9 +442,13 @@ static int txn_abort(struct producer *p, unsigned timeout_ms)
 	if (error) {
 		char text[512];
 
-		LOG_ERROR("cannot abort the transaction", "\"error\":%s",
-			  log_str(text, sizeof(text),
-				  rd_kafka_error_string(error)));
+		if (fenced(rd_kafka_error_code(error)))
+			log_fenced(p, p->rk, rd_kafka_error_string(error));
+		else
+			LOG_ERROR("cannot abort the transaction",
+				  "\"error\":%s",
+				  log_str(text, sizeof(text),
+					  rd_kafka_error_string(error)));
 		rd_kafka_error_destroy(error);
 		p->txn_open = false;
 		pipeline_request_stop(p->pl, true);
@@ -419,10 +498,13 @@ int producer_txn_commit(struct producer *p, rd_kafka_t *consumer,
 	}
 	/* Fenced by a newer instance with our id, or another fatal error:
 	 * nothing of this transaction is committed. */
-	LOG_ERROR("transaction failed", "\"error\":%s",
-		  log_str(text, sizeof(text),
-			  error ? rd_kafka_error_string(error)
-				: "retries exhausted"));
+	if (error && fenced(rd_kafka_error_code(error)))
+		log_fenced(p, p->rk, rd_kafka_error_string(error));
+	else
+		LOG_ERROR("transaction failed", "\"error\":%s",
+			  log_str(text, sizeof(text),
+				  error ? rd_kafka_error_string(error)
+					: "retries exhausted"));
 	if (error)
 		rd_kafka_error_destroy(error);
 	p->txn_open = false;
@@ -469,6 +551,7 @@ int producer_free(struct producer *p)
 	if (p->rk)
 		rd_kafka_destroy(p->rk);
 	pthread_mutex_destroy(&p->txn);
+	slot_free(p->slot); /* after the producer: the id was ours to here */
 	free(p);
 	return left;
 }

@@ -5,8 +5,9 @@
   that the executable exists);
 - it is Type=notify with a watchdog, takes the API key as a credential
   (LoadCredential= and llm.api_key_file=%d/...), does not restart on a bad
-  configuration (exit status 2), and has the sandboxing settings the
-  issue asks for;
+  configuration (exit status 2), has a RuntimeDirectory= (where
+  exactly-once keeps its transactional.id slot lock) and the sandboxing
+  settings the issue asks for;
 - `systemd-analyze security --offline` rates its exposure at most 2.0
   ("OK"), so a later edit that loosens the sandbox fails here.
 """
@@ -40,6 +41,8 @@ REQUIRED = {
     "LockPersonality": "yes",
     "SystemCallArchitectures": "native",
     "RestartPreventExitStatus": "2",
+    # exactly-once: the transactional.id slot's lock file
+    "RuntimeDirectory": "extractd",
 }
 
 
