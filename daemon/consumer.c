@@ -477,7 +477,8 @@ void consumer_kafka_props(const struct extractd_config *cfg,
 			"auto.offset.reset", "earliest",
 			"auto.commit.interval.ms", "1000",
 			"partition.assignment.strategy", "cooperative-sticky",
-			"statistics.interval.ms", "5000", /* lag for the metrics */
+			/* lag for the metrics */
+			"statistics.interval.ms", "5000",
 			/* Bound the prefetch: librdkafka's defaults (100000
 			 * messages per partition, 64 MiB) let a backlog alone
 			 * cost ~50 MiB of RSS; a few MiB keep max_in_flight

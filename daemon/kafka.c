@@ -248,7 +248,7 @@ int kafka_check(const struct extractd_config *cfg,
 	const struct cfg_property *named;
 	rd_kafka_conf_t *conf;
 	rd_kafka_t *rk;
-	char why[512], more[600] = "";
+	char why[512], more[600] = "", log_line[sizeof(cl.line)];
 	size_t i;
 
 	conf = kafka_conf_new(cfg, props, err, err_size);
@@ -281,12 +281,15 @@ int kafka_check(const struct extractd_config *cfg,
 		return 0;
 	}
 	rd_kafka_conf_destroy(conf);
+	pthread_mutex_lock(&cl.lock); /* a failed rd_kafka_new() joins */
+	memcpy(log_line, cl.line, sizeof(log_line));
+	pthread_mutex_unlock(&cl.lock);
 	pthread_mutex_destroy(&cl.lock);
 	scrub(cfg, why, sizeof(why));
-	if (cl.line[0]) {
-		const char *line = cl.line;
+	if (log_line[0]) {
+		const char *line = log_line;
 
-		scrub(cfg, cl.line, sizeof(cl.line));
+		scrub(cfg, log_line, sizeof(log_line));
 		/* "[thrd:app]: " says nothing to the reader. */
 		if (line[0] == '[' && strstr(line, "]: "))
 			line = strstr(line, "]: ") + 3;

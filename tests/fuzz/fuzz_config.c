@@ -238,7 +238,8 @@ static void check_loaded(const struct extractd_config *cfg)
 		/* Not read back: a secret shows as "(redacted)", which "-s"
 		 * refuses (a secret on the command line), and a value read
 		 * through ${env:}/${file:} may itself look like one. */
-		if (strstr(text[i], "\"(redacted)\"") || strstr(text[i], "${")) {
+		if (strstr(text[i], "\"(redacted)\"") ||
+		    strstr(text[i], "${")) {
 			text[i][0] = '\0';
 			continue;
 		}

@@ -732,20 +732,22 @@ static void override_errors(void **state)
 		  "-s:1: kafka.properties.sasl.password: " SECRET_REFUSED },
 		{ { "kafka.properties.ssl.key.password=\"Hunter2\"" }, 1,
 		  "-s:1: kafka.properties.ssl.key.password: " SECRET_REFUSED },
-		{ { "kafka.properties.sasl.oauthbearer.client.secret=12345" }, 1,
+		{ { "kafka.properties.sasl.oauthbearer.client.secret=1234" },
+		  1,
 		  "-s:1: kafka.properties.sasl.oauthbearer.client.secret: "
 		  SECRET_REFUSED },
 		{ { "kafka.properties=((\"linger.ms\", 5), "
 		    "(\"sasl.jaas.config\", \"Hunter2\"))" }, 1,
 		  "-s:1: kafka.properties.sasl.jaas.config: " SECRET_REFUSED },
-		{ { "kafka.properties.sasl.password=${env:EXTRACTD_TEST_UNSET}" },
+		{ { "kafka.properties.sasl.password="
+		    "${env:EXTRACTD_TEST_UNSET}" },
 		  1,
 		  "-s:1: kafka.properties.sasl.password: "
 		  "${env:EXTRACTD_TEST_UNSET}: the environment variable is "
 		  "not set" },
 		{ { "kafka.properties.sasl.password=${Hunter2}" }, 1,
-		  "-s:1: kafka.properties.sasl.password: a value in ${...} must "
-		  "be \"${env:NAME}\" or \"${file:PATH}\"" },
+		  "-s:1: kafka.properties.sasl.password: a value in ${...} "
+		  "must be \"${env:NAME}\" or \"${file:PATH}\"" },
 	};
 	size_t i;
 
@@ -1106,7 +1108,8 @@ static void secret_properties(void **state)
 	/* Those that are not secrets may be given with -s, and show. */
 	cfg = load_ok(NULL, ov, ARRAY_SIZE(ov));
 	assert_string_equal(value_text(cfg, "kafka.properties"),
-			    "((\"ssl.key.location\", \"/etc/extractd/key.pem\"), "
+			    "((\"ssl.key.location\", "
+			    "\"/etc/extractd/key.pem\"), "
 			    "(\"sasl.oauthbearer.method\", \"oidc\"), "
 			    "(\"sasl.username\", \"extractd\"))");
 	cfg_free(cfg);
@@ -1136,7 +1139,8 @@ static void property_references(void **state)
 		       "kafka: {\n"
 		       "  properties = (\n"
 		       "    (\"sasl.password\", \"${file:kafka-password}\"),\n"
-		       "    (\"ssl.key.password\", \"${env:EXTRACTD_TEST_PW}\"),\n"
+		       "    (\"ssl.key.password\", "
+		       "\"${env:EXTRACTD_TEST_PW}\"),\n"
 		       "    (\"client.id\", \"a${b}c\")\n"
 		       "  );\n"
 		       "};\n");
@@ -1212,8 +1216,9 @@ static void property_references(void **state)
 
 			print_message("%s\n", cases[i].file);
 			snprintf(file, sizeof(file),
-				 "kafka: {\n  properties = ( (\"sasl.password\", "
-				 "\"${file:%s}\") );\n};\n", cases[i].file);
+				 "kafka: {\n  properties = ( "
+				 "(\"sasl.password\", \"${file:%s}\") );\n"
+				 "};\n", cases[i].file);
 			p = write_file("refs/bad.cfg", file);
 			snprintf(want, sizeof(want),
 				 "%s:2: kafka.properties.sasl.password: "
@@ -1228,7 +1233,8 @@ static void property_references(void **state)
 	}
 	{
 		static const char *const ov3[] = {
-			"kafka.properties.sasl.password=${env:EXTRACTD_TEST_EMPTY}",
+			"kafka.properties.sasl.password="
+			"${env:EXTRACTD_TEST_EMPTY}",
 		};
 
 		load_fails(NULL, ov3, 1,
