@@ -13,7 +13,9 @@
  * kafka.properties is a list of ("name", value) pairs, not a group:
  * libconfig setting names are [A-Za-z*][-A-Za-z0-9_*]*, so "linger.ms"
  * cannot be a name, and nearly every librdkafka property has a dot. On the
- * command line, "-s kafka.properties.NAME=VALUE" sets one property.
+ * command line, "-s kafka.properties.NAME=VALUE" sets one property; a
+ * secret one only as a reference (cfg_prop_value()). Messages about
+ * kafka.properties say what kind of value was wrong, never the value.
  *
  * Overrides: "-s path=value" parses value as libconfig parses a value
  * ("v = <value>;"); when that fails, or yields more than one setting, the
@@ -47,6 +49,7 @@
 #define CFG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define CFG_PROPS_PREFIX "kafka.properties."
 #define CFG_DEFAULT_ORIGIN "(default)"
+#define CFG_REF_MAX_BYTES (1024 * 1024) /**< largest "${file:PATH}" value */
 
 /* Enums are stored through an int-sized copy (cfg_store_enum). */
 _Static_assert(sizeof(enum cfg_llm_mode) == sizeof(int), "enum size");
@@ -215,6 +218,18 @@ static const struct {
 	const char *lo, *hi;
 } cfg_order_rules[] = {
 	{ "retry.base_delay_ms", "retry.max_delay_ms" },
+};
+
+/** Pairs of string settings that must differ, and why. */
+static const struct {
+	const char *a, *b, *why;
+} cfg_differ_rules[] = {
+	{ "kafka.input_topic", "kafka.output_topic",
+	  "every output would be read again as input" },
+	{ "kafka.input_topic", "kafka.dlq_topic",
+	  "every dead letter would be read again as input, and fail again" },
+	{ "kafka.output_topic", "kafka.dlq_topic",
+	  "dead letters would be mixed into the outputs" },
 };
 
 /** Where values came from; hangs off extractd_config.meta. */
@@ -595,6 +610,35 @@ static const char *cfg_describe(const struct cfg_value *v, char *buf,
 }
 
 /**
+ * @brief What kind of value v holds, without its contents ("a string"),
+ * for kafka.properties, where a value may be a secret.
+ */
+static const char *cfg_describe_kind(const struct cfg_value *v)
+{
+	if (!v->s)
+		return "a string";
+	switch (config_setting_type(v->s)) {
+	case CONFIG_TYPE_STRING:
+		return "a string";
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		return "an integer";
+	case CONFIG_TYPE_FLOAT:
+		return "a float";
+	case CONFIG_TYPE_BOOL:
+		return "a boolean";
+	case CONFIG_TYPE_GROUP:
+		return "a group";
+	case CONFIG_TYPE_ARRAY:
+		return "an array";
+	case CONFIG_TYPE_LIST:
+		return "a list";
+	default:
+		return "nothing";
+	}
+}
+
+/**
  * @brief A property value as text for librdkafka: strings as they are,
  * numbers in decimal, booleans as "true"/"false".
  * @param s parsed value, or NULL for plain text raw
@@ -677,6 +721,24 @@ static int cfg_check_topic(char *value, char *why, size_t why_size)
 	return -1;
 }
 
+/** Like cfg_quote_str() for a URL, its "user:password@" redacted. */
+static const char *cfg_quote_url(const char *url, char *buf, size_t size)
+{
+	const char *host = strstr(url, "://"), *end, *at = NULL, *p;
+	char text[128];
+
+	host = host ? host + 3 : url;
+	end = host + strcspn(host, "/?#");
+	for (p = host; p < end; p++)
+		if (*p == '@')
+			at = p;
+	if (!at)
+		return cfg_quote_str(url, buf, size);
+	snprintf(text, sizeof(text), "%.*s(redacted)%s", (int)(host - url),
+		 url, at);
+	return cfg_quote_str(text, buf, size);
+}
+
 /** http:// or https:// with a host; trailing slashes are dropped. */
 static int cfg_check_url(char *value, char *why, size_t why_size)
 {
@@ -695,7 +757,7 @@ static int cfg_check_url(char *value, char *why, size_t why_size)
 	if (skip && len > skip && value[skip] != '/')
 		return 0;
 	snprintf(why, why_size, "must be an http:// or https:// URL, got %s",
-		 cfg_quote_str(value, q, sizeof(q)));
+		 cfg_quote_url(value, q, sizeof(q)));
 	return -1;
 }
 
@@ -703,7 +765,6 @@ static int cfg_check_url(char *value, char *why, size_t why_size)
 static int cfg_check_env_name(char *value, char *why, size_t why_size)
 {
 	const char *p;
-	char q[80];
 
 	for (p = value; *p; p++) {
 		char c = *p;
@@ -714,10 +775,11 @@ static int cfg_check_env_name(char *value, char *why, size_t why_size)
 	}
 	if (*p == '\0')
 		return 0;
+	/* Not quoted: a key pasted here by mistake must not be shown. */
 	snprintf(why, why_size,
-		 "must be an environment variable name (A-Z a-z 0-9 _, not "
-		 "starting with a digit) or \"\", got %s",
-		 cfg_quote_str(value, q, sizeof(q)));
+		 "must be the name of an environment variable (A-Z a-z 0-9 _, "
+		 "not starting with a digit) or \"\", not the key itself (the "
+		 "value is not shown)");
 	return -1;
 }
 
@@ -832,14 +894,151 @@ static bool cfg_prop_name_ok(const char *name)
 }
 
 /**
+ * @brief Read a "${file:PATH}" value: a regular file of at most
+ * CFG_REF_MAX_BYTES, without NUL bytes, not empty once its trailing line
+ * breaks are dropped. Its contents never go into a message.
+ * @returns 0 with *ret malloc'ed, or -1 with the reason in why.
+ */
+static int cfg_read_ref_file(const char *path, char **ret, char *why,
+			     size_t why_size)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t len = 0;
+	ssize_t n;
+	int fd;
+
+	/* O_NONBLOCK: a FIFO or a device must not hang the start-up. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		snprintf(why, why_size, "cannot read: %s", strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, why_size, "not a regular file");
+		goto fail;
+	}
+	buf = malloc(CFG_REF_MAX_BYTES + 1);
+	if (!buf) {
+		snprintf(why, why_size, "out of memory");
+		goto fail;
+	}
+	while (len <= CFG_REF_MAX_BYTES &&
+	       (n = read(fd, buf + len, CFG_REF_MAX_BYTES + 1 - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(why, why_size, "cannot read: %s",
+				 strerror(errno));
+			goto fail;
+		}
+		len += (size_t)n;
+	}
+	if (len > CFG_REF_MAX_BYTES) {
+		snprintf(why, why_size, "larger than %d bytes",
+			 CFG_REF_MAX_BYTES);
+		goto fail;
+	}
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		len--;
+	buf[len] = '\0';
+	if (len == 0 || memchr(buf, '\0', len)) {
+		snprintf(why, why_size, len ? "holds a NUL byte" : "is empty");
+		goto fail;
+	}
+	close(fd);
+	*ret = buf;
+	return 0;
+fail:
+	if (buf)
+		memset(buf, 0, len);
+	free(buf);
+	close(fd);
+	return -1;
+}
+
+/**
+ * @brief What a kafka.properties value stands for, and whether it may be
+ * given where it was. "${env:NAME}" is the environment variable NAME;
+ * "${file:PATH}" the contents of the file PATH (a relative PATH written
+ * in a file resolves against that file's directory). Any other value in
+ * "${...}" is an error; a value without them is itself. A secret
+ * (cfg_secret_property()) written literally on the command line is
+ * refused: every user of the host can read it there. No message shows
+ * the value.
+ * @param file the file the value was written in; NULL: from "-s"
+ * @param value malloc'ed; replaced by what it stands for
+ * @returns 0, or -1 with the error written.
+ */
+static int cfg_prop_value(struct cfg_loader *ld, const char *name,
+			  const char *origin, const char *file, char **value)
+{
+	const char *v = *value, *env;
+	size_t len = strlen(v);
+	char why[256], *arg, *dir = NULL, *path = NULL, *got = NULL;
+	bool is_env;
+
+	if (len < 3 || strncmp(v, "${", 2) != 0 || v[len - 1] != '}') {
+		if (file || !cfg_secret_property(name))
+			return 0;
+		return cfg_fail(ld, origin, NULL, CFG_PROPS_PREFIX "%s: "
+				"holds a secret, and a command line can be "
+				"read by every user of the host (ps, "
+				"/proc/PID/cmdline): put it in the config file "
+				"(mode 600), or give \"${env:NAME}\" or "
+				"\"${file:PATH}\" to read it from the "
+				"environment or a file", name);
+	}
+	is_env = strncmp(v, "${env:", 6) == 0;
+	if (!is_env && strncmp(v, "${file:", 7) != 0)
+		return cfg_fail(ld, origin, NULL, CFG_PROPS_PREFIX "%s: a "
+				"value in ${...} must be \"${env:NAME}\" or "
+				"\"${file:PATH}\"", name);
+	arg = is_env ? strndup(v + 6, len - 7) : strndup(v + 7, len - 8);
+	if (!arg)
+		return cfg_oom(ld);
+	if (is_env) {
+		if (!*arg || cfg_check_env_name(arg, why, sizeof(why)) < 0)
+			cfg_fail(ld, origin, NULL, CFG_PROPS_PREFIX "%s: "
+				 "\"${env:NAME}\" needs a variable name (A-Z "
+				 "a-z 0-9 _, not starting with a digit)", name);
+		else if (!(env = getenv(arg)) || !*env)
+			cfg_fail(ld, origin, NULL, CFG_PROPS_PREFIX "%s: "
+				 "${env:%s}: the environment variable is %s",
+				 name, arg, env ? "empty" : "not set");
+		else if (!(got = strdup(env)))
+			cfg_oom(ld);
+	} else {
+		if (!*arg)
+			cfg_fail(ld, origin, NULL, CFG_PROPS_PREFIX "%s: "
+				 "\"${file:PATH}\" needs a path", name);
+		else if ((file && cfg_dirname(file, &dir) < 0) ||
+			 !(path = cfg_resolve(dir, arg)))
+			cfg_oom(ld);
+		else if (cfg_read_ref_file(path, &got, why, sizeof(why)) < 0)
+			cfg_fail(ld, origin, NULL, CFG_PROPS_PREFIX "%s: "
+				 "${file:%s}: %s", name, path, why);
+	}
+	free(arg);
+	free(dir);
+	free(path);
+	if (!got)
+		return -1;
+	free(*value);
+	*value = got;
+	return 0;
+}
+
+/**
  * @brief Set one kafka.properties entry.
  * @param value malloc'ed; owned by the config afterwards, freed on failure
+ * @param file the file it was written in; NULL: from "-s"
  * @param replace true for overrides: an existing entry takes the new
  *        value; false for a file: a second entry with the name is an error
  * @returns 0, or -1 with the error written.
  */
 static int cfg_prop_set(struct cfg_loader *ld, const char *name, char *value,
-			const char *origin, bool replace)
+			const char *origin, const char *file, bool replace)
 {
 	struct extractd_config *cfg = ld->cfg;
 	struct cfg_meta *meta = cfg->meta;
@@ -857,6 +1056,8 @@ static int cfg_prop_set(struct cfg_loader *ld, const char *name, char *value,
 			       name, meta->prop_origin[i]);
 		goto out;
 	}
+	if (cfg_prop_value(ld, name, origin, file, &value) < 0)
+		goto out;
 	origin_copy = strdup(origin);
 	if (!origin_copy)
 		goto oom;
@@ -924,7 +1125,7 @@ static int cfg_props_list(struct cfg_loader *ld, const struct cfg_value *v)
 		return cfg_fail(ld, v->origin, "kafka.properties",
 				"must be a list of (\"name\", value) pairs, "
 				"e.g. ((\"linger.ms\", 5)), got %s",
-				cfg_describe(v, got, sizeof(got)));
+				cfg_describe_kind(v));
 	cfg_props_clear(ld->cfg);
 	n = (unsigned)config_setting_length(s);
 	for (i = 0; i < n; i++) {
@@ -946,7 +1147,7 @@ static int cfg_props_list(struct cfg_loader *ld, const struct cfg_value *v)
 			ret = cfg_fail(ld, origin, "kafka.properties",
 				       "each entry must be a (\"name\", value) "
 				       "pair, got %s",
-				       cfg_describe(&pv, got, sizeof(got)));
+				       cfg_describe_kind(&pv));
 			goto out;
 		}
 		if (!cfg_prop_name_ok(config_setting_get_string(name))) {
@@ -965,12 +1166,11 @@ static int cfg_props_list(struct cfg_loader *ld, const struct cfg_value *v)
 					       CFG_PROPS_PREFIX "%s: must be a "
 					       "string, number or boolean, got %s",
 					       config_setting_get_string(name),
-					       cfg_describe(&pv, got,
-							    sizeof(got)));
+					       cfg_describe_kind(&pv));
 			goto out;
 		}
 		r = cfg_prop_set(ld, config_setting_get_string(name), value,
-				 origin, false);
+				 origin, v->file, false);
 		value = NULL;
 		if (r < 0)
 			goto out;
@@ -1305,7 +1505,7 @@ out:
 static int cfg_apply_override(struct cfg_loader *ld, size_t n, const char *arg)
 {
 	config_t lc;
-	char origin[32], *path = NULL, *text = NULL, *value = NULL, got[96];
+	char origin[32], *path = NULL, *text = NULL, *value = NULL;
 	const char *eq = strchr(arg, '='), *p = arg;
 	struct cfg_value v = { .raw = NULL };
 	size_t len;
@@ -1351,10 +1551,10 @@ static int cfg_apply_override(struct cfg_loader *ld, size_t n, const char *arg)
 				goto oom;
 			cfg_fail(ld, origin, path,
 				 "must be a string, number or boolean, got %s",
-				 cfg_describe(&v, got, sizeof(got)));
+				 cfg_describe_kind(&v));
 			goto out;
 		}
-		ret = cfg_prop_set(ld, name, value, origin, true);
+		ret = cfg_prop_set(ld, name, value, origin, NULL, true);
 		value = NULL;
 		goto out;
 	}
@@ -1376,13 +1576,37 @@ out:
 }
 
 /**
- * @brief Rules across settings (cfg_order_rules). The message names the
- * setting given last (an override beats the file beats a default).
+ * @brief Rules across settings (cfg_order_rules, cfg_differ_rules). The
+ * message names the setting given last (an override beats the file beats
+ * a default; between two in the file, the one later in the table).
  */
 static int cfg_check_relations(struct cfg_loader *ld)
 {
 	const struct cfg_meta *meta = ld->cfg->meta;
 	size_t r;
+
+	for (r = 0; r < CFG_ARRAY_SIZE(cfg_differ_rules); r++) {
+		int a = cfg_find(cfg_differ_rules[r].a);
+		int b = cfg_find(cfg_differ_rules[r].b);
+		const char *av = *(char **)cfg_field(ld->cfg, &cfg_table[a]);
+		const char *bv = *(char **)cfg_field(ld->cfg, &cfg_table[b]);
+		char q[80];
+		int t;
+
+		if (strcmp(av, bv) != 0)
+			continue;
+		if (meta->seq[a] > meta->seq[b]) {
+			t = a;
+			a = b;
+			b = t;
+		}
+		/* b was given (defaults differ), so it has an origin. */
+		return cfg_fail(ld, meta->origin[b], cfg_table[b].path,
+				"must differ from %s (both are %s): %s",
+				cfg_table[a].path,
+				cfg_quote_str(av, q, sizeof(q)),
+				cfg_differ_rules[r].why);
+	}
 
 	for (r = 0; r < CFG_ARRAY_SIZE(cfg_order_rules); r++) {
 		int lo = cfg_find(cfg_order_rules[r].lo);
@@ -1552,16 +1776,34 @@ static void cfg_out_quoted(struct cfg_out *o, const char *s)
 	cfg_out_add(o, "\"");
 }
 
-/** True when a property's value must not be shown. */
-static bool cfg_prop_secret(const char *name)
+/*
+ * Secrets by name: librdkafka's properties whose name holds one of these
+ * words, and any unknown one that does, hold secrets (sasl.password,
+ * ssl.key.password, ssl.key.pem, sasl.oauthbearer.client.secret,
+ * sasl.oauthbearer.config, sasl.jaas.config...). The exceptions match a
+ * word but hold a path, a switch or a public name: hiding them would only
+ * hurt (a value "true" or "oidc" registered as a log secret would blank
+ * that word out of every log line).
+ */
+static const char *const cfg_secret_words[] = {
+	"password", "passphrase", "secret", "key", "token", "jaas",
+	"oauthbearer",
+};
+static const char *const cfg_not_secret[] = {
+	"ssl.key.location", "ssl.keystore.location", "sasl.kerberos.keytab",
+	"enable.sasl.oauthbearer.unsecure.jwt", "sasl.oauthbearer.method",
+	"sasl.oauthbearer.client.id", "sasl.oauthbearer.scope",
+};
+
+bool cfg_secret_property(const char *name)
 {
-	static const char *const words[] = { "password", "secret", "key",
-					     "token", "jaas",
-					     "oauthbearer.config" };
 	size_t i;
 
-	for (i = 0; i < CFG_ARRAY_SIZE(words); i++)
-		if (strstr(name, words[i]))
+	for (i = 0; i < CFG_ARRAY_SIZE(cfg_not_secret); i++)
+		if (strcmp(name, cfg_not_secret[i]) == 0)
+			return false;
+	for (i = 0; i < CFG_ARRAY_SIZE(cfg_secret_words); i++)
+		if (strstr(name, cfg_secret_words[i]))
 			return true;
 	return false;
 }
@@ -1615,7 +1857,7 @@ int cfg_value_text(const struct extractd_config *cfg, const char *path,
 			cfg_out_add(&o, "%s(", i ? ", " : "");
 			cfg_out_quoted(&o, p->name);
 			cfg_out_add(&o, ", ");
-			cfg_out_quoted(&o, cfg_prop_secret(p->name)
+			cfg_out_quoted(&o, cfg_secret_property(p->name)
 						   ? "(redacted)"
 						   : p->value);
 			cfg_out_add(&o, ")");

@@ -14,6 +14,13 @@
  * reads "-s:N: setting: what is wrong" (N counts the -s options from 1).
  * Relative paths (schema.file, llm.api_key_file) resolve against the
  * directory of the config file, or the working directory without one.
+ * Rules across settings are checked last: the three topics differ.
+ *
+ * Secrets: a kafka.properties value "${env:NAME}" or "${file:PATH}" is
+ * read from the environment or a file while loading, so none need be in
+ * the config text; a secret (cfg_secret_property()) written literally
+ * with "-s" is refused, and no error message shows a value that may be a
+ * secret.
  */
 #ifndef EXTRACTD_CONFIG_H
 #define EXTRACTD_CONFIG_H
@@ -145,12 +152,21 @@ const char *cfg_setting_path(size_t i);
 /**
  * @brief A setting's value written as in a config file ("16", "0.5",
  * "\"json\"", kafka.properties as a list of pairs), into buf. Values of
- * kafka.properties whose name suggests a secret (password, secret, key,
- * token, jaas, oauthbearer.config) are written as "(redacted)".
+ * kafka.properties that hold secrets (cfg_secret_property()) are written
+ * as "(redacted)".
  * @returns 0, or -1 for an unknown path or a buffer too small.
  */
 int cfg_value_text(const struct extractd_config *cfg, const char *path,
 		   char *buf, size_t size);
+
+/**
+ * @brief Whether a kafka.properties entry holds a secret, by its name
+ * (password, passphrase, secret, key, token, jaas or oauthbearer in it,
+ * except the few librdkafka names among those that hold a path, a switch
+ * or a public name, such as ssl.key.location). The one definition: such
+ * values are never shown or logged, and "-s" refuses them.
+ */
+bool cfg_secret_property(const char *name);
 
 /** Names for the enums, as they are written in the config file. */
 const char *cfg_mode_name(enum cfg_llm_mode mode);

@@ -512,37 +512,51 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 	return 0;
 }
 
+void consumer_kafka_props(const struct extractd_config *cfg,
+			  struct kafka_props *props)
+{
+	*props = (struct kafka_props){
+		.role = "consumer",
+		.type = RD_KAFKA_CONSUMER,
+		.defaults = {
+			"auto.offset.reset", "earliest",
+			"auto.commit.interval.ms", "1000",
+			"partition.assignment.strategy", "cooperative-sticky",
+			/* lag for the metrics */
+			"statistics.interval.ms", "5000",
+			/* Bound the prefetch: librdkafka's defaults (100000
+			 * messages per partition, 64 MiB) let a backlog alone
+			 * cost ~50 MiB of RSS; a few MiB keep max_in_flight
+			 * workers busy. The count must cover a second of
+			 * work: librdkafka 2.0 fetches again only after a
+			 * backoff of up to 1 s once the queue is over it, and
+			 * the workers starve meanwhile. At most
+			 * max_in_flight / 50 ms records a second. */
+			"queued.min.messages", props->num,
+			"queued.max.messages.kbytes", "4096",
+		},
+		.required = {
+			"group.id", cfg->kafka.group,
+			"enable.auto.offset.store", "false",
+			/* Exactly-once commits offsets in the transactions. */
+			"enable.auto.commit",
+			cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE
+				? "false"
+				: "true",
+			"enable.partition.eof", "false",
+		},
+	};
+	snprintf(props->num, sizeof(props->num), "%u",
+		 cfg->pool.max_in_flight * 20 > 1000
+			 ? cfg->pool.max_in_flight * 20
+			 : 1000);
+}
+
 struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
 			      size_t err_size)
 {
 	const struct extractd_config *cfg = pl->cfg;
-	char min_messages[24];
-	const char *defaults[] = {
-		"auto.offset.reset", "earliest",
-		"auto.commit.interval.ms", "1000",
-		"partition.assignment.strategy", "cooperative-sticky",
-		"statistics.interval.ms", "5000", /* lag for the metrics */
-		/* Bound the prefetch: librdkafka's defaults (100000 messages
-		 * per partition, 64 MiB) let a backlog alone cost ~50 MiB of
-		 * RSS; a few MiB keep max_in_flight workers busy. The count
-		 * must cover a second of work: librdkafka 2.0 fetches again
-		 * only after a backoff of up to 1 s once the queue is over
-		 * it, and the workers starve meanwhile. At most
-		 * max_in_flight / 50 ms records a second. */
-		"queued.min.messages", min_messages,
-		"queued.max.messages.kbytes", "4096",
-		NULL,
-	};
-	const char *required[] = {
-		"group.id", cfg->kafka.group,
-		"enable.auto.offset.store", "false",
-		/* Exactly-once commits offsets in the transactions. */
-		"enable.auto.commit",
-		cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE ? "false"
-								  : "true",
-		"enable.partition.eof", "false",
-		NULL,
-	};
+	struct kafka_props props;
 	struct consumer *c = calloc(1, sizeof(*c));
 	rd_kafka_topic_partition_list_t *topics;
 	rd_kafka_conf_t *conf;
@@ -555,14 +569,11 @@ struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
 	}
 	c->pl = pl;
 	c->index = index;
-	snprintf(min_messages, sizeof(min_messages), "%u",
-		 cfg->pool.max_in_flight * 20 > 1000
-			 ? cfg->pool.max_in_flight * 20
-			 : 1000);
 	c->hold_max = pl->cfg->pool.max_in_flight > HOLD_MIN
 			      ? pl->cfg->pool.max_in_flight
 			      : HOLD_MIN;
-	conf = kafka_conf_new(cfg, defaults, required, err, err_size);
+	consumer_kafka_props(cfg, &props);
+	conf = kafka_conf_new(cfg, &props, err, err_size);
 	if (!conf)
 		goto fail;
 	rd_kafka_conf_set_opaque(conf, c);

@@ -17,6 +17,15 @@
 
 struct pipeline;
 struct consumer;
+struct extractd_config;
+struct kafka_props;
+
+/**
+ * @brief The consumer's own librdkafka properties (kafka.h), as
+ * consumer_new() sets them; --check-config reads the same.
+ */
+void consumer_kafka_props(const struct extractd_config *cfg,
+			  struct kafka_props *props);
 
 /** A consumer subscribed to the input topic, or NULL with err set. */
 struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,

@@ -1,6 +1,12 @@
 /*
  * kafka: what the consumer and the producer configure alike (brokers,
- * kafka.properties, logging and error callbacks).
+ * kafka.properties, logging and error callbacks), and the check that
+ * librdkafka takes their configurations, run before any client starts
+ * (--check-config and start-up alike).
+ *
+ * Each client's own properties come from one place, its struct
+ * kafka_props (consumer_kafka_props(), producer_kafka_props()): the
+ * client is made from it, and the check reads the same lists.
  */
 #ifndef EXTRACTD_KAFKA_H
 #define EXTRACTD_KAFKA_H
@@ -8,21 +14,56 @@
 #include "config.h"
 
 #include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+
+#define KAFKA_PAIRS_MAX 12 /**< (name, value) pairs in each list */
+
+/** What one client sets besides kafka.properties. */
+struct kafka_props {
+	const char *role;     /**< "consumer" or "producer", for messages */
+	rd_kafka_type_t type;
+	bool transactional;   /**< gets a transactional.id (exactly-once) */
+	/** Name, value pairs, NULL-terminated, set before kafka.properties,
+	 *  which may change them. */
+	const char *defaults[2 * KAFKA_PAIRS_MAX + 1];
+	/** Set after kafka.properties: extractd's guarantees rest on them,
+	 *  so nothing overrides them. */
+	const char *required[2 * KAFKA_PAIRS_MAX + 1];
+	char num[24];         /**< room for a computed value in the lists */
+};
 
 /**
- * @brief A librdkafka configuration: the brokers, then defaults (name,
- * value pairs, NULL-terminated) that kafka.properties may change, then
- * kafka.properties, then the settings extractd's guarantees rest on,
- * which nothing overrides; and our log callback.
- * @returns the conf (the caller owns it), or NULL with err set.
+ * @brief A librdkafka configuration: the brokers, then props' defaults,
+ * then kafka.properties, then props' required settings; and our log
+ * callback.
+ * @returns the conf (the caller owns it), or NULL with err set; a refused
+ *          kafka.properties entry reads "ORIGIN: kafka.properties: NAME:
+ *          librdkafka's reason", secrets never shown.
  */
 rd_kafka_conf_t *kafka_conf_new(const struct extractd_config *cfg,
-				const char *const *defaults,
-				const char *const *required, char *err,
+				const struct kafka_props *props, char *err,
 				size_t err_size);
 
 /** Set one property, with librdkafka's reason in err on failure. */
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *name,
 		   const char *value, char *err, size_t err_size);
+
+/** Where kafka_check() sends a warning (one line, no secret). */
+typedef void kafka_warn_fn(const char *msg, void *arg);
+
+/**
+ * @brief Check that librdkafka takes the configuration props' client is
+ * made with: kafka_conf_new() (each name and value), then rd_kafka_new()
+ * on it (rules across properties, SSL files), without brokers so that
+ * nothing connects, and destroyed at once. For exactly-once it carries
+ * kafka.properties' transactional.id or a stand-in (the producer makes
+ * the instance's own at start). Each kafka.properties entry that a
+ * required setting replaces goes to warn, with what extractd sets.
+ * @returns 0, or -1 with "ORIGIN: kafka.properties: NAME: reason" (or
+ *          "ORIGIN: setting: reason") in err.
+ */
+int kafka_check(const struct extractd_config *cfg,
+		const struct kafka_props *props, kafka_warn_fn *warn,
+		void *arg, char *err, size_t err_size);
 
 #endif

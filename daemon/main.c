@@ -3,8 +3,9 @@
  * by asking an OpenAI-compatible chat-completions API.
  *
  * main owns start-up and shutdown. It loads and checks everything before
- * any thread starts (a bad config or schema exits 2 with
- * "FILE:LINE: setting: what is wrong"), then starts, in order: the
+ * any thread starts (a bad config or schema, or a kafka.properties entry
+ * librdkafka refuses, exits 2 with "FILE:LINE: setting: what is wrong";
+ * --check-config runs the same checks), then starts, in order: the
  * worker pool, the producer, the consumers; and waits for SIGTERM/SIGINT
  * in sigtimedwait(), with every signal blocked in every thread. Shutdown
  * runs backwards: the consumers stop admitting and drain the work in
@@ -28,6 +29,7 @@
 #include "health.h"
 #include "http.h"
 #include "httpd.h"
+#include "kafka.h"
 #include "llm.h"
 #include "log.h"
 #include "metrics.h"
@@ -132,21 +134,37 @@ static int check_supported(const struct extractd_config *cfg, char *err,
 	return 0;
 }
 
-/* Whether a kafka.properties value is a secret, by its name: the words
- * cfg_value_text() redacts by (password, secret, key, token, jaas,
- * oauthbearer.config). A path that matches (ssl.key.location) is only
- * hidden needlessly. */
-static bool secret_property(const char *name)
+/* kafka_check()'s warnings: on stderr for --check-config, in the log at
+ * start. */
+static void warn_stderr(const char *msg, void *arg)
 {
-	static const char *const words[] = { "password", "secret", "key",
-					     "token", "jaas", "oauthbearer",
-					     NULL };
-	size_t i;
+	(void)arg;
+	fprintf(stderr, "%s\n", msg);
+}
 
-	for (i = 0; words[i]; i++)
-		if (strstr(name, words[i]))
-			return true;
-	return false;
+static void warn_log(const char *msg, void *arg)
+{
+	char text[1100];
+
+	(void)arg;
+	LOG_WARN("kafka property ignored", "\"detail\":%s",
+		 log_str(text, sizeof(text), msg));
+}
+
+/* Both librdkafka configurations, built as the consumer and the producer
+ * build theirs, must be accepted: a bad property is a config error
+ * (exit 2 with FILE:LINE), before any thread starts. */
+static int check_kafka(const struct extractd_config *cfg, bool check_only,
+		       char *err, size_t err_size)
+{
+	kafka_warn_fn *warn = check_only ? warn_stderr : warn_log;
+	struct kafka_props props;
+
+	consumer_kafka_props(cfg, &props);
+	if (kafka_check(cfg, &props, warn, NULL, err, err_size) < 0)
+		return -1;
+	producer_kafka_props(cfg, &props);
+	return kafka_check(cfg, &props, warn, NULL, err, err_size);
 }
 
 /* Register every secret we know, before any thread starts, so that no
@@ -165,7 +183,7 @@ static int register_secrets(const struct extractd_config *cfg,
 	for (i = 0; i < cfg->kafka.n_properties; i++) {
 		const struct cfg_property *p = &cfg->kafka.properties[i];
 
-		if (secret_property(p->name) && secret_add(p->value) < 0)
+		if (cfg_secret_property(p->name) && secret_add(p->value) < 0)
 			return -1;
 	}
 	return 0;
@@ -411,17 +429,20 @@ int main(int argc, char **argv)
 	api_key = read_api_key(cfg, err, sizeof(err));
 	if (!api_key && *err)
 		goto config_error;
+	if (!check_only) {
+		log_setup((enum log_level)cfg->log.level,
+			  cfg->log.format == CFG_LOG_JSON);
+		if (register_secrets(cfg, api_key) < 0) {
+			snprintf(err, sizeof(err), "out of memory");
+			goto config_error;
+		}
+	}
+	if (check_kafka(cfg, check_only, err, sizeof(err)) < 0)
+		goto config_error;
 	if (check_only) {
 		printf("%s: configuration OK\n", path ? path : "(defaults)");
 		status = 0;
 		goto out;
-	}
-
-	log_setup((enum log_level)cfg->log.level,
-		  cfg->log.format == CFG_LOG_JSON);
-	if (register_secrets(cfg, api_key) < 0) {
-		snprintf(err, sizeof(err), "out of memory");
-		goto config_error;
 	}
 	if (!api_key)
 		LOG_WARN("no API key: requests carry no Authorization header",

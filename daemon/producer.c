@@ -215,8 +215,11 @@ static int txn_start(struct producer *p, char *err, size_t err_size)
 	return 0;
 }
 
-struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
+void producer_kafka_props(const struct extractd_config *cfg,
+			  struct kafka_props *props)
 {
+	bool by_key = cfg->output.partitioning == CFG_PART_KEY;
+
 	/*
 	 * message.max.bytes: a dead letter carries its input unchanged, and
 	 * an input can be as large as the consumer fetches (its
@@ -231,27 +234,37 @@ struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
 	 * per record at 5,000 records/s). The few ms a record waits hold
 	 * no LLM slot: the slot went back when its call ended.
 	 */
-	static const char *const key_defaults[] = {
-		"linger.ms", "5",
-		"partitioner", "murmur2_random", /* as Java clients do */
-		"message.max.bytes", "100000000",
-		NULL,
+	*props = (struct kafka_props){
+		.role = "producer",
+		.type = RD_KAFKA_PRODUCER,
+		.transactional =
+			cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE,
+		.defaults = {
+			"linger.ms", "5",
+			"message.max.bytes", "100000000",
+			/* By key only (as Java clients do): by source, a
+			 * "partitioner" string would override the callback,
+			 * so NULL ends the list here. */
+			by_key ? "partitioner" : NULL, "murmur2_random",
+		},
+		.required = {
+			"enable.idempotence", "true",
+			"acks", "all",
+			"message.timeout.ms", "0",
+			"queue.buffering.max.messages", "1000000",
+			"queue.buffering.max.kbytes", "2097151",
+			/* By source only: sticky partitioning would place
+			 * keyless records without asking the callback. By
+			 * key, NULL ends the list here. */
+			by_key ? NULL : "sticky.partitioning.linger.ms", "0",
+		},
 	};
-	/* A "partitioner" string would override the callback. */
-	static const char *const source_defaults[] = {
-		"linger.ms", "5",
-		"message.max.bytes", "100000000",
-		NULL,
-	};
+}
+
+struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
+{
 	bool by_key = pl->cfg->output.partitioning == CFG_PART_KEY;
-	static const char *const required[] = {
-		"enable.idempotence", "true",
-		"acks", "all",
-		"message.timeout.ms", "0",
-		"queue.buffering.max.messages", "1000000",
-		"queue.buffering.max.kbytes", "2097151",
-		NULL,
-	};
+	struct kafka_props props;
 	struct producer *p = calloc(1, sizeof(*p));
 	rd_kafka_conf_t *conf;
 	char why[512];
@@ -262,8 +275,8 @@ struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
 		return NULL;
 	}
 	p->pl = pl;
-	conf = kafka_conf_new(pl->cfg, by_key ? key_defaults : source_defaults,
-			      required, err, err_size);
+	producer_kafka_props(pl->cfg, &props);
+	conf = kafka_conf_new(pl->cfg, &props, err, err_size);
 	if (!conf)
 		goto fail;
 	rd_kafka_conf_set_opaque(conf, p);
@@ -272,13 +285,6 @@ struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
 	if (!by_key) {
 		rd_kafka_topic_conf_t *tconf;
 
-		/* Sticky partitioning would place keyless records without
-		 * asking the callback. */
-		if (kafka_conf_set(conf, "sticky.partitioning.linger.ms", "0",
-				   err, err_size) < 0) {
-			rd_kafka_conf_destroy(conf);
-			goto fail;
-		}
 		tconf = rd_kafka_conf_get_default_topic_conf(conf);
 		if (!tconf) {
 			tconf = rd_kafka_topic_conf_new();

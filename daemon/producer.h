@@ -12,6 +12,15 @@
 struct pipeline;
 struct producer;
 struct job;
+struct extractd_config;
+struct kafka_props;
+
+/**
+ * @brief The producer's own librdkafka properties (kafka.h), as
+ * producer_new() sets them; --check-config reads the same.
+ */
+void producer_kafka_props(const struct extractd_config *cfg,
+			  struct kafka_props *props);
 
 /** The producer and its poll thread, or NULL with err set. */
 struct producer *producer_new(struct pipeline *pl, char *err,

@@ -22,7 +22,9 @@
  *   left alone;
  * - on 0, every setting prints with cfg_value_text() (small buffer: 0 or
  *   -1, never an overflow), has an origin, and the printed values read
- *   back: loading them all as "-s path=value" succeeds and prints the same.
+ *   back: loading them all as "-s path=value" succeeds and prints the same
+ *   (but for kafka.properties holding a secret or "${").
+ * "${file:PATH}" values read any regular file (bounded, never blocking).
  * cfg_free() always.
  */
 #include "config.h"
@@ -233,6 +235,14 @@ static void check_loaded(const struct extractd_config *cfg)
 		}
 		FUZZ_CHECK(memchr(text[i], '\0', sizeof(text[i])));
 		FUZZ_CHECK(!strchr(text[i], '\n'));
+		/* Not read back: a secret shows as "(redacted)", which "-s"
+		 * refuses (a secret on the command line), and a value read
+		 * through ${env:}/${file:} may itself look like one. */
+		if (strstr(text[i], "\"(redacted)\"") ||
+		    strstr(text[i], "${")) {
+			text[i][0] = '\0';
+			continue;
+		}
 		overrides[n] = malloc(strlen(path) + strlen(text[i]) + 2);
 		FUZZ_CHECK(overrides[n]);
 		snprintf(overrides[n], strlen(path) + strlen(text[i]) + 2,

@@ -2,7 +2,8 @@
 
 Two instances run at log.level = debug with librdkafka's debug output on
 (kafka.properties.debug = all, which dumps its configuration), with a
-known API key in the environment and a known sasl.password:
+known API key in the environment and a known sasl.password (read from
+the environment through "${env:NAME}"):
 
 - one speaks SASL/PLAIN to kafka-embedded (connecting may fail: the point
   is what it logs). Its client.id embeds the password, so librdkafka puts
@@ -52,9 +53,13 @@ def body(h):
     h.start_llmsim(latency_ms=10)
     env = dict(os.environ)
     env["OPENAI_API_KEY"] = API_KEY
+    # -s refuses a literal secret: the password comes from the
+    # environment, as README's configuration section shows.
+    env["EXTRACTD_OPS_SASL_PASSWORD"] = PASSWORD
     debug = {"log": {"level": "debug"}}
     common = ["kafka.properties.debug=all",
-              "kafka.properties.sasl.password=" + PASSWORD,
+              "kafka.properties.sasl.password="
+              "${env:EXTRACTD_OPS_SASL_PASSWORD}",
               "kafka.properties.sasl.username=extractd",
               "kafka.properties.sasl.mechanism=PLAIN"]
 

@@ -457,8 +457,9 @@ static const struct error_case error_cases[] = {
 	  "@:1: llm.base_url: must be an http:// or https:// URL, "
 	  "got 'https://a b'" },
 	{ "llm: { api_key_env = \"1KEY\"; };\n",
-	  "@:1: llm.api_key_env: must be an environment variable name "
-	  "(A-Z a-z 0-9 _, not starting with a digit) or \"\", got '1KEY'" },
+	  "@:1: llm.api_key_env: must be the name of an environment "
+	  "variable (A-Z a-z 0-9 _, not starting with a digit) or \"\", not "
+	  "the key itself (the value is not shown)" },
 	{ "http: { listen = \"localhost:70000\"; };\n",
 	  "@:1: http.listen: must be \"host:port\" with a port from 0 to "
 	  "65535, or \"\" to disable, got 'localhost:70000'" },
@@ -481,7 +482,59 @@ static const struct error_case error_cases[] = {
 	{ "retry: {\n  base_delay_ms = 40000;\n};\n",
 	  "@:2: retry.base_delay_ms: must be at most retry.max_delay_ms "
 	  "(30000), got 40000" },
+	/* the three topics differ; the setting given later is blamed */
+	{ "kafka: {\n  input_topic = \"a\";\n  dlq_topic = \"a\";\n};\n",
+	  "@:3: kafka.dlq_topic: must differ from kafka.input_topic (both "
+	  "are 'a'): every dead letter would be read again as input, and "
+	  "fail again" },
+	{ "kafka: {\n  output_topic = \"texts\";\n};\n",
+	  "@:2: kafka.output_topic: must differ from kafka.input_topic (both "
+	  "are 'texts'): every output would be read again as input" },
+	{ "kafka: {\n  dlq_topic = \"persons\";\n};\n",
+	  "@:2: kafka.dlq_topic: must differ from kafka.output_topic (both "
+	  "are 'persons'): dead letters would be mixed into the outputs" },
+	{ "kafka: {\n  input_topic = \"texts.dlq\";\n};\n",
+	  "@:2: kafka.input_topic: must differ from kafka.dlq_topic (both "
+	  "are 'texts.dlq'): every dead letter would be read again as input, "
+	  "and fail again" },
+	{ "kafka: {\n  input_topic = \"x\";\n  output_topic = \"x\";\n"
+	  "  dlq_topic = \"x\";\n};\n",
+	  "@:3: kafka.output_topic: must differ from kafka.input_topic (both "
+	  "are 'x'): every output would be read again as input" },
 	/* secrets */
+	{ "llm: {\n  api_key_env = \"sk-proj-Hunter2\";\n};\n",
+	  "@:2: llm.api_key_env: must be the name of an environment "
+	  "variable (A-Z a-z 0-9 _, not starting with a digit) or \"\", not "
+	  "the key itself (the value is not shown)" },
+	{ "llm: { base_url = \"ftp://user:Hunter2@host/v1\"; };\n",
+	  "@:1: llm.base_url: must be an http:// or https:// URL, "
+	  "got 'ftp://(redacted)@host/v1'" },
+	{ "llm: { base_url = \"https://u:Hunter2@h:1@x y/v1\"; };\n",
+	  "@:1: llm.base_url: must be an http:// or https:// URL, "
+	  "got 'https://(redacted)@x y/v1'" },
+	{ "kafka: { properties = \"sasl.password=Hunter2\"; };\n",
+	  "@:1: kafka.properties: must be a list of (\"name\", value) pairs, "
+	  "e.g. ((\"linger.ms\", 5)), got a string" },
+	{ "kafka: { properties = ( \"sasl.password=Hunter2\" ); };\n",
+	  "@:1: kafka.properties: each entry must be a (\"name\", value) "
+	  "pair, got a string" },
+	{ "kafka: {\n  properties = (\n    (\"sasl.password\", "
+	  "\"${env:EXTRACTD_TEST_UNSET}\")\n  );\n};\n",
+	  "@:3: kafka.properties.sasl.password: ${env:EXTRACTD_TEST_UNSET}: "
+	  "the environment variable is not set" },
+	{ "kafka: { properties = ( (\"sasl.password\", \"${env:1X}\") ); };\n",
+	  "@:1: kafka.properties.sasl.password: \"${env:NAME}\" needs a "
+	  "variable name (A-Z a-z 0-9 _, not starting with a digit)" },
+	{ "kafka: { properties = ( (\"sasl.password\", \"${env:}\") ); };\n",
+	  "@:1: kafka.properties.sasl.password: \"${env:NAME}\" needs a "
+	  "variable name (A-Z a-z 0-9 _, not starting with a digit)" },
+	{ "kafka: { properties = ( (\"sasl.password\", \"${file:}\") ); };\n",
+	  "@:1: kafka.properties.sasl.password: \"${file:PATH}\" needs a "
+	  "path" },
+	{ "kafka: { properties = ( (\"sasl.password\", \"${vault:a/b}\") ); "
+	  "};\n",
+	  "@:1: kafka.properties.sasl.password: a value in ${...} must be "
+	  "\"${env:NAME}\" or \"${file:PATH}\"" },
 	{ "llm: {\n  api_key = \"sk-123\";\n};\n",
 	  "@:2: llm.api_key: API keys are not read from config text; use "
 	  "llm.api_key_env or llm.api_key_file" },
@@ -491,14 +544,14 @@ static const struct error_case error_cases[] = {
 	  "e.g. ((\"linger.ms\", 5)), got a group" },
 	{ "kafka: { properties = \"linger.ms=5\"; };\n",
 	  "@:1: kafka.properties: must be a list of (\"name\", value) pairs, "
-	  "e.g. ((\"linger.ms\", 5)), got 'linger.ms=5'" },
+	  "e.g. ((\"linger.ms\", 5)), got a string" },
 	{ "kafka: {\n  properties = (\n    (\"a.b\", 1),\n    (\"c\")\n  );\n"
 	  "};\n",
 	  "@:4: kafka.properties: each entry must be a (\"name\", value) "
 	  "pair, got a list" },
 	{ "kafka: { properties = ( \"a.b\" ); };\n",
 	  "@:1: kafka.properties: each entry must be a (\"name\", value) "
-	  "pair, got 'a.b'" },
+	  "pair, got a string" },
 	{ "kafka: { properties = ( (5, 5) ); };\n",
 	  "@:1: kafka.properties: each entry must be a (\"name\", value) "
 	  "pair, got a list" },
@@ -598,6 +651,12 @@ static void overrides(void **state)
 	}
 }
 
+#define SECRET_REFUSED                                                        \
+	"holds a secret, and a command line can be read by every user of "   \
+	"the host (ps, /proc/PID/cmdline): put it in the config file (mode " \
+	"600), or give \"${env:NAME}\" or \"${file:PATH}\" to read it from " \
+	"the environment or a file"
+
 static void override_errors(void **state)
 {
 	static const struct {
@@ -651,7 +710,7 @@ static void override_errors(void **state)
 		  "retry.max_delay_ms (10), got 20" },
 		{ { "kafka.properties=x" }, 1,
 		  "-s:1: kafka.properties: must be a list of (\"name\", value) "
-		  "pairs, e.g. ((\"linger.ms\", 5)), got 'x'" },
+		  "pairs, e.g. ((\"linger.ms\", 5)), got a string" },
 		{ { "kafka.properties.=5" }, 1,
 		  "-s:1: kafka.properties.: not a property name" },
 		{ { "kafka.properties.a b=5" }, 1,
@@ -659,6 +718,36 @@ static void override_errors(void **state)
 		{ { "kafka.properties.linger.ms={ x = 1; }" }, 1,
 		  "-s:1: kafka.properties.linger.ms: must be a string, number "
 		  "or boolean, got a group" },
+		/* topics */
+		{ { "kafka.dlq_topic=texts" }, 1,
+		  "-s:1: kafka.dlq_topic: must differ from kafka.input_topic "
+		  "(both are 'texts'): every dead letter would be read again "
+		  "as input, and fail again" },
+		{ { "kafka.output_topic=x", "kafka.input_topic=x" }, 2,
+		  "-s:2: kafka.input_topic: must differ from "
+		  "kafka.output_topic (both are 'x'): every output would be "
+		  "read again as input" },
+		/* a secret on the command line */
+		{ { "kafka.properties.sasl.password=Hunter2" }, 1,
+		  "-s:1: kafka.properties.sasl.password: " SECRET_REFUSED },
+		{ { "kafka.properties.ssl.key.password=\"Hunter2\"" }, 1,
+		  "-s:1: kafka.properties.ssl.key.password: " SECRET_REFUSED },
+		{ { "kafka.properties.sasl.oauthbearer.client.secret=1234" },
+		  1,
+		  "-s:1: kafka.properties.sasl.oauthbearer.client.secret: "
+		  SECRET_REFUSED },
+		{ { "kafka.properties=((\"linger.ms\", 5), "
+		    "(\"sasl.jaas.config\", \"Hunter2\"))" }, 1,
+		  "-s:1: kafka.properties.sasl.jaas.config: " SECRET_REFUSED },
+		{ { "kafka.properties.sasl.password="
+		    "${env:EXTRACTD_TEST_UNSET}" },
+		  1,
+		  "-s:1: kafka.properties.sasl.password: "
+		  "${env:EXTRACTD_TEST_UNSET}: the environment variable is "
+		  "not set" },
+		{ { "kafka.properties.sasl.password=${Hunter2}" }, 1,
+		  "-s:1: kafka.properties.sasl.password: a value in ${...} "
+		  "must be \"${env:NAME}\" or \"${file:PATH}\"" },
 	};
 	size_t i;
 
@@ -946,6 +1035,218 @@ static void kafka_properties(void **state)
 	}
 }
 
+/* Topics: a file's topic repeated by an override names the override; the
+ * error names the file's line when the file repeats one. */
+static void topics_differ(void **state)
+{
+	static const char *const ov[] = { "kafka.input_topic=q" };
+	static const char *const ov2[] = { "kafka.dlq_topic=q2" };
+	struct extractd_config *cfg;
+	const char *p;
+
+	(void)state;
+	p = write_file("topics.cfg", "kafka: {\n  dlq_topic = \"q\";\n};\n");
+	load_fails(p, ov, 1,
+		   "-s:1: kafka.input_topic: must differ from kafka.dlq_topic "
+		   "(both are 'q'): every dead letter would be read again as "
+		   "input, and fail again");
+	/* Fixed by a second override, in either order. */
+	cfg = load_ok(p, ov2, 1);
+	assert_string_equal(cfg->kafka.dlq_topic, "q2");
+	cfg_free(cfg);
+	{
+		static const char *const ov3[] = { "kafka.input_topic=q",
+						   "kafka.dlq_topic=q2" };
+
+		cfg = load_ok(p, ov3, 2);
+		assert_string_equal(cfg->kafka.input_topic, "q");
+		cfg_free(cfg);
+	}
+	/* Topic names are compared exactly (Kafka's are case-sensitive). */
+	{
+		static const char *const ov4[] = { "kafka.dlq_topic=Texts" };
+
+		cfg = load_ok(NULL, ov4, 1);
+		cfg_free(cfg);
+	}
+}
+
+/* The one definition of a secret property, by its name. */
+static void secret_properties(void **state)
+{
+	static const char *const secret[] = {
+		"sasl.password", "ssl.key.password", "ssl.key.pem",
+		"ssl.keystore.password", "sasl.oauthbearer.client.secret",
+		"sasl.oauthbearer.config", "sasl.oauthbearer.extensions",
+		"sasl.oauthbearer.token.endpoint.url", "sasl.jaas.config",
+		"x.api.key", "my.token", "x.passphrase",
+	};
+	static const char *const not_secret[] = {
+		"ssl.key.location", "ssl.keystore.location",
+		"sasl.kerberos.keytab", "enable.sasl.oauthbearer.unsecure.jwt",
+		"sasl.oauthbearer.method", "sasl.oauthbearer.client.id",
+		"sasl.oauthbearer.scope", "sasl.username", "linger.ms",
+		"security.protocol", "ssl.certificate.pem", "ssl.ca.location",
+	};
+	static const char *const ov[] = {
+		"kafka.properties.ssl.key.location=/etc/extractd/key.pem",
+		"kafka.properties.sasl.oauthbearer.method=oidc",
+		"kafka.properties.sasl.username=extractd",
+	};
+	struct extractd_config *cfg;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < ARRAY_SIZE(secret); i++) {
+		print_message("%s\n", secret[i]);
+		assert_true(cfg_secret_property(secret[i]));
+	}
+	for (i = 0; i < ARRAY_SIZE(not_secret); i++) {
+		print_message("%s\n", not_secret[i]);
+		assert_false(cfg_secret_property(not_secret[i]));
+	}
+	/* Those that are not secrets may be given with -s, and show. */
+	cfg = load_ok(NULL, ov, ARRAY_SIZE(ov));
+	assert_string_equal(value_text(cfg, "kafka.properties"),
+			    "((\"ssl.key.location\", "
+			    "\"/etc/extractd/key.pem\"), "
+			    "(\"sasl.oauthbearer.method\", \"oidc\"), "
+			    "(\"sasl.username\", \"extractd\"))");
+	cfg_free(cfg);
+}
+
+/* "${env:NAME}" and "${file:PATH}": a secret read from the environment
+ * or a file, in a config file or on the command line. No message shows
+ * a value. */
+static void property_references(void **state)
+{
+	static const char *const ov[] = {
+		"kafka.properties.sasl.password=${env:EXTRACTD_TEST_PW}",
+		"kafka.properties.client.id=\"${env:EXTRACTD_TEST_ID}\"",
+	};
+	struct extractd_config *cfg;
+	const char *p, *secret, *fifo, *big;
+	char text[256], want[PATH_MAX + 256], err[512], *blob;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(setenv("EXTRACTD_TEST_PW", "Hunter2-env", 1), 0);
+	assert_int_equal(setenv("EXTRACTD_TEST_ID", "id-7", 1), 0);
+	assert_int_equal(setenv("EXTRACTD_TEST_EMPTY", "", 1), 0);
+	make_dir("refs");
+	secret = write_file("refs/kafka-password", "Hunter2-file\r\n\n");
+	p = write_file("refs/r.cfg",
+		       "kafka: {\n"
+		       "  properties = (\n"
+		       "    (\"sasl.password\", \"${file:kafka-password}\"),\n"
+		       "    (\"ssl.key.password\", "
+		       "\"${env:EXTRACTD_TEST_PW}\"),\n"
+		       "    (\"client.id\", \"a${b}c\")\n"
+		       "  );\n"
+		       "};\n");
+	cfg = load_ok(p, NULL, 0);
+	/* Relative to the config file's directory; line breaks dropped. */
+	assert_string_equal(cfg->kafka.properties[0].value, "Hunter2-file");
+	assert_string_equal(cfg->kafka.properties[1].value, "Hunter2-env");
+	/* Not all in ${...}: not a reference, the text itself. */
+	assert_string_equal(cfg->kafka.properties[2].value, "a${b}c");
+	expand(want, sizeof(want), "@:4", p);
+	assert_string_equal(
+		cfg_origin(cfg, "kafka.properties.ssl.key.password"), want);
+	assert_string_equal(value_text(cfg, "kafka.properties"),
+			    "((\"sasl.password\", \"(redacted)\"), "
+			    "(\"ssl.key.password\", \"(redacted)\"), "
+			    "(\"client.id\", \"a${b}c\"))");
+	cfg_free(cfg);
+
+	/* On the command line: a reference is no secret. */
+	cfg = load_ok(NULL, ov, ARRAY_SIZE(ov));
+	assert_string_equal(cfg->kafka.properties[0].value, "Hunter2-env");
+	assert_string_equal(cfg->kafka.properties[1].value, "id-7");
+	cfg_free(cfg);
+	snprintf(text, sizeof(text),
+		 "kafka.properties.sasl.password=${file:%s}", secret);
+	{
+		const char *ov2[] = { text };
+
+		cfg = load_ok(NULL, ov2, 1);
+		assert_string_equal(cfg->kafka.properties[0].value,
+				    "Hunter2-file");
+		cfg_free(cfg);
+	}
+
+	/* What cannot be read fails with the path, never the contents. */
+	write_file("refs/empty", "\n");
+	fifo = tmp_path("refs/fifo", false);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	big = write_file("refs/big", "");
+	blob = malloc(1048577);
+	assert_non_null(blob);
+	memset(blob, 'H', 1048577);
+	{
+		FILE *f = fopen(big, "w");
+
+		assert_non_null(f);
+		assert_int_equal(fwrite(blob, 1, 1048577, f), 1048577);
+		assert_int_equal(fclose(f), 0);
+	}
+	free(blob);
+	write_file("refs/nul", "Hunter2");
+	{
+		FILE *f = fopen(tmp_path("refs/nul2", false), "w");
+
+		assert_non_null(f);
+		assert_int_equal(fwrite("Hun\0ter2", 1, 8, f), 8);
+		assert_int_equal(fclose(f), 0);
+	}
+	{
+		static const struct {
+			const char *file, *why;
+		} cases[] = {
+			{ "no-such", "cannot read: No such file or directory" },
+			{ "empty", "is empty" },
+			{ "fifo", "not a regular file" },
+			{ ".", "not a regular file" },
+			{ "big", "larger than 1048576 bytes" },
+			{ "nul2", "holds a NUL byte" },
+		};
+
+		for (i = 0; i < ARRAY_SIZE(cases); i++) {
+			char file[512];
+
+			print_message("%s\n", cases[i].file);
+			snprintf(file, sizeof(file),
+				 "kafka: {\n  properties = ( "
+				 "(\"sasl.password\", \"${file:%s}\") );\n"
+				 "};\n", cases[i].file);
+			p = write_file("refs/bad.cfg", file);
+			snprintf(want, sizeof(want),
+				 "%s:2: kafka.properties.sasl.password: "
+				 "${file:%s/refs/%s}: %s", p, tmpdir,
+				 cases[i].file, cases[i].why);
+			assert_int_equal(cfg_load(p, NULL, 0, &cfg, err,
+						  sizeof(err)), -1);
+			assert_string_equal(err, want);
+			assert_null(strstr(err, "Hunter2"));
+			assert_null(strstr(err, "HHHH"));
+		}
+	}
+	{
+		static const char *const ov3[] = {
+			"kafka.properties.sasl.password="
+			"${env:EXTRACTD_TEST_EMPTY}",
+		};
+
+		load_fails(NULL, ov3, 1,
+			   "-s:1: kafka.properties.sasl.password: "
+			   "${env:EXTRACTD_TEST_EMPTY}: the environment "
+			   "variable is empty");
+	}
+	unsetenv("EXTRACTD_TEST_PW");
+	unsetenv("EXTRACTD_TEST_ID");
+	unsetenv("EXTRACTD_TEST_EMPTY");
+}
+
 /* The example file is the table written out: it loads, every setting is
  * in it, and every value equals the built-in default. */
 static void deploy_example_matches_defaults(void **state)
@@ -1019,6 +1320,9 @@ int main(void)
 		cmocka_unit_test(override_beats_file),
 		cmocka_unit_test(relative_paths),
 		cmocka_unit_test(kafka_properties),
+		cmocka_unit_test(topics_differ),
+		cmocka_unit_test(secret_properties),
+		cmocka_unit_test(property_references),
 		cmocka_unit_test(deploy_example_matches_defaults),
 		cmocka_unit_test(free_and_hand_built),
 	};
