@@ -16,6 +16,7 @@ import http.client
 import http.server
 import json
 import os
+import ssl
 import threading
 import urllib.parse
 
@@ -91,9 +92,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class Recorder:
-    """A recording HTTP proxy in front of an llmsim (or any OpenAI URL)."""
+    """A recording HTTP proxy in front of an llmsim (or any OpenAI URL).
 
-    def __init__(self, h, upstream_base):
+    tls: (certfile, keyfile) to serve HTTPS instead of HTTP.
+    """
+
+    def __init__(self, h, upstream_base, tls=None):
         u = urllib.parse.urlsplit(upstream_base)
         self.upstream_host, self.upstream_port = u.hostname, u.port
         self._lock = threading.Lock()
@@ -103,6 +107,16 @@ class Recorder:
                                                       _Handler)
         self.server.daemon_threads = True
         self.server.recorder = self
+        # A client that refuses the certificate is what some tests want:
+        # its failed handshake is no error worth printing.
+        self.server.handle_error = lambda request, address: None
+        self.scheme = "http"
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket,
+                                                 server_side=True)
+            self.scheme = "https"
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever,
                                         name="recorder", daemon=True)
@@ -112,7 +126,7 @@ class Recorder:
 
     @property
     def base_url(self):
-        return "http://127.0.0.1:%d/v1" % self.port
+        return "%s://127.0.0.1:%d/v1" % (self.scheme, self.port)
 
     def add(self, body, status, data):
         try:

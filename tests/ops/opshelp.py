@@ -65,6 +65,7 @@ class Daemon:
         self.h = h
         self.proc = proc
         self.addr = None
+        self.group = None   # its consumer group
 
     def log_text(self):
         return self.proc.log_text()
@@ -156,7 +157,7 @@ def start_extractd(h, overrides=None, sets=(), env=None, tag="ops",
     global _n_started
     _n_started += 1
     # The harness names its config by its own count: keep ours apart.
-    written, _ = h.config(over)
+    written, group = h.config(over)
     path = os.path.join(h.dir, "extractd-%s-%d.cfg" % (tag, _n_started))
     shutil.copyfile(written, path)
     argv = [h.binary("extractd"), "-c", path]
@@ -171,6 +172,7 @@ def start_extractd(h, overrides=None, sets=(), env=None, tag="ops",
     h.procs.append(proc)
     log("extractd started (pid %d, %s)", proc.pid, tag)
     d = Daemon(h, proc)
+    d.group = group
     if http:
         d.wait_address()
     return d
