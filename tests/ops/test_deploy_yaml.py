@@ -113,6 +113,19 @@ def body(a):
           "the pod may run as root")
     check(c.get("securityContext", {}).get("readOnlyRootFilesystem") is True,
           "the root filesystem is writable")
+    # SIGTERM ends extractd within shutdown.timeout_ms (the ConfigMap's,
+    # else the default): the kubelet must wait longer before SIGKILL.
+    m = re.search(r"^shutdown:\s*\{[^}]*timeout_ms\s*=\s*(\d+);", cfg,
+                  re.M | re.S)
+    shutdown_ms = int(m.group(1)) if m else 15000
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    check(grace * 1000 > shutdown_ms + 2000, "terminationGracePeriodSeconds "
+          "%d is not above shutdown.timeout_ms %d", grace, shutdown_ms)
+    # exactly-once claims its transactional.id slot with a lock file in
+    # /run/extractd: writable although the root filesystem is not.
+    check(mounts.get("run") == "/run/extractd" and any(
+        v["name"] == "run" and "emptyDir" in v for v in pod["volumes"]),
+        "no writable /run/extractd for the exactly-once slot lock")
 
     # KEDA: lag of our group on our topic; no more replicas than
     # partitions.

@@ -76,6 +76,18 @@ def body(a):
           "SystemCallFilter=@system-service missing")
     check(any(re.match(r"\d+", v) for v in s.get("WatchdogSec", [])),
           "no WatchdogSec=")
+    # SIGTERM ends extractd within shutdown.timeout_ms: systemd must wait
+    # longer before it SIGKILLs.
+    cfg = open(os.path.join(a.source, "deploy", "extractd.cfg")).read()
+    m = re.search(r"^shutdown:\s*\{[^}]*timeout_ms\s*=\s*(\d+);", cfg,
+                  re.M | re.S)
+    check(m is not None, "no shutdown.timeout_ms in deploy/extractd.cfg")
+    stop = s.get("TimeoutStopSec", ["90s"])[-1]
+    check(re.fullmatch(r"\d+s?", stop) is not None,
+          "TimeoutStopSec=%s is not in seconds", stop)
+    check(int(stop.rstrip("s")) * 1000 > int(m.group(1)) + 2000,
+          "TimeoutStopSec=%s is not above shutdown.timeout_ms = %s",
+          stop, m.group(1))
     creds = [v.split(":", 1)[0] for v in s.get("LoadCredential", [])]
     check(creds, "no LoadCredential=")
     execstart = s["ExecStart"][0]
