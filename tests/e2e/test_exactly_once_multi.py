@@ -2,8 +2,9 @@
 group, with no transactional.id configured, share the work; one of them is
 SIGKILLed mid-stream and restarted; a read_committed reader sees every
 input exactly once, each input partition's (keyless) records in offset
-order, whichever instance wrote them. Then an explicit transactional.id given to two
-instances: the fenced one logs an error naming the id and the fix.
+order, whichever instance wrote them. Then an explicit transactional.id
+given to two instances: the fenced one logs an error naming the id and
+the fix.
 
 Each instance claims the lowest free slot of its group on this host (a
 lock file) and takes the transactional.id extractd-GROUP-HOSTNAME-SLOT, so
