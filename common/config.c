@@ -108,6 +108,7 @@ static const char *const cfg_ordering_names[] = {
 	[CFG_ORDER_OFFSET + 1] = NULL,
 };
 static const char *const cfg_partitioning_names[] = {
+	[CFG_PART_AUTO] = "auto",
 	[CFG_PART_KEY] = "key",
 	[CFG_PART_SOURCE] = "source",
 	[CFG_PART_SOURCE + 1] = NULL,
@@ -198,7 +199,7 @@ static const struct cfg_entry cfg_table[] = {
 	CFG_SIZE(input, max_bytes, 65536, 1, 16777216),
 
 	CFG_ENUM(output, ordering, CFG_ORDER_COMPLETION, cfg_ordering_names),
-	CFG_ENUM(output, partitioning, CFG_PART_KEY, cfg_partitioning_names),
+	CFG_ENUM(output, partitioning, CFG_PART_AUTO, cfg_partitioning_names),
 	CFG_ENUM(output, delivery, CFG_DELIVERY_AT_LEAST_ONCE,
 		 cfg_delivery_names),
 	CFG_UINT(output, transaction_ms, 100, 1, 60000),

@@ -36,7 +36,13 @@ enum cfg_llm_mode {
 };
 
 enum cfg_ordering { CFG_ORDER_COMPLETION, CFG_ORDER_OFFSET };
-enum cfg_partitioning { CFG_PART_KEY, CFG_PART_SOURCE };
+/*
+ * output.partitioning: auto (the default) is key, except in offset order
+ * (output.ordering = offset, or exactly-once, which releases in offset
+ * order), where a record without a key goes by source, so that readers
+ * see its input partition's order (daemon/producer.c).
+ */
+enum cfg_partitioning { CFG_PART_AUTO, CFG_PART_KEY, CFG_PART_SOURCE };
 enum cfg_delivery { CFG_DELIVERY_AT_LEAST_ONCE, CFG_DELIVERY_EXACTLY_ONCE };
 enum cfg_log_level { CFG_LOG_DEBUG, CFG_LOG_INFO, CFG_LOG_WARN, CFG_LOG_ERROR };
 enum cfg_log_format { CFG_LOG_JSON, CFG_LOG_TEXT };

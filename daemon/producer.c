@@ -11,8 +11,14 @@
  *
  * Values and keys are produced without copies: they live in the job (the
  * LLM's output, the input message) until the delivery report frees it.
- * With output.partitioning = source a partitioner callback maps the input
- * partition onto the output topic's partition count.
+ *
+ * Where a record goes (placement()): by key, librdkafka's murmur2_random
+ * (a record without a key lands anywhere); by source, a partitioner
+ * callback maps the input partition onto the output topic's partition
+ * count; or, with output.partitioning = auto in offset order, a callback
+ * that places a record by its key when it has one and by source when it
+ * has none. Readers see order only inside one output partition, and a
+ * keyless record has nothing else to keep it beside its predecessors.
  */
 #include "producer.h"
 
@@ -112,8 +118,33 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason,
 		 log_str(text, sizeof(text), reason));
 }
 
-/* output.partitioning = source: the input's partition number, modulo
- * the output topic's count. */
+enum placement {
+	PLACE_KEY,            /**< librdkafka's partitioner, by name */
+	PLACE_SOURCE,         /**< by_source() */
+	PLACE_KEY_ELSE_SOURCE /**< key_else_source() */
+};
+
+/* output.partitioning as the producer applies it: auto is by key, but in
+ * offset order (as pipeline_ordered() has it: ordering = offset, or
+ * exactly-once) a record without a key goes by source. */
+static enum placement placement(const struct extractd_config *cfg)
+{
+	switch (cfg->output.partitioning) {
+	case CFG_PART_KEY:
+		return PLACE_KEY;
+	case CFG_PART_SOURCE:
+		return PLACE_SOURCE;
+	case CFG_PART_AUTO:
+		break;
+	}
+	if (cfg->output.ordering == CFG_ORDER_OFFSET ||
+	    cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE)
+		return PLACE_KEY_ELSE_SOURCE;
+	return PLACE_KEY;
+}
+
+/* By source: the input's partition number, modulo the output topic's
+ * count. */
 static int32_t by_source(const rd_kafka_topic_t *rkt, const void *key,
 			 size_t keylen, int32_t partition_cnt,
 			 void *rkt_opaque, void *msg_opaque)
@@ -125,6 +156,19 @@ static int32_t by_source(const rd_kafka_topic_t *rkt, const void *key,
 	(void)keylen;
 	(void)rkt_opaque;
 	return job->part->id % partition_cnt;
+}
+
+/* By key as PLACE_KEY places it (murmur2 of the key), and by source when
+ * there is no key (murmur2_random would pick any partition). */
+static int32_t key_else_source(const rd_kafka_topic_t *rkt, const void *key,
+			       size_t keylen, int32_t partition_cnt,
+			       void *rkt_opaque, void *msg_opaque)
+{
+	if (!key)
+		return by_source(rkt, key, keylen, partition_cnt, rkt_opaque,
+				 msg_opaque);
+	return rd_kafka_msg_partitioner_murmur2_random(
+		rkt, key, keylen, partition_cnt, rkt_opaque, msg_opaque);
 }
 
 static void *poll_main(void *arg)
@@ -218,7 +262,7 @@ static int txn_start(struct producer *p, char *err, size_t err_size)
 void producer_kafka_props(const struct extractd_config *cfg,
 			  struct kafka_props *props)
 {
-	bool by_key = cfg->output.partitioning == CFG_PART_KEY;
+	bool by_key = placement(cfg) == PLACE_KEY;
 
 	/*
 	 * message.max.bytes: a dead letter carries its input unchanged, and
@@ -242,9 +286,9 @@ void producer_kafka_props(const struct extractd_config *cfg,
 		.defaults = {
 			"linger.ms", "5",
 			"message.max.bytes", "100000000",
-			/* By key only (as Java clients do): by source, a
-			 * "partitioner" string would override the callback,
-			 * so NULL ends the list here. */
+			/* By key only (as Java clients do): with a
+			 * callback, a "partitioner" string would override
+			 * it, so NULL ends the list here. */
 			by_key ? "partitioner" : NULL, "murmur2_random",
 		},
 		.required = {
@@ -253,9 +297,9 @@ void producer_kafka_props(const struct extractd_config *cfg,
 			"message.timeout.ms", "0",
 			"queue.buffering.max.messages", "1000000",
 			"queue.buffering.max.kbytes", "2097151",
-			/* By source only: sticky partitioning would place
-			 * keyless records without asking the callback. By
-			 * key, NULL ends the list here. */
+			/* With a callback only: sticky partitioning would
+			 * place keyless records without asking it. By key,
+			 * NULL ends the list here. */
 			by_key ? NULL : "sticky.partitioning.linger.ms", "0",
 		},
 	};
@@ -263,7 +307,7 @@ void producer_kafka_props(const struct extractd_config *cfg,
 
 struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
 {
-	bool by_key = pl->cfg->output.partitioning == CFG_PART_KEY;
+	enum placement place = placement(pl->cfg);
 	struct kafka_props props;
 	struct producer *p = calloc(1, sizeof(*p));
 	rd_kafka_conf_t *conf;
@@ -282,7 +326,7 @@ struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
 	rd_kafka_conf_set_opaque(conf, p);
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_error_cb(conf, on_error);
-	if (!by_key) {
+	if (place != PLACE_KEY) {
 		rd_kafka_topic_conf_t *tconf;
 
 		tconf = rd_kafka_conf_get_default_topic_conf(conf);
@@ -290,7 +334,9 @@ struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
 			tconf = rd_kafka_topic_conf_new();
 			rd_kafka_conf_set_default_topic_conf(conf, tconf);
 		}
-		rd_kafka_topic_conf_set_partitioner_cb(tconf, by_source);
+		rd_kafka_topic_conf_set_partitioner_cb(
+			tconf, place == PLACE_SOURCE ? by_source
+						     : key_else_source);
 	}
 	p->transactional =
 		pl->cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE;

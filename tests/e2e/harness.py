@@ -180,6 +180,32 @@ def expected_person(text):
             "occupation": m.group(3)}
 
 
+def murmur2(data):
+    """Kafka's murmur2 hash of bytes (Java's Utils.murmur2, unsigned)."""
+    m, n = 0x5BD1E995, len(data)
+    h = (0x9747B28C ^ n) & 0xFFFFFFFF
+    for i in range(0, n - n % 4, 4):
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = data[n - n % 4:]
+    if tail:
+        for j in reversed(range(len(tail))):
+            h ^= tail[j] << (8 * j)
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
+
+def key_partition(key, partitions):
+    """The partition librdkafka's murmur2(_random) partitioner, like
+    Java's default, gives a (non-NULL) key among partitions."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 # A text llmsim answers slowly with slow_answers(): the Person its regex
 # gives, so expected_person() holds for it too.
 SLOW_TEXT = "Slow Sam is a 40-year-old snail keeper"
@@ -637,6 +663,29 @@ class Collector:
               sorted(set(seen) - inputs)[:5])
         return seen
 
+    def check_reader_order(self, topics=None, by_key=False):
+        """Fail unless, in each of topics (default: all collected), as
+        this one consumer over every partition received them, each input
+        partition's records came in offset order: what a reader sees.
+        by_key: each key's records of an input partition apart, and its
+        keyless ones apart (their order is kept only per key).
+
+        Returns the number of records checked."""
+        n = 0
+        for t in topics or self.records:
+            last = {}
+            for r in self.records[t]:
+                _, part, off = r.source()
+                stream = (part, r.key if by_key else None)
+                prev = last.get(stream)
+                check(prev is None or off > prev[0],
+                      "a reader of %s got input %d/%d (%s, key %r) after "
+                      "input %d/%d (%s)", t, part, off, r.where(), r.key,
+                      part, *(prev or (0, "")))
+                last[stream] = (off, r.where())
+                n += 1
+        return n
+
     def check_persons(self, placed, values):
         """Fail unless every output is the Person llmsim extracts from its
         input: values[i] was produced at placed[i], (partition, offset)."""
@@ -906,10 +955,12 @@ class Harness:
     # -- services
 
     def start_kafka(self, partitions=1, out_partitions=None,
-                    topic_config=None):
+                    topic_config=None, more_topics=None):
         """Kafka with unique input/output/dlq topics; sets self.topics.
 
-        topic_config: settings for the three topics on an external cluster.
+        topic_config: settings for the topics on an external cluster.
+        more_topics: {role: partitions} of more topics, each named
+        unique(role) and found as self.topics[role].
         """
         if out_partitions is None:
             out_partitions = partitions
@@ -919,11 +970,15 @@ class Harness:
             "dlq": self.unique("texts.dlq"),
         }
         self.partitions = partitions
-        self.kafka = Kafka(self, {
+        counts = {
             self.topics["input"]: partitions,
             self.topics["output"]: out_partitions,
             self.topics["dlq"]: out_partitions,
-        }, topic_config)
+        }
+        for role, n in (more_topics or {}).items():
+            self.topics[role] = self.unique(role)
+            counts[self.topics[role]] = n
+        self.kafka = Kafka(self, counts, topic_config)
         return self.kafka
 
     def start_llmsim(self, **kw):
@@ -964,7 +1019,8 @@ class Harness:
             "retry": {"max_attempts": 6, "base_delay_ms": 500,
                       "max_delay_ms": 30000},
             "input": {"max_bytes": 65536},
-            "output": {"ordering": "completion", "partitioning": "key",
+            # output.partitioning: extractd's default, as users have it.
+            "output": {"ordering": "completion",
                        "delivery": "at-least-once"},
             "http": {"listen": ""},
             "log": {"level": "info", "format": "json"},

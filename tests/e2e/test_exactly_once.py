@@ -7,7 +7,10 @@ extractd commits its outputs and the input offsets in Kafka transactions
 instance has the same transactional.id, so it fences the old one, whose
 open transaction is aborted, and starts from the committed offsets. The
 collector reads with isolation.level = read_committed (librdkafka's
-default). Bad texts end as dead letters, also exactly once.
+default). Bad texts end as dead letters, also exactly once. Exactly-once
+releases in offset order, and the texts have no key: with
+output.partitioning at its default, the reader (one consumer over every
+partition) gets each input partition's records in offset order.
 
 Real Kafka only: librdkafka's mock cluster accepts transactions but keeps
 neither transactional offset commits nor aborts, so on kafka-embedded the
@@ -69,6 +72,9 @@ def body(h):
           len(dups), sorted(dups.items())[:5])
     check(set(seen) == set(placed), "lost %d inputs, e.g. %r",
           len(set(placed) - set(seen)), sorted(set(placed) - set(seen))[:5])
+    n = coll.check_reader_order()
+    log("a read_committed reader got each input partition's %d records in "
+        "offset order", n)
 
     h.stop_at_end(group, d2)
 

@@ -1,8 +1,10 @@
 """e2e.exactly_once_multi: three exactly-once instances on one host, in one
 group, with no transactional.id configured, share the work; one of them is
 SIGKILLed mid-stream and restarted; a read_committed reader sees every
-input exactly once. Then an explicit transactional.id given to two
-instances: the fenced one logs an error naming the id and the fix.
+input exactly once, each input partition's (keyless) records in offset
+order, whichever instance wrote them. Then an explicit transactional.id
+given to two instances: the fenced one logs an error naming the id and
+the fix.
 
 Each instance claims the lowest free slot of its group on this host (a
 lock file) and takes the transactional.id extractd-GROUP-HOSTNAME-SLOT, so
@@ -118,6 +120,9 @@ def body(h):
     check(not dups, "%d inputs came out more than once, e.g. %r",
           len(dups), sorted(dups.items())[:5])
     coll.check_persons(placed, values)
+    n = coll.check_reader_order()
+    log("a read_committed reader got each input partition's %d records in "
+        "offset order", n)
     for r in coll.records[h.topics["dlq"]]:
         check(r.header("extractd.error") == "llm_refusal", "%s: %s",
               r.where(), r.header("extractd.error"))

@@ -186,7 +186,7 @@ static void assert_defaults(const struct extractd_config *cfg)
 	assert_int_equal(cfg->retry.max_delay_ms, 30000);
 	assert_int_equal(cfg->input.max_bytes, 65536);
 	assert_int_equal(cfg->output.ordering, CFG_ORDER_COMPLETION);
-	assert_int_equal(cfg->output.partitioning, CFG_PART_KEY);
+	assert_int_equal(cfg->output.partitioning, CFG_PART_AUTO);
 	assert_int_equal(cfg->output.delivery, CFG_DELIVERY_AT_LEAST_ONCE);
 	assert_int_equal(cfg->output.transaction_ms, 100);
 	assert_string_equal(cfg->http.listen, "127.0.0.1:9464");
@@ -410,7 +410,7 @@ static const struct error_case error_cases[] = {
 	  "@:1: output.ordering: must be one of completion, offset, "
 	  "got 'fifo'" },
 	{ "output: { partitioning = \"random\"; };\n",
-	  "@:1: output.partitioning: must be one of key, source, "
+	  "@:1: output.partitioning: must be one of auto, key, source, "
 	  "got 'random'" },
 	{ "output: { delivery = \"at-most-once\"; };\n",
 	  "@:1: output.delivery: must be one of at-least-once, exactly-once, "
@@ -612,6 +612,7 @@ static void overrides(void **state)
 		"kafka.brokers=b1:9092, b2:9092",
 		"retry.max_delay_ms=1000",
 		"retry.base_delay_ms=1000",
+		"output.partitioning=key",
 	};
 	struct extractd_config *cfg;
 
@@ -632,6 +633,7 @@ static void overrides(void **state)
 	assert_int_equal(cfg->output.delivery, CFG_DELIVERY_EXACTLY_ONCE);
 	assert_string_equal(cfg->kafka.brokers, "b1:9092, b2:9092");
 	assert_int_equal(cfg->retry.base_delay_ms, 1000);
+	assert_int_equal(cfg->output.partitioning, CFG_PART_KEY);
 	assert_string_equal(cfg_origin(cfg, "pool.workers"), "-s:1");
 	assert_string_equal(cfg_origin(cfg, "llm.model"), "-s:13");
 	assert_string_equal(cfg_origin(cfg, "retry.base_delay_ms"), "-s:16");
