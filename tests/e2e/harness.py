@@ -63,7 +63,8 @@ SEED_TEXTS = [
     "David Lee is a 33-year-old backend developer",
 ]
 
-DLQ_KINDS = ("input", "validation", "llm_http", "llm_timeout", "llm_refusal")
+DLQ_KINDS = ("input", "validation", "llm_http", "llm_timeout", "llm_refusal",
+             "output_too_large")
 
 
 class TestFailure(Exception):
