@@ -353,13 +353,13 @@ static void refused_fatal(struct job *job, size_t bytes,
 			  bytes, rd_kafka_err2str(err));
 	else
 		LOG_ERROR("the topic refused a record of at most 64 KiB as too "
-			  "large: its max.message.bytes is below 64 KiB or "
-			  "below the producer's batches; set kafka.properties "
-			  "message.max.bytes to the smallest max.message.bytes "
-			  "of the output and dead-letter topics, so extractd "
-			  "replaces such records before producing them; the "
-			  "record is not committed and is done again after "
-			  "the restart",
+			  "large: its max.message.bytes is below 64 KiB, or "
+			  "below kafka.properties batch.size if that was "
+			  "raised; give the topic at least 65536, or set "
+			  "kafka.properties message.max.bytes to the topic's "
+			  "limit so that extractd replaces such records before "
+			  "producing them; the record is not committed and is "
+			  "done again after the restart",
 			  "\"topic\":%s,\"source_partition\":%d,"
 			  "\"source_offset\":%lld,\"bytes\":%zu,"
 			  "\"error\":\"%s\"",

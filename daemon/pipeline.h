@@ -57,9 +57,11 @@
  * transactions the transaction fails; the commit aborts it and rewinds,
  * and the producer remembers the size, so the record, done again, is
  * replaced before it is produced. A refused record of at most
- * PRODUCER_SAFE_BYTES (a topic limit below 64 KiB, or below librdkafka's
- * batches), or a refused bounded dead letter, cannot be replaced safely:
- * extractd stops with a message saying which setting to change.
+ * PRODUCER_SAFE_BYTES (a topic limit below 64 KiB, or a batch.size raised
+ * above the topic's limit: the producer's batches are at most 64 KiB, so
+ * a larger record travels alone), or a refused bounded dead letter,
+ * cannot be replaced safely: extractd stops with a message saying which
+ * setting to change.
  *
  * A job that ends without being delivered (abandoned at shutdown, or
  * behind an abandoned one in offset order) gives its offset up in the

@@ -174,6 +174,13 @@ struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
 	 * the same record after every restart. The topics' own
 	 * max.message.bytes still applies on the brokers (README).
 	 *
+	 * batch.size 65536 (PRODUCER_SAFE_BYTES; librdkafka's default is
+	 * 1000000): a record larger than that goes alone in its batch, and
+	 * smaller ones are batched up to it, so a broker refusing a batch as
+	 * too large refuses exactly one record, one extractd replaces in its
+	 * place (pipeline.h). With 1 MB batches a topic whose limit is below
+	 * 1 MB would refuse a batch of small records along with a big one.
+	 *
 	 * linger.ms 5 (librdkafka's own default): outputs go in batches,
 	 * fewer produce requests and broker-thread wakeups (~9% less CPU
 	 * per record at 5,000 records/s). The few ms a record waits hold
@@ -183,6 +190,7 @@ struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
 		"linger.ms", "5",
 		"partitioner", "murmur2_random", /* as Java clients do */
 		"message.max.bytes", "100000000",
+		"batch.size", "65536",
 		"queue.buffering.max.messages", "1000000",
 		"queue.buffering.max.kbytes", "2097151",
 		NULL,
@@ -191,6 +199,7 @@ struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
 	static const char *const source_defaults[] = {
 		"linger.ms", "5",
 		"message.max.bytes", "100000000",
+		"batch.size", "65536",
 		"queue.buffering.max.messages", "1000000",
 		"queue.buffering.max.kbytes", "2097151",
 		NULL,
