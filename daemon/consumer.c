@@ -362,10 +362,11 @@ static void wait_idle(struct partition *part, int64_t deadline_ns)
 	left = offtrack_waiting(part->track);
 	pthread_mutex_unlock(&part->lock);
 	if (left)
-		LOG_WARN("revoke wait timed out: committing what was delivered; "
-			 "the records still in flight are done again by the "
-			 "partition's next owner",
-			 "\"partition\":%d,\"records\":%zu", (int)part->id, left);
+		LOG_WARN("revoke wait timed out: committing what was "
+			 "delivered; the records still in flight are done "
+			 "again by the partition's next owner",
+			 "\"partition\":%d,\"records\":%zu", (int)part->id,
+			 left);
 }
 
 static void on_revoke(struct consumer *c,

@@ -476,7 +476,8 @@ int producer_send(struct producer *p, struct job *job)
 		/* fall through */
 	default:
 		LOG_ERROR("produce failed",
-			  "\"topic\":%s,\"source_offset\":%lld,\"error\":\"%s\"",
+			  "\"topic\":%s,\"source_offset\":%lld,"
+			  "\"error\":\"%s\"",
 			  topic, (long long)job->offset, rd_kafka_err2str(err));
 		break;
 	}
