@@ -23,7 +23,7 @@
 /* Labels of extractd_dead_letters_total{error}, as in extractd.error. */
 static const char *const error_names[] = {
 	"input", "validation", "llm_http", "llm_timeout", "llm_refusal",
-	"other",
+	"output_too_large", "other",
 };
 
 /* extractd_llm_requests_total{status} when no HTTP status came back. */

@@ -55,8 +55,8 @@ void metrics_free(struct metrics *m);
 /**
  * @brief Count one delivered record (the delivery report path).
  * @param error NULL for an output record, else its extractd.error kind
- *        ("input", "validation", "llm_http", "llm_timeout", "llm_refusal";
- *        anything else counts as "other")
+ *        ("input", "validation", "llm_http", "llm_timeout", "llm_refusal",
+ *        "output_too_large"; anything else counts as "other")
  * @param reasks LLM calls for the record that were re-asks
  * @param prompt_tokens, completion_tokens the record's token usage
  */

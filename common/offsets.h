@@ -7,6 +7,12 @@
  * delivered, the commit position is 6 (5 is done, 6 is not), and becomes
  * 8 when 6 is delivered. Offsets are those received, gaps allowed.
  *
+ * An offset can also be abandoned: its record will not be delivered now
+ * (cut short at shutdown, or dropped behind one that was), and is done
+ * again by whoever reads the partition next. Nothing waits for it any
+ * more (offtrack_waiting), but the commit position never passes it: the
+ * prefix stops there until the tracker is reset.
+ *
  * Not thread-safe: the owner's lock guards it.
  */
 #ifndef EXTRACTD_OFFSETS_H
@@ -38,8 +44,21 @@ int offtrack_add(struct offtrack *t, int64_t offset);
  */
 int offtrack_done(struct offtrack *t, int64_t offset, int64_t *ret_commit);
 
+/**
+ * @brief Note that an added offset will not be delivered: it stops the
+ * commit position for good (until offtrack_reset), and nobody waits for
+ * it.
+ * @returns 0, -ENOENT for an offset that is not waiting (never added,
+ *          delivered, or abandoned before).
+ */
+int offtrack_abandon(struct offtrack *t, int64_t offset);
+
 /** Offsets added and not yet behind the commit position. */
 size_t offtrack_pending(const struct offtrack *t);
+
+/** Offsets added and neither delivered nor abandoned: what a wait for the
+ * partition's work in flight waits for. */
+size_t offtrack_waiting(const struct offtrack *t);
 
 /** The commit position, or -1 when nothing was delivered yet. */
 int64_t offtrack_position(const struct offtrack *t);

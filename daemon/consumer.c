@@ -381,11 +381,13 @@ static void commit_now(struct consumer *c, const char *what)
 		LOG_WARN(what, "\"error\":\"%s\"", rd_kafka_err2str(err));
 }
 
-/* Wait, bounded, until part has nothing pending. */
+/* Wait, bounded, until no record of part is still to be delivered (an
+ * abandoned one is not: its offset stays uncommitted, offsets.h). */
 static void wait_idle(struct partition *part, int64_t deadline_ns)
 {
 	struct timespec until;
 	int64_t wall;
+	size_t left;
 
 	clock_gettime(CLOCK_REALTIME, &until);
 	wall = (int64_t)until.tv_sec * 1000000000 + until.tv_nsec +
@@ -394,11 +396,18 @@ static void wait_idle(struct partition *part, int64_t deadline_ns)
 	until.tv_nsec = (long)(wall % 1000000000);
 
 	pthread_mutex_lock(&part->lock);
-	while (offtrack_pending(part->track) &&
+	while (offtrack_waiting(part->track) &&
 	       pthread_cond_timedwait(&part->idle, &part->lock, &until) !=
 		       ETIMEDOUT)
 		;
+	left = offtrack_waiting(part->track);
 	pthread_mutex_unlock(&part->lock);
+	if (left)
+		LOG_WARN("revoke wait timed out: committing what was "
+			 "delivered; the records still in flight are done "
+			 "again by the partition's next owner",
+			 "\"partition\":%d,\"records\":%zu", (int)part->id,
+			 left);
 }
 
 static void on_revoke(struct consumer *c,

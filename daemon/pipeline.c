@@ -118,14 +118,33 @@ void partition_unref(struct partition *part)
 	free(part);
 }
 
-/* The end of a job: free it, give its slot back, wake a drain wait. */
+#define QUEUE_WAIT_MS 10  /**< one wait for producer queue space */
+#define STOP_WAIT_NS (2LL * 1000000000) /**< at shutdown, a record that
+					  *  cannot move this long is left */
+#define OVERSIZE_LOG_NS 1000000000LL /**< at most one such warning */
+
+static void release(struct pipeline *pl, struct job *job);
+
+/* The end of a job: free it, give its slot back, wake a drain wait. A
+ * job that was not delivered gives its offset up (offsets.h): nothing
+ * waits for it, and it is never committed past. Called without the
+ * partition's lock. */
 static void job_free(struct job *job)
 {
 	struct pipeline *pl = job->pl;
+	struct partition *part = job->part;
 
+	if (!job->delivered) {
+		atomic_fetch_add(&pl->n_abandoned, 1);
+		pthread_mutex_lock(&part->lock);
+		if (offtrack_abandon(part->track, job->offset) == 0 &&
+		    !offtrack_waiting(part->track))
+			pthread_cond_broadcast(&part->idle);
+		pthread_mutex_unlock(&part->lock);
+	}
 	rd_kafka_message_destroy(job->msg);
 	llm_result_clear(&job->res);
-	partition_unref(job->part);
+	partition_unref(part);
 	if (job->slot_returned)
 		atomic_fetch_sub(&pl->early, 1);
 	else
@@ -189,9 +208,10 @@ int pipeline_admit(struct pipeline *pl, struct partition *part,
 		  (int)part->id, (long long)job->offset);
 
 	if (pool_submit(pl->pool, job) < 0) {
-		/* The pool is stopping: the record is done after restart. */
+		/* The pool is stopping: the record is done after restart
+		 * (in offset order, its turn must still pass). */
 		job->outcome = JOB_ABANDONED;
-		job_free(job);
+		release(pl, job);
 		return -1;
 	}
 	return 0;
@@ -240,55 +260,461 @@ void pipeline_worker_fini(void *worker)
 	llm_worker_free(worker);
 }
 
-/* Hand a finished job on: produce it, or end it when abandoned. In offset
- * order a job waits in the sequencer until every older one has gone. */
+/* Wait on cond (with mutex held) until it is signalled or ms pass. */
+static void timed_wait(pthread_cond_t *cond, pthread_mutex_t *mutex, int ms)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += (long)ms * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	pthread_cond_timedwait(cond, mutex, &until);
+}
+
+static bool too_large(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+	       err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
+
+/* A warning about a record too large for its topic, at most every
+ * OVERSIZE_LOG_NS; the ones left out are counted in the next. */
+static void log_oversize(struct job *job, const char *msg, size_t bytes,
+			 const char *why)
+{
+	struct pipeline *pl = job->pl;
+	int64_t now = now_mono_ns(), last = atomic_load(&pl->oversize_ns);
+	char topic[256];
+
+	if (last && now - last < OVERSIZE_LOG_NS) {
+		atomic_fetch_add(&pl->oversize_quiet, 1);
+		return;
+	}
+	if (!atomic_compare_exchange_strong(&pl->oversize_ns, &last, now)) {
+		atomic_fetch_add(&pl->oversize_quiet, 1);
+		return;
+	}
+	LOG_WARN(msg,
+		 "\"topic\":%s,\"source_partition\":%d,\"source_offset\":%lld,"
+		 "\"bytes\":%zu,\"why\":\"%s\",\"not_logged\":%u",
+		 log_str(topic, sizeof(topic),
+			 producer_topic(pl->producer, job)),
+		 (int)job->part->id, (long long)job->offset, bytes, why,
+		 atomic_exchange(&pl->oversize_quiet, 0));
+}
+
+/* Put s after the len bytes of buf (size bytes), cut where it must be,
+ * not inside a UTF-8 sequence. */
+static void append_cut(char *buf, size_t len, size_t size, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n > size - 1 - len) {
+		n = size - 1 - len;
+		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--;
+	}
+	memcpy(buf + len, s, n);
+	buf[len + n] = '\0';
+}
+
+/*
+ * The job's record (bytes on the wire) is larger than its topic takes
+ * (why): make it the bounded dead letter (producer.h), which every topic
+ * takes. An output becomes a dead letter output_too_large; a dead letter
+ * keeps its kind. Either way extractd.source points at the whole input.
+ */
+static void make_bounded(struct job *job, size_t bytes, const char *why)
+{
+	struct pipeline *pl = job->pl;
+	struct llm_result *res = &job->res;
+	const char *topic = producer_topic(pl->producer, job);
+	size_t len = job->msg->payload ? job->msg->len : 0;
+	char detail[LLM_DETAIL_MAX], cut[160] = "";
+
+	log_oversize(job, "record too large for its topic: a bounded dead "
+		     "letter replaces it", bytes, why);
+	if (len > PRODUCER_CUT_VALUE)
+		snprintf(cut, sizeof(cut),
+			 "; value cut to at most %d of its %zu bytes",
+			 PRODUCER_CUT_VALUE, len);
+	if (job->outcome == JOB_OUTPUT) {
+		snprintf(detail, sizeof(detail),
+			 "the output of %zu bytes is too large for topic %s "
+			 "(%s)%s; the input is at extractd.source",
+			 bytes, topic, why, cut);
+		job->outcome = JOB_DEAD_LETTER;
+		job->error = "output_too_large";
+	} else {
+		int n = snprintf(detail, sizeof(detail),
+				 "the dead letter of %zu bytes is too large "
+				 "for topic %s (%s)%s; the input is at "
+				 "extractd.source; ",
+				 bytes, topic, why, cut);
+
+		if (n > 0 && (size_t)n < sizeof(detail))
+			append_cut(detail, (size_t)n, sizeof(detail),
+				   res->detail);
+	}
+	memcpy(res->detail, detail, sizeof(res->detail));
+	job->cut = true;
+}
+
+/* Stop on a record the topic refused that extractd cannot replace in
+ * its place: say what to change. The record is not committed. */
+static void refused_fatal(struct job *job, size_t bytes,
+			  rd_kafka_resp_err_t err)
+{
+	struct pipeline *pl = job->pl;
+	char topic[256];
+
+	log_str(topic, sizeof(topic), producer_topic(pl->producer, job));
+	if (job->cut)
+		LOG_ERROR("the topic refused even a bounded dead letter as too "
+			  "large: give it a max.message.bytes of at least "
+			  "65536 (Kafka's default is 1048588); the record is "
+			  "not committed and is done again after the restart",
+			  "\"topic\":%s,\"source_partition\":%d,"
+			  "\"source_offset\":%lld,\"bytes\":%zu,"
+			  "\"error\":\"%s\"",
+			  topic, (int)job->part->id, (long long)job->offset,
+			  bytes, rd_kafka_err2str(err));
+	else
+		LOG_ERROR("the topic refused a record of at most 64 KiB as too "
+			  "large: its max.message.bytes is below 64 KiB, or "
+			  "below kafka.properties batch.size if that was "
+			  "raised; give the topic at least 65536, or set "
+			  "kafka.properties message.max.bytes to the topic's "
+			  "limit so that extractd replaces such records before "
+			  "producing them; the record is not committed and is "
+			  "done again after the restart",
+			  "\"topic\":%s,\"source_partition\":%d,"
+			  "\"source_offset\":%lld,\"bytes\":%zu,"
+			  "\"error\":\"%s\"",
+			  topic, (int)job->part->id, (long long)job->offset,
+			  bytes, rd_kafka_err2str(err));
+	pipeline_request_stop(pl, true);
+}
+
+/*
+ * The broker refused a record as too large and no worker awaits its
+ * report to replace it in its place (release_one): with transactions the
+ * transaction fails and is aborted at its commit; the size is remembered,
+ * so the record, done again after the rewind, is replaced before it is
+ * produced. At shutdown it is left for the next run. Otherwise (a record
+ * of at most PRODUCER_SAFE_BYTES, which is never awaited) it cannot be
+ * replaced in order: stop. The caller ends the job.
+ */
+static void refused_late(struct job *job, rd_kafka_resp_err_t err)
+{
+	struct pipeline *pl = job->pl;
+	size_t bytes = producer_record_bytes(job);
+	bool big = !job->cut && bytes > PRODUCER_SAFE_BYTES;
+
+	if (big)
+		producer_refused(pl->producer, job, bytes);
+	if (big && producer_transactional(pl->producer))
+		log_oversize(job, "record too large for its topic: the "
+			     "transaction aborts, and the record is done "
+			     "again as a bounded dead letter", bytes,
+			     rd_kafka_err2str(err));
+	else if (big && atomic_load(&pl->stopping))
+		log_oversize(job, "record too large for its topic at "
+			     "shutdown: it is done again after the restart",
+			     bytes, rd_kafka_err2str(err));
+	else
+		refused_fatal(job, bytes, err);
+}
+
+/* A delivery report, in the producer's poll thread or in the worker that
+ * awaited it: count and store a delivered record, or deal with the
+ * failure. Ends the job. */
+static void finish(struct job *job, rd_kafka_resp_err_t err)
+{
+	struct pipeline *pl = job->pl;
+	struct partition *part = job->part;
+	int64_t position;
+	char topic[256];
+
+	if (err && too_large(err)) {
+		refused_late(job, err);
+		job_free(job);
+		return;
+	}
+	if (err && producer_transactional(pl->producer)) {
+		/* The transaction cannot commit now; the commit aborts it and
+		 * rewinds, so the record is done again. Purged messages of an
+		 * aborted transaction come here too. */
+		LOG_DEBUG("delivery failed inside a transaction",
+			  "\"partition\":%d,\"offset\":%lld,\"error\":\"%s\"",
+			  (int)part->id, (long long)job->offset,
+			  rd_kafka_err2str(err));
+		job_free(job);
+		return;
+	}
+	if (err) {
+		/* message.timeout.ms is infinite, so this is fatal: stop,
+		 * and leave the offset uncommitted for the next run. */
+		LOG_ERROR("delivery failed",
+			  "\"topic\":%s,\"source_partition\":%d,"
+			  "\"source_offset\":%lld,\"error\":\"%s\"",
+			  log_str(topic, sizeof(topic),
+				  producer_topic(pl->producer, job)),
+			  (int)part->id, (long long)job->offset,
+			  rd_kafka_err2str(err));
+		pipeline_request_stop(pl, true);
+		job_free(job);
+		return;
+	}
+
+	job->delivered = true;
+	pthread_mutex_lock(&part->lock);
+	/* With transactions the offsets travel in the transaction. */
+	if (offtrack_done(part->track, job->offset, &position) == 1 &&
+	    !part->revoked && !producer_transactional(pl->producer))
+		consumer_store(part->owner, part->topic, part->id, position);
+	if (!offtrack_waiting(part->track))
+		pthread_cond_broadcast(&part->idle);
+	pthread_mutex_unlock(&part->lock);
+
+	if (job->outcome == JOB_OUTPUT)
+		atomic_fetch_add(&pl->n_ok, 1);
+	else
+		atomic_fetch_add(&pl->n_dead, 1);
+	atomic_fetch_add(&pl->n_prompt_tokens, job->res.prompt_tokens);
+	atomic_fetch_add(&pl->n_completion_tokens, job->res.completion_tokens);
+	metrics_record(pl->metrics,
+		       job->outcome == JOB_OUTPUT ? NULL : job->error,
+		       job->res.reasks, job->res.prompt_tokens,
+		       job->res.completion_tokens);
+	atomic_store(&pl->last_delivered_ms, now_wall_ms());
+	LOG_DEBUG("record delivered",
+		  "\"partition\":%d,\"offset\":%lld,\"result\":\"%s\","
+		  "\"attempts\":%u",
+		  (int)part->id, (long long)job->offset,
+		  job->outcome == JOB_OUTPUT ? "ok" : job->error,
+		  job->res.attempts);
+	job_free(job);
+}
+
+/* A worker waiting for its record's delivery report (release_one); it
+ * lives on the worker's stack, and the partition's lock guards it and
+ * job->await. */
+struct await {
+	pthread_cond_t done;
+	bool reported;
+	rd_kafka_resp_err_t err;
+};
+
+/* Before the record is produced: its report may come at once. */
+static void await_begin(struct job *job, struct await *w)
+{
+	pthread_cond_init(&w->done, NULL);
+	w->reported = false;
+	w->err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	pthread_mutex_lock(&job->part->lock);
+	atomic_store(&job->await, w);
+	pthread_mutex_unlock(&job->part->lock);
+}
+
+/*
+ * Wait for the report (with no record produced: wait is false, just
+ * stop awaiting). At shutdown give up after STOP_WAIT_NS: the report then
+ * goes to finish() when it comes. Returns 0 with *err set, -1 given up.
+ */
+static int await_end(struct pipeline *pl, struct job *job, struct await *w,
+		     bool wait, rd_kafka_resp_err_t *err)
+{
+	struct partition *part = job->part;
+	int64_t give_up = 0;
+	int r = 0;
+
+	pthread_mutex_lock(&part->lock);
+	while (wait && !w->reported) {
+		if (atomic_load(&pl->stopping)) {
+			if (!give_up) {
+				give_up = now_mono_ns() + STOP_WAIT_NS;
+			} else if (now_mono_ns() >= give_up) {
+				r = -1;
+				break;
+			}
+		}
+		timed_wait(&w->done, &part->lock, 100);
+	}
+	atomic_store(&job->await, NULL);
+	*err = w->err;
+	pthread_mutex_unlock(&part->lock);
+	pthread_cond_destroy(&w->done);
+	return r;
+}
+
+/*
+ * Hand the job's record to librdkafka, waiting while its queue is full
+ * (the job keeps its slot meanwhile, so admission slows). With
+ * transactions, each attempt holds the transaction lock from the check
+ * that the partition is still ours (a rewind breaks it) to the mark of
+ * the offset as produced, so a commit never splits the two; between
+ * attempts nothing is held. A record too large for its topic becomes its
+ * bounded dead letter here, in its turn. Returns 0, or -1 when it was not
+ * produced (the job is still the caller's).
+ */
+static int send_one(struct pipeline *pl, struct job *job)
+{
+	struct producer *prod = pl->producer;
+	struct partition *part = job->part;
+	bool txn = producer_transactional(prod);
+	int64_t give_up = 0;
+	int r;
+
+	for (;;) {
+		if (txn)
+			producer_txn_lock(prod);
+		r = 0;
+		if (part->seq) {
+			pthread_mutex_lock(&part->lock);
+			if (part->broken)
+				r = -ECANCELED;
+			pthread_mutex_unlock(&part->lock);
+		}
+		if (!r)
+			r = producer_send(prod, job);
+		if (!r && part->seq) {
+			pthread_mutex_lock(&part->lock);
+			part->produced = job->offset + 1;
+			pthread_mutex_unlock(&part->lock);
+		}
+		if (txn)
+			producer_txn_unlock(prod);
+		if (r == -EMSGSIZE || r == -EFBIG) {
+			make_bounded(job, producer_record_bytes(job),
+				     r == -EMSGSIZE
+					     ? "over the producer's "
+					       "message.max.bytes"
+					     : "as large as a record the "
+					       "broker refused");
+			continue;
+		}
+		if (r != -ENOBUFS)
+			return r ? -1 : 0;
+		if (atomic_load(&pl->stopping)) {
+			if (!give_up) {
+				give_up = now_mono_ns() + STOP_WAIT_NS;
+			} else if (now_mono_ns() >= give_up) {
+				LOG_WARN("producer queue still full at "
+					 "shutdown: a record is left for the "
+					 "next run", "\"source_partition\":%d,"
+					 "\"source_offset\":%lld",
+					 (int)part->id, (long long)job->offset);
+				return -1;
+			}
+		}
+		producer_wait_space(prod, QUEUE_WAIT_MS);
+	}
+}
+
+/*
+ * Produce a finished job. The broker may refuse a record above
+ * PRODUCER_SAFE_BYTES, and its replacement must still come in its turn:
+ * without transactions the worker awaits that record's delivery report
+ * and, if it was refused, produces the bounded dead letter at once (in
+ * offset order it keeps the partition's releaser role meanwhile, so
+ * nothing after the record is produced before its replacement). With
+ * transactions see refused_late(). Returns false when the job was
+ * abandoned (or left to its report at shutdown): in offset order nothing
+ * after it may follow. Either way the job is no longer the caller's.
+ */
+static bool release_one(struct pipeline *pl, struct job *job)
+{
+	bool txn = producer_transactional(pl->producer);
+	rd_kafka_resp_err_t err;
+	struct await w;
+
+	for (;;) {
+		bool awaited = !txn && !job->cut &&
+			       producer_record_bytes(job) > PRODUCER_SAFE_BYTES;
+		int r;
+
+		if (awaited)
+			await_begin(job, &w);
+		r = send_one(pl, job);
+		if (awaited && await_end(pl, job, &w, r == 0, &err) < 0)
+			return false; /* shutdown: its report ends it */
+		if (r < 0) {
+			job->outcome = JOB_ABANDONED;
+			job_free(job);
+			return false;
+		}
+		if (!awaited)
+			return true;
+		if (too_large(err) && !job->cut) {
+			size_t bytes = producer_record_bytes(job);
+
+			producer_refused(pl->producer, job, bytes);
+			make_bounded(job, bytes, rd_kafka_err2str(err));
+			continue;
+		}
+		finish(job, err);
+		return !err;
+	}
+}
+
+/*
+ * Hand a finished job on. Completion order: produce it now. Offset
+ * order: it completes its offset in the sequencer; one thread at a time
+ * (part->releasing) pops the ready jobs in order and produces them,
+ * outside the partition's lock; a job completed meanwhile is left in the
+ * sequencer for that thread, which pops it before it lets the role go.
+ */
 static void release(struct pipeline *pl, struct job *job)
 {
 	struct partition *part = job->part;
-	bool txn = producer_transactional(pl->producer);
 	struct job *next;
-	int64_t offset;
 
 	if (!part->seq) {
-		if (job->outcome == JOB_ABANDONED ||
-		    producer_send(pl->producer, job) < 0)
+		if (job->outcome == JOB_ABANDONED)
 			job_free(job);
+		else
+			release_one(pl, job);
 		return;
 	}
 
 	/* Jobs freed below may hold the last references to part but ours:
-	 * keep it alive until it is unlocked. With transactions, the
-	 * transaction lock comes first (the committer's order too). */
+	 * keep it alive until the end. */
 	partition_ref(part);
-	if (txn)
-		producer_txn_lock(pl->producer);
 	pthread_mutex_lock(&part->lock);
 	if (seq_complete(part->seq, job->offset, job) < 0) {
 		LOG_ERROR("sequencer lost an offset",
 			  "\"partition\":%d,\"offset\":%lld", (int)part->id,
 			  (long long)job->offset);
 		part->broken = true;
+		pthread_mutex_unlock(&part->lock);
 		job->outcome = JOB_ABANDONED;
 		job_free(job);
+		pthread_mutex_lock(&part->lock);
 	}
-	/* Produce under the lock: librdkafka keeps the order of produce
-	 * calls, and the lock makes that the offset order. */
-	while ((next = seq_pop(part->seq, &offset))) {
-		if (next->outcome == JOB_ABANDONED)
-			part->broken = true;
-		if (part->broken || producer_send(pl->producer, next) < 0) {
-			part->broken = true;
+	if (part->releasing) {
+		pthread_mutex_unlock(&part->lock);
+		partition_unref(part);
+		return;
+	}
+	part->releasing = true;
+	while ((next = seq_pop(part->seq, NULL))) {
+		bool gone = part->broken || next->outcome == JOB_ABANDONED;
+
+		pthread_mutex_unlock(&part->lock);
+		if (gone) {
 			next->outcome = JOB_ABANDONED;
-			/* job_free takes the pipeline lock, which is never
-			 * held while taking a partition lock: no cycle. */
 			job_free(next);
 		} else {
-			part->produced = offset + 1;
+			gone = !release_one(pl, next);
 		}
+		pthread_mutex_lock(&part->lock);
+		if (gone)
+			part->broken = true;
 	}
+	part->releasing = false;
 	pthread_mutex_unlock(&part->lock);
-	if (txn)
-		producer_txn_unlock(pl->producer);
 	partition_unref(part);
 }
 
@@ -318,8 +744,6 @@ void pipeline_worker_run(void *arg, void *worker)
 			break;
 		}
 	}
-	if (job->outcome == JOB_ABANDONED)
-		atomic_fetch_add(&pl->n_abandoned, 1);
 	/* The LLM call is over: what is left (waiting for older offsets,
 	 * producing, the delivery report) needs no LLM slot. Give it back
 	 * now, while at most max_in_flight jobs are in that state, so the
@@ -336,64 +760,24 @@ void pipeline_worker_run(void *arg, void *worker)
 
 void pipeline_delivered(struct job *job, rd_kafka_resp_err_t err)
 {
-	struct pipeline *pl = job->pl;
 	struct partition *part = job->part;
-	int64_t position;
-	char topic[256];
+	struct await *w;
 
-	if (err && producer_transactional(pl->producer)) {
-		/* The transaction cannot commit now; the commit aborts it and
-		 * rewinds, so the record is done again. Purged messages of an
-		 * aborted transaction come here too. */
-		LOG_DEBUG("delivery failed inside a transaction",
-			  "\"partition\":%d,\"offset\":%lld,\"error\":\"%s\"",
-			  (int)part->id, (long long)job->offset,
-			  rd_kafka_err2str(err));
-		atomic_fetch_add(&pl->n_abandoned, 1);
-		job_free(job);
-		return;
+	if (atomic_load(&job->await)) {
+		/* Its worker waits for this report: hand it over. */
+		pthread_mutex_lock(&part->lock);
+		w = atomic_load(&job->await);
+		if (w) {
+			w->reported = true;
+			w->err = err;
+			atomic_store(&job->await, NULL);
+			pthread_cond_signal(&w->done);
+		}
+		pthread_mutex_unlock(&part->lock);
+		if (w)
+			return;
 	}
-	if (err) {
-		/* message.timeout.ms is infinite, so this is fatal: stop,
-		 * and leave the offset uncommitted for the next run. */
-		LOG_ERROR("delivery failed",
-			  "\"topic\":%s,\"partition\":%d,\"offset\":%lld,"
-			  "\"error\":\"%s\"",
-			  log_str(topic, sizeof(topic), part->topic),
-			  (int)part->id, (long long)job->offset,
-			  rd_kafka_err2str(err));
-		pipeline_request_stop(pl, true);
-		job_free(job);
-		return;
-	}
-
-	pthread_mutex_lock(&part->lock);
-	/* With transactions the offsets travel in the transaction. */
-	if (offtrack_done(part->track, job->offset, &position) == 1 &&
-	    !part->revoked && !producer_transactional(pl->producer))
-		consumer_store(part->owner, part->topic, part->id, position);
-	if (!offtrack_pending(part->track))
-		pthread_cond_broadcast(&part->idle);
-	pthread_mutex_unlock(&part->lock);
-
-	if (job->outcome == JOB_OUTPUT)
-		atomic_fetch_add(&pl->n_ok, 1);
-	else
-		atomic_fetch_add(&pl->n_dead, 1);
-	atomic_fetch_add(&pl->n_prompt_tokens, job->res.prompt_tokens);
-	atomic_fetch_add(&pl->n_completion_tokens, job->res.completion_tokens);
-	metrics_record(pl->metrics,
-		       job->outcome == JOB_OUTPUT ? NULL : job->error,
-		       job->res.reasks, job->res.prompt_tokens,
-		       job->res.completion_tokens);
-	atomic_store(&pl->last_delivered_ms, now_wall_ms());
-	LOG_DEBUG("record delivered",
-		  "\"partition\":%d,\"offset\":%lld,\"result\":\"%s\","
-		  "\"attempts\":%u",
-		  (int)part->id, (long long)job->offset,
-		  job->outcome == JOB_OUTPUT ? "ok" : job->error,
-		  job->res.attempts);
-	job_free(job);
+	finish(job, err);
 }
 
 int pipeline_wait_drained(struct pipeline *pl, int64_t deadline_ns)

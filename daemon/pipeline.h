@@ -25,6 +25,49 @@
  * for the assignment, one per job), so a revoked partition lives until
  * its last job is gone.
  *
+ * Release never produces under a lock another thread needs. In offset
+ * order a worker completes its job's offset in the sequencer under the
+ * partition's lock; if no thread holds the partition's releaser role
+ * (partition.releasing) it takes it, and then pops the ready jobs one by
+ * one under the lock and produces each outside it. A job completed
+ * meanwhile is left in the sequencer for the releaser, which pops it
+ * before it gives the role up (both under the lock, so none is missed).
+ * One releaser per partition keeps the produce calls in offset order, and
+ * librdkafka keeps that order per output partition. A full producer queue
+ * makes the releaser (or, in completion order, the job's own worker) wait
+ * in short steps, holding no lock: the job keeps its slot, so admission
+ * slows; it is never an error. At shutdown a record that cannot be queued
+ * for STOP_WAIT_NS is abandoned.
+ *
+ * Locks, always taken in this order: the producer's transaction lock
+ * (exactly-once), a partition's lock, the pipeline's lock. With exactly-once
+ * each produce attempt holds the transaction lock from the check that the
+ * partition is not broken (a rewind after an aborted transaction breaks
+ * it) to the mark of its offset as produced, so a commit (which takes the
+ * same lock) never separates a record from its offset.
+ *
+ * A record too large for its topic becomes a bounded dead letter
+ * (job.cut: the input cut to PRODUCER_CUT_VALUE bytes, see producer.h),
+ * in its place in the order: an output as output_too_large, a dead letter
+ * keeping its kind. librdkafka refuses it before it is queued
+ * (message.max.bytes), or the broker refuses it in the delivery report.
+ * For the broker's refusal: without transactions the worker that produced
+ * a record above PRODUCER_SAFE_BYTES awaits its report (job.await), still
+ * the partition's releaser, and produces the replacement at once. With
+ * transactions the transaction fails; the commit aborts it and rewinds,
+ * and the producer remembers the size, so the record, done again, is
+ * replaced before it is produced. A refused record of at most
+ * PRODUCER_SAFE_BYTES (a topic limit below 64 KiB, or a batch.size raised
+ * above the topic's limit: the producer's batches are at most 64 KiB, so
+ * a larger record travels alone), or a refused bounded dead letter,
+ * cannot be replaced safely: extractd stops with a message saying which
+ * setting to change.
+ *
+ * A job that ends without being delivered (abandoned at shutdown, or
+ * behind an abandoned one in offset order) gives its offset up in the
+ * tracker: revokes and closes do not wait for it, and the commit position
+ * never passes it, so the next reader of the partition does it again.
+ *
  * The slots semaphore (pool.max_in_flight slots) bounds the LLM calls: a
  * job takes a slot at admission and gives it back when its call ends, if
  * fewer than max_in_flight answered jobs hold none (pipeline.early), else
@@ -65,6 +108,8 @@ struct partition {
 	bool revoked;             /**< no longer ours: store nothing */
 	bool broken;              /**< offset order: a job was abandoned, so
 				    *  nothing after it may be released */
+	bool releasing;           /**< offset order: a thread is producing
+				    *  the sequencer's ready jobs */
 	int64_t produced;         /**< exactly-once: the offset after the
 				    *  last one produced, -1 if none */
 	int64_t committed;        /**< exactly-once: the last position sent
@@ -89,6 +134,11 @@ struct job {
 	struct llm_result res;
 	bool slot_returned;       /**< its slot went back when the LLM call
 				    *  ended (pipeline.early counts it) */
+	bool cut;                 /**< a topic refused its record as too
+				    *  large: the bounded dead letter */
+	bool delivered;           /**< its offset was marked delivered */
+	struct await *_Atomic await; /**< a worker waits for its delivery
+				    *  report (part's lock), else NULL */
 };
 
 struct pipeline {
@@ -123,6 +173,8 @@ struct pipeline {
 	atomic_uint_fast64_t n_prompt_tokens, n_completion_tokens;
 	atomic_int_fast64_t first_consumed_ms; /**< wall clock, 0 = none */
 	atomic_int_fast64_t last_delivered_ms;
+	atomic_int_fast64_t oversize_ns; /**< last oversize warning */
+	atomic_uint oversize_quiet;      /**< warnings not logged since */
 };
 
 /** Monotonic and wall clocks in the units the pipeline uses. */

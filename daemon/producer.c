@@ -6,8 +6,15 @@
  * One idempotent producer (acks=all, ordered retries) for the output and
  * dead-letter topics. message.timeout.ms is infinite: during a broker
  * outage a record waits in librdkafka, holding its admission slot, so the
- * consumer pauses instead of piling up work or failing records; a failed
- * delivery report therefore means a fatal producer error.
+ * consumer pauses instead of piling up work or failing records. A failed
+ * delivery report therefore means a fatal producer error, or a topic that
+ * refused the record as too large (pipeline.h says what follows).
+ *
+ * producer_send() never waits: on a full queue the caller (a worker,
+ * holding no lock) waits in producer_wait_space(), which the poll thread
+ * wakes after each batch of delivery reports; the job keeps its slot
+ * meanwhile, so a slow Kafka slows admission. A full queue is reported at
+ * info level, at most every QUEUE_FULL_LOG_NS.
  *
  * Values and keys are produced without copies: they live in the job (the
  * LLM's output, the input message) until the delivery report frees it.
@@ -29,15 +36,17 @@
 #include "slot.h"
 #include "thread.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#define QUEUE_FULL_WAIT_MS 5000  /**< then a full queue is an error */
+#define QUEUE_FULL_LOG_NS (10LL * 1000000000) /**< at most one line */
 
 struct producer {
 	struct pipeline *pl;
@@ -52,6 +61,14 @@ struct producer {
 	rd_kafka_topic_t *dlq;  /**< dead-letter topic handle, owned */
 	struct slot *slot;      /**< our transactional.id's slot, or NULL */
 	atomic_bool fence_told; /**< the fencing error is logged */
+
+	pthread_mutex_t space_lock; /**< with space: delivery reports */
+	pthread_cond_t space;       /**< broadcast after reports were served */
+	atomic_uint_fast64_t queue_full;   /**< -ENOBUFS since the last line */
+	atomic_int_fast64_t queue_full_ns; /**< when that line was logged */
+	atomic_size_t refused_out;  /**< smallest record the output topic */
+	atomic_size_t refused_dlq;  /**< (dead-letter topic) refused as too
+				      *  large, SIZE_MAX: none */
 };
 
 #define TXN_TIMEOUT_MS 60000 /**< init, commit and abort calls */
@@ -176,8 +193,15 @@ static void *poll_main(void *arg)
 	struct producer *p = arg;
 
 	thread_enter("producer");
-	while (!atomic_load(&p->stop))
-		rd_kafka_poll(p->rk, 100);
+	while (!atomic_load(&p->stop)) {
+		if (rd_kafka_poll(p->rk, 100) > 0) {
+			/* Messages were delivered: their queue space frees
+			 * as the reports return. */
+			pthread_mutex_lock(&p->space_lock);
+			pthread_cond_broadcast(&p->space);
+			pthread_mutex_unlock(&p->space_lock);
+		}
+	}
 	return NULL;
 }
 
@@ -273,6 +297,13 @@ void producer_kafka_props(const struct extractd_config *cfg,
 	 * the same record after every restart. The topics' own
 	 * max.message.bytes still applies on the brokers (README).
 	 *
+	 * batch.size 65536 (PRODUCER_SAFE_BYTES; librdkafka's default is
+	 * 1000000): a record larger than that goes alone in its batch, and
+	 * smaller ones are batched up to it, so a broker refusing a batch as
+	 * too large refuses exactly one record, one extractd replaces in its
+	 * place (pipeline.h). With 1 MB batches a topic whose limit is below
+	 * 1 MB would refuse a batch of small records along with a big one.
+	 *
 	 * linger.ms 5 (librdkafka's own default): outputs go in batches,
 	 * fewer produce requests and broker-thread wakeups (~9% less CPU
 	 * per record at 5,000 records/s). The few ms a record waits hold
@@ -286,6 +317,9 @@ void producer_kafka_props(const struct extractd_config *cfg,
 		.defaults = {
 			"linger.ms", "5",
 			"message.max.bytes", "100000000",
+			"batch.size", "65536",
+			"queue.buffering.max.messages", "1000000",
+			"queue.buffering.max.kbytes", "2097151",
 			/* By key only (as Java clients do): with a
 			 * callback, a "partitioner" string would override
 			 * it, so NULL ends the list here. */
@@ -295,8 +329,6 @@ void producer_kafka_props(const struct extractd_config *cfg,
 			"enable.idempotence", "true",
 			"acks", "all",
 			"message.timeout.ms", "0",
-			"queue.buffering.max.messages", "1000000",
-			"queue.buffering.max.kbytes", "2097151",
 			/* With a callback only: sticky partitioning would
 			 * place keyless records without asking it. By key,
 			 * NULL ends the list here. */
@@ -319,6 +351,10 @@ struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
 		return NULL;
 	}
 	p->pl = pl;
+	pthread_mutex_init(&p->space_lock, NULL);
+	pthread_cond_init(&p->space, NULL);
+	atomic_init(&p->refused_out, SIZE_MAX);
+	atomic_init(&p->refused_dlq, SIZE_MAX);
 	producer_kafka_props(pl->cfg, &props);
 	conf = kafka_conf_new(pl->cfg, &props, err, err_size);
 	if (!conf)
@@ -394,6 +430,29 @@ static void add_number(rd_kafka_headers_t *h, const char *name,
 	add_header(h, name, text);
 }
 
+/* How many of the len bytes at s fit in max without cutting a UTF-8
+ * sequence in two (a reader decoding a cut value still can). */
+static size_t cut_len(const char *s, size_t len, size_t max)
+{
+	size_t n = max;
+
+	if (len <= max)
+		return len;
+	while (n > 0 && max - n < 3 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	return ((unsigned char)s[n] & 0xc0) == 0x80 ? max : n;
+}
+
+static size_t input_bytes(const struct job *job)
+{
+	return job->msg->payload ? job->msg->len : 0;
+}
+
+static size_t key_bytes(const struct job *job)
+{
+	return job->msg->key ? job->msg->key_len : 0;
+}
+
 static rd_kafka_headers_t *job_headers(const struct job *job)
 {
 	const struct llm_result *res = &job->res;
@@ -425,47 +484,137 @@ static rd_kafka_headers_t *job_headers(const struct job *job)
 			      sizeof(text));
 		add_header(h, "extractd.error.answer", text);
 	}
+	if (job->cut && input_bytes(job) > PRODUCER_CUT_VALUE)
+		add_number(h, "extractd.original_bytes", input_bytes(job));
 	return h;
+}
+
+size_t producer_record_bytes(const struct job *job)
+{
+	const struct llm_result *res = &job->res;
+	size_t value = input_bytes(job), key = key_bytes(job);
+	size_t headers = 512; /* source, numbers, names, framing */
+
+	if (job->outcome == JOB_OUTPUT)
+		return strlen(res->output) + key + strlen(res->model) + headers;
+	if (job->cut) {
+		value = value < PRODUCER_CUT_VALUE ? value : PRODUCER_CUT_VALUE;
+		key = key < PRODUCER_CUT_KEY ? key : PRODUCER_CUT_KEY;
+	}
+	headers += strlen(job->error) + strlen(res->detail) +
+		   (res->answer ? strlen(res->answer) : 0);
+	return value + key + headers;
+}
+
+const char *producer_topic(const struct producer *p, const struct job *job)
+{
+	return job->outcome == JOB_OUTPUT ? p->pl->cfg->kafka.output_topic
+					  : p->pl->cfg->kafka.dlq_topic;
+}
+
+void producer_refused(struct producer *p, const struct job *job,
+		      size_t bytes)
+{
+	atomic_size_t *refused = job->outcome == JOB_OUTPUT ? &p->refused_out
+							    : &p->refused_dlq;
+	size_t was = atomic_load(refused);
+
+	while (bytes < was &&
+	       !atomic_compare_exchange_weak(refused, &was, bytes))
+		;
+}
+
+/* -ENOBUFS: count it, and say so at most every QUEUE_FULL_LOG_NS. */
+static void queue_full(struct producer *p)
+{
+	int64_t now = now_mono_ns(), last = atomic_load(&p->queue_full_ns);
+
+	atomic_fetch_add(&p->queue_full, 1);
+	if (last && now - last < QUEUE_FULL_LOG_NS)
+		return;
+	if (!atomic_compare_exchange_strong(&p->queue_full_ns, &last, now))
+		return;
+	LOG_INFO("producer queue full: records wait for Kafka to take "
+		 "earlier ones, and admission slows (kafka.properties "
+		 "queue.buffering.max.messages and .kbytes)",
+		 "\"waits\":%llu",
+		 (unsigned long long)atomic_exchange(&p->queue_full, 0));
+}
+
+void producer_wait_space(struct producer *p, int ms)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += (long)ms * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&p->space_lock);
+	pthread_cond_timedwait(&p->space, &p->space_lock, &until);
+	pthread_mutex_unlock(&p->space_lock);
 }
 
 int producer_send(struct producer *p, struct job *job)
 {
-	const struct extractd_config *cfg = p->pl->cfg;
 	bool output = job->outcome == JOB_OUTPUT;
-	rd_kafka_headers_t *headers = job_headers(job);
-	int64_t give_up = now_mono_ns() + QUEUE_FULL_WAIT_MS * 1000000LL;
+	atomic_size_t *refused = output ? &p->refused_out : &p->refused_dlq;
+	size_t len = output ? strlen(job->res.output) : input_bytes(job);
+	size_t key_len = key_bytes(job);
+	const char *value = output ? job->res.output : job->msg->payload;
+	rd_kafka_headers_t *headers;
 	rd_kafka_resp_err_t err;
 	char topic[256];
 
-	for (;;) {
-		/* Values and keys stay in the job until its delivery report:
-		 * no copy flag. */
-		err = rd_kafka_producev(
-			p->rk,
-			RD_KAFKA_V_RKT(output ? p->out : p->dlq),
-			RD_KAFKA_V_VALUE(output ? job->res.output
-						: job->msg->payload,
-					 output ? strlen(job->res.output)
-						: job->msg->len),
-			RD_KAFKA_V_KEY(job->msg->key, job->msg->key_len),
-			RD_KAFKA_V_HEADERS(headers),
-			RD_KAFKA_V_OPAQUE(job), RD_KAFKA_V_END);
-		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL ||
-		    now_mono_ns() > give_up)
-			break;
-		nanosleep(&(struct timespec){ .tv_nsec = 10000000 }, NULL);
+	if (!job->cut && producer_record_bytes(job) >= atomic_load(refused))
+		return -EFBIG;
+	if (job->cut) {
+		len = cut_len(value, len, PRODUCER_CUT_VALUE);
+		key_len = cut_len(job->msg->key, key_len, PRODUCER_CUT_KEY);
 	}
+	headers = job_headers(job);
+	/* Values and keys stay in the job until its delivery report: no
+	 * copy flag. */
+	err = rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(output ? p->out : p->dlq),
+				RD_KAFKA_V_VALUE((void *)value, len),
+				RD_KAFKA_V_KEY(job->msg->key, key_len),
+				RD_KAFKA_V_HEADERS(headers),
+				RD_KAFKA_V_OPAQUE(job), RD_KAFKA_V_END);
 	if (!err)
 		return 0; /* headers are librdkafka's now */
 	rd_kafka_headers_destroy(headers);
-	LOG_ERROR("produce failed",
-		  "\"topic\":%s,\"source_offset\":%lld,\"error\":\"%s\"",
-		  log_str(topic, sizeof(topic),
-			  output ? cfg->kafka.output_topic
-				 : cfg->kafka.dlq_topic),
-		  (long long)job->offset, rd_kafka_err2str(err));
+	log_str(topic, sizeof(topic), producer_topic(p, job));
+	switch (err) {
+	case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+		queue_full(p);
+		return -ENOBUFS;
+	case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+		if (!job->cut)
+			return -EMSGSIZE;
+		LOG_ERROR("a bounded dead letter is larger than "
+			  "kafka.properties message.max.bytes allows: set it "
+			  "to at least 65536",
+			  "\"topic\":%s,\"bytes\":%zu", topic,
+			  producer_record_bytes(job));
+		break;
+	case RD_KAFKA_RESP_ERR__STATE:
+		if (p->transactional) {
+			/* The transaction is failed (a record of it was
+			 * refused): the commit aborts it and rewinds. */
+			LOG_DEBUG("produce refused until the transaction "
+				  "aborts", "\"source_offset\":%lld",
+				  (long long)job->offset);
+			return -ECANCELED;
+		}
+		/* fall through */
+	default:
+		LOG_ERROR("produce failed",
+			  "\"topic\":%s,\"source_offset\":%lld,"
+			  "\"error\":\"%s\"",
+			  topic, (long long)job->offset, rd_kafka_err2str(err));
+		break;
+	}
 	pipeline_request_stop(p->pl, true);
-	return -1;
+	return -EIO;
 }
 
 void producer_txn_lock(struct producer *p)
@@ -603,6 +752,8 @@ int producer_free(struct producer *p)
 	if (p->rk)
 		rd_kafka_destroy(p->rk);
 	pthread_mutex_destroy(&p->txn);
+	pthread_cond_destroy(&p->space);
+	pthread_mutex_destroy(&p->space_lock);
 	slot_free(p->slot); /* after the producer: the id was ours to here */
 	free(p);
 	return left;

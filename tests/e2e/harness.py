@@ -32,6 +32,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -63,7 +64,8 @@ SEED_TEXTS = [
     "David Lee is a 33-year-old backend developer",
 ]
 
-DLQ_KINDS = ("input", "validation", "llm_http", "llm_timeout", "llm_refusal")
+DLQ_KINDS = ("input", "validation", "llm_http", "llm_timeout", "llm_refusal",
+             "output_too_large")
 
 
 class TestFailure(Exception):
@@ -352,20 +354,29 @@ class Proc:
 class Kafka:
     """A Kafka to test against: kafka-embedded, or env KAFKA_BOOTSTRAP."""
 
-    def __init__(self, h, topics, topic_config=None):
+    def __init__(self, h, topics, topic_config=None, configs=None,
+                 control=False):
         """topics: {name: partitions}; names made unique by the caller.
 
         topic_config: topic-level settings ({"max.message.bytes": ...}) for
         the topics made on an external cluster; the mock cluster has none.
+        configs: {name: settings} for some topics, over topic_config.
+        control: start kafka-embedded with its control socket (cmd());
+        an external cluster has none (self.controlled is False).
         """
         self.proc = None
         self.created = []  # topics to delete again on an external cluster
+        self.controlled = False
+        self._ctl = None
         external = os.environ.get("KAFKA_BOOTSTRAP")
         if external:
             self.bootstrap = external
-            self._create_topics(topics, topic_config or {})
+            self._create_topics(topics, topic_config or {}, configs or {})
             return
         argv = [h.binary("kafka-embedded")]
+        if control:
+            sock_path = os.path.join(h.dir, "kafka-control.sock")
+            argv += ["--control", sock_path]
         for name, n in topics.items():
             argv += ["--topic", "%s:%d" % (name, n)]
         self.proc = Proc("kafka-embedded", argv,
@@ -374,6 +385,25 @@ class Kafka:
         h.procs.append(self.proc)
         self.bootstrap = self._first_line(self.proc, 30.0)
         log("kafka-embedded at %s", self.bootstrap)
+        if control:
+            # The socket is bound before the bootstrap line is printed.
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(30)
+            sock.connect(sock_path)
+            self._ctl = (sock, sock.makefile("rw", encoding="utf-8"))
+            self.controlled = True
+
+    def cmd(self, line):
+        """Run a kafka-embedded control command (see its --control help);
+        returns the words after "ok"."""
+        check(self._ctl is not None, "no kafka-embedded control socket")
+        f = self._ctl[1]
+        f.write(line + "\n")
+        f.flush()
+        reply = f.readline().strip()
+        check(reply.startswith("ok"), "kafka-embedded control %r: %r", line,
+              reply)
+        return reply[2:].strip()
 
     @staticmethod
     def _first_line(proc, timeout):
@@ -397,14 +427,20 @@ class Kafka:
         check(line, "kafka-embedded printed an empty first line")
         return line
 
-    def _create_topics(self, topics, topic_config):
+    def _create_topics(self, topics, topic_config, configs):
         from confluent_kafka.admin import AdminClient, NewTopic
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
         brokers = len(admin.list_topics(timeout=30).brokers)
+
+        def config(t):
+            c = dict(topic_config)
+            c.update(configs.get(t, {}))
+            return {k: str(v) for k, v in c.items()}
+
         futs = admin.create_topics(
             [NewTopic(t, num_partitions=n,
                       replication_factor=min(3, max(brokers, 1)),
-                      config={k: str(v) for k, v in topic_config.items()})
+                      config=config(t))
              for t, n in topics.items()], operation_timeout=30)
         for t, f in futs.items():
             f.result(timeout=60)
@@ -414,6 +450,13 @@ class Kafka:
 
     def close(self):
         """Delete the topics this test created on an external cluster."""
+        if self._ctl is not None:
+            for c in reversed(self._ctl):
+                try:
+                    c.close()
+                except OSError:
+                    pass
+            self._ctl = None
         if not self.created:
             return
         from confluent_kafka.admin import AdminClient
@@ -955,10 +998,13 @@ class Harness:
     # -- services
 
     def start_kafka(self, partitions=1, out_partitions=None,
-                    topic_config=None, more_topics=None):
+                    topic_config=None, out_config=None, control=False,
+                    more_topics=None):
         """Kafka with unique input/output/dlq topics; sets self.topics.
 
-        topic_config: settings for the topics on an external cluster.
+        topic_config: settings for the topics on an external cluster;
+        out_config: more for the output and dead-letter topics only.
+        control: kafka-embedded with its control socket (Kafka.cmd()).
         more_topics: {role: partitions} of more topics, each named
         unique(role) and found as self.topics[role].
         """
@@ -978,7 +1024,9 @@ class Harness:
         for role, n in (more_topics or {}).items():
             self.topics[role] = self.unique(role)
             counts[self.topics[role]] = n
-        self.kafka = Kafka(self, counts, topic_config)
+        self.kafka = Kafka(self, counts, topic_config,
+                           {self.topics[k]: out_config or {}
+                            for k in ("output", "dlq")}, control)
         return self.kafka
 
     def start_llmsim(self, **kw):

@@ -110,6 +110,7 @@ static void records(void **state)
 	metrics_record(m, "validation", 2, 50, 10);
 	metrics_record(m, "llm_refusal", 0, 0, 0);
 	metrics_record(m, "input", 0, 0, 0);
+	metrics_record(m, "output_too_large", 0, 0, 0);
 	metrics_record(m, "something new", 0, 0, 0);
 	metrics_inflight_add(m, 5);
 	metrics_inflight_add(m, -2);
@@ -117,9 +118,11 @@ static void records(void **state)
 	assert_true(sample(text, "extractd_records_total{result=\"ok\"}") ==
 		    2);
 	assert_true(sample(text, "extractd_records_total{result=\"dead_"
-				 "letter\"}") == 4);
+				 "letter\"}") == 5);
 	assert_true(sample(text, "extractd_dead_letters_total{error="
 				 "\"validation\"}") == 1);
+	assert_true(sample(text, "extractd_dead_letters_total{error="
+				 "\"output_too_large\"}") == 1);
 	assert_true(sample(text, "extractd_dead_letters_total{error="
 				 "\"llm_refusal\"}") == 1);
 	assert_true(sample(text, "extractd_dead_letters_total{error="
@@ -136,7 +139,7 @@ static void records(void **state)
 	assert_true(sample(text, "extractd_inflight") == 3);
 	free(text);
 	metrics_summary(m, &s);
-	assert_true(s.records_ok == 2 && s.dead_letters == 4 &&
+	assert_true(s.records_ok == 2 && s.dead_letters == 5 &&
 		    s.inflight == 3);
 	metrics_free(m);
 }
