@@ -27,6 +27,32 @@ void log_setup(enum log_level level, bool json)
 	log_json = json;
 }
 
+bool log_limit(struct log_limit *l, unsigned burst, int64_t period_ns,
+	       uint64_t *ret_held)
+{
+	struct timespec ts;
+	int64_t now;
+	bool ok;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	pthread_mutex_lock(&l->lock);
+	if (!l->window_ns || now - l->window_ns >= period_ns) {
+		l->window_ns = now;
+		l->lines = 0;
+	}
+	ok = l->lines < burst;
+	if (ok) {
+		l->lines++;
+		*ret_held = l->held;
+		l->held = 0;
+	} else {
+		l->held++;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return ok;
+}
+
 bool log_enabled(enum log_level level)
 {
 	return level >= log_level;

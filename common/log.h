@@ -19,8 +19,10 @@
 #ifndef EXTRACTD_LOG_H
 #define EXTRACTD_LOG_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR };
 
@@ -43,6 +45,28 @@ void log_write(enum log_level level, const char *msg, const char *fields_fmt,
  * @returns buf, cut to fit (never a partial escape).
  */
 const char *log_str(char *buf, size_t size, const char *s);
+
+/**
+ * A rate limit for a kind of line that can come by the thousand (a dead
+ * letter each, say): at most burst lines per period, and the next line
+ * written says how many were held back. Thread-safe; define one per kind
+ * with LOG_LIMIT_INIT.
+ */
+struct log_limit {
+	pthread_mutex_t lock;
+	int64_t window_ns;   /**< start of the current period (monotonic) */
+	unsigned lines;      /**< written in it */
+	uint64_t held;       /**< held back since the last line written */
+};
+#define LOG_LIMIT_INIT { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0 }
+
+/**
+ * @brief Whether a line may be written now.
+ * @param ret_held set to the lines held back before this one (to say in
+ *        it), when true is returned
+ */
+bool log_limit(struct log_limit *l, unsigned burst, int64_t period_ns,
+	       uint64_t *ret_held);
 
 #define LOG_AT(lvl, ...)                                                     \
 	do {                                                                 \

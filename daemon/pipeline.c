@@ -122,6 +122,8 @@ void partition_unref(struct partition *part)
 #define STOP_WAIT_NS (2LL * 1000000000) /**< at shutdown, a record that
 					  *  cannot move this long is left */
 #define OVERSIZE_LOG_NS 1000000000LL /**< at most one such warning */
+#define DEAD_LOG_BURST 10                 /**< dead-letter lines... */
+#define DEAD_LOG_NS (10LL * 1000000000)   /**< ...per this period */
 
 static void release(struct pipeline *pl, struct job *job);
 
@@ -427,6 +429,29 @@ static void refused_late(struct job *job, rd_kafka_resp_err_t err)
 		refused_fatal(job, bytes, err);
 }
 
+/* A delivered dead letter, at warn level: at most DEAD_LOG_BURST lines
+ * per DEAD_LOG_NS, the next one saying how many were held back (the
+ * metrics count them all). */
+static void log_dead_letter(const struct job *job)
+{
+	static struct log_limit limit = LOG_LIMIT_INIT;
+	char topic[256], detail[700];
+	uint64_t held;
+
+	if (!log_enabled(LOG_LVL_WARN) ||
+	    !log_limit(&limit, DEAD_LOG_BURST, DEAD_LOG_NS, &held))
+		return;
+	LOG_WARN("dead letter",
+		 "\"error\":\"%s\",\"topic\":%s,\"source_partition\":%d,"
+		 "\"source_offset\":%lld,\"attempts\":%u,\"detail\":%s,"
+		 "\"held_back\":%llu",
+		 job->error, log_str(topic, sizeof(topic), job->part->topic),
+		 (int)job->part->id, (long long)job->offset,
+		 job->res.attempts,
+		 log_str(detail, sizeof(detail), job->res.detail),
+		 (unsigned long long)held);
+}
+
 /* A delivery report, in the producer's poll thread or in the worker that
  * awaited it: count and store a delivered record, or deal with the
  * failure. Ends the job. */
@@ -489,6 +514,8 @@ static void finish(struct job *job, rd_kafka_resp_err_t err)
 		       job->res.reasks, job->res.prompt_tokens,
 		       job->res.completion_tokens);
 	atomic_store(&pl->last_delivered_ms, now_wall_ms());
+	if (job->outcome != JOB_OUTPUT)
+		log_dead_letter(job);
 	LOG_DEBUG("record delivered",
 		  "\"partition\":%d,\"offset\":%lld,\"result\":\"%s\","
 		  "\"attempts\":%u",

@@ -34,6 +34,7 @@ import copy
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -280,6 +281,24 @@ def check_outcome(h, r, case):
               r.where(), short(value), n, case["attempts"])
 
 
+def check_dead_letter_lines(d, lived):
+    """Dead letters are in the log at warn level with their kind, at most
+    10 lines per 10 s (the rest held back and counted in the next)."""
+    lines = [json.loads(x) for x in d.proc.log_text().splitlines()
+             if x.startswith("{") and '"msg":"dead letter"' in x]
+    check(lines, "no dead letter in the log")
+    for x in lines:
+        check(x["level"] == "warn" and x.get("error") in
+              harness.DLQ_KINDS + ("output_too_large",) and
+              isinstance(x.get("source_offset"), int) and
+              x.get("detail"), "dead-letter line %r", x)
+    bound = 10 * (int(lived // 10) + 2)
+    check(len(lines) <= bound, "%d dead-letter lines in %.0fs: not "
+          "rate-limited", len(lines), lived)
+    log("%d dead-letter lines in the log, %d held back", len(lines),
+        sum(x.get("held_back", 0) for x in lines))
+
+
 def run_cases(h, d, coll, cases, done):
     """Produce cases with unique keys; check the outcome of each."""
     base = len(done)
@@ -330,6 +349,7 @@ def body(h):
     coll = h.collector()
     base = {"llm": {"max_reasks": MAX_REASKS},
             "pool": {"workers": 16, "max_in_flight": 16}}
+    started = time.monotonic()
     d, group = h.start_extractd(base)
     done = {}
 
@@ -353,8 +373,10 @@ def body(h):
               "RSS jumped by %.1f MiB on answers over "
               "llm.max_response_bytes", (after - before) / MIB)
 
+    lived = time.monotonic() - started
     rc, _ = d.terminate(60)
     check(rc == 0, "extractd exit status %d after SIGTERM", rc)
+    check_dead_letter_lines(d, lived)
 
     # A 1 MiB text the settings let through, on to llmsim.
     d, _ = h.start_extractd(harness._merge(copy.deepcopy(base), {

@@ -110,10 +110,33 @@ static void redaction(void **state)
 	free(text);
 }
 
+/* At most burst lines a period; the next line written says how many were
+ * held back. */
+static void rate_limit(void **state)
+{
+	struct log_limit l = LOG_LIMIT_INIT;
+	uint64_t held = 99;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 3; i++) {
+		assert_true(log_limit(&l, 3, 200000000LL, &held));
+		assert_int_equal(held, 0);
+	}
+	for (i = 0; i < 5; i++)
+		assert_false(log_limit(&l, 3, 200000000LL, &held));
+	usleep(250000);
+	assert_true(log_limit(&l, 3, 200000000LL, &held));
+	assert_int_equal(held, 5);
+	assert_true(log_limit(&l, 3, 200000000LL, &held));
+	assert_int_equal(held, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(redaction),
+		cmocka_unit_test(rate_limit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
