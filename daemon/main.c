@@ -331,11 +331,11 @@ out:
 	for (i = 0; i < n_consumers; i++)
 		consumer_join(consumers[i]);
 	httpd_stop(httpd); /* its probes read the consumers */
-	health_free(health);
 	/* Consumers' handles stay open until here: late delivery reports
 	 * still store offsets through them (harmlessly, once closed). */
 	pipeline_stop_step(&pl, "joining the workers");
 	pool_free(pl.pool);
+	health_free(health); /* the workers' llm observer */
 	left = producer_free(pl.producer);
 	if (left)
 		LOG_WARN("records left undelivered at exit; their offsets "

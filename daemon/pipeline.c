@@ -591,6 +591,12 @@ static int send_one(struct pipeline *pl, struct job *job)
 	struct producer *prod = pl->producer;
 	struct partition *part = job->part;
 	bool txn = producer_transactional(prod);
+	/* Once produced, the job (and with it, in completion order, the
+	 * last reference to part) may be freed by its delivery report at
+	 * any time: read nothing of either after a send that worked but
+	 * what release() keeps alive (offset order). */
+	bool ordered = part->seq != NULL;
+	int64_t offset = job->offset;
 	int64_t give_up = 0;
 	int r;
 
@@ -598,7 +604,7 @@ static int send_one(struct pipeline *pl, struct job *job)
 		if (txn)
 			producer_txn_lock(prod);
 		r = 0;
-		if (part->seq) {
+		if (ordered) {
 			pthread_mutex_lock(&part->lock);
 			if (part->broken)
 				r = -ECANCELED;
@@ -606,9 +612,9 @@ static int send_one(struct pipeline *pl, struct job *job)
 		}
 		if (!r)
 			r = producer_send(prod, job);
-		if (!r && part->seq) {
+		if (!r && ordered) {
 			pthread_mutex_lock(&part->lock);
-			part->produced = job->offset + 1;
+			part->produced = offset + 1;
 			pthread_mutex_unlock(&part->lock);
 		}
 		if (txn)
