@@ -145,6 +145,16 @@ static int64_t mono_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+static const char *get_string(struct json_object *obj, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(obj, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
 const char *llm_error_name(enum llm_status status)
 {
 	switch (status) {
@@ -313,30 +323,153 @@ static struct json_object *request_head(const struct extractd_config *cfg,
 	return req;
 }
 
+/* A JSON Schema's type, sketched for a prompt: "string", "integer",
+ * "array of {"sku": string, "qty": integer}", "one of "a", "b"". */
+static void sketch(FILE *f, struct json_object *s, int depth)
+{
+	struct json_object *v, *props;
+	const char *type = get_string(s, "type");
+	size_t i, n;
+	bool first = true;
+
+	if (depth > 4 || !json_object_is_type(s, json_type_object)) {
+		fputs("any", f);
+		return;
+	}
+	if (json_object_object_get_ex(s, "enum", &v) &&
+	    json_object_is_type(v, json_type_array)) {
+		fputs("one of ", f);
+		n = json_object_array_length(v);
+		for (i = 0; i < n; i++)
+			fprintf(f, "%s%s", i ? ", " : "",
+				json_object_to_json_string_ext(
+					json_object_array_get_idx(v, i),
+					LLM_JSON_FLAGS));
+		return;
+	}
+	if ((json_object_object_get_ex(s, "anyOf", &v) ||
+	     json_object_object_get_ex(s, "oneOf", &v)) &&
+	    json_object_is_type(v, json_type_array)) {
+		n = json_object_array_length(v);
+		for (i = 0; i < n; i++) {
+			fputs(i ? " or " : "", f);
+			sketch(f, json_object_array_get_idx(v, i), depth + 1);
+		}
+		return;
+	}
+	if (json_object_object_get_ex(s, "properties", &props) &&
+	    json_object_is_type(props, json_type_object)) {
+		fputc('{', f);
+		json_object_object_foreach(props, key, sub) {
+			fprintf(f, "%s\"%s\": ", first ? "" : ", ", key);
+			sketch(f, sub, depth + 1);
+			first = false;
+		}
+		fputc('}', f);
+		return;
+	}
+	if (type && !strcmp(type, "array") &&
+	    json_object_object_get_ex(s, "items", &v)) {
+		fputs("array of ", f);
+		sketch(f, v, depth + 1);
+		return;
+	}
+	fputs(type ? type : "any", f);
+}
+
+/* Whether the schema's "required" lists key. */
+static bool required(struct json_object *schema, const char *key)
+{
+	struct json_object *req;
+	size_t i;
+
+	if (!json_object_object_get_ex(schema, "required", &req) ||
+	    !json_object_is_type(req, json_type_array))
+		return false;
+	for (i = 0; i < json_object_array_length(req); i++) {
+		const char *k = json_object_get_string(
+			json_object_array_get_idx(req, i));
+
+		if (k && !strcmp(k, key))
+			return true;
+	}
+	return false;
+}
+
 /*
- * The system message of a format. Where the server does not carry the
- * schema to the model, the prompt does, and asks for an instance of it:
- * a small model shown a bare schema answers with the schema.
+ * What to answer with, where the server does not carry the schema to the
+ * model: for an object schema, its keys one a line (type, whether
+ * optional, description); else the schema itself. A small model shown a
+ * bare schema answers with the schema, or echoes its numbers (SmolLM2
+ * made every age 25 out of "minimum": 0), and a key list is what it gets
+ * right; a large one gets it right either way, and every other rule of
+ * the schema still holds: validation and the re-asks see to it.
+ */
+static char *answer_shape(struct json_object *doc, const char *tail)
+{
+	struct json_object *props, *d;
+	char *text = NULL;
+	size_t size = 0;
+	FILE *f = open_memstream(&text, &size);
+
+	if (!f)
+		return NULL;
+	if (json_object_object_get_ex(doc, "properties", &props) &&
+	    json_object_is_type(props, json_type_object)) {
+		fputs("Answer with one JSON object with these keys, filled in "
+		      "with the values from the user's text:\n", f);
+		json_object_object_foreach(props, key, sub) {
+			const char *desc = NULL;
+
+			if (json_object_object_get_ex(sub, "description", &d))
+				desc = json_object_get_string(d);
+			fprintf(f, "- \"%s\" (", key);
+			sketch(f, sub, 1);
+			fprintf(f, "%s)%s%s\n", required(doc, key) ? ""
+				: ", optional", desc ? ": " : "",
+				desc ? desc : "");
+		}
+	} else {
+		fprintf(f, "Answer with one JSON value, filled in with the "
+			"values from the user's text, that conforms to this JSON "
+			"Schema:\n%s\n",
+			json_object_to_json_string_ext(doc, LLM_JSON_FLAGS));
+	}
+	fprintf(f, "Write the object itself (the data), not the schema%s",
+		tail);
+	if (fclose(f)) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+/*
+ * The system message of a format: the instructions, and where the server
+ * does not carry the schema to the model (json_object, md_json), what to
+ * answer with. Where it does (json_schema, json_object_schema, tools),
+ * nothing more: the grammar or the tool already shapes the answer.
  */
 static char *system_message(const struct extractd_config *cfg,
-			    enum cfg_llm_mode mode, const char *schema_text)
+			    enum cfg_llm_mode mode, struct json_object *doc)
 {
-	static const char ask[] =
-		"%s\n\nAnswer with one JSON object that conforms to this "
-		"JSON Schema, with the values taken from the user's text:\n"
-		"%s\n\nWrite the object itself (the data), not the schema%s";
+	char *shape, *text;
 
 	switch (mode) {
 	case CFG_MODE_JSON_OBJECT:
-	case CFG_MODE_JSON_OBJECT_SCHEMA:
-		return str_printf(ask, cfg->schema.instructions, schema_text,
-				  ", and nothing else.");
+		shape = answer_shape(doc, ", and nothing else.");
+		break;
 	case CFG_MODE_MD_JSON:
-		return str_printf(ask, cfg->schema.instructions, schema_text,
-				  ", in a ```json fenced code block.");
+		shape = answer_shape(doc, ", in a ```json fenced code block.");
+		break;
 	default:
 		return strdup(cfg->schema.instructions);
 	}
+	if (!shape)
+		return NULL;
+	text = str_printf("%s\n\n%s", cfg->schema.instructions, shape);
+	free(shape);
+	return text;
 }
 
 /* max_tokens for a request, or "" when not sent: into buf. */
@@ -356,8 +489,7 @@ static int format_new(struct llm_format *f, const struct extractd_config *cfg,
 	size_t n = strlen(text);
 	char mt[32];
 
-	f->system = system_message(
-		cfg, mode, json_object_to_json_string_ext(doc, LLM_JSON_FLAGS));
+	f->system = system_message(cfg, mode, doc);
 	f->head = malloc(n);
 	if (f->head) {
 		/* Keep "{...", drop the closing brace: more comes next. */
@@ -618,16 +750,6 @@ static char *md_extract(const char *text)
 		}
 	}
 	return strdup(start);
-}
-
-static const char *get_string(struct json_object *obj, const char *key)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(obj, key, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
 }
 
 void llm_reply_clear(struct llm_reply *r)
@@ -1247,9 +1369,9 @@ static int canary(struct llm_worker *w, enum llm_fault *ret_fault,
 			 * changed behind the user's back. */
 			*ret_fault = LLM_FAULT_REFUSED;
 			snprintf(reason, size,
-				 "the server refuses llm.mode \"%s\" (%.300s), "
-				 "but answers md_json: set llm.mode = \"auto\" "
-				 "(or a mode the server takes)",
+				 "the server refuses llm.mode \"%s\" but answers "
+				 "md_json: set llm.mode = \"auto\" (or a mode the "
+				 "server takes); it answered %.200s",
 				 cfg_mode_name(llm->configured), first.detail);
 			return 0;
 		}
