@@ -1154,7 +1154,7 @@ static void judge_status(struct llm_worker *w, const struct http_response *r,
 			    "paused");
 		snprintf(o->reason, sizeof(o->reason),
 			 "the API refuses the key (%.300s): check llm.api_key_env "
-			 "or llm.api_key_file", o->detail);
+			 "or llm.api_key_file, and llm.api_key_header", o->detail);
 	} else if (!strcmp(e.type, "insufficient_quota") ||
 		   !strcmp(e.code, "insufficient_quota")) {
 		outcome_set(o, BLAME_DEPLOYMENT, LLM_FAULT_QUOTA, LLM_ERR_HTTP,
