@@ -6,7 +6,9 @@ some request formats as servers do (llmsim --refuse-mode):
 
 - "fallback": llm.mode = "auto" (the default); llmsim answers json_schema
   with a 500, as llama-cpp-python does. The health check at start finds
-  json_object_schema: the seven come out exact, each in one call; llmsim
+  json_object_schema: the seven come out exact, each in one call, with
+  extractd.model the configured model and extractd.model.served the name
+  the server answers with (llmsim --served-model); llmsim
   saw exactly one 500 (the format refused once, never retried as a
   transient error) and no record was sent as json_schema; the log says
   which format is in use and what was refused; /metrics shows
@@ -44,6 +46,7 @@ LANES = {
     "broken": ("auto", ["%s=500" % m for m in ALL.split(",")]),
 }
 WORKING = ("fallback", "to_tools")
+SERVED = "llmsim-served-7b"  # what the servers say answered
 PAUSED = ("explicit", "broken")
 
 
@@ -62,7 +65,8 @@ def body(h):
     sims, ds = {}, {}
     for lane, (mode, refuse) in LANES.items():
         sims[lane] = h.start_llmsim(
-            latency_ms=5, extra=["--refuse-mode", ",".join(refuse)])
+            latency_ms=5, extra=["--refuse-mode", ",".join(refuse),
+                                 "--served-model", SERVED])
         over = x3util.lane_config(lanes, lane)
         over["kafka"]["group"] = h.unique("group-" + lane)
         over["llm"] = {"base_url": sims[lane].base_url, "mode": mode}
@@ -123,6 +127,12 @@ def body(h):
             check(r.int_header("extractd.attempts") == 1,
                   "%s: %s attempts %r, want 1", lane, r.where(),
                   r.header("extractd.attempts"))
+            check(r.header("extractd.model") == "gpt-4o-mini" and
+                  r.header("extractd.model.served") == SERVED,
+                  "%s: %s extractd.model %r, .served %r: want the "
+                  "configured model and the server's", lane, r.where(),
+                  r.header("extractd.model"),
+                  r.header("extractd.model.served"))
         st = sims[lane].stats()
         mode = want_mode[lane]
         check(st["by_mode"][mode] == n + harness.STARTUP_CHECKS,

@@ -7,13 +7,15 @@
  *        [--seed N] [--answers FILE] [--threads N]
  *        [--api-key-file F] [--api-key-header NAME]
  *        [--refuse-mode MODE=STATUS,...] [--cut-finish-reason R]
+ *        [--served-model NAME]
  *
  * --refuse-mode: every request in MODE is answered with STATUS (a server
  * that does not take that request format). An answer longer than the
  * request's max_tokens (four bytes a token) is cut there, with the
  * finish_reason --cut-finish-reason (default "length"). --api-key-header:
  * the key of --api-key-file is expected, bare, in that header instead of
- * Authorization: Bearer.
+ * Authorization: Bearer. --served-model: every answer names that model
+ * instead of echoing the request's (as a server with aliases does).
  *
  * --answers FILE: JSONL of {"match": "substring", "content": ...,
  * "delay_ms": N}; a text containing match gets content verbatim, after
@@ -157,6 +159,7 @@ struct sim_options {
 	unsigned refuse[SIM_MODE_COUNT];	/**< --refuse-mode: status, 0 */
 	const char *cut_finish;		/**< --cut-finish-reason */
 	const char *api_key_header;	/**< --api-key-header */
+	const char *served_model;	/**< --served-model, or NULL: echo */
 };
 
 /** Counters behind GET /stats; every field guarded by lock. */
@@ -793,6 +796,16 @@ static enum MHD_Result sim_chat(struct sim_server *s,
 				      "invalid_request_error", NULL);
 	if (rc)
 		return MHD_NO;
+	if (s->opt->served_model) {
+		char *m = strdup(s->opt->served_model);
+
+		if (!m) {
+			sim_chat_req_done(&req);
+			return MHD_NO;
+		}
+		free(req.model);
+		req.model = m;
+	}
 
 	if (s->opt->refuse[req.mode]) {
 		/* A server that does not take this request format, as
@@ -1067,6 +1080,8 @@ static void sim_usage(FILE *f)
 	      "              [--seed N] [--answers FILE] [--threads N]\n"
 	      "              [--api-key-file F] [--api-key-header NAME]\n"
 	      "              [--refuse-mode MODE=STATUS,...] [--cut-finish-reason R]\n"
+	      "              [--served-model NAME]\n"
+	      "served-model: the model every answer names (default: the one asked for)\n"
 	      "refuse-mode: answer every request in MODE (json_schema, tools,\n"
 	      "         json_object, md_json, json_object_schema) with that status\n"
 	      "cut-finish-reason: the finish_reason of an answer cut at the\n"
@@ -1191,6 +1206,7 @@ static int sim_parse_args(int argc, char **argv, struct sim_options *o,
 		{ "refuse-mode", required_argument, NULL, 'R' },
 		{ "cut-finish-reason", required_argument, NULL, 'C' },
 		{ "api-key-header", required_argument, NULL, 'H' },
+		{ "served-model", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1208,6 +1224,7 @@ static int sim_parse_args(int argc, char **argv, struct sim_options *o,
 		case 'k': o->api_key_file = optarg; continue;
 		case 'C': o->cut_finish = optarg; continue;
 		case 'H': o->api_key_header = optarg; continue;
+		case 'M': o->served_model = optarg; continue;
 		case 'h': return 1;
 		case 'R':
 			if (sim_parse_refusals(optarg, o, err, errlen))
