@@ -552,7 +552,8 @@ struct llm *llm_new(const struct extractd_config *cfg,
 	    !(llm->host = http_url_public(llm->url, true)))
 		goto oom;
 	for (i = 0; i < LLM_N_FORMATS; i++)
-		if (format_new(&llm->fmt[i], cfg, (enum cfg_llm_mode)i, doc) < 0)
+		if (format_new(&llm->fmt[i], cfg, (enum cfg_llm_mode)i,
+			       doc) < 0)
 			goto oom;
 	return llm;
 oom:
@@ -1153,8 +1154,9 @@ static void judge_status(struct llm_worker *w, const struct http_response *r,
 		outcome_set(o, BLAME_DEPLOYMENT, LLM_FAULT_AUTH, LLM_ERR_HTTP,
 			    "paused");
 		snprintf(o->reason, sizeof(o->reason),
-			 "the API refuses the key (%.300s): check llm.api_key_env "
-			 "or llm.api_key_file, and llm.api_key_header", o->detail);
+			 "the API refuses the key (%.300s): check "
+			 "llm.api_key_env or llm.api_key_file, and "
+			 "llm.api_key_header", o->detail);
 	} else if (!strcmp(e.type, "insufficient_quota") ||
 		   !strcmp(e.code, "insufficient_quota")) {
 		outcome_set(o, BLAME_DEPLOYMENT, LLM_FAULT_QUOTA, LLM_ERR_HTTP,
@@ -1731,8 +1733,9 @@ static unsigned more_room(struct llm *llm, const struct llm_reply *reply,
 			  unsigned max_tokens, bool grown,
 			  struct llm_result *res)
 {
-	unsigned at = reply->completion_tokens ? (unsigned)reply->completion_tokens
-					       : max_tokens;
+	unsigned at = reply->completion_tokens
+			      ? (unsigned)reply->completion_tokens
+			      : max_tokens;
 	unsigned next = at ? 2 * at : LLM_COMPLETION_ESTIMATE;
 
 	if (next > llm->max_tokens_limit)
