@@ -708,6 +708,17 @@ static void override_errors(void **state)
 		{ { "retry.max_delay_ms=10" }, 1,
 		  "-s:1: retry.max_delay_ms: must be at least "
 		  "retry.base_delay_ms (500), got 10" },
+		{ { "llm.max_tokens=5000" }, 1,
+		  "-s:1: llm.max_tokens: must be at most "
+		  "llm.max_tokens_limit (4096), got 5000" },
+		{ { "llm.max_tokens=300", "llm.max_tokens_limit=200" }, 2,
+		  "-s:2: llm.max_tokens_limit: must be at least "
+		  "llm.max_tokens (300), got 200" },
+		{ { "llm.api_key_header=sk-abc def" }, 1,
+		  "-s:1: llm.api_key_header: must be the name of the HTTP "
+		  "header that carries the key (e.g. \"api-key\"), at most 64 "
+		  "token characters, or \"\" for Authorization: Bearer; not "
+		  "the key itself (the value is not shown)" },
 		/* the later of the two is blamed */
 		{ { "retry.max_delay_ms=10", "retry.base_delay_ms=20" }, 2,
 		  "-s:2: retry.base_delay_ms: must be at most "
