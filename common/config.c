@@ -93,14 +93,17 @@ struct cfg_entry {
 };
 
 static cfg_check_fn cfg_check_nonempty, cfg_check_topic, cfg_check_url,
-	cfg_check_env_name, cfg_check_schema_name, cfg_check_listen;
+	cfg_check_env_name, cfg_check_schema_name, cfg_check_listen,
+	cfg_check_header_name;
 
 static const char *const cfg_mode_names[] = {
 	[CFG_MODE_JSON_SCHEMA] = "json_schema",
+	[CFG_MODE_JSON_OBJECT_SCHEMA] = "json_object_schema",
 	[CFG_MODE_TOOLS] = "tools",
 	[CFG_MODE_JSON_OBJECT] = "json_object",
 	[CFG_MODE_MD_JSON] = "md_json",
-	[CFG_MODE_MD_JSON + 1] = NULL,
+	[CFG_MODE_AUTO] = "auto",
+	[CFG_MODE_AUTO + 1] = NULL,
 };
 static const char *const cfg_ordering_names[] = {
 	[CFG_ORDER_COMPLETION] = "completion",
@@ -168,14 +171,16 @@ static const struct cfg_entry cfg_table[] = {
 	{ .path = "llm.api_key", .type = CFG_T_FORBIDDEN,
 	  .why = "API keys are not read from config text; "
 		 "use llm.api_key_env or llm.api_key_file" },
+	CFG_STR(llm, api_key_header, "", cfg_check_header_name, 0),
 	CFG_STR(llm, model, "gpt-4o-mini", cfg_check_nonempty, 0),
-	CFG_ENUM(llm, mode, CFG_MODE_JSON_SCHEMA, cfg_mode_names),
+	CFG_ENUM(llm, mode, CFG_MODE_AUTO, cfg_mode_names),
 	CFG_UINT(llm, timeout_ms, 30000, 1, 3600000),
 	CFG_UINT(llm, connect_timeout_ms, 10000, 1, 600000),
 	CFG_UINT(llm, max_reasks, 2, 0, 10),
 	CFG_DOUBLE(llm, temperature, 0.0, 0.0, 2.0),
 	CFG_SIZE(llm, max_response_bytes, 1048576, 1024, 67108864),
 	CFG_UINT(llm, max_tokens, 0, 0, 1000000),
+	CFG_UINT(llm, max_tokens_limit, 4096, 1, 1000000),
 	CFG_STR(llm, ca_file, "", NULL, CFG_F_PATH),
 
 	CFG_STR(schema, file, "schemas/person.schema.json", cfg_check_nonempty,
@@ -219,6 +224,7 @@ static const struct {
 	const char *lo, *hi;
 } cfg_order_rules[] = {
 	{ "retry.base_delay_ms", "retry.max_delay_ms" },
+	{ "llm.max_tokens", "llm.max_tokens_limit" },
 };
 
 /** Pairs of string settings that must differ, and why. */
@@ -781,6 +787,31 @@ static int cfg_check_env_name(char *value, char *why, size_t why_size)
 		 "must be the name of an environment variable (A-Z a-z 0-9 _, "
 		 "not starting with a digit) or \"\", not the key itself (the "
 		 "value is not shown)");
+	return -1;
+}
+
+/*
+ * An HTTP header name (RFC 9110's token), or "" for the default
+ * "Authorization: Bearer". Not the key itself: that is refused unshown.
+ */
+static int cfg_check_header_name(char *value, char *why, size_t why_size)
+{
+	const char *p;
+
+	for (p = value; *p; p++) {
+		char c = *p;
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c)))
+			break;
+	}
+	if (*p == '\0' && p - value <= 64)
+		return 0;
+	snprintf(why, why_size,
+		 "must be the name of the HTTP header that carries the key "
+		 "(e.g. \"api-key\"), at most 64 token characters, or \"\" "
+		 "for Authorization: Bearer; not the key itself (the value is "
+		 "not shown)");
 	return -1;
 }
 

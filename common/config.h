@@ -28,11 +28,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/*
+ * How the schema travels in a request (llm.c). The first five are request
+ * formats, in the order llm.mode = "auto" tries them (the first the
+ * server takes is used); CFG_MODE_AUTO comes last.
+ */
 enum cfg_llm_mode {
-	CFG_MODE_JSON_SCHEMA,
-	CFG_MODE_TOOLS,
-	CFG_MODE_JSON_OBJECT,
-	CFG_MODE_MD_JSON,
+	CFG_MODE_JSON_SCHEMA,        /**< response_format json_schema */
+	CFG_MODE_JSON_OBJECT_SCHEMA, /**< json_object with a "schema" member
+				       *  (llama.cpp, vLLM) */
+	CFG_MODE_TOOLS,              /**< one forced tool */
+	CFG_MODE_JSON_OBJECT,        /**< response_format json_object */
+	CFG_MODE_MD_JSON,            /**< a fenced block in plain text */
+	CFG_MODE_AUTO,
 };
 
 enum cfg_ordering { CFG_ORDER_COMPLETION, CFG_ORDER_OFFSET };
@@ -70,6 +78,7 @@ struct extractd_config {
 		char *base_url;      /**< without trailing slash */
 		char *api_key_env;   /**< name of the env variable, may be "" */
 		char *api_key_file;  /**< resolved path, "" when unset */
+		char *api_key_header; /**< "" = Authorization: Bearer */
 		char *model;
 		enum cfg_llm_mode mode;
 		unsigned timeout_ms;         /**< whole call, 1..3600000 */
@@ -78,6 +87,8 @@ struct extractd_config {
 		double temperature;          /**< 0..2 */
 		size_t max_response_bytes;   /**< 1 KiB..64 MiB, default 1 MiB */
 		unsigned max_tokens;         /**< sent when > 0; 0..1000000 */
+		unsigned max_tokens_limit;   /**< a cut answer's retry asks for
+					       *  at most this, >= max_tokens */
 		char *ca_file;               /**< resolved path, "" = system */
 	} llm;
 	struct {

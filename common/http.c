@@ -29,7 +29,7 @@ struct http_share {
 
 struct http_client {
 	CURL *curl;
-	struct curl_slist *headers;  /**< owns the Authorization line */
+	struct curl_slist *headers;  /**< owns the key's header line */
 	char *buf;                   /**< response body */
 	size_t len, cap, max;
 	bool too_large;
@@ -273,13 +273,18 @@ struct http_client *http_client_new(const struct http_client_opts *opts,
 		goto oom;
 	c->headers = h;
 	if (opts->api_key && *opts->api_key) {
-		size_t size = strlen(opts->api_key) + 32;
+		const char *name = opts->api_key_header;
+		size_t size = strlen(opts->api_key) + 32 +
+			      (name ? strlen(name) : 0);
 		char *line = malloc(size);
 
 		if (!line)
 			goto oom;
-		snprintf(line, size, "Authorization: Bearer %s",
-			 opts->api_key);
+		if (name && *name)
+			snprintf(line, size, "%s: %s", name, opts->api_key);
+		else
+			snprintf(line, size, "Authorization: Bearer %s",
+				 opts->api_key);
 		h = curl_slist_append(c->headers, line);
 		/* Wipe our copy: the list holds the only one now. */
 		memset(line, 0, size);

@@ -7,8 +7,9 @@
  * so the share object (http_share) holds only what it may: the DNS cache
  * and TLS session ids, under its own locks.
  *
- * The Authorization header is set once from the key and never logged
- * (verbose output is never turned on).
+ * The key's header (Authorization: Bearer, or the one api_key_header
+ * names, as Azure OpenAI's "api-key") is set once from the key and never
+ * logged (verbose output is never turned on).
  */
 #ifndef EXTRACTD_HTTP_H
 #define EXTRACTD_HTTP_H
@@ -30,6 +31,8 @@ void http_share_free(struct http_share *share);
 
 struct http_client_opts {
 	const char *api_key;        /**< NULL or "" for none; copied */
+	const char *api_key_header; /**< NULL or "": "Authorization: Bearer
+				      *  KEY"; else "NAME: KEY" */
 	unsigned timeout_ms;        /**< whole call */
 	unsigned connect_timeout_ms;
 	size_t max_response_bytes;  /**< a longer body is an error */

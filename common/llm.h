@@ -3,10 +3,15 @@
  * an object shaped by the schema, parse and validate the answer, and ask
  * again with the errors while it is invalid.
  *
- * struct llm holds what every call shares (the request head serialized
- * once, the schema, the retry policy) and is read-only once made, except
- * for the stop flag. Each worker thread owns a struct llm_worker: its
- * HTTP client (so its connection) and its PRNG.
+ * struct llm holds what every call shares (each request format's head,
+ * system message and health check serialized once, the schema, the retry
+ * policy) and is read-only once made, except for the request format in
+ * use (llm_mode()), which the health checks find: at start and after every
+ * pause, the first format the server takes, in the order json_schema,
+ * json_object_schema, tools, json_object, md_json (llm.mode = "auto"), or
+ * the configured one, kept or refused but never changed. Each worker
+ * thread owns a struct llm_worker: its HTTP client (so its connection)
+ * and its PRNG.
  */
 #ifndef EXTRACTD_LLM_H
 #define EXTRACTD_LLM_H
@@ -47,12 +52,17 @@ struct llm_result {
 	unsigned retries;   /**< calls that repeated a failed call */
 	uint64_t prompt_tokens;
 	uint64_t completion_tokens;
-	char model[128];    /**< the model that answered (or configured) */
+	char model[128];    /**< the configured model (llm.model) */
+	char served_model[128]; /**< the model the server says answered,
+				  *  when it is not model; else "" */
 };
 
 /** What one API answer held, mode aside. */
 struct llm_reply {
-	char *answer;        /**< the answer text, or NULL (refusal) */
+	char *answer;        /**< the JSON text to judge, or NULL (refusal):
+			       *  in md_json, taken out of what was said */
+	char *said;          /**< what the model said, verbatim (its content,
+			       *  or its tool call's arguments), with answer */
 	char *refusal;       /**< the refusal text, or NULL */
 	char finish_reason[32];
 	char model[128];
@@ -85,6 +95,20 @@ typedef void llm_observer_fn(void *arg, const struct llm_call *call);
 struct llm *llm_new(const struct extractd_config *cfg,
 		    const struct schema *schema, char *err, size_t err_size);
 
+/**
+ * @brief Hear which request format is in use, each time the health checks
+ * settle on one (at start, and after a pause): mode is never
+ * CFG_MODE_AUTO; refused lists the formats the server refused first
+ * ("json_schema: HTTP 500: ..."), or is NULL. Called from a worker
+ * thread, outside every lock. Call before workers start.
+ */
+typedef void llm_mode_fn(void *arg, enum cfg_llm_mode mode,
+			 const char *refused);
+void llm_set_mode_handler(struct llm *llm, llm_mode_fn *fn, void *arg);
+
+/** The request format in use (or being tried); any thread. */
+enum cfg_llm_mode llm_mode(struct llm *llm);
+
 /** Set the call observer; call before any worker starts. */
 void llm_set_observer(struct llm *llm, llm_observer_fn *fn, void *arg);
 
@@ -103,6 +127,17 @@ void llm_set_pause_handler(struct llm *llm, llm_pause_fn *fn, void *arg);
  */
 enum llm_fault llm_paused(struct llm *llm, char *reason, size_t size,
 			  int64_t *ret_since);
+
+/**
+ * @brief Start the start-up check in a thread of its own (with its own
+ * worker): find the request format the server takes now, before any
+ * record needs it, and if that pauses the API, probe it until it answers.
+ * The thread ends then, or at llm_stop(); llm_free() joins it. Call once,
+ * after the handlers are set.
+ * @returns 0, or -1 with the reason in err.
+ */
+int llm_check_start(struct llm *llm, const char *api_key,
+		    struct http_share *share, char *err, size_t err_size);
 
 /** Wake every retry wait and make further waits fail (shutdown): calls
  * in progress finish, their records are abandoned if they need more. */
@@ -142,6 +177,15 @@ int llm_parse_reply(enum cfg_llm_mode mode, const char *body, size_t len,
 		    struct llm_reply *out, char *err, size_t err_size);
 
 void llm_reply_clear(struct llm_reply *r);
+
+/**
+ * @brief What an API error body says, for people: OpenAI's
+ * error.message, a bare {"error": "..."}, FastAPI's {"detail": ...}, or
+ * the words of a plain-text or HTML body; at most 300 bytes, blanks
+ * squeezed (line breaks kept), redacted (secret.h). "" when it says
+ * nothing.
+ */
+void llm_error_text(const char *body, size_t len, char *out, size_t size);
 
 /** The extractd.error name of a status ("validation", "llm_http"...). */
 const char *llm_error_name(enum llm_status status);

@@ -73,6 +73,8 @@ struct metrics {
 	atomic_uint_fast64_t tokens_prompt, tokens_completion;
 	atomic_int_fast64_t inflight;
 	atomic_uint paused;                   /**< enum llm_fault now */
+	atomic_uint mode;                     /**< enum cfg_llm_mode in use
+						*  + 1; 0: none yet */
 	atomic_uint_fast64_t pauses[LLM_FAULT_N];
 
 	pthread_mutex_t lag_lock; /**< guards lag, n_lag, cap_lag */
@@ -187,6 +189,13 @@ void metrics_llm_observe(void *arg, const struct llm_call *call)
 	bump(&m->duration_us, (uint64_t)(s * 1e6 + 0.5));
 	if (call->will_retry)
 		bump(&m->retries[retry_reason(call)], 1);
+}
+
+void metrics_llm_mode(struct metrics *m, enum cfg_llm_mode mode)
+{
+	if (mode < CFG_MODE_AUTO)
+		atomic_store_explicit(&m->mode, (unsigned)mode + 1,
+				      memory_order_relaxed);
 }
 
 void metrics_llm_pause(struct metrics *m, enum llm_fault fault)
@@ -481,6 +490,14 @@ static void render_rest(FILE *f, struct metrics *m, const char *version)
 			llm_fault_name((enum llm_fault)i),
 			atomic_load_explicit(&m->paused,
 					     memory_order_relaxed) == i);
+	family(f, "extractd_llm_mode", "gauge",
+	       "1 for the request format the LLM API takes (llm.mode, found "
+	       "by the health checks when \"auto\"), 0 for the others.");
+	for (i = 0; i < CFG_MODE_AUTO; i++)
+		fprintf(f, "extractd_llm_mode{mode=\"%s\"} %d\n",
+			cfg_mode_name((enum cfg_llm_mode)i),
+			atomic_load_explicit(&m->mode, memory_order_relaxed) ==
+				i + 1);
 	family(f, "extractd_llm_pauses_total", "counter",
 	       "Times the LLM API was paused, by the fault.");
 	for (i = 1; i < LLM_FAULT_N; i++)

@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "llmgate.h"
 
 struct llm_call;
@@ -75,6 +76,9 @@ void metrics_llm_observe(void *arg, const struct llm_call *call);
  * again): the gauge follows it, the counter counts each new pause.
  */
 void metrics_llm_pause(struct metrics *m, enum llm_fault fault);
+
+/** The request format the LLM API takes now (never CFG_MODE_AUTO). */
+void metrics_llm_mode(struct metrics *m, enum cfg_llm_mode mode);
 
 /** Move the in-flight gauge (admitted jobs) by delta. */
 void metrics_inflight_add(struct metrics *m, int delta);

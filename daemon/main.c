@@ -285,7 +285,10 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 	if (!pl.llm)
 		goto fail;
 	llm_set_pause_handler(pl.llm, pipeline_llm_paused, &pl);
+	llm_set_mode_handler(pl.llm, pipeline_llm_mode, &pl);
 	llm_set_observer(pl.llm, health_llm_observe, health);
+	if (llm_check_start(pl.llm, api_key, pl.share, err, sizeof(err)) < 0)
+		goto fail;
 	pl.pool = pool_new(cfg->pool.workers, cfg->pool.max_in_flight,
 			   &worker_ops, &pl, err, sizeof(err));
 	if (!pl.pool)
@@ -345,7 +348,9 @@ out:
 		consumer_free(consumers[i]);
 	shutdown_end(sd);
 	free(consumers);
-	llm_free(pl.llm);
+	llm_free(pl.llm); /* joins the start-up check */
+	/* The llm observer is health's: freed once no call can end. */
+	health_free(health);
 	http_share_free(pl.share);
 	http_global_cleanup();
 	log_summary(&pl, left);

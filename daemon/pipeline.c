@@ -243,6 +243,25 @@ void pipeline_llm_paused(void *arg, enum llm_fault fault, const char *reason)
 		  llm_fault_name(fault), log_str(text, sizeof(text), reason));
 }
 
+void pipeline_llm_mode(void *arg, enum cfg_llm_mode mode, const char *refused)
+{
+	struct pipeline *pl = arg;
+	char text[1200];
+
+	metrics_llm_mode(pl->metrics, mode);
+	if (refused)
+		LOG_WARN("the LLM server refuses the request formats before "
+			 "this one: using the first it takes",
+			 "\"mode\":\"%s\",\"configured\":\"%s\","
+			 "\"refused\":%s", cfg_mode_name(mode),
+			 cfg_mode_name(pl->cfg->llm.mode),
+			 log_str(text, sizeof(text), refused));
+	else
+		LOG_INFO("the LLM server takes the request format",
+			 "\"mode\":\"%s\",\"configured\":\"%s\"",
+			 cfg_mode_name(mode), cfg_mode_name(pl->cfg->llm.mode));
+}
+
 void *pipeline_worker_init(void *arg, unsigned index)
 {
 	struct pipeline *pl = arg;

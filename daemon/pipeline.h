@@ -216,6 +216,10 @@ int pipeline_admit(struct pipeline *pl, struct partition *part,
  * admission follow pipeline.llm_paused, the metrics the fault. */
 void pipeline_llm_paused(void *pl, enum llm_fault fault, const char *reason);
 
+/** The llm's mode handler (llm_mode_fn): log the request format the
+ * health checks settled on, and follow it in the metrics. */
+void pipeline_llm_mode(void *pl, enum cfg_llm_mode mode, const char *refused);
+
 /** Pool callbacks: a worker's llm_worker, and running one job. */
 void *pipeline_worker_init(void *pl, unsigned index);
 void pipeline_worker_run(void *job, void *worker);

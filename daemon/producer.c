@@ -465,6 +465,9 @@ static rd_kafka_headers_t *job_headers(const struct job *job)
 	add_number(h, "extractd.attempts", res->attempts);
 	if (job->outcome == JOB_OUTPUT) {
 		add_header(h, "extractd.model", res->model);
+		if (*res->served_model)
+			add_header(h, "extractd.model.served",
+				   res->served_model);
 		add_number(h, "extractd.latency_ms",
 			   (uint64_t)(now_mono_ns() - job->consumed_ns) /
 				   1000000);

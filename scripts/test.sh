@@ -7,15 +7,20 @@
 # Environment: BUILD_DIR (default build), JOBS (build jobs, default nproc),
 # CTEST_JOBS (default 2: tests use ephemeral ports and unique names, and the
 # e2e tests take a lock so only one runs at a time), PASSES (which passes to
-# run, default all: "default kafka asan tsan fuzz").
+# run, default all: "default realmodel kafka asan tsan fuzz").
 #
 # The passes:
-#   default  the whole suite, gcc, on kafka-embedded
+#   default  the whole suite, gcc, on kafka-embedded, but the realmodel
+#            tests
+#   realmodel  extractd on a real LLM server: llama-cpp-python's, serving
+#            SmolLM2-135M (tests/realmodel; scripts/llamacpp.sh builds it
+#            once into a cache outside the repo, ~7 minutes on 2 cores)
 #   kafka    the e2e suite again on a real Apache Kafka (scripts/kafka.sh),
 #            where exactly-once is tested too; needs Java
-#   asan     the whole suite under AddressSanitizer + UBSan, but the
-#            fuzzers, the SDK and kafka.sh checks, and three e2e tests that
-#            do not fit a sanitizer build (valgrind, RSS, the Java cluster)
+#   asan     the whole suite under AddressSanitizer + UBSan, but the real
+#            model, the fuzzers, the SDK and kafka.sh checks, and three e2e
+#            tests that do not fit a sanitizer build (valgrind, RSS, the
+#            Java cluster)
 #   tsan     the unit and e2e tests under ThreadSanitizer
 #   fuzz     the libFuzzer targets, briefly, on their corpora (clang)
 # Every pass runs even after one fails; the status is the first failure's.
@@ -26,7 +31,7 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}
 CTEST_JOBS=${CTEST_JOBS:-2}
-PASSES=${PASSES:-default kafka asan tsan fuzz}
+PASSES=${PASSES:-default realmodel kafka asan tsan fuzz}
 ctest_args=("$@")
 here=$(pwd)
 
@@ -61,8 +66,17 @@ wanted() { [[ " $PASSES " == *" $1 "* ]]; }
 if wanted default; then
 	echo "==== default: build and test in $BUILD_DIR"
 	rc=0
-	{ build "$BUILD_DIR" && check "$BUILD_DIR" "${ctest_args[@]}"; } || rc=$?
+	{ build "$BUILD_DIR" && check "$BUILD_DIR" -LE realmodel \
+		"${ctest_args[@]}"; } || rc=$?
 	note "$rc" default
+fi
+
+if wanted realmodel; then
+	echo "==== realmodel: extractd on a real LLM server (SmolLM2-135M)"
+	rc=0
+	{ build "$BUILD_DIR" >/dev/null &&
+	  check "$BUILD_DIR" -L realmodel "${ctest_args[@]}"; } || rc=$?
+	note "$rc" realmodel
 fi
 
 if wanted kafka; then
@@ -99,7 +113,7 @@ if wanted asan; then
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  LSAN_OPTIONS=suppressions=$here/tests/sanitizers/lsan.supp \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  check "$BUILD_DIR-asan" -LE "fuzz|kafka|sdk|bench" \
+	  check "$BUILD_DIR-asan" -LE "fuzz|kafka|sdk|bench|realmodel" \
 		-E "e2e\.(broker_fault|valgrind|memory)" "${ctest_args[@]}"; } || rc=$?
 	note "$rc" asan
 fi

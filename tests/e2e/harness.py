@@ -67,6 +67,12 @@ SEED_TEXTS = [
 DLQ_KINDS = ("input", "validation", "llm_http", "llm_timeout", "llm_refusal",
              "output_too_large")
 
+# extractd's health check (common/llm.c): it finds the request format the
+# server takes before the first record's call, so each extractd start
+# sends STARTUP_CHECKS of them to a server that takes the configured mode.
+HEALTH_CHECK_TEXT = "extractd health check: nothing to extract here."
+STARTUP_CHECKS = 1
+
 
 class TestFailure(Exception):
     """A check failed: the message says what was expected and what was seen."""

@@ -265,7 +265,8 @@ def body(h):
         detail = x3util.dead_letter_checks(r, text, case.encode(),
                                            "validation", 1 + MAX_REASKS)
         if case == "not-json":
-            content, wants = NOT_JSON, ["not JSON"]
+            content, wants = NOT_JSON, ["not a JSON object: it starts "
+                                        "with"]
         else:
             inv, wants = INVALID[case]
             content = json.dumps(inv, ensure_ascii=False)
@@ -300,7 +301,7 @@ def body(h):
         check(x.messages[0].get("content") == INSTRUCTIONS,
               "system message %r", x.messages[0])
     st = sim.stats()
-    want = len(VALID) + n_bad * (1 + MAX_REASKS)
+    want = len(VALID) + n_bad * (1 + MAX_REASKS) + harness.STARTUP_CHECKS
     check(st["requests"] == want, "llmsim saw %d requests, want %d",
           st["requests"], want)
 

@@ -1,7 +1,7 @@
 """e2e.modes: every llm.mode works end to end, refusals and bad answers too.
 
-Four extractd instances, one per llm.mode (json_schema, tools, json_object,
-md_json), read the same input topic in their own groups and write to their
+Five extractd instances, one per explicit llm.mode (json_schema,
+json_object_schema, tools, json_object, md_json), read the same input topic in their own groups and write to their
 own output and dead-letter topics, through a recording proxy in front of one
 llmsim. The input is the seed's seven texts, a text llmsim cannot extract
 from (it refuses) and a 999-year-old (llmsim answers what it read, which the
@@ -16,12 +16,14 @@ Person schema rejects). For each mode:
   1 + llm.max_reasks calls (max_reasks differs per mode, so the count is
   not a coincidence);
 - on the wire, every request has the mode's shape (strict response_format,
-  one forced tool, json_object with the schema in the system message, or
-  plain text with the schema in the system message), starts with the system
+  json_object with the schema as its "schema" member, one forced tool,
+  json_object or plain text with the schema's keys listed in the system
+  message, which asks for the data, not the schema), starts with the system
   instructions and the text verbatim, and every re-ask carries the rejected
   answer as the assistant's message and the errors (naming /age) as the
   user's;
-- llmsim's own counters agree: requests per mode as llmsim classified them.
+- llmsim's own counters agree: requests per mode as llmsim classified them
+  (the health check at start included).
 """
 
 import json
@@ -33,9 +35,11 @@ import harness  # noqa: E402
 import x3util  # noqa: E402
 from harness import SEED_TEXTS, check, expected_person, log  # noqa: E402
 
-MODES = ("json_schema", "tools", "json_object", "md_json")
+MODES = ("json_schema", "json_object_schema", "tools", "json_object",
+         "md_json")
 # Different per mode: attempts = 1 + max_reasks is then checked, not luck.
-MAX_REASKS = {"json_schema": 2, "tools": 1, "json_object": 3, "md_json": 2}
+MAX_REASKS = {"json_schema": 2, "json_object_schema": 4, "tools": 1,
+              "json_object": 3, "md_json": 2}
 INSTRUCTIONS = "Extract the person described in the user's text (e2e.modes)."
 
 REFUSED = "The weather in Lisbon is mild today, with a light breeze."
@@ -60,7 +64,8 @@ def check_request_shape(mode, x, schema):
     check(isinstance(system, str) and system.startswith(INSTRUCTIONS),
           "%s: system message does not start with schema.instructions: %r",
           what, system)
-    check(msgs[1].get("role") == "user" and x.text in TEXTS,
+    check(msgs[1].get("role") == "user" and
+          (x.text in TEXTS or x.text == harness.HEALTH_CHECK_TEXT),
           "%s: second message is not the input text verbatim: %r", what,
           msgs[1])
     check(req.get("stream") in (None, False), "%s: asks to stream", what)
@@ -89,20 +94,32 @@ def check_request_shape(mode, x, schema):
               {"type": "function", "function": {"name": "Person"}},
               "%s: tool_choice does not force Person: %r", what,
               req.get("tool_choice"))
-    elif mode == "json_object":
+    elif mode == "json_object_schema":
         check(tools is None, "%s: carries tools", what)
-        check(rf == {"type": "json_object"}, "%s: response_format %r", what,
-              rf)
-        check(x3util.schema_in_text(system, schema),
-              "%s: the system message lacks the schema: %r", what, system)
+        want = {"type": "json_object", "schema": schema}
+        check(rf == want, "%s: response_format %r, want %r", what, rf, want)
+        # The server's grammar carries the schema: the prompt is the
+        # instructions alone.
+        check(system == INSTRUCTIONS, "%s: system message %r", what, system)
     else:
-        check(rf is None and tools is None,
-              "%s: md_json must be plain text, got response_format %r, "
-              "tools %r", what, rf, tools)
-        check(x3util.schema_in_text(system, schema),
-              "%s: the system message lacks the schema: %r", what, system)
-        check("```json" in system, "%s: the system message does not ask for "
-              "a fenced json block: %r", what, system)
+        if mode == "json_object":
+            check(tools is None and rf == {"type": "json_object"},
+                  "%s: response_format %r, tools %r", what, rf, tools)
+        else:
+            check(rf is None and tools is None,
+                  "%s: md_json must be plain text, got response_format "
+                  "%r, tools %r", what, rf, tools)
+            check("```json" in system, "%s: the system message does not "
+                  "ask for a fenced json block: %r", what, system)
+        # The schema as a list of keys, each with its type and
+        # description, and a request for the data, not the schema.
+        for key, sub in schema["properties"].items():
+            line = '- "%s" (%s): %s' % (key, sub["type"],
+                                        sub["description"])
+            check(line in system, "%s: the system message lacks %r: %r",
+                  what, line, system)
+        check("not the schema" in system, "%s: the system message does not "
+              "ask for an instance of the schema: %r", what, system)
 
 
 def check_conversation(mode, calls):
@@ -123,10 +140,17 @@ def check_conversation(mode, calls):
             check(a.get("role") == "assistant",
                   "%s: message %d of re-ask is %r, want the assistant's "
                   "answer", mode, j, a)
+            # Exactly what the model said (in md_json, the prose and
+            # the fenced block).
             try:
-                answered = json.loads(a.get("content") or "")
+                answered = json.loads(x3util.unfenced(a.get("content") or
+                                                      ""))
             except ValueError:
                 answered = a.get("content")
+            if mode == "md_json":
+                check("```json" in a.get("content", ""), "%s: re-ask %d "
+                      "does not send back what the model said: %r", mode,
+                      k, a)
             check(answered == TOO_OLD_ANSWER,
                   "%s: re-ask carries %r as the rejected answer, want %r",
                   mode, a.get("content"), TOO_OLD_ANSWER)
@@ -234,7 +258,7 @@ def body(h):
         for x in rec.exchanges(model):
             check_request_shape(mode, x, schema)
         check_conversation(mode, calls.get(TOO_OLD, []))
-        n = 7 + 1 + 1 + MAX_REASKS[mode]
+        n = 7 + 1 + 1 + MAX_REASKS[mode] + harness.STARTUP_CHECKS
         check(len(rec.exchanges(model)) == n,
               "%s: %d requests on the wire, want %d", mode,
               len(rec.exchanges(model)), n)

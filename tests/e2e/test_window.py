@@ -37,7 +37,7 @@ def body(h):
         "pool": {"workers": C, "max_in_flight": C},
     })
 
-    want = 2 * C
+    want = 2 * C + harness.STARTUP_CHECKS
     end = time.monotonic() + 30
     while h.llm.stats()["requests"] < want:
         d.check_running()
@@ -53,8 +53,9 @@ def body(h):
     check(coll.count() == 0, "%d outputs before the slow answer, in offset "
           "order", coll.count())
     check(seen == want, "with the first call open, llmsim saw %d requests; "
-          "want %d (the slow call, C = %d answered without a slot and C - 1 "
-          "answered holding theirs)", seen, want, C)
+          "want %d (the health check, the slow call, C = %d answered "
+          "without a slot and C - 1 answered holding theirs)", seen, want,
+          C)
     log("slow call open: %d requests, 0 outputs", seen)
 
     coll.until(lambda c: c.count() >= len(texts),
@@ -70,8 +71,9 @@ def body(h):
     stats = h.llm.stats()
     check(stats["peak_concurrent"] <= C, "llmsim saw %d requests open at "
           "once, max_in_flight %d", stats["peak_concurrent"], C)
-    check(stats["requests"] == len(texts), "llmsim saw %d requests for %d "
-          "texts", stats["requests"], len(texts))
+    check(stats["requests"] == len(texts) + harness.STARTUP_CHECKS,
+          "llmsim saw %d requests for %d texts and the health check",
+          stats["requests"], len(texts))
     h.stop_at_end(group, d)
 
 

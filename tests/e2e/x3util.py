@@ -216,12 +216,22 @@ def dead_letter_checks(r, text, key, error, attempts):
     return detail
 
 
+def unfenced(text):
+    """The body of the first ```json fenced block in text, or text."""
+    if "```" not in text:
+        return text
+    body = text.split("```", 1)[1]
+    body = body.split("\n", 1)[1] if "\n" in body else ""
+    return body.split("```", 1)[0]
+
+
 def answer_json(r):
-    """extractd.error.answer, parsed (fails when absent or not JSON)."""
+    """extractd.error.answer, parsed (fails when absent or not JSON). An
+    md_json answer is what the model said: its fenced block is parsed."""
     a = r.header("extractd.error.answer")
     check(a is not None, "%s: no extractd.error.answer", r.where())
     try:
-        return json.loads(a)
+        return json.loads(unfenced(a))
     except ValueError as e:
         raise harness.TestFailure("%s: extractd.error.answer %r is not JSON: "
                                   "%s" % (r.where(), a, e))

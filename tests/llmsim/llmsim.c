@@ -5,7 +5,17 @@
  * llmsim [--listen HOST:PORT] [--port-file F] [--latency-ms N]
  *        [--jitter-ms N] [--fault KIND=RATE,...] [--rpm N] [--tpm N]
  *        [--seed N] [--answers FILE] [--threads N]
- *        [--api-key-file F]
+ *        [--api-key-file F] [--api-key-header NAME]
+ *        [--refuse-mode MODE=STATUS,...] [--cut-finish-reason R]
+ *        [--served-model NAME]
+ *
+ * --refuse-mode: every request in MODE is answered with STATUS (a server
+ * that does not take that request format). An answer longer than the
+ * request's max_tokens (four bytes a token) is cut there, with the
+ * finish_reason --cut-finish-reason (default "length"). --api-key-header:
+ * the key of --api-key-file is expected, bare, in that header instead of
+ * Authorization: Bearer. --served-model: every answer names that model
+ * instead of echoing the request's (as a server with aliases does).
  *
  * --answers FILE: JSONL of {"match": "substring", "content": ...,
  * "delay_ms": N}; a text containing match gets content verbatim, after
@@ -146,6 +156,10 @@ struct sim_options {
 	uint64_t seed;
 	double fault_rate[SIM_FAULT_COUNT];
 	bool any_fault;
+	unsigned refuse[SIM_MODE_COUNT];	/**< --refuse-mode: status, 0 */
+	const char *cut_finish;		/**< --cut-finish-reason */
+	const char *api_key_header;	/**< --api-key-header */
+	const char *served_model;	/**< --served-model, or NULL: echo */
 };
 
 /** Counters behind GET /stats; every field guarded by lock. */
@@ -652,7 +666,8 @@ static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
 		}
 		break;
 	}
-	rc = sim_chat_completion(req, content, seq, time(NULL), &body, &len);
+	rc = sim_chat_completion(req, content, seq, time(NULL),
+				 s->opt->cut_finish, &body, &len);
 	free(content);
 	if (rc)
 		return rc;
@@ -733,6 +748,11 @@ static bool sim_authorized(struct sim_server *s, struct MHD_Connection *conn)
 	while (n && (key[n - 1] == '\n' || key[n - 1] == ' '))
 		n--;
 	key[n] = '\0';
+	if (s->opt->api_key_header) {
+		auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						   s->opt->api_key_header);
+		return n && auth && !strcmp(auth, key);
+	}
 	auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 					   MHD_HTTP_HEADER_AUTHORIZATION);
 	return n && auth && !strncmp(auth, "Bearer ", 7) &&
@@ -776,7 +796,35 @@ static enum MHD_Result sim_chat(struct sim_server *s,
 				      "invalid_request_error", NULL);
 	if (rc)
 		return MHD_NO;
+	if (s->opt->served_model) {
+		char *m = strdup(s->opt->served_model);
 
+		if (!m) {
+			sim_chat_req_done(&req);
+			return MHD_NO;
+		}
+		free(req.model);
+		req.model = m;
+	}
+
+	if (s->opt->refuse[req.mode]) {
+		/* A server that does not take this request format, as
+		 * llama-cpp-python answers json_schema (a 500) or others
+		 * an unknown field (a 400). */
+		char msg[256];
+
+		snprintf(msg, sizeof(msg),
+			 "The request format '%s' is not supported by this "
+			 "server (llmsim --refuse-mode).",
+			 sim_mode_name(req.mode));
+		sim_stats_classify(s, req.mode, SIM_FAULT_NONE, false);
+		ret = sim_send_error(s, conn, r, s->opt->refuse[req.mode], msg,
+				     s->opt->refuse[req.mode] >= 500
+					     ? "internal_server_error"
+					     : "invalid_request_error",
+				     NULL);
+		goto out;
+	}
 	now = sim_now_ns();
 	tokens = req.prompt_bytes / 4 ? req.prompt_bytes / 4 : 1;
 	if (!sim_limit_take(&s->limit, tokens, now, &lim)) {
@@ -1030,7 +1078,14 @@ static void sim_usage(FILE *f)
 	fputs("usage: llmsim [--listen HOST:PORT] [--port-file F] [--latency-ms N]\n"
 	      "              [--jitter-ms N] [--fault KIND=RATE,...] [--rpm N] [--tpm N]\n"
 	      "              [--seed N] [--answers FILE] [--threads N]\n"
-	      "              [--api-key-file F]\n"
+	      "              [--api-key-file F] [--api-key-header NAME]\n"
+	      "              [--refuse-mode MODE=STATUS,...] [--cut-finish-reason R]\n"
+	      "              [--served-model NAME]\n"
+	      "served-model: the model every answer names (default: the one asked for)\n"
+	      "refuse-mode: answer every request in MODE (json_schema, tools,\n"
+	      "         json_object, md_json, json_object_schema) with that status\n"
+	      "cut-finish-reason: the finish_reason of an answer cut at the\n"
+	      "         request's max_tokens (4 bytes a token; default length)\n"
 	      "faults: 429 quota 500 503 timeout malformed invalid refusal 400 (rates 0..1)\n"
 	      "answers: JSONL, one {\"match\": \"substring\", \"content\": ...,\n"
 	      "         \"delay_ms\": N} a line (delay_ms optional: that answer\n"
@@ -1086,6 +1141,49 @@ static int sim_parse_faults(const char *arg, struct sim_options *o,
 	return 0;
 }
 
+/** Parse one --refuse-mode argument: MODE=STATUS[,MODE=STATUS...]. */
+static int sim_parse_refusals(const char *arg, struct sim_options *o,
+			      char *err, size_t errlen)
+{
+	const char *p = arg, *eq, *end;
+	unsigned long status;
+	char mode[32], num[8];
+	size_t klen, nlen;
+	unsigned i;
+
+	while (*p) {
+		end = strchr(p, ',');
+		if (!end)
+			end = p + strlen(p);
+		eq = memchr(p, '=', (size_t)(end - p));
+		klen = eq ? (size_t)(eq - p) : 0;
+		nlen = eq ? (size_t)(end - eq - 1) : 0;
+		if (!eq || !klen || klen >= sizeof(mode) || !nlen ||
+		    nlen >= sizeof(num)) {
+			sim_errf(err, errlen,
+				 "--refuse-mode: want MODE=STATUS in '%s'", arg);
+			return -EINVAL;
+		}
+		memcpy(mode, p, klen);
+		mode[klen] = '\0';
+		memcpy(num, eq + 1, nlen);
+		num[nlen] = '\0';
+		for (i = 0; i < SIM_MODE_COUNT; i++)
+			if (strcmp(mode, sim_mode_name(i)) == 0)
+				break;
+		if (i == SIM_MODE_COUNT || sim_parse_ulong(num, 599, &status) ||
+		    status < 400) {
+			sim_errf(err, errlen,
+				 "--refuse-mode: unknown mode or status (400..599) "
+				 "in '%s'", arg);
+			return -EINVAL;
+		}
+		o->refuse[i] = (unsigned)status;
+		p = *end ? end + 1 : end;
+	}
+	return 0;
+}
+
 /**
  * @brief Parse the command line into @p o.
  * @returns 0, 1 for --help, or -EINVAL with the reason in @p err.
@@ -1105,6 +1203,10 @@ static int sim_parse_args(int argc, char **argv, struct sim_options *o,
 		{ "answers", required_argument, NULL, 'a' },
 		{ "api-key-file", required_argument, NULL, 'k' },
 		{ "threads", required_argument, NULL, 'T' },
+		{ "refuse-mode", required_argument, NULL, 'R' },
+		{ "cut-finish-reason", required_argument, NULL, 'C' },
+		{ "api-key-header", required_argument, NULL, 'H' },
+		{ "served-model", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1120,7 +1222,14 @@ static int sim_parse_args(int argc, char **argv, struct sim_options *o,
 		case 'p': o->port_file = optarg; continue;
 		case 'a': o->answers = optarg; continue;
 		case 'k': o->api_key_file = optarg; continue;
+		case 'C': o->cut_finish = optarg; continue;
+		case 'H': o->api_key_header = optarg; continue;
+		case 'M': o->served_model = optarg; continue;
 		case 'h': return 1;
+		case 'R':
+			if (sim_parse_refusals(optarg, o, err, errlen))
+				return -EINVAL;
+			continue;
 		case 'f':
 			if (sim_parse_faults(optarg, o, err, errlen))
 				return -EINVAL;
@@ -1332,7 +1441,8 @@ static void sim_server_done(struct sim_server *s)
 
 int main(int argc, char **argv)
 {
-	struct sim_options opt = { .listen = "127.0.0.1:0", .seed = 1 };
+	struct sim_options opt = { .listen = "127.0.0.1:0", .seed = 1,
+				   .cut_finish = "length" };
 	struct sim_server srv = { 0 };
 	struct MHD_Daemon *d = NULL;
 	char err[SIM_ERR_LEN] = "";

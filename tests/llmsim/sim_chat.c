@@ -9,6 +9,7 @@
 #include "sim_util.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ static const char *const sim_mode_names[SIM_MODE_COUNT] = {
 	[SIM_MODE_TOOLS] = "tools",
 	[SIM_MODE_JSON_OBJECT] = "json_object",
 	[SIM_MODE_MD_JSON] = "md_json",
+	[SIM_MODE_JSON_OBJECT_SCHEMA] = "json_object_schema",
 };
 
 const char *sim_mode_name(enum sim_mode m)
@@ -243,9 +245,19 @@ int sim_chat_parse(const char *body, size_t len, struct sim_chat_req *ret,
 	else if (tools)
 		ret->mode = SIM_MODE_TOOLS;
 	else if (type && strcmp(type, "json_object") == 0)
-		ret->mode = SIM_MODE_JSON_OBJECT;
+		ret->mode = json_object_object_get_ex(rf, "schema", NULL)
+				    ? SIM_MODE_JSON_OBJECT_SCHEMA
+				    : SIM_MODE_JSON_OBJECT;
 	else
 		ret->mode = SIM_MODE_MD_JSON;
+	{
+		struct json_object *mt;
+
+		if (json_object_object_get_ex(root, "max_tokens", &mt) &&
+		    json_object_is_type(mt, json_type_int) &&
+		    json_object_get_int64(mt) > 0)
+			ret->max_tokens = (long)json_object_get_int64(mt);
+	}
 
 	r = -ENOMEM;
 	model = sim_get_string(root, "model");
@@ -323,6 +335,27 @@ static struct json_object *sim_add_object(struct json_object *parent,
 }
 
 /**
+ * @brief Cut an answer of *len bytes to the request's max_tokens (four
+ * bytes a token, on a UTF-8 character boundary). @returns whether it was
+ * cut.
+ */
+static bool sim_cut(const struct sim_chat_req *req, const char *s,
+		    size_t *len)
+{
+	size_t max;
+
+	if (req->max_tokens <= 0 ||
+	    (size_t)req->max_tokens > SIZE_MAX / 4 ||
+	    *len <= (size_t)req->max_tokens * 4)
+		return false;
+	max = (size_t)req->max_tokens * 4;
+	while (max && ((unsigned char)s[max] & 0xC0) == 0x80)
+		max--;
+	*len = max;
+	return true;
+}
+
+/**
  * @brief Fill choices[0].message @p msg with the answer; report the finish
  * reason and the answer's size. Every object is attached to its parent as
  * soon as it exists, so on failure the caller frees the whole tree.
@@ -330,13 +363,13 @@ static struct json_object *sim_add_object(struct json_object *parent,
  */
 static bool sim_message(struct json_object *msg,
 			const struct sim_chat_req *req, const char *content,
-			uint64_t seq, const char **ret_finish,
-			size_t *ret_bytes)
+			uint64_t seq, const char *cut_finish,
+			const char **ret_finish, size_t *ret_bytes)
 {
 	struct json_object *calls, *call, *fn;
 	char id[32], *md;
 	size_t len;
-	bool ok;
+	bool ok, cut;
 
 	*ret_finish = "stop";
 	if (!sim_add(msg, "role", json_object_new_string("assistant")))
@@ -348,11 +381,13 @@ static bool sim_message(struct json_object *msg,
 			       json_object_new_string(SIM_REFUSAL));
 	}
 	len = strlen(content);
+	cut = sim_cut(req, content, &len);
 	*ret_bytes = len;
 	switch (req->mode) {
 	case SIM_MODE_TOOLS:
 		/* OpenAI ends a call forced by tool_choice with "stop". */
-		*ret_finish = req->tool_forced ? "stop" : "tool_calls";
+		*ret_finish = cut ? cut_finish
+				  : req->tool_forced ? "stop" : "tool_calls";
 		snprintf(id, sizeof(id), "call_%016llx",
 			 (unsigned long long)seq);
 		if (!sim_add_null(msg, "content"))
@@ -383,11 +418,18 @@ static bool sim_message(struct json_object *msg,
 		memcpy(md + sizeof(SIM_MD_HEAD) - 1, content, len);
 		memcpy(md + sizeof(SIM_MD_HEAD) - 1 + len, SIM_MD_TAIL,
 		       sizeof(SIM_MD_TAIL));
-		*ret_bytes = strlen(md);
-		ok = sim_add(msg, "content", json_object_new_string(md));
+		len = strlen(md);
+		cut = sim_cut(req, md, &len) || cut;
+		if (cut)
+			*ret_finish = cut_finish;
+		*ret_bytes = len;
+		ok = sim_add(msg, "content",
+			     json_object_new_string_len(md, (int)len));
 		free(md);
 		return ok && sim_add_null(msg, "refusal");
 	default:
+		if (cut)
+			*ret_finish = cut_finish;
 		return sim_add(msg, "content",
 			       json_object_new_string_len(content, (int)len)) &&
 		       sim_add_null(msg, "refusal");
@@ -395,8 +437,8 @@ static bool sim_message(struct json_object *msg,
 }
 
 int sim_chat_completion(const struct sim_chat_req *req, const char *content,
-			uint64_t seq, time_t created, char **ret_body,
-			size_t *ret_len)
+			uint64_t seq, time_t created, const char *cut_finish,
+			char **ret_body, size_t *ret_len)
 {
 	struct json_object *o, *choices, *choice, *msg, *usage;
 	const char *finish = "stop", *s;
@@ -427,7 +469,7 @@ int sim_chat_completion(const struct sim_chat_req *req, const char *content,
 	if (!sim_add(choice, "index", json_object_new_int(0)))
 		goto out;
 	msg = sim_add_object(choice, "message");
-	if (!msg || !sim_message(msg, req, content, seq, &finish,
+	if (!msg || !sim_message(msg, req, content, seq, cut_finish, &finish,
 				 &answer_bytes))
 		goto out;
 	if (!sim_add_null(choice, "logprobs") ||

@@ -19,6 +19,8 @@ enum sim_mode {
 	SIM_MODE_TOOLS,		/**< tools, one forced function */
 	SIM_MODE_JSON_OBJECT,	/**< response_format.type "json_object" */
 	SIM_MODE_MD_JSON,	/**< none: a fenced ```json block */
+	SIM_MODE_JSON_OBJECT_SCHEMA, /**< json_object with a "schema" member
+				       *  (llama.cpp's, vLLM's grammar) */
 	SIM_MODE_COUNT,
 };
 
@@ -32,9 +34,11 @@ struct sim_chat_req {
 	bool tool_forced;	/**< tool_choice names a function */
 	size_t prompt_bytes;	/**< bytes of every message content */
 	bool reask;		/**< an assistant message is present */
+	long max_tokens;	/**< the request's max_tokens, 0 when none */
 };
 
-/** "json_schema", "tools", "json_object" or "md_json". */
+/** "json_schema", "tools", "json_object", "md_json" or
+ * "json_object_schema". */
 const char *sim_mode_name(enum sim_mode m);
 
 /**
@@ -51,13 +55,16 @@ void sim_chat_req_done(struct sim_chat_req *req);
 /**
  * @brief The chat.completion body answering @p req with @p content (JSON
  * text put where the mode wants it), or a refusal when @p content is NULL.
+ * An answer longer than the request's max_tokens (four bytes a token) is
+ * cut there, and its finish_reason is @p cut_finish ("length", as OpenAI
+ * says; some servers say "tool_calls" or "stop").
  * @p seq makes the response and tool-call ids unique.
  * @returns 0 with *ret_body malloc'd (*ret_len bytes, NUL-terminated), or
  * -ENOMEM.
  */
 int sim_chat_completion(const struct sim_chat_req *req, const char *content,
-			uint64_t seq, time_t created, char **ret_body,
-			size_t *ret_len);
+			uint64_t seq, time_t created, const char *cut_finish,
+			char **ret_body, size_t *ret_len);
 
 /**
  * @brief An OpenAI error body:

@@ -3,9 +3,11 @@
 - /readyz is 503 "no partitions assigned" before the group hands out
   partitions and 200 after; /healthz is 200 all along.
 - When the LLM API refuses the deployment (llmsim answers every call with
-  429 insufficient_quota), /readyz turns 503 and says the LLM is paused;
-  when the API answers again (llmsim restarted on the same port without
-  the fault), /readyz is 200 again and the waiting record is delivered.
+  429 insufficient_quota), the health check at start already finds it:
+  /readyz is 503 and says the LLM is paused, with no record needed; a
+  record that comes meanwhile waits; when the API answers again (llmsim
+  restarted on the same port without the fault), /readyz is 200 and the
+  waiting record is delivered.
 - With no broker to reach, /readyz says so (librdkafka's all-brokers-down)
   while /healthz stays 200: the process works, it just cannot serve.
 - Other paths are 404, other methods 405; a port already taken fails
@@ -36,19 +38,21 @@ def assignment_and_pause(h):
           "/readyz before assignment: %d %r", status, body)
     status, body, _ = d.get("/healthz")
     check(status == 200, "/healthz at start: %d %r", status, body)
-    d.wait_probe("/readyz", 200)
 
-    # The API refuses us: the first record's call pauses the LLM.
-    coll = h.collector()
-    h.produce([(b"k", harness.SEED_TEXTS[0], 0)])
+    # The API refuses us: the health check at start pauses the LLM, no
+    # record needed.
     body = d.wait_probe("/readyz", 503, contains="LLM API paused")
+    check("quota" in body, "/readyz does not say why: %r", body)
     status, _, _ = d.get("/healthz")
     check(status == 200, "/healthz while paused: %d", status)
     s = opshelp.parse_metrics(d.metrics())
     check(s.get('extractd_llm_requests_total{status="429"}', 0) >= 1,
           "no 429 counted while paused")
-    check(s.get('extractd_llm_retries_total{reason="paused"}', 0) >= 1,
-          "no retry{paused} counted")
+    check(s.get('extractd_llm_pauses_total{reason="quota"}', 0) == 1,
+          "the pause is not counted once: %r",
+          s.get('extractd_llm_pauses_total{reason="quota"}'))
+    coll = h.collector()
+    h.produce([(b"k", harness.SEED_TEXTS[0], 0)])
     check(coll.poll(1.0) == 0, "a record came out while the LLM refused")
 
     # The API works again: same port, no fault.

@@ -168,7 +168,10 @@ static void assert_defaults(const struct extractd_config *cfg)
 	assert_string_equal(cfg->llm.api_key_env, "OPENAI_API_KEY");
 	assert_string_equal(cfg->llm.api_key_file, "");
 	assert_string_equal(cfg->llm.model, "gpt-4o-mini");
-	assert_int_equal(cfg->llm.mode, CFG_MODE_JSON_SCHEMA);
+	assert_int_equal(cfg->llm.mode, CFG_MODE_AUTO);
+	assert_string_equal(cfg->llm.api_key_header, "");
+	assert_int_equal(cfg->llm.max_tokens, 0);
+	assert_int_equal(cfg->llm.max_tokens_limit, 4096);
 	assert_int_equal(cfg->llm.timeout_ms, 30000);
 	assert_int_equal(cfg->llm.connect_timeout_ms, 10000);
 	assert_int_equal(cfg->llm.max_reasks, 2);
@@ -211,7 +214,7 @@ static void defaults_without_file(void **state)
 	assert_string_equal(cfg_setting_path(0), "kafka.brokers");
 	assert_string_equal(cfg_setting_path(i - 1), "log.format");
 	assert_string_equal(cfg_origin(cfg, "no.such"), "(default)");
-	assert_string_equal(cfg_mode_name(cfg->llm.mode), "json_schema");
+	assert_string_equal(cfg_mode_name(cfg->llm.mode), "auto");
 	assert_string_equal(cfg_ordering_name(cfg->output.ordering),
 			    "completion");
 	cfg_free(cfg);
@@ -400,8 +403,8 @@ static const struct error_case error_cases[] = {
 	  "@:1: kafka.brokers: must not be empty" },
 	/* enums */
 	{ "# x\nllm: {\n  mode = \"xml\";\n};\n",
-	  "@:3: llm.mode: must be one of json_schema, tools, json_object, "
-	  "md_json, got 'xml'" },
+	  "@:3: llm.mode: must be one of json_schema, json_object_schema, "
+	  "tools, json_object, md_json, auto, got 'xml'" },
 	{ "log: { level = 1; };\n",
 	  "@:1: log.level: must be one of debug, info, warn, error, got 1" },
 	{ "log: { format = \"JSON\"; };\n",
@@ -433,8 +436,8 @@ static const struct error_case error_cases[] = {
 	{ "@include \"\"\n", "@:1: @include '' is not a readable file" },
 	/* control bytes never break the one-line message */
 	{ "llm: { mode = \"json\\nschema\"; };\n",
-	  "@:1: llm.mode: must be one of json_schema, tools, json_object, "
-	  "md_json, got 'json?schema'" },
+	  "@:1: llm.mode: must be one of json_schema, json_object_schema, "
+	  "tools, json_object, md_json, auto, got 'json?schema'" },
 	/* string rules */
 	{ "schema: { name = \"Per son\"; };\n",
 	  "@:1: schema.name: must match ^[A-Za-z0-9_-]{1,64}$, got 'Per son'" },
@@ -687,8 +690,9 @@ static void override_errors(void **state)
 		  "-s:1: pool.workers: must be an integer from 1 to 4096, "
 		  "got '1; pool.max_in_flight=2'" },
 		{ { "llm.mode=xml" }, 1,
-		  "-s:1: llm.mode: must be one of json_schema, tools, "
-		  "json_object, md_json, got 'xml'" },
+		  "-s:1: llm.mode: must be one of json_schema, "
+		  "json_object_schema, tools, json_object, md_json, auto, "
+		  "got 'xml'" },
 		{ { "llm.temperature=warm" }, 1,
 		  "-s:1: llm.temperature: must be a number from 0 to 2, "
 		  "got 'warm'" },
@@ -706,6 +710,17 @@ static void override_errors(void **state)
 		{ { "retry.max_delay_ms=10" }, 1,
 		  "-s:1: retry.max_delay_ms: must be at least "
 		  "retry.base_delay_ms (500), got 10" },
+		{ { "llm.max_tokens=5000" }, 1,
+		  "-s:1: llm.max_tokens: must be at most "
+		  "llm.max_tokens_limit (4096), got 5000" },
+		{ { "llm.max_tokens=300", "llm.max_tokens_limit=200" }, 2,
+		  "-s:2: llm.max_tokens_limit: must be at least "
+		  "llm.max_tokens (300), got 200" },
+		{ { "llm.api_key_header=sk-abc def" }, 1,
+		  "-s:1: llm.api_key_header: must be the name of the HTTP "
+		  "header that carries the key (e.g. \"api-key\"), at most 64 "
+		  "token characters, or \"\" for Authorization: Bearer; not "
+		  "the key itself (the value is not shown)" },
 		/* the later of the two is blamed */
 		{ { "retry.max_delay_ms=10", "retry.base_delay_ms=20" }, 2,
 		  "-s:2: retry.base_delay_ms: must be at most "

@@ -80,6 +80,99 @@ static void md_json_mode(void **state)
 	llm_reply_clear(&r);
 }
 
+static void md_json_extraction(void **state)
+{
+	/* Prose, then an object, then prose: the object, and what was said
+	 * kept whole for the re-ask. */
+	const char *prose =
+		"{\"choices\":[{\"message\":{\"content\":\"Sure! The person "
+		"is {\\\"name\\\": \\\"A {b}\\\", \\\"n\\\": [1, {}]} as "
+		"asked.\"}}]}";
+	/* Cut before the object closes: to the end, for the judge to see. */
+	const char *cut = "{\"choices\":[{\"message\":{\"content\":"
+			  "\"Here: {\\\"name\\\": \\\"Tom\"}}]}";
+	/* No JSON at all: the whole text, so the error quotes it. */
+	const char *none = "{\"choices\":[{\"message\":{\"content\":"
+			   "\"Tom Brown is a DevOps engineer.\"}}]}";
+	struct llm_reply r;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(CFG_MODE_MD_JSON, prose, &r, err), 0);
+	assert_string_equal(r.answer, "{\"name\": \"A {b}\", \"n\": [1, {}]}");
+	assert_string_equal(r.said, "Sure! The person is {\"name\": \"A {b}\", "
+				    "\"n\": [1, {}]} as asked.");
+	llm_reply_clear(&r);
+	assert_int_equal(parse(CFG_MODE_MD_JSON, cut, &r, err), 0);
+	assert_string_equal(r.answer, "{\"name\": \"Tom");
+	llm_reply_clear(&r);
+	assert_int_equal(parse(CFG_MODE_MD_JSON, none, &r, err), 0);
+	assert_string_equal(r.answer, "Tom Brown is a DevOps engineer.");
+	assert_string_equal(r.said, r.answer);
+	llm_reply_clear(&r);
+}
+
+static void json_object_schema_mode(void **state)
+{
+	const char *body =
+		"{\"model\":\"smollm2\",\"choices\":[{\"message\":{"
+		"\"content\":\"{\\\"age\\\": 5}\"},\"finish_reason\":"
+		"\"length\"}],\"usage\":{\"completion_tokens\":8}}";
+	struct llm_reply r;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(CFG_MODE_JSON_OBJECT_SCHEMA, body, &r, err), 0);
+	assert_string_equal(r.answer, "{\"age\": 5}");
+	assert_string_equal(r.said, "{\"age\": 5}");
+	assert_string_equal(r.finish_reason, "length");
+	assert_string_equal(r.model, "smollm2");
+	assert_int_equal(r.completion_tokens, 8);
+	llm_reply_clear(&r);
+}
+
+static void error_texts(void **state)
+{
+	static const struct {
+		const char *body, *want;
+	} cases[] = {
+		{ "{\"error\":{\"message\":\"Invalid  value\\nfor x\","
+		  "\"type\":\"invalid_request_error\"}}",
+		  "Invalid value\nfor x" },
+		{ "{\"error\":\"model 'x' not found\"}", "model 'x' not found" },
+		{ "{\"detail\":\"Not Found\"}", "Not Found" },
+		{ "{\"detail\":[{\"loc\":[\"body\"],\"msg\":\"Field required\"},"
+		  "{\"msg\":\"Input should be 'text'\"}]}",
+		  "Field required; Input should be 'text'" },
+		{ "{\"message\":\"no such route\"}", "no such route" },
+		{ "Internal Server Error\n", "Internal Server Error" },
+		{ "<html><head><title>404 Not Found</title></head><body>"
+		  "<h1>Not  Found</h1></body></html>",
+		  "404 Not Found Not Found" },
+		{ "{\"error\":{\"message\":\"bad key Bearer sk-abc123456789\"}}",
+		  "bad key Bearer (redacted)" },
+		{ "", "" },
+	};
+	char out[400];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		llm_error_text(cases[i].body, strlen(cases[i].body), out,
+			       sizeof(out));
+		assert_string_equal(out, cases[i].want);
+	}
+	/* Bounded: a page of text becomes at most 300 bytes. */
+	{
+		char big[5000];
+
+		memset(big, 'x', sizeof(big) - 1);
+		big[sizeof(big) - 1] = '\0';
+		llm_error_text(big, strlen(big), out, sizeof(out));
+		assert_int_equal(strlen(out), 300);
+	}
+}
+
 static void refusal(void **state)
 {
 	const char *body =
@@ -134,6 +227,9 @@ int main(void)
 		cmocka_unit_test(content_modes),
 		cmocka_unit_test(tools_mode),
 		cmocka_unit_test(md_json_mode),
+		cmocka_unit_test(md_json_extraction),
+		cmocka_unit_test(json_object_schema_mode),
+		cmocka_unit_test(error_texts),
 		cmocka_unit_test(refusal),
 		cmocka_unit_test(malformed_bodies),
 		cmocka_unit_test(error_names),
