@@ -338,7 +338,10 @@ out:
 	 * still store offsets through them (harmlessly, once closed). */
 	pipeline_stop_step(&pl, "joining the workers");
 	pool_free(pl.pool);
-	health_free(health); /* the workers' llm observer */
+	/* No worker calls any more: a start-up check still out ends now,
+	 * so llm_free() joins it at once. */
+	if (pl.llm)
+		llm_cut(pl.llm);
 	left = producer_free(pl.producer);
 	if (left)
 		LOG_WARN("records left undelivered at exit; their offsets "
@@ -346,11 +349,11 @@ out:
 	pipeline_stop_step(&pl, "closing the consumers");
 	for (i = 0; i < cfg->kafka.consumer_threads && consumers; i++)
 		consumer_free(consumers[i]);
-	shutdown_end(sd);
-	free(consumers);
 	llm_free(pl.llm); /* joins the start-up check */
 	/* The llm observer is health's: freed once no call can end. */
 	health_free(health);
+	shutdown_end(sd);
+	free(consumers);
 	http_share_free(pl.share);
 	http_global_cleanup();
 	log_summary(&pl, left);
