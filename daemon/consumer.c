@@ -47,6 +47,7 @@
 #define HOLD_MIN 16       /**< held queue at least this long */
 #define REWIND_TIMEOUT_MS 10000 /**< committed offsets and seeks */
 #define TXN_TIMEOUT_MS 60000    /**< a transaction's commit, running */
+#define FIRST_ASSIGN_MS 5000    /**< at shutdown: see first_assignment() */
 
 struct consumer {
 	struct pipeline *pl;
@@ -67,6 +68,7 @@ struct consumer {
 	atomic_uint assigned;     /**< partitions in the assignment */
 	atomic_bool brokers_down; /**< all brokers down since last contact */
 	bool unclosed;            /**< its close did not finish in time */
+	bool assigned_once;       /**< the group gave it an assignment */
 };
 
 void consumer_store(struct consumer *c, const char *topic, int32_t partition,
@@ -220,6 +222,7 @@ static void on_assign(struct consumer *c,
 	else
 		rd_kafka_resume_partitions(c->rk, parts);
 	publish_assigned(c);
+	c->assigned_once = true;
 	atomic_store(&c->brokers_down, false); /* the group answered */
 	LOG_INFO("partitions assigned", "\"consumer\":%u,\"count\":%d",
 		 c->index, parts->cnt);
@@ -759,6 +762,40 @@ static void close_bounded(struct consumer *c)
 	rd_kafka_queue_destroy(q);
 }
 
+/*
+ * librdkafka 2.0 aborts the process (an assert in the cooperative-sticky
+ * assignor, its issue #4312, fixed in 2.3) when a consumer is closed and
+ * destroyed after it joined its group and before its first assignment.
+ * At shutdown, give that assignment a few seconds to come (the group's
+ * rebalance delay is 3 s by default); when it does not, the consumer is
+ * left as it is: it was assigned nothing, so nothing is to commit, and
+ * the group drops the member after session.timeout.ms. Returns whether
+ * the consumer had an assignment.
+ */
+static bool first_assignment(struct consumer *c)
+{
+	int64_t until = now_mono_ns() +
+			(int64_t)pipeline_stop_left_ms(c->pl, FIRST_ASSIGN_MS) *
+				1000000;
+
+	if (c->assigned_once)
+		return true;
+	pipeline_stop_step(c->pl, "waiting for a first assignment");
+	while (!c->assigned_once && now_mono_ns() < until) {
+		rd_kafka_message_t *msg = rd_kafka_consumer_poll(c->rk, 100);
+
+		atomic_store(&c->heartbeat_ns, now_mono_ns());
+		if (msg)
+			rd_kafka_message_destroy(msg);
+	}
+	if (!c->assigned_once)
+		LOG_INFO("leaving without closing the consumer: it has no "
+			 "assignment yet, and librdkafka 2.0 cannot close it "
+			 "then; the group drops it after session.timeout.ms",
+			 "\"consumer\":%u", c->index);
+	return c->assigned_once;
+}
+
 static void *consumer_main(void *arg)
 {
 	struct consumer *c = arg;
@@ -795,6 +832,12 @@ static void *consumer_main(void *arg)
 		atomic_store(&c->heartbeat_ns, now_mono_ns());
 		if (msg)
 			rd_kafka_message_destroy(msg);
+	}
+	if (!first_assignment(c)) {
+		/* Nothing was consumed, so nothing is to commit. */
+		c->unclosed = true;
+		metrics_lag_forget(pl->metrics, c->index);
+		return NULL;
 	}
 	pipeline_stop_step(pl, "final commit");
 	commit_now(c, "final commit failed");

@@ -2,7 +2,8 @@
 shutdown.timeout_ms, whatever the LLM API and Kafka do, and commits
 nothing that was not delivered.
 
-1. A stuck LLM (llmsim never answers; llm.timeout_ms is a minute):
+1. A stuck LLM (llmsim answers the texts after ten minutes; llm.timeout_ms
+   is a minute):
    SIGTERM with calls open exits 0 within shutdown.timeout_ms (3 s) and a
    margin: the calls are cut at two thirds of it, the records abandoned
    (not committed: done again after a restart), and the log says so.
@@ -20,7 +21,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "ops"))
 import harness  # noqa: E402
+import opshelp  # noqa: E402
 from harness import check, log, person_texts  # noqa: E402
 
 MARGIN = 2.0  # s past the deadline a loaded machine may need to exit
@@ -35,20 +39,49 @@ def wait_calls(h, n, d):
         time.sleep(0.05)
 
 
+def wait_inflight(d, n):
+    """Until extractd has n records admitted (its /metrics)."""
+    end = time.monotonic() + harness.DEADLINE
+    while True:
+        m = opshelp.parse_metrics(d.metrics())
+        if m.get("extractd_inflight", 0) >= n:
+            return
+        d.check_running()
+        check(time.monotonic() < end, "extractd never had %d records in "
+              "flight", n)
+        time.sleep(0.05)
+
+
+def terminate(d, bound):
+    """SIGTERM; (status, seconds), failing past bound seconds."""
+    t = time.monotonic()
+    d.proc.signal(signal.SIGTERM)
+    rc = d.proc.wait(bound)
+    took = time.monotonic() - t
+    check(rc is not None, "extractd still running %.1fs after SIGTERM:\n%s",
+          took, d.proc.tail())
+    log("extractd exited %d, %.2fs after SIGTERM", rc, took)
+    return rc, took
+
+
 def lines(d, word):
-    return [x for x in d.proc.log_text().splitlines() if word in x]
+    return [x for x in d.log_text().splitlines() if word in x]
 
 
 def stuck(h, texts):
-    """Phases 1 and 2, on an llmsim that never answers."""
-    h.llm = harness.Llmsim(h, faults={"timeout": 1.0})
+    """Phases 1 and 2, on an llmsim that answers these texts after ten
+    minutes (and its health check at once)."""
+    answers = harness.slow_answers(h, 600000, [(t, 600000) for t in texts])
+    h.llm = harness.Llmsim(h, extra=["--answers", answers])
     h.produce([(None, t, 0) for t in texts])
     over = {"llm": {"timeout_ms": 60000},
             "pool": {"workers": 4, "max_in_flight": 4},
             "shutdown": {"timeout_ms": 3000}}
-    d, group = h.start_extractd(over)
+    d = opshelp.start_extractd(h, over, tag="stuck")
+    group = d.group
+    wait_inflight(d, 4)
     wait_calls(h, 4, d)
-    rc, took = d.terminate(3.0 + MARGIN)
+    rc, took = terminate(d, 3.0 + MARGIN)
     check(rc == 0, "exit status %d after SIGTERM with calls stuck", rc)
     check(lines(d, "are cut"), "no line says the open calls were cut")
     stopped = lines(d, '"msg":"stopped"')
@@ -59,12 +92,14 @@ def stuck(h, texts):
           "offsets committed with no record delivered: %r", committed)
 
     over["shutdown"]["timeout_ms"] = 60000
-    d, _ = h.start_extractd(over, group=group)
+    over["kafka"] = {"group": group}
+    d = opshelp.start_extractd(h, over, tag="twice")
+    wait_inflight(d, 4)
     wait_calls(h, 4, d)
     t = time.monotonic()
     d.proc.signal(signal.SIGTERM)
     time.sleep(0.5)
-    check(d.alive(), "extractd exited on the first SIGTERM with calls "
+    check(d.proc.alive(), "extractd exited on the first SIGTERM with calls "
           "stuck and a 60-s shutdown.timeout_ms")
     d.proc.signal(signal.SIGTERM)
     rc = d.proc.wait(MARGIN)
