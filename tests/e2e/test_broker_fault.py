@@ -52,6 +52,7 @@ POOL = {"workers": 8, "max_in_flight": 8}
 SLOW_EVERY = 50       # every 50th text is answered after SLOW_MS
 SLOW_MS = 2000
 START_TIMEOUT = 150  # seconds for kafka.sh start (the JVMs on 2 cores)
+KAFKA_TOOL_MISSING = 4  # kafka.sh's exit status when Java or Maven is missing
 
 
 def port_base():
@@ -93,10 +94,10 @@ class RealCluster:
         t = time.monotonic()
         rc, out = self.run("start", "--nodes", str(nodes),
                            timeout=START_TIMEOUT)
-        if rc == 2:
-            why = ("scripts/kafka.sh cannot start Kafka here (exit 2: no "
+        if rc == KAFKA_TOOL_MISSING:
+            why = ("scripts/kafka.sh cannot start Kafka here (exit %d: no "
                    "usable Java, or no Maven for the first download):\n%s" %
-                   self.tail())
+                   (rc, self.tail()))
             h.close()
             harness.skip(why)
         check(rc == 0, "kafka.sh start exited %s:\n%s", rc, self.tail())
