@@ -14,7 +14,9 @@ Admin API), llmsim, extractd, and the Kafka clients. All of it lives in a
 private temp dir, listens on ephemeral ports, and is stopped in close(), which
 run() calls in a finally and atexit calls again should the interpreter leave
 some other way. Child processes also get PR_SET_PDEATHSIG, so a test killed by
-ctest's timeout does not leave a broker or a daemon behind.
+ctest's timeout does not leave a broker or a daemon behind. A sanitizer's
+report in any child's log (ASan, LSan, TSan, UBSan) fails the test, whatever
+the checks said.
 
 Waiting is always "short polls until a condition holds or a deadline passes":
 deadlines are generous (DEADLINE seconds) so a slow machine does not fail a
@@ -64,6 +66,12 @@ SEED_TEXTS = [
 ]
 
 DLQ_KINDS = ("input", "validation", "llm_http", "llm_timeout", "llm_refusal")
+
+
+# A report of ASan, LSan, TSan or UBSan ("file:line:col: runtime error:").
+_SANITIZER_RE = re.compile(r"(ERROR: (Address|Leak)Sanitizer|"
+                           r"WARNING: ThreadSanitizer|"
+                           r"^\S+:\d+:\d+: runtime error: )")
 
 
 class TestFailure(Exception):
@@ -1072,9 +1080,28 @@ class Harness:
 
     # -- teardown
 
+    def sanitizer_reports(self):
+        """Lines of a sanitizer report in any child's log ([] if none): a
+        report fails the test even when the process carried on or was
+        killed before its exit status could tell."""
+        found = []
+        for p in self.procs:
+            try:
+                with open(p.logpath, "rb") as f:
+                    text = f.read().decode("utf-8", "replace")
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if _SANITIZER_RE.search(line):
+                    found.append("%s (pid %d): %s" % (p.name, p.pid,
+                                                      line.strip()))
+        return found
+
     def close(self, failed=False):
+        """Stop everything, delete the temp dir; returns whether the test
+        failed (failed, or a sanitizer report in a log)."""
         if self._closed:
-            return
+            return failed
         self._closed = True
         for c in self.clients:
             try:
@@ -1093,6 +1120,11 @@ class Harness:
                 self.kafka.close()
             except (KafkaException, RuntimeError) as e:
                 log("external Kafka cleanup failed: %s", e)
+        reports = self.sanitizer_reports()
+        if reports:
+            print("FAIL: %d sanitizer report line(s):\n%s" % (
+                len(reports), "\n".join(reports[:20])), flush=True)
+            failed = True
         if failed:
             for p in self.procs:
                 sys.stdout.write("---- %s (pid %d) log tail: %s ----\n%s\n" %
@@ -1103,6 +1135,7 @@ class Harness:
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
         sys.stdout.flush()
+        return failed
 
 
 def run(body):
@@ -1126,6 +1159,6 @@ def run(body):
         traceback.print_exc()
         print("FAIL: unexpected error", flush=True)
     finally:
-        h.close(failed)
+        failed = h.close(failed)
     print("PASS" if not failed else "FAILED", flush=True)
     sys.exit(1 if failed else 0)
