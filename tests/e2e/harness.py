@@ -560,9 +560,13 @@ class Extractd:
 
 
 class Collector:
-    """Reads topics from the beginning, without a group, into lists."""
+    """Reads topics from the beginning, without a group, into lists.
 
-    def __init__(self, h, topics):
+    isolation: the reader's isolation.level; librdkafka's default,
+    read_committed, skips records of aborted transactions, which
+    read_uncommitted shows."""
+
+    def __init__(self, h, topics, isolation="read_committed"):
         self.h = h
         self.records = {t: [] for t in topics}
         self.consumer = Consumer({
@@ -571,6 +575,7 @@ class Collector:
             "enable.auto.commit": False,
             "enable.partition.eof": False,
             "fetch.wait.max.ms": 50,
+            "isolation.level": isolation,
         })
         h.clients.append(self.consumer)
         tps = []
@@ -1062,9 +1067,9 @@ class Harness:
         return Consumer({"bootstrap.servers": self.kafka.bootstrap,
                          "group.id": group, "enable.auto.commit": False})
 
-    def collector(self, topics=None):
+    def collector(self, topics=None, isolation="read_committed"):
         topics = topics or [self.topics["output"], self.topics["dlq"]]
-        return Collector(self, topics)
+        return Collector(self, topics, isolation)
 
     def stop_at_end(self, group, *daemons):
         """SIGTERM each of daemons (Extractd) in turn: each must exit 0, and
