@@ -2,13 +2,19 @@
 
 With output.ordering = offset and output.partitioning = source, and llmsim
 answering in a scrambled order (latency 20 ms, jitter 19 ms, 16 in flight),
-proves per input partition:
+and in each partition a few records answered only after SLOW_MS, each
+followed by texts that end as dead letters at once (empty: no LLM call), or
+after a quick refusal. Proves per input partition:
   - every output and dead letter goes to the input's own partition number;
   - inside each output partition and each dead-letter partition, the
-    extractd.source offsets strictly increase;
-  - outputs and dead letters taken together were produced in offset order:
-    ordered by source offset, their record timestamps (CreateTime, set when
-    extractd produced them) never go back;
+    extractd.source offsets strictly increase (the order is read from the
+    output offsets, not from timestamps);
+  - across the two topics, outputs and dead letters were produced in
+    offset order: ordered by source offset, their record timestamps
+    (CreateTime, set when extractd produced them) never go back. Equal
+    milliseconds prove nothing, so the test also requires that the dead
+    letters behind each slow record were produced at or after its output,
+    when in completion order they would have gone SLOW_MS before it;
   - each input comes out exactly once, and committed offsets reach the end.
 """
 
@@ -23,17 +29,32 @@ PARTITIONS = 4
 GOOD = 400
 BAD = [b"", "The weather is nice today".encode(),
        "Old Tom is a 999-year-old sailor".encode()]
+SLOW_MS = 1000
+SLOW_PER_PARTITION = 3
+# What follows each slow record: an input dead letter (no call at all) and
+# a refusal (one quick call).
+AFTER_SLOW = [b" ", b"Nothing to see here"]
 
 
 def body(h):
     values = [t.encode() for t in person_texts(GOOD, seed=3)]
     harness.insert_bad(values, BAD, 24, seed=99)
+    # Per partition: its share of values, with the slow groups spread out.
+    per = [values[p::PARTITIONS] for p in range(PARTITIONS)]
+    for vals in per:
+        step = len(vals) // (SLOW_PER_PARTITION + 1)
+        for k in range(SLOW_PER_PARTITION, 0, -1):
+            vals[k * step:k * step] = [harness.SLOW_TEXT.encode()] + \
+                AFTER_SLOW
+    records = [(("o-%d-%d" % (p, i)).encode(), v, p)
+               for p in range(PARTITIONS) for i, v in enumerate(per[p])]
+    values = [v for _, v, _ in records]
     total = len(values)
 
     h.start_kafka(partitions=PARTITIONS)
-    h.start_llmsim(latency_ms=20, jitter_ms=19, seed=5)
-    placed = h.produce([(("o-%d" % i).encode(), v, i % PARTITIONS)
-                        for i, v in enumerate(values)])
+    h.start_llmsim(latency_ms=20, jitter_ms=19, seed=5,
+                   extra=["--answers", harness.slow_answers(h, SLOW_MS)])
+    placed = h.produce(records)
     src = {pos: values[i] for i, pos in enumerate(placed)}
 
     coll = h.collector()
@@ -67,14 +88,28 @@ def body(h):
             by_input[part].append((off, r.timestamp, r.where()))
     check(len(seen) == total, "%d of %d inputs came out", len(seen), total)
 
+    slow_pairs = 0
     for part, recs in by_input.items():
         recs.sort()
         for (o1, t1, w1), (o2, t2, w2) in zip(recs, recs[1:]):
             check(t2 >= t1, "input partition %d: offset %d (%s) produced at "
                   "%d, before offset %d (%s) at %d", part, o2, w2, t2, o1,
                   w1, t1)
-    log("%d records: per partition in offset order across %s and %s",
-        total, out, dlq)
+        # The dead letters right behind each slow record: produced after
+        # its output (checked above), though ready SLOW_MS before it.
+        for i, (o, t, w) in enumerate(recs):
+            if src[(part, o)] != harness.SLOW_TEXT.encode():
+                continue
+            for o2, t2, w2 in recs[i + 1:i + 1 + len(AFTER_SLOW)]:
+                check(src[(part, o2)] in AFTER_SLOW and w2.startswith(dlq),
+                      "%s: input %d/%d is not a dead letter behind the "
+                      "slow %d", w2, part, o2, o)
+                slow_pairs += 1
+    check(slow_pairs == PARTITIONS * SLOW_PER_PARTITION * len(AFTER_SLOW),
+          "%d dead letters behind slow records", slow_pairs)
+    log("%d records: per partition in offset order across %s and %s; "
+        "%d dead letters waited for the slow record before them", total,
+        out, dlq, slow_pairs)
 
     h.stop_at_end(group, d)
 
