@@ -744,18 +744,31 @@ class CommitWatch:
     collector happened to read it. Samples whose reads fail (a broker
     down) are skipped, and the next one is read through a new client (a
     librdkafka 2.0 consumer that is not in the group may keep failing its
-    committed() calls after the group's coordinator moved).
+    committed() calls after the group's coordinator moved). A read can also
+    hang well past its timeout while a leader is down: a sample that takes
+    longer than STALL seconds is left to finish on its own (it is still
+    valid when it does: its watermarks were read after its commits) and
+    sampling goes on through a new client, so an outage is watched too.
     """
+
+    MIN_SAMPLES = 3         # usable samples check() wants in each phase
+    STALL = 2.0             # seconds before a sample is left behind
+    MAX_STALLED = 8         # samples left behind at once, at most
 
     def __init__(self, h, group, period=0.2):
         self.h = h
         self.group = group
         self.period = period
-        self.samples = []       # (monotonic s, {p: committed}, {(t, p): hw})
+        # (monotonic s at its start, {p: committed}, {(t, p): hw},
+        #  monotonic s after its last read), in the order they finished
+        self.samples = []
+        self.phases = [("start", 0.0)]  # (name, monotonic s it began)
         self.failed_reads = 0
+        self.stalled = 0
         self.last_error = None
         self._stop = threading.Event()
         self._consumer = self._new_consumer()
+        self._old = []          # (thread, consumer) of stalled samples
         intopic = h.topics["input"]
         md = self._consumer.list_topics(timeout=30)
         self._in = [TopicPartition(intopic, p)
@@ -773,13 +786,29 @@ class CommitWatch:
             "group.id": self.group, "enable.auto.commit": False,
             "socket.timeout.ms": 5000})
 
+    def _one(self, consumer, result):
+        try:
+            self.samples.append(self.sample(consumer))
+        except Exception as e:  # noqa: BLE001 -- any failure: skip
+            self.failed_reads += 1
+            self.last_error = "%s: %s" % (type(e).__name__, e)
+            result.append(e)
+
     def _run(self):
         while not self._stop.is_set():
-            try:
-                self.sample()
-            except Exception as e:  # noqa: BLE001 -- any failure: skip
-                self.failed_reads += 1
-                self.last_error = "%s: %s" % (type(e).__name__, e)
+            self._old = [(t, c) for t, c in self._old if t.is_alive()]
+            result = []
+            th = threading.Thread(target=self._one,
+                                  args=(self._consumer, result), daemon=True)
+            th.start()
+            th.join(self.STALL)
+            if th.is_alive() and len(self._old) < self.MAX_STALLED:
+                self.stalled += 1
+                self._old.append((th, self._consumer))
+                self._consumer = self._new_consumer()
+            elif th.is_alive():
+                th.join()
+            if result:
                 try:
                     self._consumer.close()
                 except (KafkaException, RuntimeError):
@@ -787,19 +816,26 @@ class CommitWatch:
                 self._consumer = self._new_consumer()
             self._stop.wait(self.period)
 
-    def sample(self):
+    def sample(self, consumer=None):
         """One sample (the thread takes one every period seconds)."""
+        consumer = consumer or self._consumer
         t = time.monotonic()
         com = {}
-        for tp in self._consumer.committed(self._in, timeout=5):
+        for tp in consumer.committed(self._in, timeout=5):
             if tp.error:
                 raise KafkaException(tp.error)
             com[tp.partition] = tp.offset
         hw = {}
         for tp in self._out:
             hw[(tp.topic, tp.partition)] = \
-                self._consumer.get_watermark_offsets(tp, timeout=5)[1]
-        self.samples.append((t, com, hw))
+                consumer.get_watermark_offsets(tp, timeout=5)[1]
+        return (t, com, hw, time.monotonic())
+
+    def mark(self, phase):
+        """A new phase of the test starts (a fault, a kill, a restart):
+        check() wants MIN_SAMPLES usable samples started in each, so that
+        no part of the run goes unwatched."""
+        self.phases.append((phase, time.monotonic()))
 
     def last(self):
         """The latest sample's {partition: committed}, or None."""
@@ -825,6 +861,10 @@ class CommitWatch:
         self._stop.set()
         self._thread.join(30)
         self._consumer.close()
+        for th, c in self._old:
+            th.join(1)
+            if not th.is_alive():  # else it is still in a call on c
+                c.close()
 
     def check(self, coll, inputs):
         """Fail unless, in every sample, every input offset below the
@@ -832,48 +872,47 @@ class CommitWatch:
 
         coll: a Collector that has read the outputs and dead letters to
         the end; inputs: every input record as (partition, offset): the
-        offsets that exist, gaps and all. Returns the number of samples.
+        offsets that exist, gaps and all. Also fails unless every phase
+        (mark()) had MIN_SAMPLES usable samples. Returns the number of
+        samples.
         """
         out_topics = (self.h.topics["output"], self.h.topics["dlq"])
         samples = list(self.samples)
         check(samples, "no committed-offset sample was taken")
-        # For each (topic, partition): the watermarks, sample by sample
-        # (they only grow), to find the first sample that saw a record.
-        hws = {}
-        for _, _, hw in samples:
-            for k, v in hw.items():
-                hws.setdefault(k, []).append(v)
-        first = {}  # (p, o) -> first sample index its output was below
+        # Each phase needs usable samples (ones that read a committed
+        # offset, so they constrain something) started in it.
+        starts = [t for _, t in self.phases[1:]] + [float("inf")]
+        for (name, t0), t1 in zip(self.phases, starts):
+            mine = [com for t, com, _, _ in samples if t0 <= t < t1]
+            n = sum(1 for com in mine if any(c > 0 for c in com.values()))
+            check(n >= self.MIN_SAMPLES, "phase %r: %d usable committed-"
+                  "offset samples of %d, want at least %d (%d reads "
+                  "failed, %d stalled, last error: %s)", name, n,
+                  len(mine), self.MIN_SAMPLES, self.failed_reads,
+                  self.stalled, self.last_error)
+        outs = {}  # (p, o) -> [((topic, partition), output offset)]
         for t in out_topics:
             for r in coll.records[t]:
                 _, p, o = r.source()
-                i = bisect.bisect_right(hws[(t, r.partition)], r.offset)
-                if i < first.get((p, o), len(samples)):
-                    first[(p, o)] = i
+                outs.setdefault((p, o), []).append(
+                    ((t, r.partition), r.offset))
         by_part = {}
         for p, o in sorted(inputs):
             by_part.setdefault(p, []).append(o)
-        worst = {}  # p -> running max of first over offsets, in order
-        for p, offs in by_part.items():
-            run, acc = [], -1
-            for o in offs:
-                acc = max(acc, first.get((p, o), len(samples)))
-                run.append(acc)
-            worst[p] = run
-        for i, (t, com, _) in enumerate(samples):
+        for t, com, hw, _ in sorted(samples, key=lambda x: x[0]):
             for p, c in com.items():
                 if c <= 0 or p not in by_part:
                     continue
-                n = bisect.bisect_left(by_part[p], c)  # inputs below c
-                if n and worst[p][n - 1] > i:
-                    bad = next(o for o, w in zip(by_part[p], worst[p])
-                               if w > i)
+                offs = by_part[p]
+                for o in offs[:bisect.bisect_left(offs, c)]:
+                    if any(off < hw[k] for k, off in outs.get((p, o), ())):
+                        continue
                     raise TestFailure(
                         "at %.2fs partition %d was committed to %d, but "
                         "input offset %d had no output or dead letter "
                         "written yet%s" % (
-                            t - _T0, p, c, bad,
-                            "" if (p, bad) in first else
+                            t - _T0, p, c, o,
+                            "" if (p, o) in outs else
                             " (and never got one)"))
         return len(samples)
 

@@ -223,6 +223,7 @@ def body(h):
         count[b] = count.get(b, 0) + 1
     node = max(sorted(count), key=lambda b: count[b])
     pid = cluster.node_pid(node)
+    watch.mark("node %d down" % node)
     t = time.monotonic()
     rc, _ = cluster.run("stop-node", str(node))
     check(rc == 0, "kafka.sh stop-node %d exited %s:\n%s", node, rc,
@@ -245,6 +246,7 @@ def body(h):
     check(during > 0, "nothing came out in %ds with node %d down (2 of 3 "
           "replicas in sync should do)", DOWN_S, node)
     log("%d inputs came out while node %d was down", during, node)
+    watch.mark("node %d back" % node)
     t = time.monotonic()
     rc, _ = cluster.run("start-node", str(node), timeout=START_TIMEOUT)
     check(rc == 0, "kafka.sh start-node %d exited %s:\n%s", node, rc,
