@@ -116,6 +116,8 @@ enum sim_fault {
 	SIM_FAULT_INVALID,	/**< 200, a Person breaking the schema */
 	SIM_FAULT_REFUSAL,	/**< 200, message.refusal */
 	SIM_FAULT_400,		/**< 400: the request format is refused */
+	SIM_FAULT_CONTENT_FILTER, /**< 200, content withheld: content_filter */
+	SIM_FAULT_LENGTH,	/**< 200, the answer cut in half: length */
 	SIM_FAULT_COUNT,
 };
 
@@ -130,6 +132,8 @@ static const char *const sim_fault_names[SIM_FAULT_COUNT] = {
 	[SIM_FAULT_INVALID] = "invalid",
 	[SIM_FAULT_REFUSAL] = "refusal",
 	[SIM_FAULT_400] = "400",
+	[SIM_FAULT_CONTENT_FILTER] = "content_filter",
+	[SIM_FAULT_LENGTH] = "length",
 };
 
 /** Command-line settings; read-only once the server runs. */
@@ -652,7 +656,12 @@ static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
 		}
 		break;
 	}
-	rc = sim_chat_completion(req, content, seq, time(NULL), &body, &len);
+	rc = sim_chat_completion(req, content,
+				 fault == SIM_FAULT_LENGTH ? SIM_FINISH_LENGTH :
+				 fault == SIM_FAULT_CONTENT_FILTER ?
+					 SIM_FINISH_FILTERED :
+					 SIM_FINISH_DONE,
+				 seq, time(NULL), &body, &len);
 	free(content);
 	if (rc)
 		return rc;
@@ -1031,7 +1040,8 @@ static void sim_usage(FILE *f)
 	      "              [--jitter-ms N] [--fault KIND=RATE,...] [--rpm N] [--tpm N]\n"
 	      "              [--seed N] [--answers FILE] [--threads N]\n"
 	      "              [--api-key-file F]\n"
-	      "faults: 429 quota 500 503 timeout malformed invalid refusal 400 (rates 0..1)\n"
+	      "faults: 429 quota 500 503 timeout malformed invalid refusal 400\n"
+	      "        content_filter length (rates 0..1)\n"
 	      "answers: JSONL, one {\"match\": \"substring\", \"content\": ...,\n"
 	      "         \"delay_ms\": N} a line (delay_ms optional: that answer\n"
 	      "         comes after N ms instead of --latency-ms +- --jitter-ms);\n"
