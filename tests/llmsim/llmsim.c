@@ -118,6 +118,7 @@ enum sim_fault {
 	SIM_FAULT_400,		/**< 400: the request format is refused */
 	SIM_FAULT_CONTENT_FILTER, /**< 200, content withheld: content_filter */
 	SIM_FAULT_LENGTH,	/**< 200, the answer cut in half: length */
+	SIM_FAULT_403,		/**< 403: the key may not use the API */
 	SIM_FAULT_COUNT,
 };
 
@@ -134,6 +135,7 @@ static const char *const sim_fault_names[SIM_FAULT_COUNT] = {
 	[SIM_FAULT_400] = "400",
 	[SIM_FAULT_CONTENT_FILTER] = "content_filter",
 	[SIM_FAULT_LENGTH] = "length",
+	[SIM_FAULT_403] = "403",
 };
 
 /** Command-line settings; read-only once the server runs. */
@@ -639,6 +641,10 @@ static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
 		return sim_req_prepare_error(r, 400,
 			"Invalid parameter: 'response_format' of type 'json_schema' is not supported by this server (simulated by llmsim).",
 			"invalid_request_error", "invalid_parameter");
+	case SIM_FAULT_403:
+		return sim_req_prepare_error(r, 403,
+			"Country, region, or territory not supported (simulated by llmsim).",
+			"request_forbidden", "unsupported_country_region_territory");
 	case SIM_FAULT_REFUSAL:
 		break;	/* content stays NULL */
 	default:
@@ -1041,7 +1047,7 @@ static void sim_usage(FILE *f)
 	      "              [--seed N] [--answers FILE] [--threads N]\n"
 	      "              [--api-key-file F]\n"
 	      "faults: 429 quota 500 503 timeout malformed invalid refusal 400\n"
-	      "        content_filter length (rates 0..1)\n"
+	      "        content_filter length 403 (rates 0..1)\n"
 	      "answers: JSONL, one {\"match\": \"substring\", \"content\": ...,\n"
 	      "         \"delay_ms\": N} a line (delay_ms optional: that answer\n"
 	      "         comes after N ms instead of --latency-ms +- --jitter-ms);\n"

@@ -357,6 +357,8 @@ def test_faults(sims):
     expect_error(sims["quota"].chat(payload(john)), 429,
                  "insufficient_quota", "insufficient_quota")
     expect_error(sims["500"].chat(payload(john)), 500)
+    expect_error(sims["403"].chat(payload(john)), 403, "request_forbidden",
+                 "unsupported_country_region_territory")
     expect_error(sims["503"].chat(payload(john)), 503)
 
     status, _, data = sims["malformed"].chat(payload(john))
@@ -627,7 +629,8 @@ def main():
               "--latency-ms", "1", "--jitter-ms", "1")
         start("shutdown", "--fault", "timeout=1", "--latency-ms", "5")
         fault_kinds = ("429", "quota", "500", "503", "timeout", "malformed",
-                       "invalid", "refusal", "content_filter", "length")
+                       "invalid", "refusal", "content_filter", "length",
+                       "403")
         for kind in fault_kinds:
             start("fault_" + kind, "--fault", kind + "=1",
                   "--latency-ms", "2", "--jitter-ms", "2")
