@@ -831,10 +831,27 @@ class CommitWatch:
                 consumer.get_watermark_offsets(tp, timeout=5)[1]
         return (t, com, hw, time.monotonic())
 
-    def mark(self, phase):
-        """A new phase of the test starts (a fault, a kill, a restart):
+    def usable(self):
+        """Usable samples (ones that read a committed offset, so they
+        constrain something) started in the current phase."""
+        t0 = self.phases[-1][1]
+        return sum(1 for t, com, _, _ in list(self.samples)
+                   if t >= t0 and any(c > 0 for c in com.values()))
+
+    def mark(self, phase, watch=()):
+        """A new phase of the test starts (a fault, a kill, a restart).
         check() wants MIN_SAMPLES usable samples started in each, so that
-        no part of the run goes unwatched."""
+        no part of the run goes unwatched: this first waits until the
+        phase that ends has them. watch: processes that must stay up."""
+        end = time.monotonic() + DEADLINE
+        while self.usable() < self.MIN_SAMPLES:
+            for p in watch:
+                p.check_running()
+            check(time.monotonic() < end, "phase %r: %d usable committed-"
+                  "offset samples after %ds (%d reads failed, last: %s)",
+                  self.phases[-1][0], self.usable(), DEADLINE,
+                  self.failed_reads, self.last_error)
+            time.sleep(0.05)
         self.phases.append((phase, time.monotonic()))
 
     def last(self):

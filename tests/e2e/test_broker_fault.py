@@ -225,7 +225,7 @@ def body(h):
         count[b] = count.get(b, 0) + 1
     node = max(sorted(count), key=lambda b: count[b])
     pid = cluster.node_pid(node)
-    watch.mark("node %d down" % node)
+    watch.mark("node %d down" % node, watch=[d])
     t = time.monotonic()
     rc, _ = cluster.run("stop-node", str(node))
     check(rc == 0, "kafka.sh stop-node %d exited %s:\n%s", node, rc,
@@ -253,7 +253,7 @@ def body(h):
     check(not led, "node %d is down but still leads %r", node, led[:5])
     log("%d inputs came out in the %.1fs node %d was down", during,
         time.monotonic() - t_down, node)
-    watch.mark("node %d back" % node)
+    watch.mark("node %d back" % node, watch=[d])
     t = time.monotonic()
     rc, _ = cluster.run("start-node", str(node), timeout=START_TIMEOUT)
     check(rc == 0, "kafka.sh start-node %d exited %s:\n%s", node, rc,

@@ -168,7 +168,7 @@ def body(h):
 
 def gaps_phase(h, coll, watch, d, value_at):
     """Part 2: transactions around the input make offset gaps."""
-    watch.mark("part 2: offset gaps")
+    watch.mark("part 2: offset gaps", watch=[d])
     topic = h.topics["input"]
     placed = {}
 
