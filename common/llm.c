@@ -809,6 +809,14 @@ static int parse_reply(struct json_tokener *tok, enum cfg_llm_mode mode,
 		r = out->refusal ? 0 : -1;
 		goto out;
 	}
+	if (!strcmp(out->finish_reason, "content_filter") &&
+	    !get_string(msg, "content") &&
+	    !json_object_object_get_ex(msg, "tool_calls", &calls)) {
+		/* The provider's filter withheld the answer (OpenAI, Azure:
+		 * content and refusal null): an answer, about the record. */
+		r = 0;
+		goto out;
+	}
 	if (mode == CFG_MODE_TOOLS) {
 		if (json_object_object_get_ex(msg, "tool_calls", &calls) &&
 		    json_object_is_type(calls, json_type_array) &&
@@ -1742,7 +1750,12 @@ static unsigned more_room(struct llm *llm, const struct llm_reply *reply,
 		next = llm->max_tokens_limit;
 	if (!grown && next > at && next > max_tokens)
 		return next;
-	if (grown)
+	if (grown && max_tokens < llm->max_tokens_limit)
+		detail_set(res, "the answer was cut at %u tokens (finish_reason "
+			   "\"%s\"), again when asked with max_tokens %u: a "
+			   "cut answer gets one more try, with twice the room",
+			   at, reply->finish_reason, max_tokens);
+	else if (grown)
 		detail_set(res, "the answer was cut at %u tokens (finish_reason "
 			   "\"%s\"), also when asked again with max_tokens %u: "
 			   "llm.max_tokens_limit (%u) leaves no more room",
@@ -1823,7 +1836,8 @@ void llm_extract(struct llm_worker *w, const char *text, size_t len,
 			res->status = LLM_ERR_REFUSAL;
 			detail_set(res, "the answer was withheld by the "
 					"provider's content filter");
-			keep_answer(res, reply.said);
+			if (reply.said)
+				keep_answer(res, reply.said);
 			llm_reply_clear(&reply);
 			break;
 		}

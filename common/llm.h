@@ -59,7 +59,8 @@ struct llm_result {
 
 /** What one API answer held, mode aside. */
 struct llm_reply {
-	char *answer;        /**< the JSON text to judge, or NULL (refusal):
+	char *answer;        /**< the JSON text to judge, or NULL (a refusal,
+			       *  or an answer the content filter withheld):
 			       *  in md_json, taken out of what was said */
 	char *said;          /**< what the model said, verbatim (its content,
 			       *  or its tool call's arguments), with answer */

@@ -47,9 +47,13 @@
 #                        this process exits (tests: KAFKA_OWNER_PID=$$)
 #   JAVA_HOME            Java to use (default: java on PATH); Java 17 or newer
 #
-# Exit status: 0 ok, 1 failure, 2 usage error or missing Java/Maven/binary,
-# 3 (status) not running.
+# Exit status: 0 ok, 1 failure, 2 usage error (bad arguments, a state dir
+# that is not kafka.sh's), 3 (status) not running, 4 a tool is missing (Java
+# 17+, Maven for the first download, the kafka-embedded binary): callers
+# skip on 4 only.
 set -euo pipefail
+
+TOOL_MISSING=4
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -216,15 +220,15 @@ do_stop() {
 find_java() {
 	if [ -n "${JAVA_HOME:-}" ]; then
 		java=$JAVA_HOME/bin/java
-		[ -x "$java" ] || die 2 "no Java: JAVA_HOME=$JAVA_HOME has no bin/java (Kafka $version needs Java 17 or newer; Debian: apt-get install openjdk-17-jre-headless)"
+		[ -x "$java" ] || die $TOOL_MISSING "no Java: JAVA_HOME=$JAVA_HOME has no bin/java (Kafka $version needs Java 17 or newer; Debian: apt-get install openjdk-17-jre-headless)"
 	else
-		java=$(command -v java) || die 2 "no Java: 'java' is not on PATH (Kafka $version needs Java 17 or newer; Debian: apt-get install openjdk-17-jre-headless)"
+		java=$(command -v java) || die $TOOL_MISSING "no Java: 'java' is not on PATH (Kafka $version needs Java 17 or newer; Debian: apt-get install openjdk-17-jre-headless)"
 	fi
 	local v major
-	v=$("$java" -version 2>&1) || die 2 "no working Java: $java -version failed: $v"
+	v=$("$java" -version 2>&1) || die $TOOL_MISSING "no working Java: $java -version failed: $v"
 	major=$(sed -n '1s/.*version "\([0-9]*\).*/\1/p' <<<"$v")
 	if is_uint "$major" && [ "$major" -lt 17 ]; then
-		die 2 "Java $major at $java is too old: Kafka $version needs Java 17 or newer"
+		die $TOOL_MISSING "Java $major at $java is too old: Kafka $version needs Java 17 or newer"
 	fi
 }
 
@@ -239,7 +243,7 @@ fetch_jars() {
 		return 0
 	fi
 	command -v mvn >/dev/null 2>&1 ||
-		die 2 "Maven ('mvn') is needed once to fetch the Kafka $version jars (Debian: apt-get install maven)"
+		die $TOOL_MISSING "Maven ('mvn') is needed once to fetch the Kafka $version jars (Debian: apt-get install maven)"
 	mkdir -p "$cache"
 	exec {lock}>"$cache/.lock"
 	flock "$lock" # another start may be fetching the same cache right now
@@ -478,7 +482,7 @@ start_embedded() {
 		*) bin=$repo/$build/bin/kafka-embedded ;;
 		esac
 	fi
-	[ -x "$bin" ] || die 2 "kafka-embedded not found at $bin (build it: cmake --build build --target kafka_embedded; or set KAFKA_EMBEDDED_BIN)"
+	[ -x "$bin" ] || die $TOOL_MISSING "kafka-embedded not found at $bin (build it: cmake --build build --target kafka_embedded; or set KAFKA_EMBEDDED_BIN)"
 	if [ -n "${KAFKA_EMBEDDED_ARGS:-}" ]; then
 		read -ra extra <<<"$KAFKA_EMBEDDED_ARGS"
 	fi

@@ -14,7 +14,9 @@ Admin API), llmsim, extractd, and the Kafka clients. All of it lives in a
 private temp dir, listens on ephemeral ports, and is stopped in close(), which
 run() calls in a finally and atexit calls again should the interpreter leave
 some other way. Child processes also get PR_SET_PDEATHSIG, so a test killed by
-ctest's timeout does not leave a broker or a daemon behind.
+ctest's timeout does not leave a broker or a daemon behind. A sanitizer's
+report in any child's log (ASan, LSan, TSan, UBSan) fails the test, whatever
+the checks said.
 
 Waiting is always "short polls until a condition holds or a deadline passes":
 deadlines are generous (DEADLINE seconds) so a slow machine does not fail a
@@ -72,6 +74,12 @@ DLQ_KINDS = ("input", "validation", "llm_http", "llm_timeout", "llm_refusal",
 # sends STARTUP_CHECKS of them to a server that takes the configured mode.
 HEALTH_CHECK_TEXT = "extractd health check: nothing to extract here."
 STARTUP_CHECKS = 1
+
+
+# A report of ASan, LSan, TSan or UBSan ("file:line:col: runtime error:").
+_SANITIZER_RE = re.compile(r"(ERROR: (Address|Leak)Sanitizer|"
+                           r"WARNING: ThreadSanitizer|"
+                           r"^\S+:\d+:\d+: runtime error: )")
 
 
 class TestFailure(Exception):
@@ -627,9 +635,13 @@ class Extractd:
 
 
 class Collector:
-    """Reads topics from the beginning, without a group, into lists."""
+    """Reads topics from the beginning, without a group, into lists.
 
-    def __init__(self, h, topics):
+    isolation: the reader's isolation.level; librdkafka's default,
+    read_committed, skips records of aborted transactions, which
+    read_uncommitted shows."""
+
+    def __init__(self, h, topics, isolation="read_committed"):
         self.h = h
         self.records = {t: [] for t in topics}
         self.consumer = Consumer({
@@ -638,6 +650,7 @@ class Collector:
             "enable.auto.commit": False,
             "enable.partition.eof": False,
             "fetch.wait.max.ms": 50,
+            "isolation.level": isolation,
         })
         h.clients.append(self.consumer)
         tps = []
@@ -829,18 +842,31 @@ class CommitWatch:
     collector happened to read it. Samples whose reads fail (a broker
     down) are skipped, and the next one is read through a new client (a
     librdkafka 2.0 consumer that is not in the group may keep failing its
-    committed() calls after the group's coordinator moved).
+    committed() calls after the group's coordinator moved). A read can also
+    hang well past its timeout while a leader is down: a sample that takes
+    longer than STALL seconds is left to finish on its own (it is still
+    valid when it does: its watermarks were read after its commits) and
+    sampling goes on through a new client, so an outage is watched too.
     """
+
+    MIN_SAMPLES = 3         # usable samples check() wants in each phase
+    STALL = 2.0             # seconds before a sample is left behind
+    MAX_STALLED = 8         # samples left behind at once, at most
 
     def __init__(self, h, group, period=0.2):
         self.h = h
         self.group = group
         self.period = period
-        self.samples = []       # (monotonic s, {p: committed}, {(t, p): hw})
+        # (monotonic s at its start, {p: committed}, {(t, p): hw},
+        #  monotonic s after its last read), in the order they finished
+        self.samples = []
+        self.phases = [("start", 0.0)]  # (name, monotonic s it began)
         self.failed_reads = 0
+        self.stalled = 0
         self.last_error = None
         self._stop = threading.Event()
         self._consumer = self._new_consumer()
+        self._old = []          # (thread, consumer) of stalled samples
         intopic = h.topics["input"]
         md = self._consumer.list_topics(timeout=30)
         self._in = [TopicPartition(intopic, p)
@@ -858,13 +884,29 @@ class CommitWatch:
             "group.id": self.group, "enable.auto.commit": False,
             "socket.timeout.ms": 5000})
 
+    def _one(self, consumer, result):
+        try:
+            self.samples.append(self.sample(consumer))
+        except Exception as e:  # noqa: BLE001 -- any failure: skip
+            self.failed_reads += 1
+            self.last_error = "%s: %s" % (type(e).__name__, e)
+            result.append(e)
+
     def _run(self):
         while not self._stop.is_set():
-            try:
-                self.sample()
-            except Exception as e:  # noqa: BLE001 -- any failure: skip
-                self.failed_reads += 1
-                self.last_error = "%s: %s" % (type(e).__name__, e)
+            self._old = [(t, c) for t, c in self._old if t.is_alive()]
+            result = []
+            th = threading.Thread(target=self._one,
+                                  args=(self._consumer, result), daemon=True)
+            th.start()
+            th.join(self.STALL)
+            if th.is_alive() and len(self._old) < self.MAX_STALLED:
+                self.stalled += 1
+                self._old.append((th, self._consumer))
+                self._consumer = self._new_consumer()
+            elif th.is_alive():
+                th.join()
+            if result:
                 try:
                     self._consumer.close()
                 except (KafkaException, RuntimeError):
@@ -872,19 +914,43 @@ class CommitWatch:
                 self._consumer = self._new_consumer()
             self._stop.wait(self.period)
 
-    def sample(self):
+    def sample(self, consumer=None):
         """One sample (the thread takes one every period seconds)."""
+        consumer = consumer or self._consumer
         t = time.monotonic()
         com = {}
-        for tp in self._consumer.committed(self._in, timeout=5):
+        for tp in consumer.committed(self._in, timeout=5):
             if tp.error:
                 raise KafkaException(tp.error)
             com[tp.partition] = tp.offset
         hw = {}
         for tp in self._out:
             hw[(tp.topic, tp.partition)] = \
-                self._consumer.get_watermark_offsets(tp, timeout=5)[1]
-        self.samples.append((t, com, hw))
+                consumer.get_watermark_offsets(tp, timeout=5)[1]
+        return (t, com, hw, time.monotonic())
+
+    def usable(self):
+        """Usable samples (ones that read a committed offset, so they
+        constrain something) started in the current phase."""
+        t0 = self.phases[-1][1]
+        return sum(1 for t, com, _, _ in list(self.samples)
+                   if t >= t0 and any(c > 0 for c in com.values()))
+
+    def mark(self, phase, watch=()):
+        """A new phase of the test starts (a fault, a kill, a restart).
+        check() wants MIN_SAMPLES usable samples started in each, so that
+        no part of the run goes unwatched: this first waits until the
+        phase that ends has them. watch: processes that must stay up."""
+        end = time.monotonic() + DEADLINE
+        while self.usable() < self.MIN_SAMPLES:
+            for p in watch:
+                p.check_running()
+            check(time.monotonic() < end, "phase %r: %d usable committed-"
+                  "offset samples after %ds (%d reads failed, last: %s)",
+                  self.phases[-1][0], self.usable(), DEADLINE,
+                  self.failed_reads, self.last_error)
+            time.sleep(0.05)
+        self.phases.append((phase, time.monotonic()))
 
     def last(self):
         """The latest sample's {partition: committed}, or None."""
@@ -910,6 +976,10 @@ class CommitWatch:
         self._stop.set()
         self._thread.join(30)
         self._consumer.close()
+        for th, c in self._old:
+            th.join(1)
+            if not th.is_alive():  # else it is still in a call on c
+                c.close()
 
     def check(self, coll, inputs):
         """Fail unless, in every sample, every input offset below the
@@ -917,48 +987,47 @@ class CommitWatch:
 
         coll: a Collector that has read the outputs and dead letters to
         the end; inputs: every input record as (partition, offset): the
-        offsets that exist, gaps and all. Returns the number of samples.
+        offsets that exist, gaps and all. Also fails unless every phase
+        (mark()) had MIN_SAMPLES usable samples. Returns the number of
+        samples.
         """
         out_topics = (self.h.topics["output"], self.h.topics["dlq"])
         samples = list(self.samples)
         check(samples, "no committed-offset sample was taken")
-        # For each (topic, partition): the watermarks, sample by sample
-        # (they only grow), to find the first sample that saw a record.
-        hws = {}
-        for _, _, hw in samples:
-            for k, v in hw.items():
-                hws.setdefault(k, []).append(v)
-        first = {}  # (p, o) -> first sample index its output was below
+        # Each phase needs usable samples (ones that read a committed
+        # offset, so they constrain something) started in it.
+        starts = [t for _, t in self.phases[1:]] + [float("inf")]
+        for (name, t0), t1 in zip(self.phases, starts):
+            mine = [com for t, com, _, _ in samples if t0 <= t < t1]
+            n = sum(1 for com in mine if any(c > 0 for c in com.values()))
+            check(n >= self.MIN_SAMPLES, "phase %r: %d usable committed-"
+                  "offset samples of %d, want at least %d (%d reads "
+                  "failed, %d stalled, last error: %s)", name, n,
+                  len(mine), self.MIN_SAMPLES, self.failed_reads,
+                  self.stalled, self.last_error)
+        outs = {}  # (p, o) -> [((topic, partition), output offset)]
         for t in out_topics:
             for r in coll.records[t]:
                 _, p, o = r.source()
-                i = bisect.bisect_right(hws[(t, r.partition)], r.offset)
-                if i < first.get((p, o), len(samples)):
-                    first[(p, o)] = i
+                outs.setdefault((p, o), []).append(
+                    ((t, r.partition), r.offset))
         by_part = {}
         for p, o in sorted(inputs):
             by_part.setdefault(p, []).append(o)
-        worst = {}  # p -> running max of first over offsets, in order
-        for p, offs in by_part.items():
-            run, acc = [], -1
-            for o in offs:
-                acc = max(acc, first.get((p, o), len(samples)))
-                run.append(acc)
-            worst[p] = run
-        for i, (t, com, _) in enumerate(samples):
+        for t, com, hw, _ in sorted(samples, key=lambda x: x[0]):
             for p, c in com.items():
                 if c <= 0 or p not in by_part:
                     continue
-                n = bisect.bisect_left(by_part[p], c)  # inputs below c
-                if n and worst[p][n - 1] > i:
-                    bad = next(o for o, w in zip(by_part[p], worst[p])
-                               if w > i)
+                offs = by_part[p]
+                for o in offs[:bisect.bisect_left(offs, c)]:
+                    if any(off < hw[k] for k, off in outs.get((p, o), ())):
+                        continue
                     raise TestFailure(
                         "at %.2fs partition %d was committed to %d, but "
                         "input offset %d had no output or dead letter "
                         "written yet%s" % (
-                            t - _T0, p, c, bad,
-                            "" if (p, bad) in first else
+                            t - _T0, p, c, o,
+                            "" if (p, o) in outs else
                             " (and never got one)"))
         return len(samples)
 
@@ -1164,9 +1233,9 @@ class Harness:
         return Consumer({"bootstrap.servers": self.kafka.bootstrap,
                          "group.id": group, "enable.auto.commit": False})
 
-    def collector(self, topics=None):
+    def collector(self, topics=None, isolation="read_committed"):
         topics = topics or [self.topics["output"], self.topics["dlq"]]
-        return Collector(self, topics)
+        return Collector(self, topics, isolation)
 
     def stop_at_end(self, group, *daemons):
         """SIGTERM each of daemons (Extractd) in turn: each must exit 0, and
@@ -1182,9 +1251,28 @@ class Harness:
 
     # -- teardown
 
+    def sanitizer_reports(self):
+        """Lines of a sanitizer report in any child's log ([] if none): a
+        report fails the test even when the process carried on or was
+        killed before its exit status could tell."""
+        found = []
+        for p in self.procs:
+            try:
+                with open(p.logpath, "rb") as f:
+                    text = f.read().decode("utf-8", "replace")
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if _SANITIZER_RE.search(line):
+                    found.append("%s (pid %d): %s" % (p.name, p.pid,
+                                                      line.strip()))
+        return found
+
     def close(self, failed=False):
+        """Stop everything, delete the temp dir; returns whether the test
+        failed (failed, or a sanitizer report in a log)."""
         if self._closed:
-            return
+            return failed
         self._closed = True
         for c in self.clients:
             try:
@@ -1203,6 +1291,11 @@ class Harness:
                 self.kafka.close()
             except (KafkaException, RuntimeError) as e:
                 log("external Kafka cleanup failed: %s", e)
+        reports = self.sanitizer_reports()
+        if reports:
+            print("FAIL: %d sanitizer report line(s):\n%s" % (
+                len(reports), "\n".join(reports[:20])), flush=True)
+            failed = True
         if failed:
             for p in self.procs:
                 sys.stdout.write("---- %s (pid %d) log tail: %s ----\n%s\n" %
@@ -1213,6 +1306,7 @@ class Harness:
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
         sys.stdout.flush()
+        return failed
 
 
 def run(body):
@@ -1236,6 +1330,6 @@ def run(body):
         traceback.print_exc()
         print("FAIL: unexpected error", flush=True)
     finally:
-        h.close(failed)
+        failed = h.close(failed)
     print("PASS" if not failed else "FAILED", flush=True)
     sys.exit(1 if failed else 0)

@@ -16,9 +16,11 @@ Texts (the input side):
   llm_refusal  texts of control characters only, and no person in them
 Answers (llmsim --answers scripts what the model says):
   validation   extra properties, wrong types, not an object, 10,000 levels
-               of nesting, invalid UTF-8 inside the JSON: re-asked
-               max_reasks times, then dead letters naming what was wrong,
-               with extractd.error.answer bounded
+               of nesting, invalid UTF-8 inside the JSON, 300 errors at
+               once: re-asked max_reasks times, then dead letters naming
+               what was wrong, with extractd.error.answer present and at
+               most 4 KiB, extractd.error.detail at most 2 KiB (and near
+               it for the 300 errors)
   records      a 600 KiB name (the schema sets no maxLength), an escaped NUL
   llm_http     a 4 MiB answer, over llm.max_response_bytes (1 MiB): cut and
                dead-lettered with a detail naming the setting, and
@@ -42,6 +44,8 @@ from harness import check, expected_person, log  # noqa: E402
 
 MIB = 1 << 20
 MAX_REASKS = 2
+DETAIL_MAX = 2048            # README: extractd.error.detail is capped at 2 KiB
+ANSWER_MAX = 4096            # and extractd.error.answer at 4 KiB
 HUGE_ANSWER = 4 * MIB        # > llm.max_response_bytes (1 MiB by default)
 RSS_JUMP_MAX = 24 * MIB      # 16 workers may each keep a 1 MiB buffer
 LARGE_MESSAGES = {"message.max.bytes": 16 * MIB}
@@ -98,11 +102,13 @@ def rec(value, want=None):
     return {"value": value, "record": want}
 
 
-def dead(value, kind, detail=None, attempts=None):
+def dead(value, kind, detail=None, attempts=None, long_detail=False):
     """A text that must become a dead letter of kind; detail: a substring
-    of extractd.error.detail; attempts: the exact count, when fixed."""
+    of extractd.error.detail; attempts: the exact count, when fixed;
+    long_detail: its errors run far past DETAIL_MAX, so the detail must
+    fill most of it (the cap bounds it, not the errors' brevity)."""
     return {"value": value, "kind": kind, "detail": detail,
-            "attempts": attempts}
+            "attempts": attempts, "long_detail": long_detail}
 
 
 INPUT_CASES = [
@@ -166,6 +172,10 @@ ANSWERS = [
     ("HOSTILE-ESCAPED-NUL", '{"name":"Nul\\u0000Name","age":30,'
                             '"occupation":"x"}'),
     ("HOSTILE-HUGE-ANSWER", "x" * HUGE_ANSWER),
+    # 300 properties the schema does not allow: an error each, ~12 KiB.
+    ("HOSTILE-MANY-ERRORS", json.dumps(dict(
+        {"name": "Eve", "age": 30, "occupation": "spy"},
+        **{"unexpected_property_%03d" % i: i for i in range(300)}))),
 ]
 # Raw invalid UTF-8 inside the answer's JSON string (written as bytes).
 RAW_BAD_UTF8 = ("HOSTILE-RAWBYTES",
@@ -198,6 +208,8 @@ ANSWER_CASES = [
          "/age", 1 + MAX_REASKS),
     dead(b"HOSTILE-RAWBYTES Eve is a 30-year-old spy", "validation", None,
          1 + MAX_REASKS),
+    dead(b"HOSTILE-MANY-ERRORS Eve is a 30-year-old spy", "validation",
+         "is not allowed", 1 + MAX_REASKS, long_detail=True),
     rec(b"HOSTILE-HUGE-NAME Eve is a 30-year-old spy",
         {"name": "N" * (600 * 1024), "age": 30, "occupation": "spy"}),
     rec(b"HOSTILE-ESCAPED-NUL Eve is a 30-year-old spy",
@@ -256,12 +268,26 @@ def check_outcome(h, r, case):
     kind = r.header("extractd.error")
     detail = r.header("extractd.error.detail") or ""
     check(detail, "%s: no extractd.error.detail", r.where())
-    check(len(detail.encode()) <= 16384, "%s: detail of %d bytes",
-          r.where(), len(detail.encode()))
+    check(len(r.headers["extractd.error.detail"]) <= DETAIL_MAX,
+          "%s: detail of %d bytes, more than %d", r.where(),
+          len(r.headers["extractd.error.detail"]), DETAIL_MAX)
+    if case.get("long_detail"):
+        check(len(r.headers["extractd.error.detail"]) >= DETAIL_MAX // 2,
+              "%s: detail of %d bytes for errors that run to many KiB",
+              r.where(), len(r.headers["extractd.error.detail"]))
     answer = r.headers.get("extractd.error.answer")
-    check(answer is None or len(answer) <= 4096,
-          "%s: extractd.error.answer of %d bytes is not bounded",
-          r.where(), len(answer or b""))
+    check(answer is None or len(answer) <= ANSWER_MAX,
+          "%s: extractd.error.answer of %d bytes, more than %d",
+          r.where(), len(answer or b""), ANSWER_MAX)
+    # The model's last answer goes with every dead letter that had one
+    # (README: "extractd.error.answer holds the last answer"), and none
+    # with a text that never reached the model.
+    if kind == "validation":
+        check(answer, "%s: validation dead letter without "
+              "extractd.error.answer", r.where())
+    elif kind == "input":
+        check(answer is None, "%s: input dead letter with an answer %r",
+              r.where(), (answer or b"")[:80])
     if case.get("either"):
         check(kind == "validation", "%s: %s: error %r (%s)", r.where(),
               short(value), kind, detail)

@@ -15,7 +15,8 @@ Proves:
   - the topics really have 3 replicas and min.insync.replicas 2, and the
     stopped broker really leads nothing while it is down;
   - records keep coming out while it is down (acks=all with 2 of 3 in
-    sync), and extractd stays up throughout, with no fatal error logged;
+    sync): it stays down until OUT_WHILE_DOWN more inputs came out, and
+    extractd stays up throughout, with no fatal error logged;
   - in every committed-offset sample, every input offset below the
     committed one already had its output written (CommitWatch);
   - every input ends as an output or a dead letter: none lost; repeats
@@ -46,12 +47,14 @@ PARTITIONS = 6
 GOOD = 2400
 BAD = [b" ", b"No match here"]
 RATE = 150.0
-DOWN_S = 8
+DOWN_S = 8            # seconds a broker stays down, at least
+OUT_WHILE_DOWN = 100  # inputs that must come out meanwhile
 WARMUP = 60
 POOL = {"workers": 8, "max_in_flight": 8}
 SLOW_EVERY = 50       # every 50th text is answered after SLOW_MS
 SLOW_MS = 2000
 START_TIMEOUT = 150  # seconds for kafka.sh start (the JVMs on 2 cores)
+KAFKA_TOOL_MISSING = 4  # kafka.sh's exit status when Java or Maven is missing
 
 
 def port_base():
@@ -93,10 +96,10 @@ class RealCluster:
         t = time.monotonic()
         rc, out = self.run("start", "--nodes", str(nodes),
                            timeout=START_TIMEOUT)
-        if rc == 2:
-            why = ("scripts/kafka.sh cannot start Kafka here (exit 2: no "
+        if rc == KAFKA_TOOL_MISSING:
+            why = ("scripts/kafka.sh cannot start Kafka here (exit %d: no "
                    "usable Java, or no Maven for the first download):\n%s" %
-                   self.tail())
+                   (rc, self.tail()))
             h.close()
             harness.skip(why)
         check(rc == 0, "kafka.sh start exited %s:\n%s", rc, self.tail())
@@ -222,6 +225,7 @@ def body(h):
         count[b] = count.get(b, 0) + 1
     node = max(sorted(count), key=lambda b: count[b])
     pid = cluster.node_pid(node)
+    watch.mark("node %d down" % node, watch=[d])
     t = time.monotonic()
     rc, _ = cluster.run("stop-node", str(node))
     check(rc == 0, "kafka.sh stop-node %d exited %s:\n%s", node, rc,
@@ -235,15 +239,21 @@ def body(h):
         "%d of %d out, %d produced", node, count[node], t_stop, n0, total,
         feeder.sent)
     t_down = time.monotonic()
-    coll.until(lambda c: time.monotonic() - t_down >= DOWN_S,
-               "%ds with node %d down" % (DOWN_S, node), watch=[d])
+    # Down for at least DOWN_S, and until OUT_WHILE_DOWN more inputs came
+    # out (however long the failover takes on a loaded machine: the wait
+    # is for the event, bounded only by the harness's deadline).
+    coll.until(lambda c: time.monotonic() - t_down >= DOWN_S and
+               len(c.coverage()) - n0 >= OUT_WHILE_DOWN,
+               "%ds with node %d down, and %d inputs out meanwhile (2 of 3 "
+               "replicas in sync should do)" % (DOWN_S, node,
+                                                OUT_WHILE_DOWN), watch=[d])
     during = len(coll.coverage()) - n0
     now_lead = leaders(h, topics)
     led = sorted(k for k, b in now_lead.items() if b == node)
     check(not led, "node %d is down but still leads %r", node, led[:5])
-    check(during > 0, "nothing came out in %ds with node %d down (2 of 3 "
-          "replicas in sync should do)", DOWN_S, node)
-    log("%d inputs came out while node %d was down", during, node)
+    log("%d inputs came out in the %.1fs node %d was down", during,
+        time.monotonic() - t_down, node)
+    watch.mark("node %d back" % node, watch=[d])
     t = time.monotonic()
     rc, _ = cluster.run("start-node", str(node), timeout=START_TIMEOUT)
     check(rc == 0, "kafka.sh start-node %d exited %s:\n%s", node, rc,

@@ -112,7 +112,7 @@ def slow_phase(h, coll, watch, d, slow_off, later, label):
     # commit they read was before it was delivered.
     slow_rec = out_sources(coll, h)[(0, slow_off)][0]
     key = (slow_rec.topic, slow_rec.partition)
-    pending = [com[0] for t, com, hw in watch.samples
+    pending = [com[0] for t, com, hw, _ in watch.samples
                if t >= t0 and hw[key] <= slow_rec.offset]
     log("%s: %d samples while offset %d was pending (%d since the later "
         "outputs were out): committed %s", label, len(pending), slow_off,
@@ -168,6 +168,7 @@ def body(h):
 
 def gaps_phase(h, coll, watch, d, value_at):
     """Part 2: transactions around the input make offset gaps."""
+    watch.mark("part 2: offset gaps", watch=[d])
     topic = h.topics["input"]
     placed = {}
 

@@ -181,6 +181,7 @@ def body(h):
 
     # A. Produce errors, on every broker that leads an output partition.
     at(0.10, "10% out, before the Produce errors")
+    watch.mark("A: Produce errors", watch=[d])
     out_leaders = sorted(set(leaders(h, [out]).values()))
     for b in out_leaders:
         for e in PRODUCE_ERRORS:
@@ -189,6 +190,7 @@ def body(h):
 
     # B. OffsetCommit errors on the coordinator.
     at(0.25, "25% out, before the OffsetCommit errors")
+    watch.mark("B: OffsetCommit errors", watch=[d])
     for e in COMMIT_ERRORS:
         kafka.cmd("broker-push-errors 1 OffsetCommit %s 1" % e)
     drain(kafka, "OffsetCommit", [1], "B (OffsetCommit errors)", [d])
@@ -196,6 +198,7 @@ def body(h):
     # C. Broker 1 down, with failover: leaders and coordinator move.
     at(0.40, "40% out, before broker 1 goes down")
     lead = leaders(h, list(h.topics.values()))
+    watch.mark("C: broker 1 down, and back", watch=[d])
     kafka.cmd("broker-down 1")
     t_down = time.monotonic()
     moved = 0
@@ -214,6 +217,7 @@ def body(h):
 
     # D. The whole cluster down.
     at(0.60, "60% out, before every broker goes down")
+    watch.mark("D: every broker down, and back", watch=[d])
     kafka.cmd("broker-down all")
     t_down = time.monotonic()
     n0 = covered(coll)

@@ -151,6 +151,7 @@ def body(h):
     coll.until(ready_to_kill, "a fifth out, every partition committed, V "
                "delivering and committed", watch=alive)
     alive.remove(v)
+    watch.mark("V killed", watch=alive)
     v.kill()
     at_kill = h.committed(group)
     admitted, delivered = victim_work(v)
@@ -170,6 +171,7 @@ def body(h):
     # survivors revoke partitions in the middle of their work.
     coll.until(lambda c: feeder.sent > burst_at + PARTITIONS + 12,
                "a slow record in flight on every partition", watch=alive)
+    watch.mark("W joins", watch=alive)
     w, _ = h.start_extractd(cfg, group=group)
     alive.append(w)
     log("W started %.1fs in, %d of %d produced", time.monotonic() - t_start,

@@ -6,13 +6,15 @@
 # First --embedded (BIN_DIR/kafka-embedded, when built): the printing
 # contract with 3 brokers, status, and the KAFKA_OWNER_PID watchdog stopping
 # it once its owner is gone.
-# Error contract first (no Java: exit 2; Maven failing: exit 1 with Maven's
-# own lines; unknown command: exit 2), then the real thing on a private state
-# dir and port block: fetch the jars (once per machine, cached), start and time
-# it (must be under a minute), status, topic with 3 partitions (idempotent,
-# a different count refused), 10 keyed messages through kcat's idempotent
-# producer and back through a plain and a cooperative-sticky group consumer,
-# stop, and proof that nothing is left: pids gone, ports free, state removed.
+# Error contract first (no Java, no Maven: exit 4, "a tool is missing";
+# Maven failing: exit 1 with Maven's own lines; an unknown command, a bad
+# argument, a foreign state dir: exit 2), then the real thing on a private
+# state dir and port block: fetch the jars (once per machine, cached), start
+# (timed, not judged: kafka.sh's KAFKA_START_TIMEOUT bounds it), status,
+# topic with 3 partitions (idempotent, a different count refused), 10 keyed
+# messages through kcat's idempotent producer and back through a plain and a
+# cooperative-sticky group consumer, stop, and proof that nothing is left:
+# pids gone, ports free, state removed.
 #
 # Exit 77 (ctest: skipped) only when there is no Java at all.
 set -euo pipefail
@@ -106,8 +108,20 @@ fi
 command -v kcat >/dev/null 2>&1 || fail "kcat is missing (scripts/deps.sh installs it)"
 
 step "errors: no Java, Maven failing, bad usage"
-run 2 nojava env JAVA_HOME="$work/no-such-jdk" "$ks" start
+run 4 nojava env JAVA_HOME="$work/no-such-jdk" "$ks" start
 grep -q "no Java" "$work/nojava.err" || fail "no 'no Java' message: $(cat "$work/nojava.err")"
+# No Maven and no cached jars: every tool of /usr/bin but mvn.
+mkdir -p "$work/nomvn"
+for f in /usr/bin/*; do
+	[ "${f##*/}" = mvn ] || ln -s "$f" "$work/nomvn/"
+done
+run 4 nomaven env PATH="$work/nomvn" KAFKA_CACHE="$work/empty-cache" "$ks" start
+grep -q "Maven" "$work/nomaven.err" || fail "no Maven message: $(cat "$work/nomaven.err")"
+mkdir -p "$work/foreign"
+: >"$work/foreign/precious"
+run 2 foreign env KAFKA_STATE_DIR="$work/foreign" "$ks" start
+[ -f "$work/foreign/precious" ] || fail "start removed a file of a foreign state dir"
+run 2 badnodes "$ks" start --nodes 0
 mkdir -p "$work/fakebin"
 cat >"$work/fakebin/mvn" <<'EOF'
 #!/bin/sh
@@ -131,7 +145,6 @@ t0=$(now_ms)
 run 0 start "$ks" start
 secs=$(secs_since "$t0")
 echo "start: $secs s"
-[ $(($(now_ms) - t0)) -lt 60000 ] || fail "start took $secs s, more than a minute"
 bootstrap=$(tail -n1 "$work/start.out")
 [[ $bootstrap =~ ^127\.0\.0\.1:[0-9]+$ ]] || fail "last line is not a bootstrap address: '$bootstrap'"
 port=${bootstrap##*:}

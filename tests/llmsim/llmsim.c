@@ -126,6 +126,9 @@ enum sim_fault {
 	SIM_FAULT_INVALID,	/**< 200, a Person breaking the schema */
 	SIM_FAULT_REFUSAL,	/**< 200, message.refusal */
 	SIM_FAULT_400,		/**< 400: the request format is refused */
+	SIM_FAULT_CONTENT_FILTER, /**< 200, content withheld: content_filter */
+	SIM_FAULT_LENGTH,	/**< 200, the answer cut in half: length */
+	SIM_FAULT_403,		/**< 403: the key may not use the API */
 	SIM_FAULT_COUNT,
 };
 
@@ -140,6 +143,9 @@ static const char *const sim_fault_names[SIM_FAULT_COUNT] = {
 	[SIM_FAULT_INVALID] = "invalid",
 	[SIM_FAULT_REFUSAL] = "refusal",
 	[SIM_FAULT_400] = "400",
+	[SIM_FAULT_CONTENT_FILTER] = "content_filter",
+	[SIM_FAULT_LENGTH] = "length",
+	[SIM_FAULT_403] = "403",
 };
 
 /** Command-line settings; read-only once the server runs. */
@@ -649,6 +655,10 @@ static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
 		return sim_req_prepare_error(r, 400,
 			"Invalid parameter: 'response_format' of type 'json_schema' is not supported by this server (simulated by llmsim).",
 			"invalid_request_error", "invalid_parameter");
+	case SIM_FAULT_403:
+		return sim_req_prepare_error(r, 403,
+			"Country, region, or territory not supported (simulated by llmsim).",
+			"request_forbidden", "unsupported_country_region_territory");
 	case SIM_FAULT_REFUSAL:
 		break;	/* content stays NULL */
 	default:
@@ -666,8 +676,13 @@ static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
 		}
 		break;
 	}
-	rc = sim_chat_completion(req, content, seq, time(NULL),
-				 s->opt->cut_finish, &body, &len);
+	rc = sim_chat_completion(req, content,
+				 fault == SIM_FAULT_LENGTH ? SIM_FINISH_LENGTH :
+				 fault == SIM_FAULT_CONTENT_FILTER ?
+					 SIM_FINISH_FILTERED :
+					 SIM_FINISH_DONE,
+				 seq, time(NULL), s->opt->cut_finish, &body,
+				 &len);
 	free(content);
 	if (rc)
 		return rc;
@@ -1086,7 +1101,8 @@ static void sim_usage(FILE *f)
 	      "         json_object, md_json, json_object_schema) with that status\n"
 	      "cut-finish-reason: the finish_reason of an answer cut at the\n"
 	      "         request's max_tokens (4 bytes a token; default length)\n"
-	      "faults: 429 quota 500 503 timeout malformed invalid refusal 400 (rates 0..1)\n"
+	      "faults: 429 quota 500 503 timeout malformed invalid refusal 400\n"
+	      "        content_filter length 403 (rates 0..1)\n"
 	      "answers: JSONL, one {\"match\": \"substring\", \"content\": ...,\n"
 	      "         \"delay_ms\": N} a line (delay_ms optional: that answer\n"
 	      "         comes after N ms instead of --latency-ms +- --jitter-ms);\n"

@@ -436,20 +436,53 @@ static bool sim_message(struct json_object *msg,
 	}
 }
 
+/* content filtered: no content, no refusal, no tool call */
+static bool sim_filtered_message(struct json_object *msg)
+{
+	return sim_add(msg, "role", json_object_new_string("assistant")) &&
+	       sim_add_null(msg, "content") && sim_add_null(msg, "refusal");
+}
+
+/* The first half of s, not cutting a UTF-8 sequence; malloc'd. */
+static char *sim_first_half(const char *s)
+{
+	size_t n = strlen(s) / 2;
+	char *half;
+
+	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+		n--;
+	half = malloc(n + 1);
+	if (half) {
+		memcpy(half, s, n);
+		half[n] = '\0';
+	}
+	return half;
+}
+
 int sim_chat_completion(const struct sim_chat_req *req, const char *content,
-			uint64_t seq, time_t created, const char *cut_finish,
+			enum sim_finish how, uint64_t seq, time_t created,
+			const char *cut_finish,
 			char **ret_body, size_t *ret_len)
 {
 	struct json_object *o, *choices, *choice, *msg, *usage;
 	const char *finish = "stop", *s;
 	size_t answer_bytes = 0, len;
 	int64_t prompt, completion;
-	char id[48], *body;
+	char id[48], *body, *half = NULL;
 	int r = -ENOMEM;
 
+	if (how == SIM_FINISH_LENGTH && content) {
+		half = sim_first_half(content);
+		if (!half)
+			return -ENOMEM;
+		content = half;
+	}
+
 	o = json_object_new_object();
-	if (!o)
+	if (!o) {
+		free(half);
 		return -ENOMEM;
+	}
 	snprintf(id, sizeof(id), "chatcmpl-llmsim%016llx",
 		 (unsigned long long)seq);
 	if (!sim_add(o, "id", json_object_new_string(id)) ||
@@ -469,9 +502,18 @@ int sim_chat_completion(const struct sim_chat_req *req, const char *content,
 	if (!sim_add(choice, "index", json_object_new_int(0)))
 		goto out;
 	msg = sim_add_object(choice, "message");
-	if (!msg || !sim_message(msg, req, content, seq, cut_finish, &finish,
-				 &answer_bytes))
+	if (!msg)
 		goto out;
+	if (how == SIM_FINISH_FILTERED) {
+		if (!sim_filtered_message(msg))
+			goto out;
+		finish = "content_filter";
+	} else if (!sim_message(msg, req, content, seq, cut_finish, &finish,
+				&answer_bytes)) {
+		goto out;
+	}
+	if (how == SIM_FINISH_LENGTH && content)
+		finish = "length";
 	if (!sim_add_null(choice, "logprobs") ||
 	    !sim_add(choice, "finish_reason", json_object_new_string(finish)))
 		goto out;
@@ -501,6 +543,7 @@ int sim_chat_completion(const struct sim_chat_req *req, const char *content,
 	r = 0;
 out:
 	json_object_put(o);
+	free(half);
 	return r;
 }
 

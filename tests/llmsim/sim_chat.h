@@ -52,18 +52,30 @@ int sim_chat_parse(const char *body, size_t len, struct sim_chat_req *ret,
 /** Free what sim_chat_parse() allocated. Accepts a zeroed struct. */
 void sim_chat_req_done(struct sim_chat_req *req);
 
+/** How an answer ends (finish_reason), past the mode's usual one. */
+enum sim_finish {
+	SIM_FINISH_DONE,	/**< "stop" (or "tool_calls"): the whole answer */
+	SIM_FINISH_LENGTH,	/**< "length": cut at the token limit */
+	SIM_FINISH_FILTERED,	/**< "content_filter": content withheld (null) */
+};
+
 /**
  * @brief The chat.completion body answering @p req with @p content (JSON
  * text put where the mode wants it), or a refusal when @p content is NULL.
- * An answer longer than the request's max_tokens (four bytes a token) is
+ * @p finish SIM_FINISH_LENGTH sends the first half of @p content (cut on a
+ * UTF-8 boundary) with finish_reason "length"; SIM_FINISH_FILTERED sends
+ * no content at all, no refusal and finish_reason "content_filter", as
+ * OpenAI and Azure do when their filter withholds an answer. Else an
+ * answer longer than the request's max_tokens (four bytes a token) is
  * cut there, and its finish_reason is @p cut_finish ("length", as OpenAI
- * says; some servers say "tool_calls" or "stop").
- * @p seq makes the response and tool-call ids unique.
+ * says; some servers say "tool_calls" or "stop"). @p seq makes the
+ * response and tool-call ids unique.
  * @returns 0 with *ret_body malloc'd (*ret_len bytes, NUL-terminated), or
  * -ENOMEM.
  */
 int sim_chat_completion(const struct sim_chat_req *req, const char *content,
-			uint64_t seq, time_t created, const char *cut_finish,
+			enum sim_finish finish, uint64_t seq, time_t created,
+			const char *cut_finish,
 			char **ret_body, size_t *ret_len);
 
 /**

@@ -357,6 +357,8 @@ def test_faults(sims):
     expect_error(sims["quota"].chat(payload(john)), 429,
                  "insufficient_quota", "insufficient_quota")
     expect_error(sims["500"].chat(payload(john)), 500)
+    expect_error(sims["403"].chat(payload(john)), 403, "request_forbidden",
+                 "unsupported_country_region_territory")
     expect_error(sims["503"].chat(payload(john)), 503)
 
     status, _, data = sims["malformed"].chat(payload(john))
@@ -385,6 +387,38 @@ def test_faults(sims):
     for mode in MODES:
         status, _, data = sims["refusal"].chat(payload(john, mode))
         assert answer_text(json.loads(data), mode) is None, data
+
+    # content_filter: 200, no content, no refusal, no tool call (as Azure
+    # and OpenAI send a withheld answer); on a re-ask too.
+    for extra in ([], reask):
+        for mode in MODES:
+            status, _, data = sims["content_filter"].chat(
+                payload(john, mode, extra=extra))
+            assert status == 200, data
+            choice = json.loads(data)["choices"][0]
+            assert choice["finish_reason"] == "content_filter", data
+            msg = choice["message"]
+            assert msg["content"] is None and msg["refusal"] is None, data
+            assert not msg.get("tool_calls"), data
+    # length: 200, the answer's first half, finish_reason "length"
+    whole = json.dumps({"name": "John Smith", "age": 30,
+                        "occupation": "software engineer"},
+                       separators=(",", ":"))
+    for mode in MODES:
+        status, _, data = sims["length"].chat(payload(john, mode))
+        assert status == 200, data
+        resp = json.loads(data)
+        assert resp["choices"][0]["finish_reason"] == "length", data
+        resp["choices"][0]["finish_reason"] = "stop"  # for answer_text
+        text = answer_text(resp, mode)
+        assert text and len(text) < len(whole), (text, data)
+        try:
+            json.loads(text)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("length fault sent a whole answer: %r" %
+                                 text)
 
     sim = sims["timeout"]
     t0 = time.monotonic()
@@ -595,7 +629,8 @@ def main():
               "--latency-ms", "1", "--jitter-ms", "1")
         start("shutdown", "--fault", "timeout=1", "--latency-ms", "5")
         fault_kinds = ("429", "quota", "500", "503", "timeout", "malformed",
-                       "invalid", "refusal")
+                       "invalid", "refusal", "content_filter", "length",
+                       "403")
         for kind in fault_kinds:
             start("fault_" + kind, "--fault", kind + "=1",
                   "--latency-ms", "2", "--jitter-ms", "2")
