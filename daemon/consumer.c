@@ -766,19 +766,29 @@ static void close_bounded(struct consumer *c)
  * librdkafka 2.0 aborts the process (an assert in the cooperative-sticky
  * assignor, its issue #4312, fixed in 2.3) when a consumer is closed and
  * destroyed after it joined its group and before its first assignment.
- * At shutdown, give that assignment a few seconds to come (the group's
- * rebalance delay is 3 s by default); when it does not, the consumer is
- * left as it is: it was assigned nothing, so nothing is to commit, and
- * the group drops the member after session.timeout.ms. Returns whether
- * the consumer had an assignment.
+ * At shutdown, a consumer that has a member id but no assignment yet gives
+ * that assignment a few seconds to come (the group's rebalance delay is
+ * 3 s by default); when it does not, the consumer is left as it is: it
+ * was assigned nothing, so nothing is to commit, and the group drops the
+ * member after session.timeout.ms. Returns whether the consumer may be
+ * closed and destroyed.
  */
 static bool first_assignment(struct consumer *c)
 {
 	int64_t until = now_mono_ns() +
 			(int64_t)pipeline_stop_left_ms(c->pl, FIRST_ASSIGN_MS) *
 				1000000;
+	char *member = NULL;
+	bool joined;
 
 	if (c->assigned_once)
+		return true;
+	/* No member id: the group never answered a JoinGroup (no broker,
+	 * or not yet), so the assignor has no state to trip on. */
+	member = rd_kafka_memberid(c->rk);
+	joined = member && *member;
+	rd_kafka_mem_free(c->rk, member);
+	if (!joined)
 		return true;
 	pipeline_stop_step(c->pl, "waiting for a first assignment");
 	while (!c->assigned_once && now_mono_ns() < until) {
