@@ -124,8 +124,10 @@ struct llm {
 	void *observe_arg;
 	llm_mode_fn *on_mode;       /**< may be NULL */
 	void *on_mode_arg;
-	pthread_t checker;          /**< llm_check_start()'s, if checking */
-	bool checking;
+	bool checking;              /**< llm_check_start()'s thread ran */
+	atomic_bool checked;        /**< and is done with the llm (it is
+				      *  detached: a forced exit must not find
+				      *  it finished and unjoined) */
 	struct llmgate *gate;       /**< the state every worker shares */
 };
 
@@ -607,8 +609,10 @@ void llm_free(struct llm *llm)
 	if (!llm)
 		return;
 	if (llm->checking) {
-		llmgate_stop(llm->gate);
-		pthread_join(llm->checker, NULL);
+		llmgate_cut(llm->gate);
+		while (!atomic_load(&llm->checked))
+			nanosleep(&(struct timespec){ .tv_nsec = 10000000 },
+				  NULL);
 	}
 	llmgate_free(llm->gate);
 	for (i = 0; i < LLM_N_FORMATS; i++) {
@@ -1481,10 +1485,12 @@ static int pass_gate(struct llm_worker *w, double tokens, int64_t *paused_ns)
 static void *startup_check(void *arg)
 {
 	struct llm_worker *w = arg;
+	struct llm *llm = w->llm;
 	int64_t paused_ns = 0;
 
 	settle_or_probe(w, &paused_ns);
 	llm_worker_free(w);
+	atomic_store(&llm->checked, true); /* the last touch of llm */
 	return NULL;
 }
 
@@ -1493,11 +1499,16 @@ int llm_check_start(struct llm *llm, const char *api_key,
 {
 	struct llm_worker *w = llm_worker_new(llm, api_key, share, 0, err,
 					      err_size);
+	pthread_attr_t attr;
+	pthread_t thread;
 	int rc;
 
 	if (!w)
 		return -1;
-	rc = pthread_create(&llm->checker, NULL, startup_check, w);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&thread, &attr, startup_check, w);
+	pthread_attr_destroy(&attr);
 	if (rc) {
 		snprintf(err, err_size, "cannot start a thread: %s",
 			 strerror(rc));

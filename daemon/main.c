@@ -349,10 +349,10 @@ out:
 	pipeline_stop_step(&pl, "closing the consumers");
 	for (i = 0; i < cfg->kafka.consumer_threads && consumers; i++)
 		consumer_free(consumers[i]);
-	llm_free(pl.llm); /* joins the start-up check */
+	shutdown_end(sd); /* its watchdog may cut the llm's calls: first */
+	llm_free(pl.llm); /* waits for the start-up check, cut above */
 	/* The llm observer is health's: freed once no call can end. */
 	health_free(health);
-	shutdown_end(sd);
 	free(consumers);
 	http_share_free(pl.share);
 	http_global_cleanup();
