@@ -699,19 +699,25 @@ static void detail_set(struct llm_result *res, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static void detail_set(struct llm_result *res, const char *fmt, ...)
 {
+	/* Formatted with room for the character the cut falls in, so the
+	 * byte after the cut can be seen: a cut before a continuation byte
+	 * backs up to that character's first byte. */
+	char text[sizeof(res->detail) + 4];
+	size_t len;
 	va_list ap;
 	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(res->detail, sizeof(res->detail), fmt, ap);
+	n = vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	if (n >= (int)sizeof(res->detail)) {
-		size_t len = sizeof(res->detail) - 1;
-
-		while (len && ((unsigned char)res->detail[len] & 0xC0) == 0x80)
+	len = n < 0 ? 0 : (size_t)n;
+	if (len >= sizeof(res->detail)) {
+		len = sizeof(res->detail) - 1;
+		while (len && ((unsigned char)text[len] & 0xC0) == 0x80)
 			len--;
-		res->detail[len] = '\0';
 	}
+	memcpy(res->detail, text, len);
+	res->detail[len] = '\0';
 }
 
 /*
@@ -1620,12 +1626,12 @@ static enum llm_status call_model(struct llm_worker *w, enum cfg_llm_mode mode,
 			attempt = 0;
 			continue;
 		case BLAME_RATE:
-			observe(llm, start, &o, more);
-			if (!more)
-				break;
-			hint_ms = o.hint_ms;
+			/* A rate limit is neither the record's fault nor the
+			 * deployment's: wait out the shared cool-down in the
+			 * gate (not counted against the record's time) and
+			 * try again, whatever the retry budget. */
+			observe(llm, start, &o, true);
 			cool_down(llm, &o);
-			attempt++;
 			continue;
 		case BLAME_DOUBT:
 			/* Failures in a row: let a canary look now. */

@@ -24,6 +24,8 @@ struct llmgate {
 	unsigned probe_ms;
 	llm_pause_fn *on_pause;     /**< may be NULL; set before calls */
 	void *on_pause_arg;
+	pthread_mutex_t tell_lock;  /**< one tell at a time; guards told */
+	enum llm_fault told;        /**< what the handler heard last */
 	atomic_bool cut;            /**< the HTTP clients' abort flag */
 	atomic_uint streak;         /**< doubtful failures since the API
 				      *  last answered (lock-free: every
@@ -105,6 +107,7 @@ struct llmgate *llmgate_new(const struct extractd_config *cfg)
 	atomic_init(&g->cut, false);
 	atomic_init(&g->streak, 0);
 	pthread_mutex_init(&g->lock, NULL);
+	pthread_mutex_init(&g->tell_lock, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&g->wake, &attr);
@@ -118,6 +121,7 @@ void llmgate_free(struct llmgate *g)
 		return;
 	pthread_cond_destroy(&g->wake);
 	pthread_mutex_destroy(&g->lock);
+	pthread_mutex_destroy(&g->tell_lock);
 	ratelimit_free(g->rpm);
 	ratelimit_free(g->tpm);
 	ratelimit_free(g->learned_rpm);
@@ -176,7 +180,8 @@ int llmgate_enter(struct llmgate *g, double tokens, bool probe,
 		  int64_t *ret_paused_ns)
 {
 	struct ratelimit *lrpm, *ltpm;
-	int64_t wait = 0, t0;
+	int64_t wait = 0, t0 = mono_ns();
+	int r = 0;
 
 	pthread_mutex_lock(&g->lock);
 	for (;;) {
@@ -187,9 +192,7 @@ int llmgate_enter(struct llmgate *g, double tokens, bool probe,
 			return -1;
 		}
 		if (g->fault != LLM_FAULT_NONE && !probe) {
-			t0 = mono_ns();
 			pthread_cond_wait(&g->wake, &g->lock);
-			*ret_paused_ns += mono_ns() - t0;
 			continue;
 		}
 		if (g->cooldown_until <= mono_ns())
@@ -206,8 +209,11 @@ int llmgate_enter(struct llmgate *g, double tokens, bool probe,
 	wait = reserve(g->tpm, tokens, wait);
 	wait = reserve(ltpm, tokens, wait);
 	if (wait > 0)
-		return llmgate_wait(g, (unsigned)((wait + 999999) / 1000000));
-	return 0;
+		r = llmgate_wait(g, (unsigned)((wait + 999999) / 1000000));
+	/* Waiting here is the deployment's doing or the budgets', never the
+	 * record's: none of it counts against the record's time. */
+	*ret_paused_ns += mono_ns() - t0;
+	return r;
 }
 
 bool llmgate_probe_take(struct llmgate *g, unsigned *delay_ms)
@@ -314,24 +320,42 @@ static bool set_fault(struct llmgate *g, enum llm_fault fault,
 	return changed;
 }
 
-static void tell(struct llmgate *g, enum llm_fault fault, const char *reason)
+/*
+ * Tell the handler the pause as it stands now, if that is not what it
+ * heard last. Changes are made under the lock and told outside it, so two
+ * threads' tells could reach the handler in the wrong order (a resume told
+ * before the pause it ended, leaving the daemon paused for good): one
+ * tell at a time, each reading the latest state.
+ */
+static void tell(struct llmgate *g)
 {
-	if (g->on_pause)
-		g->on_pause(g->on_pause_arg, fault, reason);
+	char reason[LLMGATE_REASON_MAX];
+	enum llm_fault fault;
+
+	pthread_mutex_lock(&g->tell_lock);
+	pthread_mutex_lock(&g->lock);
+	fault = g->fault;
+	snprintf(reason, sizeof(reason), "%s", g->reason);
+	pthread_mutex_unlock(&g->lock);
+	if (fault != g->told) {
+		g->told = fault;
+		if (g->on_pause)
+			g->on_pause(g->on_pause_arg, fault,
+				    fault == LLM_FAULT_NONE ? NULL : reason);
+	}
+	pthread_mutex_unlock(&g->tell_lock);
 }
 
 void llmgate_pause(struct llmgate *g, enum llm_fault fault,
 		   const char *reason)
 {
-	char text[LLMGATE_REASON_MAX];
 	bool changed;
 
 	pthread_mutex_lock(&g->lock);
 	changed = !g->stopped && set_fault(g, fault, reason);
-	snprintf(text, sizeof(text), "%s", g->reason);
 	pthread_mutex_unlock(&g->lock);
 	if (changed)
-		tell(g, fault, text);
+		tell(g);
 }
 
 enum llm_verdict llmgate_verdict(struct llmgate *g, int64_t since)
@@ -366,7 +390,6 @@ enum llm_verdict llmgate_verdict(struct llmgate *g, int64_t since)
 void llmgate_canary_done(struct llmgate *g, int64_t started,
 			 enum llm_fault fault, const char *reason)
 {
-	char text[LLMGATE_REASON_MAX];
 	bool changed = false;
 
 	pthread_mutex_lock(&g->lock);
@@ -375,15 +398,17 @@ void llmgate_canary_done(struct llmgate *g, int64_t started,
 		if (started > g->canary_passed)
 			g->canary_passed = started;
 		atomic_store(&g->streak, 0);
-		changed = g->fault != LLM_FAULT_NONE && set_fault(g, fault, NULL);
+		/* A canary sent before the pause began says nothing of it. */
+		changed = g->fault != LLM_FAULT_NONE &&
+			  started >= g->paused_since &&
+			  set_fault(g, fault, NULL);
 	} else if (!g->stopped) {
 		changed = set_fault(g, fault, reason);
 	}
-	snprintf(text, sizeof(text), "%s", g->reason);
 	pthread_cond_broadcast(&g->wake);
 	pthread_mutex_unlock(&g->lock);
 	if (changed)
-		tell(g, fault, fault == LLM_FAULT_NONE ? NULL : text);
+		tell(g);
 }
 
 enum llm_fault llmgate_paused(struct llmgate *g, char *reason, size_t size,

@@ -26,8 +26,12 @@
  * ------
  * One mutex guards all the state; the condition variable (monotonic
  * clock) is broadcast on stop, on resume and when a canary ends. The
- * pause handler is called outside the lock, once per change. Nothing is
- * sent over the network here: the caller makes the calls (llm.c).
+ * pause handler is called outside that lock, under a lock of its own,
+ * with the state as it stands when it is called, and only when that
+ * differs from what it heard last: two changes told by two threads can
+ * never reach it in the wrong order. A canary that started before the
+ * pause began does not end it. Nothing is sent over the network here:
+ * the caller makes the calls (llm.c).
  */
 #ifndef EXTRACTD_LLMGATE_H
 #define EXTRACTD_LLMGATE_H
@@ -90,7 +94,8 @@ int llmgate_wait(struct llmgate *g, unsigned ms);
  * @brief Wait until a call may start: not stopped, not paused (a canary
  * passes a pause: probe true), past the cool-down, within the budgets
  * (tokens: the call's estimated cost).
- * @param ret_paused_ns increased by the time spent waiting for a pause
+ * @param ret_paused_ns increased by the time spent waiting here (a pause,
+ *        the cool-down, the budgets: none of it the record's doing)
  * @returns 0, or -1 when stopped.
  */
 int llmgate_enter(struct llmgate *g, double tokens, bool probe,

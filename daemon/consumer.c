@@ -258,11 +258,29 @@ static void rewind_to_committed(struct consumer *c)
 	held_drop(c, -1);
 	if (rd_kafka_assignment(c->rk, &list) || !list)
 		return;
-	if (rd_kafka_committed(c->rk, list, REWIND_TIMEOUT_MS))
-		LOG_WARN("cannot read the committed offsets to rewind", NULL);
+	if (rd_kafka_committed(c->rk, list, REWIND_TIMEOUT_MS)) {
+		/* Without them a seek could only go to the start of every
+		 * partition and redo what was committed: stop instead, and
+		 * the restart reads them. */
+		LOG_ERROR("cannot read the committed offsets to rewind to: "
+			  "stopping", "\"consumer\":%u", c->index);
+		rd_kafka_topic_partition_list_destroy(list);
+		pipeline_request_stop(c->pl, true);
+		return;
+	}
 	for (j = 0; j < list->cnt; j++) {
 		rd_kafka_topic_partition_t *tp = &list->elems[j];
 		struct partition *part;
+
+		if (tp->err) {
+			LOG_ERROR("cannot read a committed offset to rewind "
+				  "to: stopping", "\"partition\":%d,"
+				  "\"error\":\"%s\"", (int)tp->partition,
+				  rd_kafka_err2str(tp->err));
+			rd_kafka_topic_partition_list_destroy(list);
+			pipeline_request_stop(c->pl, true);
+			return;
+		}
 
 		/* Nothing committed yet: from the start, as
 		 * auto.offset.reset = earliest does. */
@@ -372,14 +390,13 @@ static rd_kafka_resp_err_t commit_bounded(struct consumer *c,
  * the revoke bound, and within the shutdown deadline once stopping. */
 static void commit_now(struct consumer *c, const char *what)
 {
-	unsigned timeout = pipeline_stop_left_ms(c->pl, REVOKE_WAIT_MS);
 	rd_kafka_resp_err_t err;
 
 	if (producer_transactional(c->pl->producer)) {
-		txn_commit(c, timeout);
+		txn_commit(c, pipeline_stop_left_ms(c->pl, TXN_TIMEOUT_MS));
 		return;
 	}
-	err = commit_bounded(c, timeout);
+	err = commit_bounded(c, pipeline_stop_left_ms(c->pl, REVOKE_WAIT_MS));
 	if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
 		LOG_WARN(what, "\"error\":\"%s\"", rd_kafka_err2str(err));
 }

@@ -42,10 +42,9 @@ void pipeline_request_stop(struct pipeline *pl, bool failed)
 {
 	if (failed)
 		atomic_store(&pl->failed, 1);
-	/* main waits in sigwait(); this wakes it the same way a user does.
-	 * Once stopping, a signal would be the watchdog's second one, which
-	 * means "exit at once": stopping goes on anyway. */
-	if (!atomic_load(&pl->stopping))
+	/* main waits in sigwait(); this wakes it the same way a user does,
+	 * once (the shutdown watchdog ignores signals we sent ourselves). */
+	if (!atomic_exchange(&pl->stop_requested, true))
 		kill(getpid(), SIGTERM);
 }
 
@@ -173,6 +172,16 @@ int pipeline_admit(struct pipeline *pl, struct partition *part,
 		LOG_ERROR("sequencer refused an offset the tracker took",
 			  "\"offset\":%lld", (long long)msg->offset);
 	pthread_mutex_unlock(&part->lock);
+	if (r < 0 && r != -ERANGE) {
+		/* Out of memory: not tracked, so later offsets could be
+		 * committed past it. Stop; nothing past it is committed. */
+		LOG_ERROR("out of memory tracking a record", "\"offset\":%lld",
+			  (long long)msg->offset);
+		rd_kafka_message_destroy(msg);
+		sem_post(&pl->slots);
+		pipeline_request_stop(pl, true);
+		return -1;
+	}
 	if (r < 0) {
 		/* Already in flight (fetched again after a pause or a
 		 * rebalance): the running job covers it. */
@@ -625,7 +634,10 @@ static int send_one(struct pipeline *pl, struct job *job)
 		r = 0;
 		if (ordered) {
 			pthread_mutex_lock(&part->lock);
-			if (part->broken)
+			/* With transactions a revoked partition's offsets can
+			 * no longer be committed: its next owner redoes the
+			 * record, so producing it would show it twice. */
+			if (part->broken || (txn && part->revoked))
 				r = -ECANCELED;
 			pthread_mutex_unlock(&part->lock);
 		}

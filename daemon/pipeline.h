@@ -161,6 +161,7 @@ struct pipeline {
 	unsigned inflight;        /**< jobs admitted and not yet freed */
 
 	atomic_bool stopping;     /**< shutdown began: admit nothing more */
+	atomic_bool stop_requested; /**< pipeline_request_stop() signalled */
 	atomic_int_fast64_t stop_deadline_ns; /**< monotonic; set before
 					        *  stopping (shutdown.h) */
 	_Atomic(const char *) stop_step; /**< the step of stopping under

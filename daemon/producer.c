@@ -700,6 +700,22 @@ int producer_txn_commit(struct producer *p, rd_kafka_t *consumer,
 		rd_kafka_error_destroy(error);
 		return txn_abort(p, timeout_ms) < 0 ? -1 : 1;
 	}
+	/* Out of time while stopping: nothing of this transaction is
+	 * committed, and nothing is lost (its records are done again after
+	 * the restart, whose fencing aborts it); no reason for status 1. */
+	if ((!error || rd_kafka_error_is_retriable(error)) &&
+	    atomic_load(&p->pl->stopping)) {
+		LOG_WARN("transaction not committed before shutdown.timeout_ms: "
+			 "its records are done again after a restart",
+			 "\"error\":%s",
+			 log_str(text, sizeof(text),
+				 error ? rd_kafka_error_string(error)
+				       : "retries exhausted"));
+		if (error)
+			rd_kafka_error_destroy(error);
+		p->txn_open = false;
+		return -1;
+	}
 	/* Fenced by a newer instance with our id, or another fatal error:
 	 * nothing of this transaction is committed. */
 	if (error && fenced(rd_kafka_error_code(error)))

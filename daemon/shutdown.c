@@ -54,9 +54,13 @@ static void *watch(void *arg)
 	thread_enter("shutdown");
 	while (!atomic_load(&s->done)) {
 		struct timespec step = { .tv_nsec = WATCH_STEP_NS };
+		siginfo_t info;
 		int64_t now;
 
-		if (sigtimedwait(&s->signals, NULL, &step) > 0)
+		/* A signal extractd sent itself (pipeline_request_stop) is
+		 * no user's second one. */
+		if (sigtimedwait(&s->signals, &info, &step) > 0 &&
+		    info.si_pid != getpid())
 			force_exit(s, "a second stop signal");
 		now = now_mono_ns();
 		if (!cut && now >= s->cut_ns) {

@@ -95,6 +95,72 @@ static void pause_and_resume(void **state)
 	llmgate_free(g);
 }
 
+/* A canary that was sent before the pause began does not end it. */
+static void stale_canary(void **state)
+{
+	struct extractd_config c = cfg();
+	struct llmgate *g = llmgate_new(&c);
+	struct heard heard = { 0 };
+	int64_t before = now_ns();
+
+	(void)state;
+	llmgate_set_pause_handler(g, on_pause, &heard);
+	llmgate_pause(g, LLM_FAULT_UNREACHABLE, "cannot connect");
+	llmgate_canary_done(g, before, LLM_FAULT_NONE, NULL);
+	assert_int_equal(llmgate_paused(g, NULL, 0, NULL),
+			 LLM_FAULT_UNREACHABLE);
+	assert_int_equal(heard.calls, 1);
+	assert_int_equal(heard.last, LLM_FAULT_UNREACHABLE);
+	llmgate_canary_done(g, now_ns(), LLM_FAULT_NONE, NULL);
+	assert_int_equal(llmgate_paused(g, NULL, 0, NULL), LLM_FAULT_NONE);
+	assert_int_equal(heard.last, LLM_FAULT_NONE);
+	llmgate_free(g);
+}
+
+/* Pauses and resumes from two threads at once: the handler always ends
+ * having heard the state the gate is in. */
+struct flipper {
+	struct llmgate *g;
+	bool pause;
+};
+
+static void *flip(void *arg)
+{
+	struct flipper *f = arg;
+	int i;
+
+	for (i = 0; i < 2000; i++) {
+		if (f->pause)
+			llmgate_pause(f->g, LLM_FAULT_UNREACHABLE, "down");
+		else
+			llmgate_canary_done(f->g, now_ns(), LLM_FAULT_NONE,
+					    NULL);
+	}
+	return NULL;
+}
+
+static void told_in_order(void **state)
+{
+	struct extractd_config c = cfg();
+	struct llmgate *g = llmgate_new(&c);
+	struct heard heard = { 0 };
+	struct flipper a = { g, true }, b = { g, false };
+	pthread_t ta, tb;
+	int round;
+
+	(void)state;
+	llmgate_set_pause_handler(g, on_pause, &heard);
+	for (round = 0; round < 20; round++) {
+		pthread_create(&ta, NULL, flip, &a);
+		pthread_create(&tb, NULL, flip, &b);
+		pthread_join(ta, NULL);
+		pthread_join(tb, NULL);
+		assert_int_equal(heard.calls ? heard.last : LLM_FAULT_NONE,
+				 llmgate_paused(g, NULL, 0, NULL));
+	}
+	llmgate_free(g);
+}
+
 static void streak_of_doubts(void **state)
 {
 	struct extractd_config c = cfg();
@@ -198,6 +264,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(pause_and_resume),
+		cmocka_unit_test(stale_canary),
+		cmocka_unit_test(told_in_order),
 		cmocka_unit_test(streak_of_doubts),
 		cmocka_unit_test(verdicts),
 		cmocka_unit_test(shared_canary),
