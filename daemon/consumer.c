@@ -7,7 +7,7 @@
  * messages; nothing else touches them, except consumer_store(), which
  * only calls librdkafka (thread-safe) with the handle.
  *
- * Admission: each message needs a slot (sem_trywait). When none is free
+ * Admission: each message needs a slot (admission.h). When none is free
  * the message is held, every assigned partition is paused, and the loop
  * waits for a slot in short steps, polling in between so rebalances and
  * the group session are served. Pausing makes librdkafka drop what it had
@@ -28,12 +28,15 @@
  */
 #include "consumer.h"
 
+#include "admission.h"
+#include "config.h"
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
 #include "offsets.h"
 #include "pipeline.h"
 #include "producer.h"
+#include "stop.h"
 #include "thread.h"
 
 #include <errno.h>
@@ -51,6 +54,11 @@
 
 struct consumer {
 	struct pipeline *pl;
+	const struct extractd_config *cfg; /**< the pipeline's, and the */
+	struct admission *admission;        /**< parts of it the consumer */
+	struct producer *producer;          /**< uses itself */
+	struct metrics *metrics;
+	struct stop *stop;
 	unsigned index;
 	rd_kafka_t *rk;
 	pthread_t thread;
@@ -71,9 +79,13 @@ struct consumer {
 	bool assigned_once;       /**< the group gave it an assignment */
 };
 
-void consumer_store(struct consumer *c, const char *topic, int32_t partition,
-		    int64_t position)
+/* Store a partition's commit position (the next offset to read) for the
+ * next commit (partition_store_fn: any thread, with the partition's
+ * lock); it only calls librdkafka, which is thread-safe. */
+static void store_position(void *arg, const char *topic, int32_t partition,
+			   int64_t position)
 {
+	struct consumer *c = arg;
 	rd_kafka_topic_partition_list_t *list;
 	rd_kafka_resp_err_t err;
 
@@ -193,12 +205,12 @@ static void on_assign(struct consumer *c,
 
 		if (table_get(c, tp->partition))
 			continue;
-		part = partition_new(c, tp->topic, tp->partition,
-				     pipeline_ordered(c->pl));
+		part = partition_new(store_position, c, tp->topic,
+				     tp->partition, pipeline_ordered(c->pl));
 		if (!part || table_put(c, tp->partition, part) < 0) {
 			partition_unref(part);
 			LOG_ERROR("out of memory on assignment", NULL);
-			pipeline_request_stop(c->pl, true);
+			stop_request(c->stop, true);
 			continue;
 		}
 	}
@@ -265,7 +277,7 @@ static void rewind_to_committed(struct consumer *c)
 		LOG_ERROR("cannot read the committed offsets to rewind to: "
 			  "stopping", "\"consumer\":%u", c->index);
 		rd_kafka_topic_partition_list_destroy(list);
-		pipeline_request_stop(c->pl, true);
+		stop_request(c->stop, true);
 		return;
 	}
 	for (j = 0; j < list->cnt; j++) {
@@ -278,7 +290,7 @@ static void rewind_to_committed(struct consumer *c)
 				  "\"error\":\"%s\"", (int)tp->partition,
 				  rd_kafka_err2str(tp->err));
 			rd_kafka_topic_partition_list_destroy(list);
-			pipeline_request_stop(c->pl, true);
+			stop_request(c->stop, true);
 			return;
 		}
 
@@ -286,11 +298,12 @@ static void rewind_to_committed(struct consumer *c)
 		 * auto.offset.reset = earliest does. */
 		if (tp->offset < 0)
 			tp->offset = RD_KAFKA_OFFSET_BEGINNING;
-		part = partition_new(c, tp->topic, tp->partition, true);
+		part = partition_new(store_position, c, tp->topic,
+				     tp->partition, true);
 		if (!part || table_put(c, tp->partition, part) < 0) {
 			partition_unref(part);
 			LOG_ERROR("out of memory rewinding", NULL);
-			pipeline_request_stop(c->pl, true);
+			stop_request(c->stop, true);
 		}
 	}
 	error = rd_kafka_seek_partitions(c->rk, list, REWIND_TIMEOUT_MS);
@@ -298,7 +311,7 @@ static void rewind_to_committed(struct consumer *c)
 		LOG_ERROR("cannot rewind to the committed offsets",
 			  "\"error\":\"%s\"", rd_kafka_error_string(error));
 		rd_kafka_error_destroy(error);
-		pipeline_request_stop(c->pl, true);
+		stop_request(c->stop, true);
 	}
 	rd_kafka_topic_partition_list_destroy(list);
 	publish_assigned(c);
@@ -313,7 +326,7 @@ static void rewind_to_committed(struct consumer *c)
  */
 static void txn_commit(struct consumer *c, unsigned timeout_ms)
 {
-	struct producer *prod = c->pl->producer;
+	struct producer *prod = c->producer;
 	rd_kafka_topic_partition_list_t *list;
 	size_t i;
 	int j, r;
@@ -392,11 +405,11 @@ static void commit_now(struct consumer *c, const char *what)
 {
 	rd_kafka_resp_err_t err;
 
-	if (producer_transactional(c->pl->producer)) {
-		txn_commit(c, pipeline_stop_left_ms(c->pl, TXN_TIMEOUT_MS));
+	if (producer_transactional(c->producer)) {
+		txn_commit(c, stop_left_ms(c->stop, TXN_TIMEOUT_MS));
 		return;
 	}
-	err = commit_bounded(c, pipeline_stop_left_ms(c->pl, REVOKE_WAIT_MS));
+	err = commit_bounded(c, stop_left_ms(c->stop, REVOKE_WAIT_MS));
 	if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
 		LOG_WARN(what, "\"error\":\"%s\"", rd_kafka_err2str(err));
 }
@@ -437,7 +450,7 @@ static void on_revoke(struct consumer *c,
 		!strcmp(rd_kafka_rebalance_protocol(c->rk), "COOPERATIVE");
 	bool lost = rd_kafka_assignment_lost(c->rk);
 	int64_t deadline = now_mono_ns() +
-			   (int64_t)pipeline_stop_left_ms(c->pl, REVOKE_WAIT_MS) *
+			   (int64_t)stop_left_ms(c->stop, REVOKE_WAIT_MS) *
 				   1000000;
 	int i;
 
@@ -452,15 +465,15 @@ static void on_revoke(struct consumer *c,
 				wait_idle(part, deadline);
 		}
 		commit_now(c, "commit on revoke failed");
-	} else if (producer_transactional(c->pl->producer)) {
+	} else if (producer_transactional(c->producer)) {
 		/* The generation is gone: the open transaction cannot commit
 		 * these offsets. Abort it; what remains ours is redone. */
-		producer_txn_lock(c->pl->producer);
-		if (producer_txn_abort(c->pl->producer,
-				       pipeline_stop_left_ms(c->pl,
+		producer_txn_lock(c->producer);
+		if (producer_txn_abort(c->producer,
+				       stop_left_ms(c->stop,
 							     TXN_TIMEOUT_MS)) == 0)
 			rewind_to_committed(c);
-		producer_txn_unlock(c->pl->producer);
+		producer_txn_unlock(c->producer);
 	}
 	for (i = 0; i < parts->cnt; i++) {
 		int32_t id = parts->elems[i].partition;
@@ -516,7 +529,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason,
 		rd_kafka_fatal_error(rk, why, sizeof(why));
 		LOG_ERROR("fatal consumer error", "\"error\":%s",
 			  log_str(text, sizeof(text), why));
-		pipeline_request_stop(c->pl, true);
+		stop_request(c->stop, true);
 		return;
 	}
 	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
@@ -534,7 +547,7 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 	bool up = false;
 
 	(void)rk;
-	if (metrics_kafka_stats(c->pl->metrics, c->index, json, len, &up) < 0)
+	if (metrics_kafka_stats(c->metrics, c->index, json, len, &up) < 0)
 		LOG_DEBUG("unreadable statistics", "\"consumer\":%u", c->index);
 	else if (up)
 		atomic_store(&c->brokers_down, false);
@@ -584,7 +597,7 @@ void consumer_kafka_props(const struct extractd_config *cfg,
 struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
 			      size_t err_size)
 {
-	const struct extractd_config *cfg = pl->cfg;
+	const struct extractd_config *cfg = pipeline_config(pl);
 	struct kafka_props props;
 	struct consumer *c = calloc(1, sizeof(*c));
 	rd_kafka_topic_partition_list_t *topics;
@@ -597,9 +610,14 @@ struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
 		return NULL;
 	}
 	c->pl = pl;
+	c->cfg = cfg;
+	c->admission = pipeline_admission(pl);
+	c->producer = pipeline_producer(pl);
+	c->metrics = pipeline_metrics(pl);
+	c->stop = pipeline_stop(pl);
 	c->index = index;
-	c->hold_max = pl->cfg->pool.max_in_flight > HOLD_MIN
-			      ? pl->cfg->pool.max_in_flight
+	c->hold_max = cfg->pool.max_in_flight > HOLD_MIN
+			      ? cfg->pool.max_in_flight
 			      : HOLD_MIN;
 	consumer_kafka_props(cfg, &props);
 	conf = kafka_conf_new(cfg, &props, err, err_size);
@@ -650,7 +668,7 @@ static void handle_message(struct consumer *c, rd_kafka_message_t *msg)
 		/* Not tracked, not committed: fetched again later. */
 		rd_kafka_message_destroy(msg);
 		LOG_ERROR("out of memory holding a record", NULL);
-		pipeline_request_stop(c->pl, true);
+		stop_request(c->stop, true);
 	}
 }
 
@@ -665,22 +683,8 @@ static void admit_one(struct consumer *c)
 	} else {
 		/* Not (or no longer) assigned to us. */
 		rd_kafka_message_destroy(msg);
-		sem_post(&c->pl->slots);
+		admission_cancel(c->admission);
 	}
-}
-
-/* Wait up to ms for a free slot; true when one was taken. */
-static bool wait_slot(struct consumer *c, long ms)
-{
-	struct timespec until;
-
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += ms * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
-	return sem_timedwait(&c->pl->slots, &until) == 0;
 }
 
 /*
@@ -693,13 +697,11 @@ static bool wait_slot(struct consumer *c, long ms)
  */
 static rd_kafka_message_t *admission_turn(struct consumer *c)
 {
-	struct pipeline *pl = c->pl;
-
-	if (atomic_load(&pl->llm_paused)) {
+	if (pipeline_paused(c->pl)) {
 		set_paused(c, true);
 		return rd_kafka_consumer_poll(c->rk, SLOT_WAIT_MS);
 	}
-	while (c->n_held && sem_trywait(&pl->slots) == 0)
+	while (c->n_held && admission_try(c->admission))
 		admit_one(c);
 	if (c->n_held >= c->hold_max)
 		set_paused(c, true);
@@ -714,7 +716,7 @@ static rd_kafka_message_t *admission_turn(struct consumer *c)
 	 * would fill the held queue within one LLM latency and pause the
 	 * partitions in steady state; librdkafka fetches again only up to
 	 * fetch.wait.max.ms after the resume, and the slots idle meanwhile. */
-	if (wait_slot(c, SLOT_WAIT_MS)) {
+	if (admission_wait(c->admission, SLOT_WAIT_MS)) {
 		admit_one(c);
 		return NULL;
 	}
@@ -764,7 +766,7 @@ static void close_bounded(struct consumer *c)
 		return;
 	}
 	while (!rd_kafka_consumer_closed(c->rk)) {
-		unsigned left = pipeline_stop_left_ms(c->pl, 100);
+		unsigned left = stop_left_ms(c->stop, 100);
 
 		if (!left) {
 			LOG_WARN("the consumer did not leave its group within "
@@ -793,7 +795,7 @@ static void close_bounded(struct consumer *c)
 static bool first_assignment(struct consumer *c)
 {
 	int64_t until = now_mono_ns() +
-			(int64_t)pipeline_stop_left_ms(c->pl, FIRST_ASSIGN_MS) *
+			(int64_t)stop_left_ms(c->stop, FIRST_ASSIGN_MS) *
 				1000000;
 	char *member = NULL;
 	bool joined;
@@ -807,7 +809,7 @@ static bool first_assignment(struct consumer *c)
 	rd_kafka_mem_free(c->rk, member);
 	if (!joined)
 		return true;
-	pipeline_stop_step(c->pl, "waiting for a first assignment");
+	stop_step(c->stop, "waiting for a first assignment");
 	while (!c->assigned_once && now_mono_ns() < until) {
 		rd_kafka_message_t *msg = rd_kafka_consumer_poll(c->rk, 100);
 
@@ -827,13 +829,13 @@ static void *consumer_main(void *arg)
 {
 	struct consumer *c = arg;
 	struct pipeline *pl = c->pl;
-	bool txn = producer_transactional(pl->producer);
-	int64_t txn_period = (int64_t)pl->cfg->output.transaction_ms * 1000000;
+	bool txn = producer_transactional(c->producer);
+	int64_t txn_period = (int64_t)c->cfg->output.transaction_ms * 1000000;
 	int64_t next_txn = now_mono_ns() + txn_period;
 
 	thread_enter("consumer-%u", c->index);
 
-	while (!atomic_load(&pl->stopping)) {
+	while (!stop_stopping(c->stop)) {
 		rd_kafka_message_t *msg;
 
 		atomic_store(&c->heartbeat_ns, now_mono_ns());
@@ -851,9 +853,9 @@ static void *consumer_main(void *arg)
 	 * the deadline), serving rebalances; then commit and leave, each
 	 * bounded by what is left of shutdown.timeout_ms. */
 	held_drop(c, -1);
-	pipeline_stop_step(pl, "waiting for the records in flight");
+	stop_step(c->stop, "waiting for the records in flight");
 	while (pipeline_wait_drained(pl, now_mono_ns() + 100000000LL) < 0 &&
-	       pipeline_stop_left_ms(pl, 1)) {
+	       stop_left_ms(c->stop, 1)) {
 		rd_kafka_message_t *msg = rd_kafka_consumer_poll(c->rk, 0);
 
 		atomic_store(&c->heartbeat_ns, now_mono_ns());
@@ -863,14 +865,14 @@ static void *consumer_main(void *arg)
 	if (!first_assignment(c)) {
 		/* Nothing was consumed, so nothing is to commit. */
 		c->unclosed = true;
-		metrics_lag_forget(pl->metrics, c->index);
+		metrics_lag_forget(c->metrics, c->index);
 		return NULL;
 	}
-	pipeline_stop_step(pl, "final commit");
+	stop_step(c->stop, "final commit");
 	commit_now(c, "final commit failed");
-	pipeline_stop_step(pl, "leaving the consumer group");
+	stop_step(c->stop, "leaving the consumer group");
 	close_bounded(c);
-	metrics_lag_forget(pl->metrics, c->index);
+	metrics_lag_forget(c->metrics, c->index);
 	return NULL;
 }
 

@@ -44,13 +44,6 @@ void consumer_join(struct consumer *c);
 void consumer_free(struct consumer *c);
 
 /**
- * @brief Store a partition's commit position (the next offset to read)
- * for the next commit. Thread-safe; called with the partition's lock.
- */
-void consumer_store(struct consumer *c, const char *topic, int32_t partition,
-		    int64_t position);
-
-/**
  * @brief When the consumer loop last turned (CLOCK_MONOTONIC ns; set at
  * consumer_start). Any thread.
  */

@@ -9,8 +9,9 @@
  * n is raised with release order, so a probe that loads n with acquire
  * order sees every pointer below it) and the main loop's heartbeat. The
  * watchdog and progress fields are the main thread's alone. Everything
- * else is read through the pipeline's atomics (stopping, llm_paused), the
- * consumers' (heartbeat, assignment, brokers down) and the metrics'.
+ * else is read through stop.h (stopping), the llm (paused), the
+ * consumers' atomics (heartbeat, assignment, brokers down) and the
+ * metrics'.
  */
 #include "health.h"
 
@@ -19,8 +20,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
-#include "pipeline.h"
 #include "secret.h"
+#include "stop.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -34,7 +35,9 @@
 #define REMIND_NS (60LL * 1000000000)   /**< between "still paused" lines */
 
 struct health {
-	struct pipeline *pl;
+	struct stop *stop;
+	struct llm *llm;
+	struct metrics *metrics;
 	struct consumer **consumers; /**< [0, n) are started */
 	unsigned cap;
 	atomic_uint n;
@@ -54,7 +57,8 @@ struct health {
 	int64_t reminded_ns;         /**< last pause line, 0: not paused */
 };
 
-struct health *health_new(struct pipeline *pl, unsigned n_consumers)
+struct health *health_new(struct stop *stop, struct llm *llm,
+			  struct metrics *metrics, unsigned n_consumers)
 {
 	struct health *h = calloc(1, sizeof(*h));
 
@@ -66,7 +70,9 @@ struct health *health_new(struct pipeline *pl, unsigned n_consumers)
 		free(h);
 		return NULL;
 	}
-	h->pl = pl;
+	h->stop = stop;
+	h->llm = llm;
+	h->metrics = metrics;
 	h->cap = n_consumers;
 	pthread_mutex_init(&h->failed_lock, NULL);
 	atomic_init(&h->n, 0);
@@ -139,7 +145,7 @@ static int healthy(void *arg, char *why, size_t why_size)
 
 	why[0] = '\0';
 	/* Shutting down on purpose: draining is work, not a hang. */
-	if (atomic_load(&h->pl->stopping))
+	if (stop_stopping(h->stop))
 		return 0;
 	quiet = now - atomic_load(&h->main_ns);
 	if (quiet > STALE_NS)
@@ -160,12 +166,12 @@ static int ready(void *arg, char *why, size_t why_size)
 	bool down = false;
 
 	why[0] = '\0';
-	if (atomic_load(&h->pl->stopping))
+	if (stop_stopping(h->stop))
 		add_why(why, why_size, "stopping");
-	if (atomic_load(&h->pl->llm_paused) && h->pl->llm) {
+	if (h->llm) {
 		char reason[768];
 
-		if (llm_paused(h->pl->llm, reason, sizeof(reason), NULL) !=
+		if (llm_paused(h->llm, reason, sizeof(reason), NULL) !=
 		    LLM_FAULT_NONE) {
 			secret_redact_buf(reason, sizeof(reason));
 			add_why(why, why_size, "LLM API paused: %s", reason);
@@ -188,7 +194,7 @@ static char *metrics_text(void *arg, size_t *ret_len)
 {
 	struct health *h = arg;
 
-	return metrics_render(h->pl->metrics, EXTRACTD_VERSION, ret_len);
+	return metrics_render(h->metrics, EXTRACTD_VERSION, ret_len);
 }
 
 const struct httpd_ops health_httpd_ops = {
@@ -230,7 +236,7 @@ static void progress(struct health *h, int64_t now)
 	double rate;
 	char lag[32], status[256];
 
-	metrics_summary(h->pl->metrics, &s);
+	metrics_summary(h->metrics, &s);
 	records = s.records_ok + s.dead_letters;
 	rate = (double)(records - h->progress_records) * 1e9 /
 	       (double)(now - h->progress_ns);
@@ -258,7 +264,7 @@ void health_llm_observe(void *arg, const struct llm_call *call)
 {
 	struct health *h = arg;
 
-	metrics_llm_observe(h->pl->metrics, call);
+	metrics_llm_observe(h->metrics, call);
 	if (!call->detail)
 		return;
 	pthread_mutex_lock(&h->failed_lock);
@@ -295,8 +301,8 @@ static void remind_pause(struct health *h, int64_t now)
 	char reason[768], text[1100];
 	int64_t since;
 
-	if (!atomic_load(&h->pl->llm_paused) || !h->pl->llm ||
-	    llm_paused(h->pl->llm, reason, sizeof(reason), &since) ==
+	if (!h->llm ||
+	    llm_paused(h->llm, reason, sizeof(reason), &since) ==
 		    LLM_FAULT_NONE) {
 		h->reminded_ns = 0;
 		return;

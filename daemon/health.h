@@ -28,11 +28,15 @@
 #include <stddef.h>
 
 struct consumer;
-struct pipeline;
+struct llm;
+struct metrics;
+struct stop;
 struct health;
 
-/** The checks for pl, for up to n_consumers consumers; NULL on OOM. */
-struct health *health_new(struct pipeline *pl, unsigned n_consumers);
+/** The checks of the stop state, the llm's pause, the metrics and up to
+ * n_consumers consumers; NULL when out of memory. */
+struct health *health_new(struct stop *stop, struct llm *llm,
+			  struct metrics *metrics, unsigned n_consumers);
 
 /**
  * @brief Count a started consumer in (main thread, in start order). The

@@ -6,8 +6,9 @@
  * any thread starts (a bad config or schema, or a kafka.properties entry
  * librdkafka refuses, exits 2 with "FILE:LINE: setting: what is wrong";
  * --check-config runs the same checks), then starts, in order: the
- * worker pool, the producer, the consumers; and waits for SIGTERM/SIGINT
- * in sigtimedwait(), with every signal blocked in every thread. Shutdown
+ * pipeline (its worker pool and producer), the consumers; and waits for
+ * SIGTERM/SIGINT on a signalfd, with every signal blocked in every
+ * thread, or for a thread's stop request (stop.h: a fatal error). Shutdown
  * runs backwards: the consumers stop admitting and drain the work in
  * flight (committing what was delivered), the pool joins, the producer
  * flushes.
@@ -35,19 +36,22 @@
 #include "metrics.h"
 #include "notify.h"
 #include "pipeline.h"
-#include "pool.h"
 #include "producer.h"
 #include "schema.h"
 #include "secret.h"
 #include "shutdown.h"
+#include "stop.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #define EXIT_CONFIG 2
 #define MAX_OVERRIDES 256
@@ -189,28 +193,6 @@ static int register_secrets(const struct extractd_config *cfg,
 	return 0;
 }
 
-/* The last line: what this run did, and what it leaves to the next
- * (records abandoned or undelivered: their offsets are not committed). */
-static void log_summary(struct pipeline *pl, int undelivered)
-{
-	int64_t first = atomic_load(&pl->first_consumed_ms);
-	int64_t last = atomic_load(&pl->last_delivered_ms);
-
-	LOG_INFO("stopped",
-		 "\"records\":%llu,\"dead_letters\":%llu,\"abandoned\":%llu,"
-		 "\"undelivered\":%d,"
-		 "\"tokens_prompt\":%llu,\"tokens_completion\":%llu,"
-		 "\"first_consumed_ms\":%lld,\"last_delivered_ms\":%lld,"
-		 "\"busy_seconds\":%.3f",
-		 (unsigned long long)atomic_load(&pl->n_ok),
-		 (unsigned long long)atomic_load(&pl->n_dead),
-		 (unsigned long long)atomic_load(&pl->n_abandoned), undelivered,
-		 (unsigned long long)atomic_load(&pl->n_prompt_tokens),
-		 (unsigned long long)atomic_load(&pl->n_completion_tokens),
-		 (long long)first, (long long)last,
-		 first && last > first ? (double)(last - first) / 1000 : 0.0);
-}
-
 /*
  * SCHED_BATCH: a woken thread does not preempt the running one. extractd
  * is hundreds of threads that each wake a few times a record (a job, an
@@ -232,38 +214,78 @@ static void batch_scheduling(void)
 			  "\"error\":\"%s\"", strerror(errno));
 }
 
-/* Start, serve until a signal, stop. Returns the exit status. */
+/*
+ * Wait until SIGTERM or SIGINT comes (signals: a signalfd for them) or a
+ * thread asks to stop (stop_fd), waking every second for health_tick().
+ * Returns the signal, or 0 for a request.
+ */
+static int wait_for_stop(int signals, struct stop *stop, struct health *h)
+{
+	struct pollfd fds[2] = {
+		{ .fd = signals, .events = POLLIN },
+		{ .fd = stop_fd(stop), .events = POLLIN },
+	};
+	struct signalfd_siginfo info;
+
+	for (;;) {
+		int n = poll(fds, 2, 1000);
+
+		if (n < 0 && errno != EINTR) {
+			LOG_ERROR("cannot wait for signals: stopping",
+				  "\"error\":\"%s\"", strerror(errno));
+			return 0;
+		}
+		if (n > 0 && (fds[0].revents & POLLIN) &&
+		    read(signals, &info, sizeof(info)) == sizeof(info))
+			return (int)info.ssi_signo;
+		if (n > 0 && (fds[1].revents & POLLIN))
+			return 0;
+		health_tick(h);
+	}
+}
+
+/* Start, serve until a signal or a stop request, stop. Returns the exit
+ * status. */
 static int run(struct extractd_config *cfg, struct schema *schema,
 	       char *api_key)
 {
-	static const struct pool_ops worker_ops = {
-		.init = pipeline_worker_init,
-		.run = pipeline_worker_run,
-		.fini = pipeline_worker_fini,
-	};
-	struct pipeline pl = { .cfg = cfg, .api_key = api_key };
+	struct pipeline *pl = NULL;
+	struct http_share *share = NULL;
+	struct metrics *metrics = NULL;
+	struct stop *stop = stop_new();
+	struct llm *llm = NULL;
 	struct consumer **consumers;
 	struct shutdown *sd;
 	struct health *health = NULL;
 	struct httpd *httpd = NULL;
 	unsigned i, n_consumers = 0;
 	char err[1024], addr[300];
-	sigset_t stop;
-	int sig, left, status = 1;
+	sigset_t signals;
+	int sig, left = 0, status = 1, sigfd;
 
 	batch_scheduling();
 	consumers = calloc(cfg->kafka.consumer_threads, sizeof(*consumers));
-	pthread_mutex_init(&pl.lock, NULL);
-	pthread_cond_init(&pl.drained, NULL);
-	sem_init(&pl.slots, 0, cfg->pool.max_in_flight);
+	sigemptyset(&signals);
+	sigaddset(&signals, SIGINT);
+	sigaddset(&signals, SIGTERM);
+	sigfd = signalfd(-1, &signals, SFD_CLOEXEC);
 
-	sigemptyset(&stop);
-	sigaddset(&stop, SIGINT);
-	sigaddset(&stop, SIGTERM);
-
+	if (!stop || sigfd < 0) {
+		LOG_ERROR("cannot start", "\"error\":\"%s\"", strerror(errno));
+		free(consumers);
+		stop_free(stop);
+		return 1;
+	}
 	if (!consumers || http_global_init() < 0 ||
-	    !(pl.share = http_share_new()) || !(pl.metrics = metrics_new()) ||
-	    !(health = health_new(&pl, cfg->kafka.consumer_threads))) {
+	    !(share = http_share_new()) || !(metrics = metrics_new())) {
+		LOG_ERROR("cannot start", "\"error\":\"out of memory\"");
+		goto out;
+	}
+	llm = llm_new(cfg, schema, err, sizeof(err));
+	if (!llm)
+		goto fail;
+	health = health_new(stop, llm, metrics, cfg->kafka.consumer_threads);
+	if (!health) {
 		LOG_ERROR("cannot start", "\"error\":\"out of memory\"");
 		goto out;
 	}
@@ -281,23 +303,17 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 		LOG_INFO("http listening", "\"address\":\"%s\","
 			 "\"endpoints\":\"/metrics /healthz /readyz\"", addr);
 	}
-	pl.llm = llm_new(cfg, schema, err, sizeof(err));
-	if (!pl.llm)
+	pl = pipeline_new(cfg, llm, api_key, share, metrics, stop, err,
+			  sizeof(err));
+	if (!pl)
 		goto fail;
-	llm_set_pause_handler(pl.llm, pipeline_llm_paused, &pl);
-	llm_set_mode_handler(pl.llm, pipeline_llm_mode, &pl);
-	llm_set_observer(pl.llm, health_llm_observe, health);
-	if (llm_check_start(pl.llm, api_key, pl.share, err, sizeof(err)) < 0)
+	llm_set_observer(llm, health_llm_observe, health);
+	if (llm_check_start(llm, api_key, share, err, sizeof(err)) < 0)
 		goto fail;
-	pl.pool = pool_new(cfg->pool.workers, cfg->pool.max_in_flight,
-			   &worker_ops, &pl, err, sizeof(err));
-	if (!pl.pool)
-		goto fail;
-	pl.producer = producer_new(&pl, err, sizeof(err));
-	if (!pl.producer)
+	if (pipeline_start(pl, err, sizeof(err)) < 0)
 		goto fail;
 	for (i = 0; i < cfg->kafka.consumer_threads; i++) {
-		consumers[i] = consumer_new(&pl, i, err, sizeof(err));
+		consumers[i] = consumer_new(pl, i, err, sizeof(err));
 		if (!consumers[i] || consumer_start(consumers[i], err,
 						    sizeof(err)) < 0)
 			goto fail;
@@ -313,14 +329,9 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 		 cfg->pool.max_in_flight);
 	notify_ready();
 
-	/* Wake every second for the watchdog and the progress line. */
-	while ((sig = sigtimedwait(&stop, NULL,
-				   &(struct timespec){ .tv_sec = 1 })) !=
-		       SIGTERM &&
-	       sig != SIGINT)
-		health_tick(health);
+	sig = wait_for_stop(sigfd, stop, health);
 	LOG_INFO("stopping", "\"signal\":%d,\"failed\":%d", sig,
-		 atomic_load(&pl.failed));
+		 stop_failed(stop));
 	status = 0;
 	goto out;
 
@@ -330,39 +341,40 @@ fail:
 out:
 	/* Every step below is bounded by shutdown.timeout_ms (shutdown.h). */
 	notify_stopping();
-	sd = shutdown_begin(&pl, &stop);
+	sd = shutdown_begin(stop, llm, metrics, cfg->shutdown.timeout_ms,
+			    &signals);
 	for (i = 0; i < n_consumers; i++)
 		consumer_join(consumers[i]);
 	httpd_stop(httpd); /* its probes read the consumers */
 	/* Consumers' handles stay open until here: late delivery reports
 	 * still store offsets through them (harmlessly, once closed). */
-	pipeline_stop_step(&pl, "joining the workers");
-	pool_free(pl.pool);
-	/* No worker calls any more: a start-up check still out ends now,
-	 * so llm_free() joins it at once. */
-	if (pl.llm)
-		llm_cut(pl.llm);
-	left = producer_free(pl.producer);
+	if (pl)
+		left = pipeline_shutdown(pl);
 	if (left)
 		LOG_WARN("records left undelivered at exit; their offsets "
 			 "are not committed", "\"count\":%d", left);
-	pipeline_stop_step(&pl, "closing the consumers");
+	/* No worker calls any more: a start-up check still out ends now,
+	 * so llm_free() joins it at once. */
+	if (llm)
+		llm_cut(llm);
+	stop_step(stop, "closing the consumers");
 	for (i = 0; i < cfg->kafka.consumer_threads && consumers; i++)
 		consumer_free(consumers[i]);
 	shutdown_end(sd); /* its watchdog may cut the llm's calls: first */
-	llm_free(pl.llm); /* waits for the start-up check, cut above */
+	llm_free(llm); /* waits for the start-up check, cut above */
 	/* The llm observer is health's: freed once no call can end. */
 	health_free(health);
 	free(consumers);
-	http_share_free(pl.share);
+	http_share_free(share);
 	http_global_cleanup();
-	log_summary(&pl, left);
-	metrics_free(pl.metrics);
-	sem_destroy(&pl.slots);
-	pthread_cond_destroy(&pl.drained);
-	pthread_mutex_destroy(&pl.lock);
-	if (atomic_load(&pl.failed))
+	if (pl)
+		pipeline_log_summary(pl, left);
+	pipeline_free(pl);
+	metrics_free(metrics);
+	close(sigfd);
+	if (stop_failed(stop))
 		status = 1;
+	stop_free(stop);
 	return status;
 }
 

@@ -4,71 +4,83 @@
  */
 #include "pipeline.h"
 
-#include "consumer.h"
+#include "admission.h"
+#include "config.h"
 #include "http.h"
 #include "input.h"
+#include "llm.h"
 #include "log.h"
 #include "metrics.h"
 #include "offsets.h"
 #include "pool.h"
 #include "producer.h"
+#include "secret.h"
 #include "sequencer.h"
+#include "stop.h"
 
 #include <errno.h>
-#include <signal.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
-int64_t now_mono_ns(void)
-{
-	struct timespec ts;
+enum job_outcome {
+	JOB_OUTPUT,      /**< a validated record for the output topic */
+	JOB_DEAD_LETTER, /**< the input for the dead-letter topic */
+	JOB_ABANDONED,   /**< nothing produced: done again after restart */
+};
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+struct await;
 
-int64_t now_wall_ms(void)
-{
-	struct timespec ts;
+/* A record from admission to its end; see pipeline.h for who owns it
+ * when. */
+struct job {
+	struct pipeline *pl;
+	struct partition *part;   /**< a reference */
+	rd_kafka_message_t *msg;  /**< the input, owned */
+	int64_t offset;
+	int64_t consumed_ns;      /**< CLOCK_MONOTONIC at admission */
+	enum job_outcome outcome;
+	const char *error;        /**< dead letter: extractd.error value */
+	struct llm_result res;
+	bool early;               /**< its slot went back when the LLM call
+				    *  ended (admission_call_done) */
+	bool cut;                 /**< a topic refused its record as too
+				    *  large: the bounded dead letter */
+	bool delivered;           /**< its offset was marked delivered */
+	struct await *_Atomic await; /**< a worker waits for its delivery
+				    *  report (part's lock), else NULL */
+};
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+struct pipeline {
+	const struct extractd_config *cfg;
+	struct llm *llm;
+	const char *api_key;      /**< secret: never logged (main's) */
+	struct http_share *share;
+	struct metrics *metrics;  /**< lock-free counters (metrics.h) */
+	struct stop *stop;
+	struct admission *admission;
+	struct pool *pool;
+	struct producer *producer;
 
-void pipeline_request_stop(struct pipeline *pl, bool failed)
-{
-	if (failed)
-		atomic_store(&pl->failed, 1);
-	/* main waits in sigwait(); this wakes it the same way a user does,
-	 * once (the shutdown watchdog ignores signals we sent ourselves). */
-	if (!atomic_exchange(&pl->stop_requested, true))
-		kill(getpid(), SIGTERM);
-}
+	pthread_mutex_t lock;     /**< guards inflight for drained */
+	pthread_cond_t drained;   /**< broadcast when inflight drops to 0 */
+	unsigned inflight;        /**< jobs admitted and not yet freed */
 
-unsigned pipeline_stop_left_ms(struct pipeline *pl, unsigned cap)
-{
-	int64_t left;
+	atomic_bool llm_paused;   /**< the API does not work for the
+				    *  deployment: consumption waits */
+	atomic_int_fast64_t llm_paused_ns; /**< since when (monotonic), 0 */
+	atomic_uint_fast64_t n_ok, n_dead, n_abandoned;
+	atomic_uint_fast64_t n_prompt_tokens, n_completion_tokens;
+	atomic_int_fast64_t first_consumed_ms; /**< wall clock, 0 = none */
+	atomic_int_fast64_t last_delivered_ms;
+	atomic_int_fast64_t oversize_ns; /**< last oversize warning */
+	atomic_uint oversize_quiet;      /**< warnings not logged since */
+};
 
-	if (!atomic_load(&pl->stopping))
-		return cap;
-	left = (atomic_load(&pl->stop_deadline_ns) - now_mono_ns()) / 1000000;
-	if (left <= 0)
-		return 0;
-	return left < (int64_t)cap ? (unsigned)left : cap;
-}
-
-void pipeline_stop_step(struct pipeline *pl, const char *step)
-{
-	atomic_store(&pl->stop_step, step);
-	LOG_DEBUG("stopping", "\"step\":\"%s\",\"left_ms\":%u", step,
-		  pipeline_stop_left_ms(pl, UINT32_MAX));
-}
-
-struct partition *partition_new(struct consumer *owner, const char *topic,
-				int32_t id, bool ordered)
+struct partition *partition_new(partition_store_fn *store, void *arg,
+				const char *topic, int32_t id, bool ordered)
 {
 	struct partition *part = calloc(1, sizeof(*part));
 
@@ -87,7 +99,8 @@ struct partition *partition_new(struct consumer *owner, const char *topic,
 	pthread_mutex_init(&part->lock, NULL);
 	pthread_cond_init(&part->idle, NULL);
 	part->id = id;
-	part->owner = owner;
+	part->store = store;
+	part->store_arg = arg;
 	part->produced = -1;
 	part->committed = -1;
 	atomic_init(&part->refs, 1);
@@ -146,10 +159,7 @@ static void job_free(struct job *job)
 	rd_kafka_message_destroy(job->msg);
 	llm_result_clear(&job->res);
 	partition_unref(part);
-	if (job->slot_returned)
-		atomic_fetch_sub(&pl->early, 1);
-	else
-		sem_post(&pl->slots);
+	admission_end(pl->admission, job->early);
 	free(job);
 
 	metrics_inflight_add(pl->metrics, -1);
@@ -178,8 +188,8 @@ int pipeline_admit(struct pipeline *pl, struct partition *part,
 		LOG_ERROR("out of memory tracking a record", "\"offset\":%lld",
 			  (long long)msg->offset);
 		rd_kafka_message_destroy(msg);
-		sem_post(&pl->slots);
-		pipeline_request_stop(pl, true);
+		admission_cancel(pl->admission);
+		stop_request(pl->stop, true);
 		return -1;
 	}
 	if (r < 0) {
@@ -189,7 +199,7 @@ int pipeline_admit(struct pipeline *pl, struct partition *part,
 			  "\"partition\":%d,\"offset\":%lld", (int)part->id,
 			  (long long)msg->offset);
 		rd_kafka_message_destroy(msg);
-		sem_post(&pl->slots);
+		admission_cancel(pl->admission);
 		return -1;
 	}
 
@@ -198,8 +208,8 @@ int pipeline_admit(struct pipeline *pl, struct partition *part,
 		/* Out of memory: stop; the offset stays uncommitted. */
 		LOG_ERROR("out of memory admitting a record", NULL);
 		rd_kafka_message_destroy(msg);
-		sem_post(&pl->slots);
-		pipeline_request_stop(pl, true);
+		admission_cancel(pl->admission);
+		stop_request(pl->stop, true);
 		return -1;
 	}
 	job->pl = pl;
@@ -228,7 +238,7 @@ int pipeline_admit(struct pipeline *pl, struct partition *part,
 	return 0;
 }
 
-void pipeline_llm_paused(void *arg, enum llm_fault fault, const char *reason)
+static void llm_paused_changed(void *arg, enum llm_fault fault, const char *reason)
 {
 	struct pipeline *pl = arg;
 	int64_t since = atomic_load(&pl->llm_paused_ns);
@@ -252,7 +262,7 @@ void pipeline_llm_paused(void *arg, enum llm_fault fault, const char *reason)
 		  llm_fault_name(fault), log_str(text, sizeof(text), reason));
 }
 
-void pipeline_llm_mode(void *arg, enum cfg_llm_mode mode, const char *refused)
+static void llm_mode_found(void *arg, enum cfg_llm_mode mode, const char *refused)
 {
 	struct pipeline *pl = arg;
 	char text[1200];
@@ -271,7 +281,7 @@ void pipeline_llm_mode(void *arg, enum cfg_llm_mode mode, const char *refused)
 			 cfg_mode_name(mode), cfg_mode_name(pl->cfg->llm.mode));
 }
 
-void *pipeline_worker_init(void *arg, unsigned index)
+static void *worker_init(void *arg, unsigned index)
 {
 	struct pipeline *pl = arg;
 	char err[256];
@@ -285,7 +295,7 @@ void *pipeline_worker_init(void *arg, unsigned index)
 	return w;
 }
 
-void pipeline_worker_fini(void *worker)
+static void worker_fini(void *worker)
 {
 	llm_worker_free(worker);
 }
@@ -306,6 +316,166 @@ static bool too_large(rd_kafka_resp_err_t err)
 {
 	return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
 	       err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
+
+/* The record a job becomes: where it goes, what it weighs, its headers.
+ * Values and keys are produced without copies: they live in the job (the
+ * LLM's output, the input message) until its delivery report. */
+
+static enum producer_dest job_dest(const struct job *job)
+{
+	return job->outcome == JOB_OUTPUT ? PRODUCER_OUTPUT : PRODUCER_DLQ;
+}
+
+static const char *job_topic(const struct job *job)
+{
+	return producer_topic(job->pl->producer, job_dest(job));
+}
+
+static size_t input_bytes(const struct job *job)
+{
+	return job->msg->payload ? job->msg->len : 0;
+}
+
+static size_t key_bytes(const struct job *job)
+{
+	return job->msg->key ? job->msg->key_len : 0;
+}
+
+/* About how many bytes the job's record takes on the wire: value, key,
+ * headers. */
+static size_t record_bytes(const struct job *job)
+{
+	const struct llm_result *res = &job->res;
+	size_t value = input_bytes(job), key = key_bytes(job);
+	size_t headers = 512; /* source, numbers, names, framing */
+
+	if (job->outcome == JOB_OUTPUT)
+		return strlen(res->output) + key + strlen(res->model) + headers;
+	if (job->cut) {
+		value = value < PRODUCER_CUT_VALUE ? value : PRODUCER_CUT_VALUE;
+		key = key < PRODUCER_CUT_KEY ? key : PRODUCER_CUT_KEY;
+	}
+	headers += strlen(job->error) + strlen(res->detail) +
+		   (res->answer ? strlen(res->answer) : 0);
+	return value + key + headers;
+}
+
+/* How many of the len bytes at s fit in max without cutting a UTF-8
+ * sequence in two (a reader decoding a cut value still can). */
+static size_t cut_len(const char *s, size_t len, size_t max)
+{
+	size_t n = max;
+
+	if (len <= max)
+		return len;
+	while (n > 0 && max - n < 3 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	return ((unsigned char)s[n] & 0xc0) == 0x80 ? max : n;
+}
+
+static void add_header(rd_kafka_headers_t *h, const char *name,
+		       const char *value)
+{
+	rd_kafka_header_add(h, name, -1, value, -1);
+}
+
+static void add_number(rd_kafka_headers_t *h, const char *name,
+		       uint64_t value)
+{
+	char text[24];
+
+	snprintf(text, sizeof(text), "%" PRIu64, value);
+	add_header(h, name, text);
+}
+
+static rd_kafka_headers_t *job_headers(const struct job *job)
+{
+	const struct llm_result *res = &job->res;
+	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+	char source[512], text[LLM_ANSWER_MAX + 1];
+
+	snprintf(source, sizeof(source), "%s/%d/%lld", job->part->topic,
+		 (int)job->part->id, (long long)job->offset);
+	add_header(h, "extractd.source", source);
+	add_number(h, "extractd.attempts", res->attempts);
+	if (job->outcome == JOB_OUTPUT) {
+		add_header(h, "extractd.model", res->model);
+		if (*res->served_model)
+			add_header(h, "extractd.model.served",
+				   res->served_model);
+		add_number(h, "extractd.latency_ms",
+			   (uint64_t)(now_mono_ns() - job->consumed_ns) /
+				   1000000);
+		add_number(h, "extractd.tokens.prompt", res->prompt_tokens);
+		add_number(h, "extractd.tokens.completion",
+			   res->completion_tokens);
+		return h;
+	}
+	add_header(h, "extractd.error", job->error);
+	/* An API error body may echo the request (its Authorization
+	 * header), an answer anything: neither leaves unredacted, and
+	 * both keep their bounds. */
+	secret_redact(res->detail, strlen(res->detail), text, LLM_DETAIL_MAX);
+	add_header(h, "extractd.error.detail", text);
+	if (res->answer) {
+		secret_redact(res->answer, strlen(res->answer), text,
+			      sizeof(text));
+		add_header(h, "extractd.error.answer", text);
+	}
+	if (job->cut && input_bytes(job) > PRODUCER_CUT_VALUE)
+		add_number(h, "extractd.original_bytes", input_bytes(job));
+	return h;
+}
+
+/*
+ * Hand the job's record to the producer, once (producer_send), the job
+ * as the opaque of its delivery report: the output, the dead letter, or
+ * with job->cut the bounded dead letter. Returns as producer_send() does,
+ * and -EFBIG when the record is as large as one the broker refused for
+ * that topic before; a permanent error is logged and stops extractd.
+ */
+static int send_record(struct job *job)
+{
+	struct pipeline *pl = job->pl;
+	bool output = job->outcome == JOB_OUTPUT;
+	const char *value = output ? job->res.output : job->msg->payload;
+	size_t len = output ? strlen(job->res.output) : input_bytes(job);
+	size_t key_len = key_bytes(job);
+	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	char topic[256];
+	int r;
+
+	if (!job->cut &&
+	    producer_too_large(pl->producer, job_dest(job), record_bytes(job)))
+		return -EFBIG;
+	if (job->cut) {
+		len = cut_len(value, len, PRODUCER_CUT_VALUE);
+		key_len = cut_len(job->msg->key, key_len, PRODUCER_CUT_KEY);
+	}
+	r = producer_send(pl->producer, job_dest(job), value, len,
+			  job->msg->key, key_len, job_headers(job), job, &err);
+	if (r == -EMSGSIZE && job->cut) {
+		LOG_ERROR("a bounded dead letter is larger than "
+			  "kafka.properties message.max.bytes allows: set it "
+			  "to at least 65536",
+			  "\"topic\":%s,\"bytes\":%zu",
+			  log_str(topic, sizeof(topic), job_topic(job)),
+			  record_bytes(job));
+		r = -EIO;
+	} else if (r == -EIO) {
+		LOG_ERROR("produce failed",
+			  "\"topic\":%s,\"source_offset\":%lld,"
+			  "\"error\":\"%s\"",
+			  log_str(topic, sizeof(topic), job_topic(job)),
+			  (long long)job->offset, rd_kafka_err2str(err));
+	} else if (r == -ECANCELED) {
+		LOG_DEBUG("produce refused until the transaction aborts",
+			  "\"source_offset\":%lld", (long long)job->offset);
+	}
+	if (r == -EIO)
+		stop_request(pl->stop, true);
+	return r;
 }
 
 /* A warning about a record too large for its topic, at most every
@@ -329,7 +499,7 @@ static void log_oversize(struct job *job, const char *msg, size_t bytes,
 		 "\"topic\":%s,\"source_partition\":%d,\"source_offset\":%lld,"
 		 "\"bytes\":%zu,\"why\":\"%s\",\"not_logged\":%u",
 		 log_str(topic, sizeof(topic),
-			 producer_topic(pl->producer, job)),
+			 job_topic(job)),
 		 (int)job->part->id, (long long)job->offset, bytes, why,
 		 atomic_exchange(&pl->oversize_quiet, 0));
 }
@@ -357,9 +527,8 @@ static void append_cut(char *buf, size_t len, size_t size, const char *s)
  */
 static void make_bounded(struct job *job, size_t bytes, const char *why)
 {
-	struct pipeline *pl = job->pl;
 	struct llm_result *res = &job->res;
-	const char *topic = producer_topic(pl->producer, job);
+	const char *topic = job_topic(job);
 	size_t len = job->msg->payload ? job->msg->len : 0;
 	char detail[LLM_DETAIL_MAX], cut[160] = "";
 
@@ -399,7 +568,7 @@ static void refused_fatal(struct job *job, size_t bytes,
 	struct pipeline *pl = job->pl;
 	char topic[256];
 
-	log_str(topic, sizeof(topic), producer_topic(pl->producer, job));
+	log_str(topic, sizeof(topic), job_topic(job));
 	if (job->cut)
 		LOG_ERROR("the topic refused even a bounded dead letter as too "
 			  "large: give it a max.message.bytes of at least "
@@ -424,7 +593,7 @@ static void refused_fatal(struct job *job, size_t bytes,
 			  "\"error\":\"%s\"",
 			  topic, (int)job->part->id, (long long)job->offset,
 			  bytes, rd_kafka_err2str(err));
-	pipeline_request_stop(pl, true);
+	stop_request(pl->stop, true);
 }
 
 /*
@@ -439,17 +608,17 @@ static void refused_fatal(struct job *job, size_t bytes,
 static void refused_late(struct job *job, rd_kafka_resp_err_t err)
 {
 	struct pipeline *pl = job->pl;
-	size_t bytes = producer_record_bytes(job);
+	size_t bytes = record_bytes(job);
 	bool big = !job->cut && bytes > PRODUCER_SAFE_BYTES;
 
 	if (big)
-		producer_refused(pl->producer, job, bytes);
+		producer_refused(pl->producer, job_dest(job), bytes);
 	if (big && producer_transactional(pl->producer))
 		log_oversize(job, "record too large for its topic: the "
 			     "transaction aborts, and the record is done "
 			     "again as a bounded dead letter", bytes,
 			     rd_kafka_err2str(err));
-	else if (big && atomic_load(&pl->stopping))
+	else if (big && stop_stopping(pl->stop))
 		log_oversize(job, "record too large for its topic at "
 			     "shutdown: it is done again after the restart",
 			     bytes, rd_kafka_err2str(err));
@@ -513,10 +682,10 @@ static void finish(struct job *job, rd_kafka_resp_err_t err)
 			  "\"topic\":%s,\"source_partition\":%d,"
 			  "\"source_offset\":%lld,\"error\":\"%s\"",
 			  log_str(topic, sizeof(topic),
-				  producer_topic(pl->producer, job)),
+				  job_topic(job)),
 			  (int)part->id, (long long)job->offset,
 			  rd_kafka_err2str(err));
-		pipeline_request_stop(pl, true);
+		stop_request(pl->stop, true);
 		job_free(job);
 		return;
 	}
@@ -526,7 +695,7 @@ static void finish(struct job *job, rd_kafka_resp_err_t err)
 	/* With transactions the offsets travel in the transaction. */
 	if (offtrack_done(part->track, job->offset, &position) == 1 &&
 	    !part->revoked && !producer_transactional(pl->producer))
-		consumer_store(part->owner, part->topic, part->id, position);
+		part->store(part->store_arg, part->topic, part->id, position);
 	if (!offtrack_waiting(part->track))
 		pthread_cond_broadcast(&part->idle);
 	pthread_mutex_unlock(&part->lock);
@@ -587,7 +756,7 @@ static int await_end(struct pipeline *pl, struct job *job, struct await *w,
 
 	pthread_mutex_lock(&part->lock);
 	while (wait && !w->reported) {
-		if (atomic_load(&pl->stopping)) {
+		if (stop_stopping(pl->stop)) {
 			if (!give_up) {
 				give_up = now_mono_ns() + STOP_WAIT_NS;
 			} else if (now_mono_ns() >= give_up) {
@@ -642,7 +811,7 @@ static int send_one(struct pipeline *pl, struct job *job)
 			pthread_mutex_unlock(&part->lock);
 		}
 		if (!r)
-			r = producer_send(prod, job);
+			r = send_record(job);
 		if (!r && ordered) {
 			pthread_mutex_lock(&part->lock);
 			part->produced = offset + 1;
@@ -651,7 +820,7 @@ static int send_one(struct pipeline *pl, struct job *job)
 		if (txn)
 			producer_txn_unlock(prod);
 		if (r == -EMSGSIZE || r == -EFBIG) {
-			make_bounded(job, producer_record_bytes(job),
+			make_bounded(job, record_bytes(job),
 				     r == -EMSGSIZE
 					     ? "over the producer's "
 					       "message.max.bytes"
@@ -661,7 +830,7 @@ static int send_one(struct pipeline *pl, struct job *job)
 		}
 		if (r != -ENOBUFS)
 			return r ? -1 : 0;
-		if (atomic_load(&pl->stopping)) {
+		if (stop_stopping(pl->stop)) {
 			if (!give_up) {
 				give_up = now_mono_ns() + STOP_WAIT_NS;
 			} else if (now_mono_ns() >= give_up) {
@@ -696,7 +865,7 @@ static bool release_one(struct pipeline *pl, struct job *job)
 
 	for (;;) {
 		bool awaited = !txn && !job->cut &&
-			       producer_record_bytes(job) > PRODUCER_SAFE_BYTES;
+			       record_bytes(job) > PRODUCER_SAFE_BYTES;
 		int r;
 
 		if (awaited)
@@ -712,9 +881,9 @@ static bool release_one(struct pipeline *pl, struct job *job)
 		if (!awaited)
 			return true;
 		if (too_large(err) && !job->cut) {
-			size_t bytes = producer_record_bytes(job);
+			size_t bytes = record_bytes(job);
 
-			producer_refused(pl->producer, job, bytes);
+			producer_refused(pl->producer, job_dest(job), bytes);
 			make_bounded(job, bytes, rd_kafka_err2str(err));
 			continue;
 		}
@@ -782,7 +951,7 @@ static void release(struct pipeline *pl, struct job *job)
 	partition_unref(part);
 }
 
-void pipeline_worker_run(void *arg, void *worker)
+static void worker_run(void *arg, void *worker)
 {
 	struct job *job = arg;
 	struct pipeline *pl = job->pl;
@@ -813,17 +982,14 @@ void pipeline_worker_run(void *arg, void *worker)
 	 * now, while at most max_in_flight jobs are in that state, so the
 	 * next record's call starts without waiting for this one's delivery
 	 * (in offset order, for every older record of its partition). */
-	if (atomic_fetch_add(&pl->early, 1) < pl->cfg->pool.max_in_flight) {
-		job->slot_returned = true;
-		sem_post(&pl->slots);
-	} else {
-		atomic_fetch_sub(&pl->early, 1);
-	}
+	job->early = admission_call_done(pl->admission);
 	release(pl, job);
 }
 
-void pipeline_delivered(struct job *job, rd_kafka_resp_err_t err)
+/* A delivery report (producer_delivered_fn). */
+static void delivered(void *opaque, rd_kafka_resp_err_t err)
 {
+	struct job *job = opaque;
 	struct partition *part = job->part;
 	struct await *w;
 
@@ -862,4 +1028,128 @@ int pipeline_wait_drained(struct pipeline *pl, int64_t deadline_ns)
 	r = pl->inflight ? -1 : 0;
 	pthread_mutex_unlock(&pl->lock);
 	return r;
+}
+
+/* The input partition of a job's record (producer_source_fn). */
+static int32_t source_partition(const void *opaque)
+{
+	const struct job *job = opaque;
+
+	return job->part->id;
+}
+
+static const struct pool_ops worker_ops = {
+	.init = worker_init,
+	.run = worker_run,
+	.fini = worker_fini,
+};
+
+struct pipeline *pipeline_new(const struct extractd_config *cfg,
+			      struct llm *llm, const char *api_key,
+			      struct http_share *share, struct metrics *metrics,
+			      struct stop *stop, char *err, size_t err_size)
+{
+	struct pipeline *pl = calloc(1, sizeof(*pl));
+
+	if (!pl || !(pl->admission = admission_new(cfg->pool.max_in_flight))) {
+		free(pl);
+		snprintf(err, err_size, "out of memory");
+		return NULL;
+	}
+	pl->cfg = cfg;
+	pl->llm = llm;
+	pl->api_key = api_key;
+	pl->share = share;
+	pl->metrics = metrics;
+	pl->stop = stop;
+	pthread_mutex_init(&pl->lock, NULL);
+	pthread_cond_init(&pl->drained, NULL);
+	llm_set_pause_handler(llm, llm_paused_changed, pl);
+	llm_set_mode_handler(llm, llm_mode_found, pl);
+	return pl;
+}
+
+int pipeline_start(struct pipeline *pl, char *err, size_t err_size)
+{
+	pl->pool = pool_new(pl->cfg->pool.workers, pl->cfg->pool.max_in_flight,
+			    &worker_ops, pl, err, err_size);
+	if (!pl->pool)
+		return -1;
+	pl->producer = producer_new(pl->cfg, pl->stop, delivered,
+				    source_partition, err, err_size);
+	return pl->producer ? 0 : -1;
+}
+
+int pipeline_shutdown(struct pipeline *pl)
+{
+	int left;
+
+	stop_step(pl->stop, "joining the workers");
+	pool_free(pl->pool);
+	pl->pool = NULL;
+	left = producer_free(pl->producer);
+	pl->producer = NULL;
+	return left;
+}
+
+void pipeline_log_summary(struct pipeline *pl, int undelivered)
+{
+	int64_t first = atomic_load(&pl->first_consumed_ms);
+	int64_t last = atomic_load(&pl->last_delivered_ms);
+
+	LOG_INFO("stopped",
+		 "\"records\":%llu,\"dead_letters\":%llu,\"abandoned\":%llu,"
+		 "\"undelivered\":%d,"
+		 "\"tokens_prompt\":%llu,\"tokens_completion\":%llu,"
+		 "\"first_consumed_ms\":%lld,\"last_delivered_ms\":%lld,"
+		 "\"busy_seconds\":%.3f",
+		 (unsigned long long)atomic_load(&pl->n_ok),
+		 (unsigned long long)atomic_load(&pl->n_dead),
+		 (unsigned long long)atomic_load(&pl->n_abandoned), undelivered,
+		 (unsigned long long)atomic_load(&pl->n_prompt_tokens),
+		 (unsigned long long)atomic_load(&pl->n_completion_tokens),
+		 (long long)first, (long long)last,
+		 first && last > first ? (double)(last - first) / 1000 : 0.0);
+}
+
+void pipeline_free(struct pipeline *pl)
+{
+	if (!pl)
+		return;
+	pool_free(pl->pool);
+	producer_free(pl->producer);
+	admission_free(pl->admission);
+	pthread_cond_destroy(&pl->drained);
+	pthread_mutex_destroy(&pl->lock);
+	free(pl);
+}
+
+const struct extractd_config *pipeline_config(const struct pipeline *pl)
+{
+	return pl->cfg;
+}
+
+struct admission *pipeline_admission(struct pipeline *pl)
+{
+	return pl->admission;
+}
+
+struct producer *pipeline_producer(struct pipeline *pl)
+{
+	return pl->producer;
+}
+
+struct stop *pipeline_stop(struct pipeline *pl)
+{
+	return pl->stop;
+}
+
+struct metrics *pipeline_metrics(struct pipeline *pl)
+{
+	return pl->metrics;
+}
+
+bool pipeline_paused(const struct pipeline *pl)
+{
+	return atomic_load(&pl->llm_paused);
 }

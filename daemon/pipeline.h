@@ -5,12 +5,13 @@
  * ------
  * A record is a struct job from admission to delivery:
  *
- *   consumer thread ── sem_wait(slots) ── pool queue ── worker thread
+ *   consumer thread ── admission slot ── pool queue ── worker thread
  *     (owns the job until pool_submit)     (llm_extract, then release)
  *   release: completion order → produce now;
  *            offset order → the partition's sequencer, produce in order
  *   producer poll thread: delivery report → offset tracker → store the
- *     contiguous delivered prefix → free the job → sem_post(slots)
+ *     contiguous delivered prefix (the partition's store callback, the
+ *     consumer's) → free the job → admission_end
  *
  * Ownership moves with the job pointer: the consumer creates it, the pool
  * owns it while queued, the worker while it runs, the partition's
@@ -68,41 +69,52 @@
  * tracker: revokes and closes do not wait for it, and the commit position
  * never passes it, so the next reader of the partition does it again.
  *
- * The slots semaphore (pool.max_in_flight slots) bounds the LLM calls: a
- * job takes a slot at admission and gives it back when its call ends, if
- * fewer than max_in_flight answered jobs hold none (pipeline.early), else
- * at its end. So at most 2 x max_in_flight jobs exist, which bounds queue
- * lengths and memory whatever the backlog, and the calls go on while
- * answers wait for an older offset or a delivery report.
+ * Admission (admission.h) bounds the LLM calls to pool.max_in_flight and
+ * the jobs to twice that: a job takes a slot at admission and gives it
+ * back when its call ends, or at its end when the early window is full.
  *
  * Metrics are counted where the facts happen, lock-free: admission and
  * job_free move the in-flight gauge, the delivery report counts the
  * record (result, dead-letter kind, re-asks, tokens), the llm observer
  * each API call, the consumers the lag (metrics.h).
+ *
+ * Calls point down: main → consumer → pipeline → {admission, producer};
+ * what must go up goes through function pointers given at creation (the
+ * producer's delivery report, a partition's store callback, the llm's
+ * pause and mode handlers). Every layer asks stop.h whether it is
+ * stopping and how long it may still wait.
  */
 #ifndef EXTRACTD_PIPELINE_H
 #define EXTRACTD_PIPELINE_H
 
-#include "config.h"
-#include "llm.h"
-
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
-#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-struct consumer;
+struct admission;
+struct extractd_config;
+struct http_share;
+struct llm;
 struct metrics;
 struct producer;
+struct stop;
+
+/**
+ * A partition's position is stored (for the next commit) through this,
+ * with the partition's lock held: the consumer that owns the partition.
+ */
+typedef void partition_store_fn(void *arg, const char *topic,
+				int32_t partition, int64_t position);
 
 struct partition {
 	pthread_mutex_t lock;     /**< guards everything below but refs */
 	pthread_cond_t idle;      /**< broadcast when track has no pending */
 	char *topic;
 	int32_t id;
-	struct consumer *owner;   /**< whose rd_kafka_t stores offsets */
+	partition_store_fn *store; /**< the owner's, with store_arg */
+	void *store_arg;
 	struct sequencer *seq;    /**< offset order only, else NULL */
 	struct offtrack *track;
 	bool revoked;             /**< no longer ours: store nothing */
@@ -117,91 +129,54 @@ struct partition {
 	atomic_uint refs;
 };
 
-enum job_outcome {
-	JOB_OUTPUT,      /**< a validated record for the output topic */
-	JOB_DEAD_LETTER, /**< the input for the dead-letter topic */
-	JOB_ABANDONED,   /**< nothing produced: done again after restart */
-};
+/**
+ * @brief A pipeline for cfg, calling the API through llm (whose pause and
+ * mode handlers it takes), with api_key (kept, never logged) and share;
+ * counting into metrics, stopping through stop. Nothing runs until
+ * pipeline_start().
+ * @returns the pipeline, or NULL with err set.
+ */
+struct pipeline *pipeline_new(const struct extractd_config *cfg,
+			      struct llm *llm, const char *api_key,
+			      struct http_share *share, struct metrics *metrics,
+			      struct stop *stop, char *err, size_t err_size);
 
-struct job {
-	struct pipeline *pl;
-	struct partition *part;   /**< a reference */
-	rd_kafka_message_t *msg;  /**< the input, owned */
-	int64_t offset;
-	int64_t consumed_ns;      /**< CLOCK_MONOTONIC at admission */
-	enum job_outcome outcome;
-	const char *error;        /**< dead letter: extractd.error value */
-	struct llm_result res;
-	bool slot_returned;       /**< its slot went back when the LLM call
-				    *  ended (pipeline.early counts it) */
-	bool cut;                 /**< a topic refused its record as too
-				    *  large: the bounded dead letter */
-	bool delivered;           /**< its offset was marked delivered */
-	struct await *_Atomic await; /**< a worker waits for its delivery
-				    *  report (part's lock), else NULL */
-};
-
-struct pipeline {
-	const struct extractd_config *cfg;
-	struct llm *llm;
-	char *api_key;            /**< secret: never logged */
-	struct http_share *share;
-	struct pool *pool;
-	struct producer *producer;
-	struct metrics *metrics;  /**< lock-free counters (metrics.h) */
-	sem_t slots;              /**< free admission slots */
-	atomic_uint early;        /**< jobs past their LLM call whose slot
-				    *  went back before delivery; at most
-				    *  pool.max_in_flight (the window that
-				    *  bounds jobs waiting for their turn or
-				    *  their delivery report) */
-
-	pthread_mutex_t lock;     /**< guards inflight for drained */
-	pthread_cond_t drained;   /**< broadcast when inflight drops to 0 */
-	unsigned inflight;        /**< jobs admitted and not yet freed */
-
-	atomic_bool stopping;     /**< shutdown began: admit nothing more */
-	atomic_bool stop_requested; /**< pipeline_request_stop() signalled */
-	atomic_int_fast64_t stop_deadline_ns; /**< monotonic; set before
-					        *  stopping (shutdown.h) */
-	_Atomic(const char *) stop_step; /**< the step of stopping under
-					   *  way, for the watchdog's line */
-	atomic_bool llm_paused;   /**< the API does not work for the
-				    *  deployment: consumption waits */
-	atomic_int_fast64_t llm_paused_ns; /**< since when (monotonic), 0 */
-	atomic_int failed;        /**< a fatal error: exit status 1 */
-	atomic_uint_fast64_t n_ok, n_dead, n_abandoned;
-	atomic_uint_fast64_t n_prompt_tokens, n_completion_tokens;
-	atomic_int_fast64_t first_consumed_ms; /**< wall clock, 0 = none */
-	atomic_int_fast64_t last_delivered_ms;
-	atomic_int_fast64_t oversize_ns; /**< last oversize warning */
-	atomic_uint oversize_quiet;      /**< warnings not logged since */
-};
-
-/** Monotonic and wall clocks in the units the pipeline uses. */
-int64_t now_mono_ns(void);
-int64_t now_wall_ms(void);
-
-/** Ask main to shut down; failed marks the exit status 1. */
-void pipeline_request_stop(struct pipeline *pl, bool failed);
+/** Start the workers and the producer; -1 with err set. */
+int pipeline_start(struct pipeline *pl, char *err, size_t err_size);
 
 /**
- * @brief While stopping: the ms left until the shutdown deadline (0 once
- * it passed); before, cap. Every wait on the way out is bounded by it.
+ * @brief At shutdown, once the consumers are joined: join the workers,
+ * flush and close the producer (within the shutdown deadline).
+ * @returns the records left undelivered.
  */
-unsigned pipeline_stop_left_ms(struct pipeline *pl, unsigned cap);
+int pipeline_shutdown(struct pipeline *pl);
 
-/** While stopping: name the step under way (a constant string). */
-void pipeline_stop_step(struct pipeline *pl, const char *step);
+/** The last log line: what this run did, and what it leaves to the next
+ * (undelivered, as pipeline_shutdown() returned). */
+void pipeline_log_summary(struct pipeline *pl, int undelivered);
+
+/** Free a pipeline that was shut down (or never started); NULL is fine. */
+void pipeline_free(struct pipeline *pl);
+
+/** What the consumers use besides the pipeline itself. */
+const struct extractd_config *pipeline_config(const struct pipeline *pl);
+struct admission *pipeline_admission(struct pipeline *pl);
+struct producer *pipeline_producer(struct pipeline *pl);
+struct stop *pipeline_stop(struct pipeline *pl);
+struct metrics *pipeline_metrics(struct pipeline *pl);
+
+/** Whether the LLM API is paused for the deployment: admit nothing. */
+bool pipeline_paused(const struct pipeline *pl);
 
 /** Whether results leave in offset order: output.ordering = offset, and
  * always with exactly-once delivery (a transaction commits offsets, which
  * only a contiguous prefix can justify). */
 bool pipeline_ordered(const struct pipeline *pl);
 
-/** A new partition state with one reference (the assignment's). */
-struct partition *partition_new(struct consumer *owner, const char *topic,
-				int32_t id, bool ordered);
+/** A new partition state with one reference (the assignment's); store
+ * (with arg) stores its commit positions. */
+struct partition *partition_new(partition_store_fn *store, void *arg,
+				const char *topic, int32_t id, bool ordered);
 void partition_ref(struct partition *part);
 void partition_unref(struct partition *part);
 
@@ -212,22 +187,6 @@ void partition_unref(struct partition *part);
  */
 int pipeline_admit(struct pipeline *pl, struct partition *part,
 		   rd_kafka_message_t *msg);
-
-/** The llm's pause handler: log each change, loudly; readiness and
- * admission follow pipeline.llm_paused, the metrics the fault. */
-void pipeline_llm_paused(void *pl, enum llm_fault fault, const char *reason);
-
-/** The llm's mode handler (llm_mode_fn): log the request format the
- * health checks settled on, and follow it in the metrics. */
-void pipeline_llm_mode(void *pl, enum cfg_llm_mode mode, const char *refused);
-
-/** Pool callbacks: a worker's llm_worker, and running one job. */
-void *pipeline_worker_init(void *pl, unsigned index);
-void pipeline_worker_run(void *job, void *worker);
-void pipeline_worker_fini(void *worker);
-
-/** Delivery report for a job (producer poll thread). */
-void pipeline_delivered(struct job *job, rd_kafka_resp_err_t err);
 
 /**
  * @brief Wait until no job is in flight or the deadline passes.

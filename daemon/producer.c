@@ -8,7 +8,7 @@
  * outage a record waits in librdkafka, holding its admission slot, so the
  * consumer pauses instead of piling up work or failing records. A failed
  * delivery report therefore means a fatal producer error, or a topic that
- * refused the record as too large (pipeline.h says what follows).
+ * refused the record as too large (pipeline.c says what follows).
  *
  * producer_send() never waits: on a full queue the caller (a worker,
  * holding no lock) waits in producer_wait_space(), which the poll thread
@@ -16,8 +16,9 @@
  * meanwhile, so a slow Kafka slows admission. A full queue is reported at
  * info level, at most every QUEUE_FULL_LOG_NS.
  *
- * Values and keys are produced without copies: they live in the job (the
- * LLM's output, the input message) until the delivery report frees it.
+ * Values and keys are produced without copies: the caller keeps them
+ * until the delivery report (the pipeline's job holds the LLM's output
+ * and the input message).
  *
  * Where a record goes (placement()): by key, librdkafka's murmur2_random
  * (a record without a key lands anywhere); by source, a partitioner
@@ -31,14 +32,15 @@
 
 #include "kafka.h"
 #include "log.h"
-#include "pipeline.h"
-#include "secret.h"
 #include "slot.h"
+#include "stop.h"
 #include "thread.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,11 +51,14 @@
 #define QUEUE_FULL_LOG_NS (10LL * 1000000000) /**< at most one line */
 
 struct producer {
-	struct pipeline *pl;
+	const struct extractd_config *cfg;
+	struct stop *stop;
+	producer_delivered_fn *delivered;
+	producer_source_fn *source;
 	rd_kafka_t *rk;
 	pthread_t thread;
 	bool started;
-	atomic_bool stop;
+	atomic_bool quit;        /**< the poll thread ends */
 	bool transactional;     /**< output.delivery = exactly-once */
 	pthread_mutex_t txn;    /**< held to produce, and to commit */
 	bool txn_open;          /**< a transaction was begun (txn lock) */
@@ -77,9 +82,10 @@ struct producer {
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg,
 			void *opaque)
 {
+	struct producer *p = opaque;
+
 	(void)rk;
-	(void)opaque;
-	pipeline_delivered(msg->_private, msg->err);
+	p->delivered(msg->_private, msg->err);
 }
 
 /* Whether err says another producer took our transactional.id. */
@@ -128,7 +134,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason,
 		else
 			LOG_ERROR("fatal producer error", "\"error\":%s",
 				  log_str(text, sizeof(text), why));
-		pipeline_request_stop(p->pl, true);
+		stop_request(p->stop, true);
 		return;
 	}
 	LOG_WARN("producer error", "\"error\":%s",
@@ -161,18 +167,17 @@ static enum placement placement(const struct extractd_config *cfg)
 }
 
 /* By source: the input's partition number, modulo the output topic's
- * count. */
+ * count (rkt_opaque: the producer). */
 static int32_t by_source(const rd_kafka_topic_t *rkt, const void *key,
 			 size_t keylen, int32_t partition_cnt,
 			 void *rkt_opaque, void *msg_opaque)
 {
-	const struct job *job = msg_opaque;
+	const struct producer *p = rkt_opaque;
 
 	(void)rkt;
 	(void)key;
 	(void)keylen;
-	(void)rkt_opaque;
-	return job->part->id % partition_cnt;
+	return p->source(msg_opaque) % partition_cnt;
 }
 
 /* By key as PLACE_KEY places it (murmur2 of the key), and by source when
@@ -193,7 +198,7 @@ static void *poll_main(void *arg)
 	struct producer *p = arg;
 
 	thread_enter("producer");
-	while (!atomic_load(&p->stop)) {
+	while (!atomic_load(&p->quit)) {
 		if (rd_kafka_poll(p->rk, 100) > 0) {
 			/* Messages were delivered: their queue space frees
 			 * as the reports return. */
@@ -219,7 +224,7 @@ static void *poll_main(void *arg)
 static int set_transactional_id(struct producer *p, rd_kafka_conf_t *conf,
 				char *err, size_t err_size)
 {
-	const struct extractd_config *cfg = p->pl->cfg;
+	const struct extractd_config *cfg = p->cfg;
 	char host[256] = "localhost", name[512], id[sizeof(name) + 16];
 	char dir[PATH_MAX], why[PATH_MAX + 128], text[600], lock[PATH_MAX + 64];
 	size_t i;
@@ -301,7 +306,7 @@ void producer_kafka_props(const struct extractd_config *cfg,
 	 * 1000000): a record larger than that goes alone in its batch, and
 	 * smaller ones are batched up to it, so a broker refusing a batch as
 	 * too large refuses exactly one record, one extractd replaces in its
-	 * place (pipeline.h). With 1 MB batches a topic whose limit is below
+	 * place (pipeline.c). With 1 MB batches a topic whose limit is below
 	 * 1 MB would refuse a batch of small records along with a big one.
 	 *
 	 * linger.ms 5 (librdkafka's own default): outputs go in batches,
@@ -337,9 +342,13 @@ void producer_kafka_props(const struct extractd_config *cfg,
 	};
 }
 
-struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
+struct producer *producer_new(const struct extractd_config *cfg,
+			      struct stop *stop,
+			      producer_delivered_fn *delivered,
+			      producer_source_fn *source, char *err,
+			      size_t err_size)
 {
-	enum placement place = placement(pl->cfg);
+	enum placement place = placement(cfg);
 	struct kafka_props props;
 	struct producer *p = calloc(1, sizeof(*p));
 	rd_kafka_conf_t *conf;
@@ -350,13 +359,16 @@ struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
 		snprintf(err, err_size, "out of memory");
 		return NULL;
 	}
-	p->pl = pl;
+	p->cfg = cfg;
+	p->stop = stop;
+	p->delivered = delivered;
+	p->source = source;
 	pthread_mutex_init(&p->space_lock, NULL);
 	pthread_cond_init(&p->space, NULL);
 	atomic_init(&p->refused_out, SIZE_MAX);
 	atomic_init(&p->refused_dlq, SIZE_MAX);
-	producer_kafka_props(pl->cfg, &props);
-	conf = kafka_conf_new(pl->cfg, &props, err, err_size);
+	producer_kafka_props(cfg, &props);
+	conf = kafka_conf_new(cfg, &props, err, err_size);
 	if (!conf)
 		goto fail;
 	rd_kafka_conf_set_opaque(conf, p);
@@ -373,9 +385,9 @@ struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
 		rd_kafka_topic_conf_set_partitioner_cb(
 			tconf, place == PLACE_SOURCE ? by_source
 						     : key_else_source);
+		rd_kafka_topic_conf_set_opaque(tconf, p);
 	}
-	p->transactional =
-		pl->cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE;
+	p->transactional = cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE;
 	pthread_mutex_init(&p->txn, NULL);
 	if (p->transactional && set_transactional_id(p, conf, err,
 						      err_size) < 0) {
@@ -393,8 +405,8 @@ struct producer *producer_new(struct pipeline *pl, char *err, size_t err_size)
 	 * (asynchronously); a topic first named by a produce call waits
 	 * for librdkafka's 1-second topic scan, and the first records hold
 	 * their slots meanwhile. */
-	p->out = rd_kafka_topic_new(p->rk, pl->cfg->kafka.output_topic, NULL);
-	p->dlq = rd_kafka_topic_new(p->rk, pl->cfg->kafka.dlq_topic, NULL);
+	p->out = rd_kafka_topic_new(p->rk, cfg->kafka.output_topic, NULL);
+	p->dlq = rd_kafka_topic_new(p->rk, cfg->kafka.dlq_topic, NULL);
 	if (!p->out || !p->dlq) {
 		snprintf(err, err_size, "cannot create the topic handles: %s",
 			 rd_kafka_err2str(rd_kafka_last_error()));
@@ -415,116 +427,31 @@ fail:
 	return NULL;
 }
 
-static void add_header(rd_kafka_headers_t *h, const char *name,
-		       const char *value)
+const char *producer_topic(const struct producer *p, enum producer_dest dest)
 {
-	rd_kafka_header_add(h, name, -1, value, -1);
+	return dest == PRODUCER_OUTPUT ? p->cfg->kafka.output_topic
+				       : p->cfg->kafka.dlq_topic;
 }
 
-static void add_number(rd_kafka_headers_t *h, const char *name,
-		       uint64_t value)
+static atomic_size_t *refused(struct producer *p, enum producer_dest dest)
 {
-	char text[24];
-
-	snprintf(text, sizeof(text), "%" PRIu64, value);
-	add_header(h, name, text);
+	return dest == PRODUCER_OUTPUT ? &p->refused_out : &p->refused_dlq;
 }
 
-/* How many of the len bytes at s fit in max without cutting a UTF-8
- * sequence in two (a reader decoding a cut value still can). */
-static size_t cut_len(const char *s, size_t len, size_t max)
-{
-	size_t n = max;
-
-	if (len <= max)
-		return len;
-	while (n > 0 && max - n < 3 && ((unsigned char)s[n] & 0xc0) == 0x80)
-		n--;
-	return ((unsigned char)s[n] & 0xc0) == 0x80 ? max : n;
-}
-
-static size_t input_bytes(const struct job *job)
-{
-	return job->msg->payload ? job->msg->len : 0;
-}
-
-static size_t key_bytes(const struct job *job)
-{
-	return job->msg->key ? job->msg->key_len : 0;
-}
-
-static rd_kafka_headers_t *job_headers(const struct job *job)
-{
-	const struct llm_result *res = &job->res;
-	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
-	char source[512], text[LLM_ANSWER_MAX + 1];
-
-	snprintf(source, sizeof(source), "%s/%d/%lld", job->part->topic,
-		 (int)job->part->id, (long long)job->offset);
-	add_header(h, "extractd.source", source);
-	add_number(h, "extractd.attempts", res->attempts);
-	if (job->outcome == JOB_OUTPUT) {
-		add_header(h, "extractd.model", res->model);
-		if (*res->served_model)
-			add_header(h, "extractd.model.served",
-				   res->served_model);
-		add_number(h, "extractd.latency_ms",
-			   (uint64_t)(now_mono_ns() - job->consumed_ns) /
-				   1000000);
-		add_number(h, "extractd.tokens.prompt", res->prompt_tokens);
-		add_number(h, "extractd.tokens.completion",
-			   res->completion_tokens);
-		return h;
-	}
-	add_header(h, "extractd.error", job->error);
-	/* An API error body may echo the request (its Authorization
-	 * header), an answer anything: neither leaves unredacted, and
-	 * both keep their bounds. */
-	secret_redact(res->detail, strlen(res->detail), text, LLM_DETAIL_MAX);
-	add_header(h, "extractd.error.detail", text);
-	if (res->answer) {
-		secret_redact(res->answer, strlen(res->answer), text,
-			      sizeof(text));
-		add_header(h, "extractd.error.answer", text);
-	}
-	if (job->cut && input_bytes(job) > PRODUCER_CUT_VALUE)
-		add_number(h, "extractd.original_bytes", input_bytes(job));
-	return h;
-}
-
-size_t producer_record_bytes(const struct job *job)
-{
-	const struct llm_result *res = &job->res;
-	size_t value = input_bytes(job), key = key_bytes(job);
-	size_t headers = 512; /* source, numbers, names, framing */
-
-	if (job->outcome == JOB_OUTPUT)
-		return strlen(res->output) + key + strlen(res->model) + headers;
-	if (job->cut) {
-		value = value < PRODUCER_CUT_VALUE ? value : PRODUCER_CUT_VALUE;
-		key = key < PRODUCER_CUT_KEY ? key : PRODUCER_CUT_KEY;
-	}
-	headers += strlen(job->error) + strlen(res->detail) +
-		   (res->answer ? strlen(res->answer) : 0);
-	return value + key + headers;
-}
-
-const char *producer_topic(const struct producer *p, const struct job *job)
-{
-	return job->outcome == JOB_OUTPUT ? p->pl->cfg->kafka.output_topic
-					  : p->pl->cfg->kafka.dlq_topic;
-}
-
-void producer_refused(struct producer *p, const struct job *job,
+void producer_refused(struct producer *p, enum producer_dest dest,
 		      size_t bytes)
 {
-	atomic_size_t *refused = job->outcome == JOB_OUTPUT ? &p->refused_out
-							    : &p->refused_dlq;
-	size_t was = atomic_load(refused);
+	atomic_size_t *min = refused(p, dest);
+	size_t was = atomic_load(min);
 
-	while (bytes < was &&
-	       !atomic_compare_exchange_weak(refused, &was, bytes))
+	while (bytes < was && !atomic_compare_exchange_weak(min, &was, bytes))
 		;
+}
+
+bool producer_too_large(struct producer *p, enum producer_dest dest,
+			size_t bytes)
+{
+	return bytes >= atomic_load(refused(p, dest));
 }
 
 /* -ENOBUFS: count it, and say so at most every QUEUE_FULL_LOG_NS. */
@@ -557,67 +484,36 @@ void producer_wait_space(struct producer *p, int ms)
 	pthread_mutex_unlock(&p->space_lock);
 }
 
-int producer_send(struct producer *p, struct job *job)
+int producer_send(struct producer *p, enum producer_dest dest,
+		  const void *value, size_t len, const void *key,
+		  size_t key_len, rd_kafka_headers_t *headers, void *opaque,
+		  rd_kafka_resp_err_t *ret_err)
 {
-	bool output = job->outcome == JOB_OUTPUT;
-	atomic_size_t *refused = output ? &p->refused_out : &p->refused_dlq;
-	size_t len = output ? strlen(job->res.output) : input_bytes(job);
-	size_t key_len = key_bytes(job);
-	const char *value = output ? job->res.output : job->msg->payload;
-	rd_kafka_headers_t *headers;
 	rd_kafka_resp_err_t err;
-	char topic[256];
 
-	if (!job->cut && producer_record_bytes(job) >= atomic_load(refused))
-		return -EFBIG;
-	if (job->cut) {
-		len = cut_len(value, len, PRODUCER_CUT_VALUE);
-		key_len = cut_len(job->msg->key, key_len, PRODUCER_CUT_KEY);
-	}
-	headers = job_headers(job);
-	/* Values and keys stay in the job until its delivery report: no
-	 * copy flag. */
-	err = rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(output ? p->out : p->dlq),
-				RD_KAFKA_V_VALUE((void *)value, len),
-				RD_KAFKA_V_KEY(job->msg->key, key_len),
-				RD_KAFKA_V_HEADERS(headers),
-				RD_KAFKA_V_OPAQUE(job), RD_KAFKA_V_END);
+	/* No copy flag: the caller keeps value and key until the report. */
+	err = rd_kafka_producev(
+		p->rk, RD_KAFKA_V_RKT(dest == PRODUCER_OUTPUT ? p->out : p->dlq),
+		RD_KAFKA_V_VALUE((void *)value, len),
+		RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_HEADERS(headers),
+		RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
 	if (!err)
 		return 0; /* headers are librdkafka's now */
 	rd_kafka_headers_destroy(headers);
-	log_str(topic, sizeof(topic), producer_topic(p, job));
+	*ret_err = err;
 	switch (err) {
 	case RD_KAFKA_RESP_ERR__QUEUE_FULL:
 		queue_full(p);
 		return -ENOBUFS;
 	case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
-		if (!job->cut)
-			return -EMSGSIZE;
-		LOG_ERROR("a bounded dead letter is larger than "
-			  "kafka.properties message.max.bytes allows: set it "
-			  "to at least 65536",
-			  "\"topic\":%s,\"bytes\":%zu", topic,
-			  producer_record_bytes(job));
-		break;
+		return -EMSGSIZE;
 	case RD_KAFKA_RESP_ERR__STATE:
-		if (p->transactional) {
-			/* The transaction is failed (a record of it was
-			 * refused): the commit aborts it and rewinds. */
-			LOG_DEBUG("produce refused until the transaction "
-				  "aborts", "\"source_offset\":%lld",
-				  (long long)job->offset);
-			return -ECANCELED;
-		}
-		/* fall through */
+		/* With transactions: the transaction is failed (a record of
+		 * it was refused); the commit aborts it and rewinds. */
+		return p->transactional ? -ECANCELED : -EIO;
 	default:
-		LOG_ERROR("produce failed",
-			  "\"topic\":%s,\"source_offset\":%lld,"
-			  "\"error\":\"%s\"",
-			  topic, (long long)job->offset, rd_kafka_err2str(err));
-		break;
+		return -EIO;
 	}
-	pipeline_request_stop(p->pl, true);
-	return -EIO;
 }
 
 void producer_txn_lock(struct producer *p)
@@ -655,7 +551,7 @@ static int txn_abort(struct producer *p, unsigned timeout_ms)
 					  rd_kafka_error_string(error)));
 		rd_kafka_error_destroy(error);
 		p->txn_open = false;
-		pipeline_request_stop(p->pl, true);
+		stop_request(p->stop, true);
 		return -1;
 	}
 	return 0;
@@ -704,7 +600,7 @@ int producer_txn_commit(struct producer *p, rd_kafka_t *consumer,
 	 * committed, and nothing is lost (its records are done again after
 	 * the restart, whose fencing aborts it); no reason for status 1. */
 	if ((!error || rd_kafka_error_is_retriable(error)) &&
-	    atomic_load(&p->pl->stopping)) {
+	    stop_stopping(p->stop)) {
 		LOG_WARN("transaction not committed before shutdown.timeout_ms: "
 			 "its records are done again after a restart",
 			 "\"error\":%s",
@@ -728,7 +624,7 @@ int producer_txn_commit(struct producer *p, rd_kafka_t *consumer,
 	if (error)
 		rd_kafka_error_destroy(error);
 	p->txn_open = false;
-	pipeline_request_stop(p->pl, true);
+	stop_request(p->stop, true);
 	return -1;
 }
 
@@ -748,20 +644,19 @@ int producer_free(struct producer *p)
 		 * read_committed readers never see it. */
 		rd_kafka_error_t *error;
 
-		pipeline_stop_step(p->pl, "aborting the open transaction");
+		stop_step(p->stop, "aborting the open transaction");
 		error = rd_kafka_abort_transaction(
-			p->rk, (int)pipeline_stop_left_ms(p->pl, TXN_TIMEOUT_MS));
+			p->rk, (int)stop_left_ms(p->stop, TXN_TIMEOUT_MS));
 		if (error)
 			rd_kafka_error_destroy(error);
 	}
 	if (p->rk) {
-		pipeline_stop_step(p->pl, "flushing the producer");
-		rd_kafka_flush(p->rk, (int)pipeline_stop_left_ms(p->pl,
-								 FLUSH_MS));
+		stop_step(p->stop, "flushing the producer");
+		rd_kafka_flush(p->rk, (int)stop_left_ms(p->stop, FLUSH_MS));
 		left = rd_kafka_outq_len(p->rk);
 	}
 	if (p->started) {
-		atomic_store(&p->stop, true);
+		atomic_store(&p->quit, true);
 		pthread_join(p->thread, NULL);
 	}
 	if (p->out)

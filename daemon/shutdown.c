@@ -6,7 +6,7 @@
 #include "llm.h"
 #include "log.h"
 #include "metrics.h"
-#include "pipeline.h"
+#include "stop.h"
 #include "thread.h"
 
 #include <errno.h>
@@ -19,7 +19,9 @@
 #define WATCH_STEP_NS 100000000LL /**< how often the watchdog looks */
 
 struct shutdown {
-	struct pipeline *pl;
+	struct stop *stop;
+	struct llm *llm;
+	struct metrics *metrics;
 	sigset_t signals;
 	pthread_t thread;
 	int64_t cut_ns;       /**< cut the LLM calls still open */
@@ -30,20 +32,18 @@ struct shutdown {
 /* The last line before a forced exit, then the exit. */
 static _Noreturn void force_exit(struct shutdown *s, const char *why)
 {
-	struct pipeline *pl = s->pl;
 	struct metrics_summary m;
-	const char *step = atomic_load(&pl->stop_step);
 
-	metrics_summary(pl->metrics, &m);
+	metrics_summary(s->metrics, &m);
 	LOG_WARN("exiting before the work in flight was delivered: those "
 		 "records' offsets are not committed, they are done again "
 		 "after a restart",
 		 "\"why\":\"%s\",\"step\":\"%s\",\"undelivered\":%lld,"
 		 "\"records\":%llu,\"dead_letters\":%llu",
-		 why, step ? step : "starting", (long long)m.inflight,
+		 why, stop_step_name(s->stop), (long long)m.inflight,
 		 (unsigned long long)m.records_ok,
 		 (unsigned long long)m.dead_letters);
-	_exit(atomic_load(&pl->failed) ? 1 : 0);
+	_exit(stop_failed(s->stop) ? 1 : 0);
 }
 
 static void *watch(void *arg)
@@ -54,28 +54,24 @@ static void *watch(void *arg)
 	thread_enter("shutdown");
 	while (!atomic_load(&s->done)) {
 		struct timespec step = { .tv_nsec = WATCH_STEP_NS };
-		siginfo_t info;
 		int64_t now;
 
-		/* A signal extractd sent itself (pipeline_request_stop) is
-		 * no user's second one. */
-		if (sigtimedwait(&s->signals, &info, &step) > 0 &&
-		    info.si_pid != getpid())
+		if (sigtimedwait(&s->signals, NULL, &step) > 0)
 			force_exit(s, "a second stop signal");
 		now = now_mono_ns();
 		if (!cut && now >= s->cut_ns) {
 			struct metrics_summary m;
 
 			cut = true;
-			metrics_summary(s->pl->metrics, &m);
+			metrics_summary(s->metrics, &m);
 			if (m.inflight)
 				LOG_WARN("two thirds of shutdown.timeout_ms "
 					 "gone: LLM calls still open are cut, "
 					 "their records are done again after a "
 					 "restart", "\"inflight\":%lld",
 					 (long long)m.inflight);
-			if (s->pl->llm)
-				llm_cut(s->pl->llm);
+			if (s->llm)
+				llm_cut(s->llm);
 		}
 		if (now >= s->deadline_ns && !atomic_load(&s->done))
 			force_exit(s, "shutdown.timeout_ms reached");
@@ -83,23 +79,26 @@ static void *watch(void *arg)
 	return NULL;
 }
 
-struct shutdown *shutdown_begin(struct pipeline *pl, const sigset_t *signals)
+struct shutdown *shutdown_begin(struct stop *stop, struct llm *llm,
+				struct metrics *metrics, unsigned timeout_ms,
+				const sigset_t *signals)
 {
 	int64_t now = now_mono_ns();
-	int64_t timeout = (int64_t)pl->cfg->shutdown.timeout_ms * 1000000;
+	int64_t timeout = (int64_t)timeout_ms * 1000000;
 	struct shutdown *s;
 	int r;
 
-	atomic_store(&pl->stop_deadline_ns, now + timeout);
-	atomic_store(&pl->stopping, true);
-	if (pl->llm)
-		llm_stop(pl->llm);
+	stop_begin(stop, timeout_ms);
+	if (llm)
+		llm_stop(llm);
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		LOG_ERROR("cannot watch the shutdown: out of memory", NULL);
 		return NULL;
 	}
-	s->pl = pl;
+	s->stop = stop;
+	s->llm = llm;
+	s->metrics = metrics;
 	s->signals = *signals;
 	s->cut_ns = now + timeout / 3 * 2;
 	s->deadline_ns = now + timeout;

@@ -3,11 +3,11 @@
  * Kafka and the LLM API do.
  *
  * main calls shutdown_begin() at the first SIGTERM or SIGINT (or after a
- * fatal error): admission stops at once (pipeline.stopping, so /readyz
- * turns 503), no new LLM call starts (llm_stop), and a watchdog thread
- * starts. Each step of stopping that follows (the drain, the final
+ * fatal error, stop_request): admission stops at once (stop_begin, so
+ * /readyz turns 503), no new LLM call starts (llm_stop), and a watchdog
+ * thread starts. Each step of stopping that follows (the drain, the final
  * commit, the consumer close, the producer flush) bounds its own waits
- * by pipeline_stop_left_ms(), and names itself with pipeline_stop_step().
+ * by stop_left_ms(), and names itself with stop_step() (stop.h).
  * The watchdog covers the rest:
  *
  *   - at two thirds of the timeout it cuts the LLM calls still open
@@ -24,26 +24,32 @@
  *
  * DESIGN
  * ------
- * The watchdog thread owns nothing but its timer; it reads the pipeline's
- * atomics (failed, the in-flight gauge, the step) and calls llm_cut(),
- * which is thread-safe. It takes the stop signals with sigtimedwait(),
- * every thread having them blocked.
+ * The watchdog thread owns nothing but its timer; it reads the stop state
+ * (failed, the step) and the metrics (the in-flight gauge), and calls
+ * llm_cut(), which is thread-safe. It takes the stop signals with
+ * sigtimedwait(), every thread having them blocked (main no longer reads
+ * them once stopping).
  */
 #ifndef EXTRACTD_SHUTDOWN_H
 #define EXTRACTD_SHUTDOWN_H
 
 #include <signal.h>
 
-struct pipeline;
+struct llm;
+struct metrics;
 struct shutdown;
+struct stop;
 
 /**
- * @brief Begin stopping: set the deadline, stop admission and new LLM
- * calls, start the watchdog (signals: the stop signals it waits for).
+ * @brief Begin stopping within timeout_ms: set the deadline, stop
+ * admission and new LLM calls (llm may be NULL), start the watchdog
+ * (signals: the stop signals it waits for).
  * @returns the shutdown, or NULL when the watchdog thread cannot start
  *          (then stopping goes on without it).
  */
-struct shutdown *shutdown_begin(struct pipeline *pl, const sigset_t *signals);
+struct shutdown *shutdown_begin(struct stop *stop, struct llm *llm,
+				struct metrics *metrics, unsigned timeout_ms,
+				const sigset_t *signals);
 
 /** Everything stopped in time: end the watchdog. NULL is fine. */
 void shutdown_end(struct shutdown *s);
