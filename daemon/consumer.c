@@ -31,9 +31,9 @@
 #include "admission.h"
 #include "config.h"
 #include "kafka.h"
+#include "ledger.h"
 #include "log.h"
 #include "metrics.h"
-#include "offsets.h"
 #include "pipeline.h"
 #include "producer.h"
 #include "stop.h"
@@ -64,7 +64,7 @@ struct consumer {
 	pthread_t thread;
 	bool started;
 
-	struct partition **parts; /**< by partition id; NULL: not ours */
+	struct ledger **parts; /**< by partition id; NULL: not ours */
 	size_t n_parts;
 
 	rd_kafka_message_t **held; /**< waiting for a slot, oldest first */
@@ -80,8 +80,8 @@ struct consumer {
 };
 
 /* Store a partition's commit position (the next offset to read) for the
- * next commit (partition_store_fn: any thread, with the partition's
- * lock); it only calls librdkafka, which is thread-safe. */
+ * next commit (ledger_store_fn: any thread, with the ledger's lock); it
+ * only calls librdkafka, which is thread-safe. */
 static void store_position(void *arg, const char *topic, int32_t partition,
 			   int64_t position)
 {
@@ -101,16 +101,26 @@ static void store_position(void *arg, const char *topic, int32_t partition,
 	rd_kafka_topic_partition_list_destroy(list);
 }
 
-static struct partition *table_get(struct consumer *c, int32_t id)
+/* A partition's ledger; without transactions it stores its delivered
+ * prefix for auto-commit (with them the offsets go in the transaction). */
+static struct ledger *new_ledger(struct consumer *c, const char *topic,
+				 int32_t id, bool ordered)
+{
+	return ledger_new(producer_transactional(c->producer) ? NULL
+							      : store_position,
+			  c, topic, id, ordered);
+}
+
+static struct ledger *table_get(struct consumer *c, int32_t id)
 {
 	return id >= 0 && (size_t)id < c->n_parts ? c->parts[id] : NULL;
 }
 
-static int table_put(struct consumer *c, int32_t id, struct partition *part)
+static int table_put(struct consumer *c, int32_t id, struct ledger *part)
 {
 	if ((size_t)id >= c->n_parts) {
 		size_t n = (size_t)id + 1;
-		struct partition **p = realloc(c->parts, n * sizeof(*p));
+		struct ledger **p = realloc(c->parts, n * sizeof(*p));
 
 		if (!p)
 			return -1;
@@ -201,14 +211,14 @@ static void on_assign(struct consumer *c,
 
 	for (i = 0; i < parts->cnt; i++) {
 		rd_kafka_topic_partition_t *tp = &parts->elems[i];
-		struct partition *part;
+		struct ledger *part;
 
 		if (table_get(c, tp->partition))
 			continue;
-		part = partition_new(store_position, c, tp->topic,
-				     tp->partition, pipeline_ordered(c->pl));
+		part = new_ledger(c, tp->topic, tp->partition,
+				  pipeline_ordered(c->pl));
 		if (!part || table_put(c, tp->partition, part) < 0) {
-			partition_unref(part);
+			ledger_unref(part);
 			LOG_ERROR("out of memory on assignment", NULL);
 			stop_request(c->stop, true);
 			continue;
@@ -256,16 +266,13 @@ static void rewind_to_committed(struct consumer *c)
 	int j;
 
 	for (i = 0; i < c->n_parts; i++) {
-		struct partition *part = c->parts[i];
+		struct ledger *part = c->parts[i];
 
 		if (!part)
 			continue;
-		pthread_mutex_lock(&part->lock);
-		part->revoked = true;
-		part->broken = true;
-		pthread_mutex_unlock(&part->lock);
+		ledger_rewound(part);
 		c->parts[i] = NULL;
-		partition_unref(part);
+		ledger_unref(part);
 	}
 	held_drop(c, -1);
 	if (rd_kafka_assignment(c->rk, &list) || !list)
@@ -282,7 +289,7 @@ static void rewind_to_committed(struct consumer *c)
 	}
 	for (j = 0; j < list->cnt; j++) {
 		rd_kafka_topic_partition_t *tp = &list->elems[j];
-		struct partition *part;
+		struct ledger *part;
 
 		if (tp->err) {
 			LOG_ERROR("cannot read a committed offset to rewind "
@@ -298,10 +305,9 @@ static void rewind_to_committed(struct consumer *c)
 		 * auto.offset.reset = earliest does. */
 		if (tp->offset < 0)
 			tp->offset = RD_KAFKA_OFFSET_BEGINNING;
-		part = partition_new(store_position, c, tp->topic,
-				     tp->partition, true);
+		part = new_ledger(c, tp->topic, tp->partition, true);
 		if (!part || table_put(c, tp->partition, part) < 0) {
-			partition_unref(part);
+			ledger_unref(part);
 			LOG_ERROR("out of memory rewinding", NULL);
 			stop_request(c->stop, true);
 		}
@@ -334,26 +340,21 @@ static void txn_commit(struct consumer *c, unsigned timeout_ms)
 	list = rd_kafka_topic_partition_list_new((int)c->n_parts + 1);
 	producer_txn_lock(prod);
 	for (i = 0; i < c->n_parts; i++) {
-		struct partition *part = c->parts[i];
+		struct ledger *part = c->parts[i];
+		int64_t position;
 
-		if (!part)
-			continue;
-		pthread_mutex_lock(&part->lock);
-		if (part->produced > part->committed)
-			rd_kafka_topic_partition_list_add(list, part->topic,
-							  part->id)
-				->offset = part->produced;
-		pthread_mutex_unlock(&part->lock);
+		if (part && ledger_uncommitted(part, &position))
+			rd_kafka_topic_partition_list_add(
+				list, ledger_topic(part), ledger_id(part))
+				->offset = position;
 	}
 	r = list->cnt ? producer_txn_commit(prod, c->rk, list, timeout_ms) : 0;
 	if (r == 0) {
 		for (j = 0; j < list->cnt; j++) {
-			struct partition *part =
+			struct ledger *part =
 				table_get(c, list->elems[j].partition);
 
-			pthread_mutex_lock(&part->lock);
-			part->committed = list->elems[j].offset;
-			pthread_mutex_unlock(&part->lock);
+			ledger_committed(part, list->elems[j].offset);
 		}
 	} else if (r == 1) {
 		rewind_to_committed(c);
@@ -416,31 +417,16 @@ static void commit_now(struct consumer *c, const char *what)
 
 /* Wait, bounded, until no record of part is still to be delivered (an
  * abandoned one is not: its offset stays uncommitted, offsets.h). */
-static void wait_idle(struct partition *part, int64_t deadline_ns)
+static void wait_idle(struct ledger *part, int64_t deadline_ns)
 {
-	struct timespec until;
-	int64_t wall;
-	size_t left;
+	size_t left = ledger_wait_idle(part, deadline_ns);
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	wall = (int64_t)until.tv_sec * 1000000000 + until.tv_nsec +
-	       (deadline_ns - now_mono_ns());
-	until.tv_sec = (time_t)(wall / 1000000000);
-	until.tv_nsec = (long)(wall % 1000000000);
-
-	pthread_mutex_lock(&part->lock);
-	while (offtrack_waiting(part->track) &&
-	       pthread_cond_timedwait(&part->idle, &part->lock, &until) !=
-		       ETIMEDOUT)
-		;
-	left = offtrack_waiting(part->track);
-	pthread_mutex_unlock(&part->lock);
 	if (left)
 		LOG_WARN("revoke wait timed out: committing what was "
 			 "delivered; the records still in flight are done "
 			 "again by the partition's next owner",
-			 "\"partition\":%d,\"records\":%zu", (int)part->id,
-			 left);
+			 "\"partition\":%d,\"records\":%zu",
+			 (int)ledger_id(part), left);
 }
 
 static void on_revoke(struct consumer *c,
@@ -458,7 +444,7 @@ static void on_revoke(struct consumer *c,
 		/* Let in-flight work of these partitions be delivered (and
 		 * so stored), then commit before another member reads. */
 		for (i = 0; i < parts->cnt; i++) {
-			struct partition *part =
+			struct ledger *part =
 				table_get(c, parts->elems[i].partition);
 
 			if (part)
@@ -477,16 +463,14 @@ static void on_revoke(struct consumer *c,
 	}
 	for (i = 0; i < parts->cnt; i++) {
 		int32_t id = parts->elems[i].partition;
-		struct partition *part = table_get(c, id);
+		struct ledger *part = table_get(c, id);
 
 		held_drop(c, id);
 		if (!part)
 			continue;
-		pthread_mutex_lock(&part->lock);
-		part->revoked = true;
-		pthread_mutex_unlock(&part->lock);
+		ledger_revoke(part);
 		c->parts[id] = NULL;
-		partition_unref(part);
+		ledger_unref(part);
 	}
 	if (cooperative) {
 		rd_kafka_error_t *error =
@@ -676,7 +660,7 @@ static void handle_message(struct consumer *c, rd_kafka_message_t *msg)
 static void admit_one(struct consumer *c)
 {
 	rd_kafka_message_t *msg = held_pop(c);
-	struct partition *part = table_get(c, msg->partition);
+	struct ledger *part = table_get(c, msg->partition);
 
 	if (part) {
 		pipeline_admit(c->pl, part, msg);
@@ -921,7 +905,7 @@ void consumer_free(struct consumer *c)
 		return;
 	held_drop(c, -1);
 	for (i = 0; i < c->n_parts; i++)
-		partition_unref(c->parts[i]);
+		ledger_unref(c->parts[i]);
 	free(c->parts);
 	free(c->held);
 	if (c->rk && !c->unclosed)

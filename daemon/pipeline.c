@@ -11,11 +11,10 @@
 #include "llm.h"
 #include "log.h"
 #include "metrics.h"
-#include "offsets.h"
+#include "ledger.h"
 #include "pool.h"
 #include "producer.h"
 #include "secret.h"
-#include "sequencer.h"
 #include "stop.h"
 
 #include <errno.h>
@@ -37,7 +36,7 @@ struct await;
  * when. */
 struct job {
 	struct pipeline *pl;
-	struct partition *part;   /**< a reference */
+	struct ledger *part;      /**< its partition's, a reference */
 	rd_kafka_message_t *msg;  /**< the input, owned */
 	int64_t offset;
 	int64_t consumed_ns;      /**< CLOCK_MONOTONIC at admission */
@@ -50,7 +49,8 @@ struct job {
 				    *  large: the bounded dead letter */
 	bool delivered;           /**< its offset was marked delivered */
 	struct await *_Atomic await; /**< a worker waits for its delivery
-				    *  report (part's lock), else NULL */
+				    *  report (pipeline.await_lock), else
+				    *  NULL */
 };
 
 struct pipeline {
@@ -64,6 +64,8 @@ struct pipeline {
 	struct pool *pool;
 	struct producer *producer;
 
+	pthread_mutex_t await_lock; /**< guards every job's await, and the
+				      *  struct await it points to */
 	pthread_mutex_t lock;     /**< guards inflight for drained */
 	pthread_cond_t drained;   /**< broadcast when inflight drops to 0 */
 	unsigned inflight;        /**< jobs admitted and not yet freed */
@@ -79,55 +81,10 @@ struct pipeline {
 	atomic_uint oversize_quiet;      /**< warnings not logged since */
 };
 
-struct partition *partition_new(partition_store_fn *store, void *arg,
-				const char *topic, int32_t id, bool ordered)
-{
-	struct partition *part = calloc(1, sizeof(*part));
-
-	if (!part)
-		return NULL;
-	part->topic = strdup(topic);
-	part->track = offtrack_new();
-	part->seq = ordered ? seq_new() : NULL;
-	if (!part->topic || !part->track || (ordered && !part->seq)) {
-		free(part->topic);
-		offtrack_free(part->track);
-		seq_free(part->seq);
-		free(part);
-		return NULL;
-	}
-	pthread_mutex_init(&part->lock, NULL);
-	pthread_cond_init(&part->idle, NULL);
-	part->id = id;
-	part->store = store;
-	part->store_arg = arg;
-	part->produced = -1;
-	part->committed = -1;
-	atomic_init(&part->refs, 1);
-	return part;
-}
-
 bool pipeline_ordered(const struct pipeline *pl)
 {
 	return pl->cfg->output.ordering == CFG_ORDER_OFFSET ||
 	       pl->cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE;
-}
-
-void partition_ref(struct partition *part)
-{
-	atomic_fetch_add(&part->refs, 1);
-}
-
-void partition_unref(struct partition *part)
-{
-	if (!part || atomic_fetch_sub(&part->refs, 1) != 1)
-		return;
-	pthread_cond_destroy(&part->idle);
-	pthread_mutex_destroy(&part->lock);
-	offtrack_free(part->track);
-	seq_free(part->seq);
-	free(part->topic);
-	free(part);
 }
 
 #define QUEUE_WAIT_MS 10  /**< one wait for producer queue space */
@@ -146,19 +103,15 @@ static void release(struct pipeline *pl, struct job *job);
 static void job_free(struct job *job)
 {
 	struct pipeline *pl = job->pl;
-	struct partition *part = job->part;
+	struct ledger *part = job->part;
 
 	if (!job->delivered) {
 		atomic_fetch_add(&pl->n_abandoned, 1);
-		pthread_mutex_lock(&part->lock);
-		if (offtrack_abandon(part->track, job->offset) == 0 &&
-		    !offtrack_waiting(part->track))
-			pthread_cond_broadcast(&part->idle);
-		pthread_mutex_unlock(&part->lock);
+		ledger_abandon(part, job->offset);
 	}
 	rd_kafka_message_destroy(job->msg);
 	llm_result_clear(&job->res);
-	partition_unref(part);
+	ledger_unref(part);
 	admission_end(pl->admission, job->early);
 	free(job);
 
@@ -169,19 +122,14 @@ static void job_free(struct job *job)
 	pthread_mutex_unlock(&pl->lock);
 }
 
-int pipeline_admit(struct pipeline *pl, struct partition *part,
+int pipeline_admit(struct pipeline *pl, struct ledger *part,
 		   rd_kafka_message_t *msg)
 {
 	struct job *job;
 	int64_t first = 0;
 	int r;
 
-	pthread_mutex_lock(&part->lock);
-	r = offtrack_add(part->track, msg->offset);
-	if (!r && part->seq && (r = seq_add(part->seq, msg->offset)) < 0)
-		LOG_ERROR("sequencer refused an offset the tracker took",
-			  "\"offset\":%lld", (long long)msg->offset);
-	pthread_mutex_unlock(&part->lock);
+	r = ledger_track(part, msg->offset);
 	if (r < 0 && r != -ERANGE) {
 		/* Out of memory: not tracked, so later offsets could be
 		 * committed past it. Stop; nothing past it is committed. */
@@ -196,7 +144,7 @@ int pipeline_admit(struct pipeline *pl, struct partition *part,
 		/* Already in flight (fetched again after a pause or a
 		 * rebalance): the running job covers it. */
 		LOG_DEBUG("offset already in flight, skipped",
-			  "\"partition\":%d,\"offset\":%lld", (int)part->id,
+			  "\"partition\":%d,\"offset\":%lld", (int)ledger_id(part),
 			  (long long)msg->offset);
 		rd_kafka_message_destroy(msg);
 		admission_cancel(pl->admission);
@@ -214,7 +162,7 @@ int pipeline_admit(struct pipeline *pl, struct partition *part,
 	}
 	job->pl = pl;
 	job->part = part;
-	partition_ref(part);
+	ledger_ref(part);
 	job->msg = msg;
 	job->offset = msg->offset;
 	job->consumed_ns = now_mono_ns();
@@ -226,7 +174,7 @@ int pipeline_admit(struct pipeline *pl, struct partition *part,
 	pthread_mutex_unlock(&pl->lock);
 	metrics_inflight_add(pl->metrics, 1);
 	LOG_DEBUG("record consumed", "\"partition\":%d,\"offset\":%lld",
-		  (int)part->id, (long long)job->offset);
+		  (int)ledger_id(part), (long long)job->offset);
 
 	if (pool_submit(pl->pool, job) < 0) {
 		/* The pool is stopping: the record is done after restart
@@ -395,8 +343,8 @@ static rd_kafka_headers_t *job_headers(const struct job *job)
 	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
 	char source[512], text[LLM_ANSWER_MAX + 1];
 
-	snprintf(source, sizeof(source), "%s/%d/%lld", job->part->topic,
-		 (int)job->part->id, (long long)job->offset);
+	snprintf(source, sizeof(source), "%s/%d/%lld", ledger_topic(job->part),
+		 (int)ledger_id(job->part), (long long)job->offset);
 	add_header(h, "extractd.source", source);
 	add_number(h, "extractd.attempts", res->attempts);
 	if (job->outcome == JOB_OUTPUT) {
@@ -500,7 +448,7 @@ static void log_oversize(struct job *job, const char *msg, size_t bytes,
 		 "\"bytes\":%zu,\"why\":\"%s\",\"not_logged\":%u",
 		 log_str(topic, sizeof(topic),
 			 job_topic(job)),
-		 (int)job->part->id, (long long)job->offset, bytes, why,
+		 (int)ledger_id(job->part), (long long)job->offset, bytes, why,
 		 atomic_exchange(&pl->oversize_quiet, 0));
 }
 
@@ -577,7 +525,7 @@ static void refused_fatal(struct job *job, size_t bytes,
 			  "\"topic\":%s,\"source_partition\":%d,"
 			  "\"source_offset\":%lld,\"bytes\":%zu,"
 			  "\"error\":\"%s\"",
-			  topic, (int)job->part->id, (long long)job->offset,
+			  topic, (int)ledger_id(job->part), (long long)job->offset,
 			  bytes, rd_kafka_err2str(err));
 	else
 		LOG_ERROR("the topic refused a record of at most 64 KiB as too "
@@ -591,7 +539,7 @@ static void refused_fatal(struct job *job, size_t bytes,
 			  "\"topic\":%s,\"source_partition\":%d,"
 			  "\"source_offset\":%lld,\"bytes\":%zu,"
 			  "\"error\":\"%s\"",
-			  topic, (int)job->part->id, (long long)job->offset,
+			  topic, (int)ledger_id(job->part), (long long)job->offset,
 			  bytes, rd_kafka_err2str(err));
 	stop_request(pl->stop, true);
 }
@@ -642,8 +590,8 @@ static void log_dead_letter(const struct job *job)
 		 "\"error\":\"%s\",\"topic\":%s,\"source_partition\":%d,"
 		 "\"source_offset\":%lld,\"attempts\":%u,\"detail\":%s,"
 		 "\"held_back\":%llu",
-		 job->error, log_str(topic, sizeof(topic), job->part->topic),
-		 (int)job->part->id, (long long)job->offset,
+		 job->error, log_str(topic, sizeof(topic), ledger_topic(job->part)),
+		 (int)ledger_id(job->part), (long long)job->offset,
 		 job->res.attempts,
 		 log_str(detail, sizeof(detail), job->res.detail),
 		 (unsigned long long)held);
@@ -655,8 +603,7 @@ static void log_dead_letter(const struct job *job)
 static void finish(struct job *job, rd_kafka_resp_err_t err)
 {
 	struct pipeline *pl = job->pl;
-	struct partition *part = job->part;
-	int64_t position;
+	struct ledger *part = job->part;
 	char topic[256];
 
 	if (err && too_large(err)) {
@@ -670,7 +617,7 @@ static void finish(struct job *job, rd_kafka_resp_err_t err)
 		 * aborted transaction come here too. */
 		LOG_DEBUG("delivery failed inside a transaction",
 			  "\"partition\":%d,\"offset\":%lld,\"error\":\"%s\"",
-			  (int)part->id, (long long)job->offset,
+			  (int)ledger_id(part), (long long)job->offset,
 			  rd_kafka_err2str(err));
 		job_free(job);
 		return;
@@ -683,7 +630,7 @@ static void finish(struct job *job, rd_kafka_resp_err_t err)
 			  "\"source_offset\":%lld,\"error\":\"%s\"",
 			  log_str(topic, sizeof(topic),
 				  job_topic(job)),
-			  (int)part->id, (long long)job->offset,
+			  (int)ledger_id(part), (long long)job->offset,
 			  rd_kafka_err2str(err));
 		stop_request(pl->stop, true);
 		job_free(job);
@@ -691,14 +638,7 @@ static void finish(struct job *job, rd_kafka_resp_err_t err)
 	}
 
 	job->delivered = true;
-	pthread_mutex_lock(&part->lock);
-	/* With transactions the offsets travel in the transaction. */
-	if (offtrack_done(part->track, job->offset, &position) == 1 &&
-	    !part->revoked && !producer_transactional(pl->producer))
-		part->store(part->store_arg, part->topic, part->id, position);
-	if (!offtrack_waiting(part->track))
-		pthread_cond_broadcast(&part->idle);
-	pthread_mutex_unlock(&part->lock);
+	ledger_delivered(part, job->offset);
 
 	if (job->outcome == JOB_OUTPUT)
 		atomic_fetch_add(&pl->n_ok, 1);
@@ -716,15 +656,16 @@ static void finish(struct job *job, rd_kafka_resp_err_t err)
 	LOG_DEBUG("record delivered",
 		  "\"partition\":%d,\"offset\":%lld,\"result\":\"%s\","
 		  "\"attempts\":%u",
-		  (int)part->id, (long long)job->offset,
+		  (int)ledger_id(part), (long long)job->offset,
 		  job->outcome == JOB_OUTPUT ? "ok" : job->error,
 		  job->res.attempts);
 	job_free(job);
 }
 
 /* A worker waiting for its record's delivery report (release_one); it
- * lives on the worker's stack, and the partition's lock guards it and
- * job->await. */
+ * lives on the worker's stack, and pipeline.await_lock guards it and
+ * job->await. Such waits are rare (records above PRODUCER_SAFE_BYTES):
+ * one lock for all of them is enough. */
 struct await {
 	pthread_cond_t done;
 	bool reported;
@@ -737,9 +678,9 @@ static void await_begin(struct job *job, struct await *w)
 	pthread_cond_init(&w->done, NULL);
 	w->reported = false;
 	w->err = RD_KAFKA_RESP_ERR_NO_ERROR;
-	pthread_mutex_lock(&job->part->lock);
+	pthread_mutex_lock(&job->pl->await_lock);
 	atomic_store(&job->await, w);
-	pthread_mutex_unlock(&job->part->lock);
+	pthread_mutex_unlock(&job->pl->await_lock);
 }
 
 /*
@@ -750,11 +691,10 @@ static void await_begin(struct job *job, struct await *w)
 static int await_end(struct pipeline *pl, struct job *job, struct await *w,
 		     bool wait, rd_kafka_resp_err_t *err)
 {
-	struct partition *part = job->part;
 	int64_t give_up = 0;
 	int r = 0;
 
-	pthread_mutex_lock(&part->lock);
+	pthread_mutex_lock(&pl->await_lock);
 	while (wait && !w->reported) {
 		if (stop_stopping(pl->stop)) {
 			if (!give_up) {
@@ -764,11 +704,11 @@ static int await_end(struct pipeline *pl, struct job *job, struct await *w,
 				break;
 			}
 		}
-		timed_wait(&w->done, &part->lock, 100);
+		timed_wait(&w->done, &pl->await_lock, 100);
 	}
 	atomic_store(&job->await, NULL);
 	*err = w->err;
-	pthread_mutex_unlock(&part->lock);
+	pthread_mutex_unlock(&pl->await_lock);
 	pthread_cond_destroy(&w->done);
 	return r;
 }
@@ -786,13 +726,13 @@ static int await_end(struct pipeline *pl, struct job *job, struct await *w,
 static int send_one(struct pipeline *pl, struct job *job)
 {
 	struct producer *prod = pl->producer;
-	struct partition *part = job->part;
+	struct ledger *part = job->part;
 	bool txn = producer_transactional(prod);
 	/* Once produced, the job (and with it, in completion order, the
 	 * last reference to part) may be freed by its delivery report at
 	 * any time: read nothing of either after a send that worked but
 	 * what release() keeps alive (offset order). */
-	bool ordered = part->seq != NULL;
+	bool ordered = ledger_ordered(part);
 	int64_t offset = job->offset;
 	int64_t give_up = 0;
 	int r;
@@ -800,23 +740,15 @@ static int send_one(struct pipeline *pl, struct job *job)
 	for (;;) {
 		if (txn)
 			producer_txn_lock(prod);
-		r = 0;
-		if (ordered) {
-			pthread_mutex_lock(&part->lock);
-			/* With transactions a revoked partition's offsets can
-			 * no longer be committed: its next owner redoes the
-			 * record, so producing it would show it twice. */
-			if (part->broken || (txn && part->revoked))
-				r = -ECANCELED;
-			pthread_mutex_unlock(&part->lock);
-		}
-		if (!r)
+		/* With transactions a revoked partition's offsets can no
+		 * longer be committed: its next owner redoes the record, so
+		 * producing it would show it twice. */
+		if (ordered && !ledger_may_produce(part, txn))
+			r = -ECANCELED;
+		else
 			r = send_record(job);
-		if (!r && ordered) {
-			pthread_mutex_lock(&part->lock);
-			part->produced = offset + 1;
-			pthread_mutex_unlock(&part->lock);
-		}
+		if (!r && ordered)
+			ledger_produced(part, offset);
 		if (txn)
 			producer_txn_unlock(prod);
 		if (r == -EMSGSIZE || r == -EFBIG) {
@@ -838,7 +770,7 @@ static int send_one(struct pipeline *pl, struct job *job)
 					 "shutdown: a record is left for the "
 					 "next run", "\"source_partition\":%d,"
 					 "\"source_offset\":%lld",
-					 (int)part->id, (long long)job->offset);
+					 (int)ledger_id(part), (long long)job->offset);
 				return -1;
 			}
 		}
@@ -901,10 +833,11 @@ static bool release_one(struct pipeline *pl, struct job *job)
  */
 static void release(struct pipeline *pl, struct job *job)
 {
-	struct partition *part = job->part;
+	struct ledger *part = job->part;
 	struct job *next;
+	bool gone = false, broken;
 
-	if (!part->seq) {
+	if (!ledger_ordered(part)) {
 		if (job->outcome == JOB_ABANDONED)
 			job_free(job);
 		else
@@ -914,41 +847,28 @@ static void release(struct pipeline *pl, struct job *job)
 
 	/* Jobs freed below may hold the last references to part but ours:
 	 * keep it alive until the end. */
-	partition_ref(part);
-	pthread_mutex_lock(&part->lock);
-	if (seq_complete(part->seq, job->offset, job) < 0) {
+	ledger_ref(part);
+	if (ledger_complete(part, job->offset, job) < 0) {
 		LOG_ERROR("sequencer lost an offset",
-			  "\"partition\":%d,\"offset\":%lld", (int)part->id,
-			  (long long)job->offset);
-		part->broken = true;
-		pthread_mutex_unlock(&part->lock);
+			  "\"partition\":%d,\"offset\":%lld",
+			  (int)ledger_id(part), (long long)job->offset);
 		job->outcome = JOB_ABANDONED;
 		job_free(job);
-		pthread_mutex_lock(&part->lock);
 	}
-	if (part->releasing) {
-		pthread_mutex_unlock(&part->lock);
-		partition_unref(part);
+	if (!ledger_release_begin(part)) {
+		ledger_unref(part);
 		return;
 	}
-	part->releasing = true;
-	while ((next = seq_pop(part->seq, NULL))) {
-		bool gone = part->broken || next->outcome == JOB_ABANDONED;
-
-		pthread_mutex_unlock(&part->lock);
+	while ((next = ledger_release_next(part, gone, &broken))) {
+		gone = broken || next->outcome == JOB_ABANDONED;
 		if (gone) {
 			next->outcome = JOB_ABANDONED;
 			job_free(next);
 		} else {
 			gone = !release_one(pl, next);
 		}
-		pthread_mutex_lock(&part->lock);
-		if (gone)
-			part->broken = true;
 	}
-	part->releasing = false;
-	pthread_mutex_unlock(&part->lock);
-	partition_unref(part);
+	ledger_unref(part);
 }
 
 static void worker_run(void *arg, void *worker)
@@ -990,12 +910,12 @@ static void worker_run(void *arg, void *worker)
 static void delivered(void *opaque, rd_kafka_resp_err_t err)
 {
 	struct job *job = opaque;
-	struct partition *part = job->part;
+	struct pipeline *pl = job->pl;
 	struct await *w;
 
 	if (atomic_load(&job->await)) {
 		/* Its worker waits for this report: hand it over. */
-		pthread_mutex_lock(&part->lock);
+		pthread_mutex_lock(&pl->await_lock);
 		w = atomic_load(&job->await);
 		if (w) {
 			w->reported = true;
@@ -1003,7 +923,7 @@ static void delivered(void *opaque, rd_kafka_resp_err_t err)
 			atomic_store(&job->await, NULL);
 			pthread_cond_signal(&w->done);
 		}
-		pthread_mutex_unlock(&part->lock);
+		pthread_mutex_unlock(&pl->await_lock);
 		if (w)
 			return;
 	}
@@ -1035,7 +955,7 @@ static int32_t source_partition(const void *opaque)
 {
 	const struct job *job = opaque;
 
-	return job->part->id;
+	return ledger_id(job->part);
 }
 
 static const struct pool_ops worker_ops = {
@@ -1062,6 +982,7 @@ struct pipeline *pipeline_new(const struct extractd_config *cfg,
 	pl->share = share;
 	pl->metrics = metrics;
 	pl->stop = stop;
+	pthread_mutex_init(&pl->await_lock, NULL);
 	pthread_mutex_init(&pl->lock, NULL);
 	pthread_cond_init(&pl->drained, NULL);
 	llm_set_pause_handler(llm, llm_paused_changed, pl);
@@ -1121,6 +1042,7 @@ void pipeline_free(struct pipeline *pl)
 	admission_free(pl->admission);
 	pthread_cond_destroy(&pl->drained);
 	pthread_mutex_destroy(&pl->lock);
+	pthread_mutex_destroy(&pl->await_lock);
 	free(pl);
 }
 

@@ -3,15 +3,15 @@
  *
  * DESIGN
  * ------
- * A record is a struct job from admission to delivery:
+ * A record is a job (private to pipeline.c) from admission to delivery:
  *
  *   consumer thread ── admission slot ── pool queue ── worker thread
  *     (owns the job until pool_submit)     (llm_extract, then release)
  *   release: completion order → produce now;
- *            offset order → the partition's sequencer, produce in order
- *   producer poll thread: delivery report → offset tracker → store the
- *     contiguous delivered prefix (the partition's store callback, the
- *     consumer's) → free the job → admission_end
+ *            offset order → the partition's ledger, produce in order
+ *   producer poll thread: delivery report → the ledger stores the
+ *     contiguous delivered prefix (through the consumer's callback) →
+ *     free the job → admission_end
  *
  * Ownership moves with the job pointer: the consumer creates it, the pool
  * owns it while queued, the worker while it runs, the partition's
@@ -20,19 +20,18 @@
  * frees it. The input message (value and key) lives in the job until then,
  * so producing the dead letter or the key copies nothing.
  *
- * A partition (struct partition) is shared by its consumer thread, the
- * workers and the delivery reports; its mutex guards the sequencer, the
- * offset tracker and the flags. It is reference-counted (one reference
- * for the assignment, one per job), so a revoked partition lives until
- * its last job is gone.
+ * A partition's books (ledger.h: offsets in flight, the sequencer, the
+ * flags, its one lock and the lock order) are shared by its consumer
+ * thread, the workers and the delivery reports; each job holds a
+ * reference, so a revoked partition's ledger lives until its last job is
+ * gone.
  *
  * Release never produces under a lock another thread needs. In offset
- * order a worker completes its job's offset in the sequencer under the
- * partition's lock; if no thread holds the partition's releaser role
- * (partition.releasing) it takes it, and then pops the ready jobs one by
- * one under the lock and produces each outside it. A job completed
- * meanwhile is left in the sequencer for the releaser, which pops it
- * before it gives the role up (both under the lock, so none is missed).
+ * order a worker completes its job's offset in the ledger's sequencer; if
+ * no thread holds the partition's releaser role it takes it, and then
+ * takes the ready jobs one by one and produces each outside the ledger's
+ * lock. A job completed meanwhile is left in the sequencer for the
+ * releaser, which takes it before it gives the role up (ledger.h).
  * One releaser per partition keeps the produce calls in offset order, and
  * librdkafka keeps that order per output partition. A full producer queue
  * makes the releaser (or, in completion order, the job's own worker) wait
@@ -40,12 +39,9 @@
  * slows; it is never an error. At shutdown a record that cannot be queued
  * for STOP_WAIT_NS is abandoned.
  *
- * Locks, always taken in this order: the producer's transaction lock
- * (exactly-once), a partition's lock, the pipeline's lock. With exactly-once
- * each produce attempt holds the transaction lock from the check that the
- * partition is not broken (a rewind after an aborted transaction breaks
- * it) to the mark of its offset as produced, so a commit (which takes the
- * same lock) never separates a record from its offset.
+ * Locks: the producer's transaction lock, then a ledger's (ledger.h says
+ * why). The pipeline's own two locks (the drain count, the awaited
+ * delivery reports) are taken with no other held and take none.
  *
  * A record too large for its topic becomes a bounded dead letter
  * (job.cut: the input cut to PRODUCER_CUT_VALUE bytes, see producer.h),
@@ -88,46 +84,17 @@
 #define EXTRACTD_PIPELINE_H
 
 #include <librdkafka/rdkafka.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 struct admission;
 struct extractd_config;
 struct http_share;
+struct ledger;
 struct llm;
 struct metrics;
 struct producer;
 struct stop;
-
-/**
- * A partition's position is stored (for the next commit) through this,
- * with the partition's lock held: the consumer that owns the partition.
- */
-typedef void partition_store_fn(void *arg, const char *topic,
-				int32_t partition, int64_t position);
-
-struct partition {
-	pthread_mutex_t lock;     /**< guards everything below but refs */
-	pthread_cond_t idle;      /**< broadcast when track has no pending */
-	char *topic;
-	int32_t id;
-	partition_store_fn *store; /**< the owner's, with store_arg */
-	void *store_arg;
-	struct sequencer *seq;    /**< offset order only, else NULL */
-	struct offtrack *track;
-	bool revoked;             /**< no longer ours: store nothing */
-	bool broken;              /**< offset order: a job was abandoned, so
-				    *  nothing after it may be released */
-	bool releasing;           /**< offset order: a thread is producing
-				    *  the sequencer's ready jobs */
-	int64_t produced;         /**< exactly-once: the offset after the
-				    *  last one produced, -1 if none */
-	int64_t committed;        /**< exactly-once: the last position sent
-				    *  with a committed transaction, -1 */
-	atomic_uint refs;
-};
 
 /**
  * @brief A pipeline for cfg, calling the API through llm (whose pause and
@@ -173,19 +140,12 @@ bool pipeline_paused(const struct pipeline *pl);
  * only a contiguous prefix can justify). */
 bool pipeline_ordered(const struct pipeline *pl);
 
-/** A new partition state with one reference (the assignment's); store
- * (with arg) stores its commit positions. */
-struct partition *partition_new(partition_store_fn *store, void *arg,
-				const char *topic, int32_t id, bool ordered);
-void partition_ref(struct partition *part);
-void partition_unref(struct partition *part);
-
 /**
  * @brief Admit a message the consumer holds a slot for: track its offset,
  * make its job and queue it. Takes ownership of msg.
  * @returns 0, or -1 when the message was dropped (the slot is returned).
  */
-int pipeline_admit(struct pipeline *pl, struct partition *part,
+int pipeline_admit(struct pipeline *pl, struct ledger *part,
 		   rd_kafka_message_t *msg);
 
 /**
