@@ -303,8 +303,8 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 		LOG_INFO("http listening", "\"address\":\"%s\","
 			 "\"endpoints\":\"/metrics /healthz /readyz\"", addr);
 	}
-	pl = pipeline_new(cfg, llm, api_key, share, metrics, stop, err,
-			  sizeof(err));
+	pl = pipeline_new(cfg, llm, api_key, share, metrics, stop,
+			  rd_kafka_message_destroy, err, sizeof(err));
 	if (!pl)
 		goto fail;
 	llm_set_observer(llm, health_llm_observe, health);

@@ -60,6 +60,7 @@ struct pipeline {
 	struct http_share *share;
 	struct metrics *metrics;  /**< lock-free counters (metrics.h) */
 	struct stop *stop;
+	pipeline_msg_free_fn *msg_free; /**< frees an input message */
 	struct admission *admission;
 	struct pool *pool;
 	struct producer *producer;
@@ -109,7 +110,7 @@ static void job_free(struct job *job)
 		atomic_fetch_add(&pl->n_abandoned, 1);
 		ledger_abandon(part, job->offset);
 	}
-	rd_kafka_message_destroy(job->msg);
+	pl->msg_free(job->msg);
 	llm_result_clear(&job->res);
 	ledger_unref(part);
 	admission_end(pl->admission, job->early);
@@ -135,7 +136,7 @@ int pipeline_admit(struct pipeline *pl, struct ledger *part,
 		 * committed past it. Stop; nothing past it is committed. */
 		LOG_ERROR("out of memory tracking a record", "\"offset\":%lld",
 			  (long long)msg->offset);
-		rd_kafka_message_destroy(msg);
+		pl->msg_free(msg);
 		admission_cancel(pl->admission);
 		stop_request(pl->stop, true);
 		return -1;
@@ -146,7 +147,7 @@ int pipeline_admit(struct pipeline *pl, struct ledger *part,
 		LOG_DEBUG("offset already in flight, skipped",
 			  "\"partition\":%d,\"offset\":%lld", (int)ledger_id(part),
 			  (long long)msg->offset);
-		rd_kafka_message_destroy(msg);
+		pl->msg_free(msg);
 		admission_cancel(pl->admission);
 		return -1;
 	}
@@ -155,7 +156,7 @@ int pipeline_admit(struct pipeline *pl, struct ledger *part,
 	if (!job) {
 		/* Out of memory: stop; the offset stays uncommitted. */
 		LOG_ERROR("out of memory admitting a record", NULL);
-		rd_kafka_message_destroy(msg);
+		pl->msg_free(msg);
 		admission_cancel(pl->admission);
 		stop_request(pl->stop, true);
 		return -1;
@@ -967,7 +968,8 @@ static const struct pool_ops worker_ops = {
 struct pipeline *pipeline_new(const struct extractd_config *cfg,
 			      struct llm *llm, const char *api_key,
 			      struct http_share *share, struct metrics *metrics,
-			      struct stop *stop, char *err, size_t err_size)
+			      struct stop *stop, pipeline_msg_free_fn *msg_free,
+			      char *err, size_t err_size)
 {
 	struct pipeline *pl = calloc(1, sizeof(*pl));
 
@@ -982,6 +984,7 @@ struct pipeline *pipeline_new(const struct extractd_config *cfg,
 	pl->share = share;
 	pl->metrics = metrics;
 	pl->stop = stop;
+	pl->msg_free = msg_free;
 	pthread_mutex_init(&pl->await_lock, NULL);
 	pthread_mutex_init(&pl->lock, NULL);
 	pthread_cond_init(&pl->drained, NULL);

@@ -96,17 +96,22 @@ struct metrics;
 struct producer;
 struct stop;
 
+/** Frees an input message the pipeline is done with: the consumer's
+ * rd_kafka_message_destroy (tests give their own). */
+typedef void pipeline_msg_free_fn(rd_kafka_message_t *msg);
+
 /**
  * @brief A pipeline for cfg, calling the API through llm (whose pause and
  * mode handlers it takes), with api_key (kept, never logged) and share;
- * counting into metrics, stopping through stop. Nothing runs until
- * pipeline_start().
+ * counting into metrics, stopping through stop; input messages end in
+ * msg_free. Nothing runs until pipeline_start().
  * @returns the pipeline, or NULL with err set.
  */
 struct pipeline *pipeline_new(const struct extractd_config *cfg,
 			      struct llm *llm, const char *api_key,
 			      struct http_share *share, struct metrics *metrics,
-			      struct stop *stop, char *err, size_t err_size);
+			      struct stop *stop, pipeline_msg_free_fn *msg_free,
+			      char *err, size_t err_size);
 
 /** Start the workers and the producer; -1 with err set. */
 int pipeline_start(struct pipeline *pl, char *err, size_t err_size);
