@@ -66,7 +66,7 @@ scripts/deps.sh
 # -- Release build of the three binaries
 say "building (Release) in $build"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" -j"$(nproc)" --target extractd llmsim kafka_embedded \
+cmake --build "$build" -j"$(nproc)" --target extractd llmsim kafka-embedded \
 	>/dev/null
 
 # -- the peer's venv, remade when requirements.txt changes

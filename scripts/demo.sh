@@ -21,7 +21,7 @@ else
 	scripts/deps.sh
 	cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build "$build" -j"$(nproc)" \
-		--target extractd llmsim kafka_embedded >/dev/null
+		--target extractd llmsim kafka-embedded >/dev/null
 	bin="$build/bin"
 fi
 

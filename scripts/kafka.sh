@@ -482,7 +482,7 @@ start_embedded() {
 		*) bin=$repo/$build/bin/kafka-embedded ;;
 		esac
 	fi
-	[ -x "$bin" ] || die $TOOL_MISSING "kafka-embedded not found at $bin (build it: cmake --build build --target kafka_embedded; or set KAFKA_EMBEDDED_BIN)"
+	[ -x "$bin" ] || die $TOOL_MISSING "kafka-embedded not found at $bin (build it: cmake --build build --target kafka-embedded; or set KAFKA_EMBEDDED_BIN)"
 	if [ -n "${KAFKA_EMBEDDED_ARGS:-}" ]; then
 		read -ra extra <<<"$KAFKA_EMBEDDED_ARGS"
 	fi

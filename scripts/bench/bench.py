@@ -51,6 +51,12 @@ import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+# llmsim starts the one way the tests start it (tests/lib/llmsim.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "tests", "lib"))
+from llmsim import Llmsim  # noqa: E402
+from procs import TestFailure  # noqa: E402
+
 LATENCY_MS = 50
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -223,26 +229,17 @@ class Bench:
             self.bootstrap, p.pid, len(topics))
 
     def start_llmsim(self, jitter):
-        port_file = os.path.join(self.work, "llmsim-%d.port" % jitter)
-        argv = [os.path.join(self.bin, "llmsim"), "--listen", "127.0.0.1:0",
-                "--port-file", port_file, "--latency-ms", str(LATENCY_MS),
-                "--jitter-ms", str(jitter), "--seed", "1"]
-        p = Proc(argv, os.path.join(self.work, "llmsim-%d.log" % jitter))
-        self.procs.append(p)
-        end = time.monotonic() + 30
-        while True:
-            try:
-                with open(port_file) as f:
-                    port = int(f.read().strip())
-                break
-            except (OSError, ValueError):
-                if time.monotonic() > end or not p.alive():
-                    raise SystemExit("llmsim did not start:\n" + p.tail())
-                time.sleep(0.02)
-        base = "http://127.0.0.1:%d" % port
-        self.llmsims[jitter] = (p, base)
-        say("llmsim at %s: latency %d ms, jitter %d ms (pid %d)", base,
-            LATENCY_MS, jitter, p.pid)
+        sim = Llmsim(os.path.join(self.bin, "llmsim"), self.work,
+                     "llmsim-%d" % jitter, latency_ms=LATENCY_MS,
+                     jitter_ms=jitter, seed=1, wait=False, new_session=True)
+        self.procs.append(sim.proc)
+        try:
+            sim.wait_port()
+        except TestFailure as e:
+            raise SystemExit("llmsim did not start: %s" % e)
+        self.llmsims[jitter] = (sim.proc, sim.base)
+        say("llmsim at %s: latency %d ms, jitter %d ms (pid %d)", sim.base,
+            LATENCY_MS, jitter, sim.proc.pid)
 
     def check_services(self):
         """Fail loudly when kafka-embedded or an llmsim is gone."""

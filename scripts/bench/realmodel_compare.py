@@ -5,7 +5,7 @@ real model, the same server and the same texts.
         [--venv DIR]
 
 Starts kafka-embedded and llama-cpp-python's server with SmolLM2-135M
-(tests/realmodel/llamacpp.py; scripts/llamacpp.sh fetch first), then:
+(tests/lib/llamacpp.py; scripts/llamacpp.sh fetch first), then:
 
 - extractd, once per llm.mode (auto and the five formats), on TEXTS, each
   in its own lane, llm.max_reasks 2, temperature 0, max_tokens 200
@@ -33,11 +33,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
-sys.path.insert(0, os.path.join(ROOT, "tests", "realmodel"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+import extraction  # noqa: E402
 import harness  # noqa: E402
 import llamacpp  # noqa: E402
-import x3util  # noqa: E402
 
 INSTRUCTIONS = "Extract the person described in the user's text."
 REQUIREMENTS = ["instructor==1.17.0", "openai==3.3.0"]
@@ -135,7 +134,7 @@ def run_extractd(h, rec, by_offset, lanes):
     src = h.topics["input"]
     procs = []
     for mode in EXTRACTD_MODES:
-        over = llamacpp.config(x3util.lane_config(lanes, mode))
+        over = llamacpp.config(extraction.lane_config(lanes, mode))
         over["llm"].update({"base_url": rec.base_url, "mode": mode,
                             "model": "x-" + mode, "max_tokens": 200,
                             "max_reasks": 2})
@@ -155,7 +154,7 @@ def run_extractd(h, rec, by_offset, lanes):
         out, dlq = lanes[mode]
         good = wrong = 0
         for r in coll.records[out]:
-            i = x3util.source_index(r, src, by_offset)
+            i = extraction.source_index(r, src, by_offset)
             if right(r.json(), TEXTS[i][1]):
                 good += 1
             else:
@@ -198,11 +197,11 @@ def main():
     args = ap.parse_args()
     h = harness.Harness("compare", args.bin, args.source)
     try:
-        lanes = x3util.start_kafka_topics(h, list(EXTRACTD_MODES))
+        lanes = extraction.start_kafka_topics(h, list(EXTRACTD_MODES))
         h.llm = llamacpp.LlamaServer(h)
-        rec = x3util.Recorder(h, h.llm.base_url)
+        rec = extraction.Recorder(h, h.llm.base_url)
         placed = h.produce([(None, t, 0) for t, _ in TEXTS])
-        by_offset = x3util.index_placed(placed)
+        by_offset = extraction.index_placed(placed)
         t0 = time.monotonic()
         xrows = run_extractd(h, rec, by_offset, lanes)
         irows = run_instructor(venv_python(args.venv), rec)

@@ -6,7 +6,8 @@
 # bin/) and --source (the repository root), within 300 s, and writes no
 # bytecode. Each takes the e2e resource lock (tests that measure time run
 # one at a time) unless its name is in UNLOCKED. PROPERTIES are more test
-# properties, for all of them.
+# properties, for all of them. The scripts import their helpers from
+# tests/lib/ (each puts it on sys.path, so it also runs by hand).
 include_guard(GLOBAL)
 
 function(extractd_python_tests prefix python)

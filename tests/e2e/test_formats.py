@@ -30,12 +30,11 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "ops"))
+                                "..", "lib"))
+import extraction  # noqa: E402
 import harness  # noqa: E402
 import opshelp  # noqa: E402
-import x3util  # noqa: E402
 from harness import SEED_TEXTS, check, expected_person, log  # noqa: E402
 
 ALL = "json_schema,json_object_schema,tools,json_object,md_json"
@@ -56,18 +55,18 @@ def log_lines(d):
 
 
 def body(h):
-    lanes = x3util.start_kafka_topics(h, list(LANES))
+    lanes = extraction.start_kafka_topics(h, list(LANES))
     src = h.topics["input"]
     keys = [("f%d" % i).encode() for i in range(len(SEED_TEXTS))]
     placed = h.produce([(k, t, 0) for k, t in zip(keys, SEED_TEXTS)])
-    by_offset = x3util.index_placed(placed)
+    by_offset = extraction.index_placed(placed)
 
     sims, ds = {}, {}
     for lane, (mode, refuse) in LANES.items():
         sims[lane] = h.start_llmsim(
             latency_ms=5, extra=["--refuse-mode", ",".join(refuse),
                                  "--served-model", SERVED])
-        over = x3util.lane_config(lanes, lane)
+        over = extraction.lane_config(lanes, lane)
         over["kafka"]["group"] = h.unique("group-" + lane)
         over["llm"] = {"base_url": sims[lane].base_url, "mode": mode}
         over["pool"] = {"workers": 4, "max_in_flight": 4}
@@ -121,7 +120,7 @@ def body(h):
         check(coll.count(out) == n, "%s: %d outputs, want %d", lane,
               coll.count(out), n)
         for r in coll.records[out]:
-            i = x3util.source_index(r, src, by_offset)
+            i = extraction.source_index(r, src, by_offset)
             check(r.json() == expected_person(SEED_TEXTS[i]),
                   "%s: %s value %r", lane, r.where(), r.value)
             check(r.int_header("extractd.attempts") == 1,

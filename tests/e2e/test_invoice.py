@@ -29,9 +29,10 @@ import os
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import extraction  # noqa: E402
 import harness  # noqa: E402
-import x3util  # noqa: E402
 from harness import check, log  # noqa: E402
 
 SCHEMA_REL = "schemas/invoice.schema.json"
@@ -208,20 +209,20 @@ def check_schema_errors(h, schema, schema_path):
 
 def body(h):
     schema_path = os.path.join(h.source, SCHEMA_REL)
-    schema = x3util.load_schema(h, SCHEMA_REL)
+    schema = extraction.load_schema(h, SCHEMA_REL)
     check_schema_errors(h, schema, schema_path)
 
     answers = os.path.join(h.dir, "invoice_answers.jsonl")
     answers_jsonl(answers)
     h.start_kafka(partitions=2)
     sim = h.start_llmsim(latency_ms=5, extra=["--answers", answers])
-    rec = x3util.Recorder(h, sim.base_url)
+    rec = extraction.Recorder(h, sim.base_url)
 
     cases = list(VALID) + list(INVALID) + ["not-json"]
     texts = [text_for(c) for c in cases]
     keys = [c.encode() for c in cases]
     placed = h.produce([(k, t, None) for k, t in zip(keys, texts)])
-    by_offset = x3util.index_placed(placed)
+    by_offset = extraction.index_placed(placed)
     src = h.topics["input"]
 
     coll = h.collector()
@@ -242,7 +243,7 @@ def body(h):
 
     seen = set()
     for r in coll.records[out]:
-        case = cases[x3util.source_index(r, src, by_offset)]
+        case = cases[extraction.source_index(r, src, by_offset)]
         check(case in VALID and case not in seen,
               "%s: output for case %s", r.where(), case)
         seen.add(case)
@@ -256,13 +257,13 @@ def body(h):
 
     calls = rec.by_text()
     for r in coll.records[dlq]:
-        case = cases[x3util.source_index(r, src, by_offset)]
+        case = cases[extraction.source_index(r, src, by_offset)]
         check(case not in VALID and case not in seen,
               "%s: dead letter for case %s: %s", r.where(), case,
               r.header("extractd.error.detail"))
         seen.add(case)
         text = text_for(case)
-        detail = x3util.dead_letter_checks(r, text, case.encode(),
+        detail = extraction.dead_letter_checks(r, text, case.encode(),
                                            "validation", 1 + MAX_REASKS)
         if case == "not-json":
             content, wants = NOT_JSON, ["not a JSON object: it starts "

@@ -16,7 +16,8 @@ file's own directory, and the file ends in CRLF. Proves:
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
 import harness  # noqa: E402
 from harness import check, log, person_texts  # noqa: E402
 

@@ -13,18 +13,17 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "ops"))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import extraction  # noqa: E402
 import harness  # noqa: E402
 import opshelp  # noqa: E402
-import x3util  # noqa: E402
 from harness import SEED_TEXTS, check, expected_person  # noqa: E402
 
 KEY = "azure-Key-3f9a6c21d07e"
 
 
 def body(h):
-    lanes = x3util.start_kafka_topics(h, ["header", "bearer"])
+    lanes = extraction.start_kafka_topics(h, ["header", "bearer"])
     keyfile = os.path.join(h.dir, "key")
     with open(keyfile, "w") as f:
         f.write(KEY + "\n")
@@ -34,7 +33,7 @@ def body(h):
     env = dict(os.environ, EXTRACTD_E2E_AZURE_KEY=KEY)
     ds = {}
     for lane, header in (("header", "api-key"), ("bearer", "")):
-        over = x3util.lane_config(lanes, lane)
+        over = extraction.lane_config(lanes, lane)
         over["kafka"]["group"] = h.unique("group-" + lane)
         over["llm"] = {"base_url": sim.base_url,
                        "api_key_env": "EXTRACTD_E2E_AZURE_KEY",

@@ -26,12 +26,11 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "ops"))
+                                "..", "lib"))
+import extraction  # noqa: E402
 import harness  # noqa: E402
 import opshelp  # noqa: E402
-import x3util  # noqa: E402
 from harness import check, log  # noqa: E402
 
 LANES = ("tls", "no_v1", "refused", "dns", "tls_fixed")
@@ -66,7 +65,7 @@ def pause_lines(d):
 
 def lane(h, name, lane_topics, base_url, coll, extra=None):
     fault, words = WANT[name]
-    over = x3util.lane_config(lane_topics, name)
+    over = extraction.lane_config(lane_topics, name)
     over["llm"] = {"base_url": base_url, "timeout_ms": 3000,
                    "connect_timeout_ms": 1000}
     over["retry"] = {"max_attempts": 3, "base_delay_ms": 20,
@@ -110,7 +109,7 @@ def lane(h, name, lane_topics, base_url, coll, extra=None):
 
 
 def body(h):
-    lane_topics = x3util.start_kafka_topics(h, LANES)
+    lane_topics = extraction.start_kafka_topics(h, LANES)
     sim = h.start_llmsim(latency_ms=5)
     refusing = harness.Llmsim(h, latency_ms=5, faults={"400": 1.0})
     texts = list(harness.SEED_TEXTS) + \
@@ -119,14 +118,14 @@ def body(h):
     coll = h.collector([t for pair in lane_topics.values() for t in pair])
 
     cert, key = self_signed(h)
-    tls = x3util.Recorder(h, sim.base_url, tls=(cert, key))
+    tls = extraction.Recorder(h, sim.base_url, tls=(cert, key))
     lane(h, "tls", lane_topics, tls.base_url, coll)
     lane(h, "no_v1", lane_topics, sim.base + "/v2", coll)
     lane(h, "refused", lane_topics, refusing.base_url, coll)
     lane(h, "dns", lane_topics, "http://extractd-test.invalid:9/v1", coll)
 
     # The same TLS endpoint with its certificate as the CA: it works.
-    over = x3util.lane_config(lane_topics, "tls_fixed")
+    over = extraction.lane_config(lane_topics, "tls_fixed")
     over["llm"] = {"base_url": tls.base_url, "ca_file": cert}
     d = opshelp.start_extractd(h, over, tag="tls_fixed")
     out, dlq = lane_topics["tls_fixed"]

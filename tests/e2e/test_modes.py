@@ -30,9 +30,10 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import extraction  # noqa: E402
 import harness  # noqa: E402
-import x3util  # noqa: E402
 from harness import SEED_TEXTS, check, expected_person, log  # noqa: E402
 
 MODES = ("json_schema", "json_object_schema", "tools", "json_object",
@@ -143,7 +144,7 @@ def check_conversation(mode, calls):
             # Exactly what the model said (in md_json, the prose and
             # the fenced block).
             try:
-                answered = json.loads(x3util.unfenced(a.get("content") or
+                answered = json.loads(extraction.unfenced(a.get("content") or
                                                       ""))
             except ValueError:
                 answered = a.get("content")
@@ -161,10 +162,10 @@ def check_conversation(mode, calls):
 
 
 def body(h):
-    lanes = x3util.start_kafka_topics(h, list(MODES))
+    lanes = extraction.start_kafka_topics(h, list(MODES))
     sim = h.start_llmsim(latency_ms=5)
-    rec = x3util.Recorder(h, sim.base_url)
-    schema = x3util.load_schema(h, harness.SCHEMA_REL)
+    rec = extraction.Recorder(h, sim.base_url)
+    schema = extraction.load_schema(h, harness.SCHEMA_REL)
     # Guard the oracle: llmsim extracts the seven, refuses one, reads 999.
     for t in SEED_TEXTS:
         check(expected_person(t) is not None, "oracle: %r", t)
@@ -174,13 +175,13 @@ def body(h):
     src = h.topics["input"]
     keys = [("k%d" % i).encode() for i in range(len(TEXTS))]
     placed = h.produce([(k, t, 0) for k, t in zip(keys, TEXTS)])
-    by_offset = x3util.index_placed(placed)
+    by_offset = extraction.index_placed(placed)
 
     topics = [t for m in MODES for t in lanes[m]]
     coll = h.collector(topics)
     procs = []
     for mode in MODES:
-        over = x3util.lane_config(lanes, mode)
+        over = extraction.lane_config(lanes, mode)
         over["llm"] = {"base_url": rec.base_url, "mode": mode,
                        "model": model_of(mode),
                        "max_reasks": MAX_REASKS[mode]}
@@ -208,7 +209,7 @@ def body(h):
         calls = rec.by_text(model)
         seen = set()
         for r in coll.records[out]:
-            i = x3util.source_index(r, src, by_offset)
+            i = extraction.source_index(r, src, by_offset)
             check(i not in seen, "%s: input %d has two outputs", mode, i)
             seen.add(i)
             want = expected_person(TEXTS[i])
@@ -232,7 +233,7 @@ def body(h):
                   r.header("extractd.tokens.completion"), p, c)
         kinds = {}
         for r in coll.records[dlq]:
-            i = x3util.source_index(r, src, by_offset)
+            i = extraction.source_index(r, src, by_offset)
             check(TEXTS[i] in (REFUSED, TOO_OLD),
                   "%s: %r became a dead letter: %r", mode, TEXTS[i], r)
             kinds[TEXTS[i]] = r
@@ -240,18 +241,18 @@ def body(h):
               "%s: dead letters for %r", mode, sorted(kinds))
 
         r = kinds[REFUSED]
-        detail = x3util.dead_letter_checks(r, REFUSED, keys[7], "llm_refusal",
+        detail = extraction.dead_letter_checks(r, REFUSED, keys[7], "llm_refusal",
                                            1)
-        check(x3util.LLMSIM_REFUSAL in detail,
+        check(extraction.LLMSIM_REFUSAL in detail,
               "%s: refusal detail %r does not quote the model", mode, detail)
 
         r = kinds[TOO_OLD]
-        detail = x3util.dead_letter_checks(r, TOO_OLD, keys[8], "validation",
+        detail = extraction.dead_letter_checks(r, TOO_OLD, keys[8], "validation",
                                            1 + MAX_REASKS[mode])
         check("/age" in detail and "999" in detail,
               "%s: validation detail %r does not name /age and 999", mode,
               detail)
-        check(x3util.answer_json(r) == TOO_OLD_ANSWER,
+        check(extraction.answer_json(r) == TOO_OLD_ANSWER,
               "%s: extractd.error.answer %r, want %r", mode,
               r.header("extractd.error.answer"), TOO_OLD_ANSWER)
 

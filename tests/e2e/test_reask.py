@@ -22,9 +22,10 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import extraction  # noqa: E402
 import harness  # noqa: E402
-import x3util  # noqa: E402
 from harness import check, expected_person, log, person_texts  # noqa: E402
 
 N = 40
@@ -41,7 +42,7 @@ def check_outputs(lane, coll, out, dlq, texts, keys, src, by_offset):
           coll.count(out), N)
     got = {}
     for r in coll.records[out]:
-        i = x3util.source_index(r, src, by_offset)
+        i = extraction.source_index(r, src, by_offset)
         check(i not in got, "%s: input %d has two outputs", lane, i)
         got[i] = r
         want = expected_person(texts[i])
@@ -53,23 +54,23 @@ def check_outputs(lane, coll, out, dlq, texts, keys, src, by_offset):
 
 def body(h):
     texts = person_texts(N, seed=3)
-    lanes = x3util.start_kafka_topics(h, list(LANES))
+    lanes = extraction.start_kafka_topics(h, list(LANES))
     sims = {lane: h.start_llmsim(latency_ms=5, seed=11 + k,
                                  faults={"invalid": FAULTS[lane]})
             for k, lane in enumerate(LANES)}
-    rec = x3util.Recorder(h, sims["half"].base_url)
+    rec = extraction.Recorder(h, sims["half"].base_url)
     urls = {"half": rec.base_url, "always": sims["always"].base_url,
             "never": sims["never"].base_url}
 
     src = h.topics["input"]
     keys = [("r%d" % i).encode() for i in range(N)]
     placed = h.produce([(k, t, 0) for k, t in zip(keys, texts)])
-    by_offset = x3util.index_placed(placed)
+    by_offset = extraction.index_placed(placed)
 
     coll = h.collector([t for lane in LANES for t in lanes[lane]])
     procs = []
     for lane in LANES:
-        over = x3util.lane_config(lanes, lane)
+        over = extraction.lane_config(lanes, lane)
         over["llm"] = {"base_url": urls[lane],
                        "max_reasks": MAX_REASKS[lane]}
         over["pool"] = {"workers": 4, "max_in_flight": 4}
@@ -169,15 +170,15 @@ def body(h):
           coll.count(dlq), N)
     seen = set()
     for r in coll.records[dlq]:
-        i = x3util.source_index(r, src, by_offset)
+        i = extraction.source_index(r, src, by_offset)
         check(i not in seen, "never: input %d has two dead letters", i)
         seen.add(i)
-        detail = x3util.dead_letter_checks(r, texts[i], keys[i],
+        detail = extraction.dead_letter_checks(r, texts[i], keys[i],
                                            "validation", 1)
         check("/age" in detail, "never: detail %r does not name /age",
               detail)
         want = dict(expected_person(texts[i]), age="thirty")
-        check(x3util.answer_json(r) == want,
+        check(extraction.answer_json(r) == want,
               "never: extractd.error.answer %r, want %r",
               r.header("extractd.error.answer"), want)
     st = sims["never"].stats()

@@ -27,8 +27,7 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "ops"))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import harness  # noqa: E402
 import opshelp  # noqa: E402
 from harness import check, log  # noqa: E402

@@ -11,7 +11,8 @@ extractd exits 0 with the group committed to the end of the input.
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
 import harness  # noqa: E402
 from harness import SEED_TEXTS, check, expected_person, log  # noqa: E402
 

@@ -12,7 +12,8 @@ and after SIGTERM the group is committed to the end of the input.
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
 import harness  # noqa: E402
 from harness import check, expected_person, log, person_texts  # noqa: E402
 

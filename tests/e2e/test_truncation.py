@@ -26,9 +26,10 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import extraction  # noqa: E402
 import harness  # noqa: E402
-import x3util  # noqa: E402
 from harness import SEED_TEXTS, check, expected_person, log  # noqa: E402
 
 LANES = {
@@ -48,22 +49,22 @@ def answer_bytes(text):
 
 
 def body(h):
-    lanes = x3util.start_kafka_topics(h, list(LANES))
+    lanes = extraction.start_kafka_topics(h, list(LANES))
     sims = {"json": h.start_llmsim(latency_ms=5),
             "tools": h.start_llmsim(latency_ms=5, extra=[
                 "--cut-finish-reason", "tool_calls"])}
-    recs = {k: x3util.Recorder(h, s.base_url) for k, s in sims.items()}
+    recs = {k: extraction.Recorder(h, s.base_url) for k, s in sims.items()}
     src = h.topics["input"]
     keys = [("t%d" % i).encode() for i in range(len(SEED_TEXTS))]
     placed = h.produce([(k, t, 0) for k, t in zip(keys, SEED_TEXTS)])
-    by_offset = x3util.index_placed(placed)
+    by_offset = extraction.index_placed(placed)
     for t in SEED_TEXTS:
         check(40 < answer_bytes(t) <= 80, "oracle: %r is %d bytes", t,
               answer_bytes(t))
 
     procs = []
     for lane, llm in LANES.items():
-        over = x3util.lane_config(lanes, lane)
+        over = extraction.lane_config(lanes, lane)
         rec = recs["tools" if lane == "tools" else "json"]
         over["llm"] = dict(llm, base_url=rec.base_url,
                            model="m-%s" % lane, max_reasks=2)
@@ -84,7 +85,7 @@ def body(h):
           coll.count(dlq), coll.records[dlq][:2])
     calls = recs["json"].by_text("m-grow")
     for r in coll.records[out]:
-        i = x3util.source_index(r, src, by_offset)
+        i = extraction.source_index(r, src, by_offset)
         text = SEED_TEXTS[i]
         check(r.json() == expected_person(text), "grow: %s value %r",
               r.where(), r.value)
@@ -120,8 +121,8 @@ def body(h):
           "tight: %d outputs, %d dead letters", coll.count(out),
           coll.count(dlq))
     for r in coll.records[dlq]:
-        i = x3util.source_index(r, src, by_offset)
-        detail = x3util.dead_letter_checks(r, SEED_TEXTS[i], keys[i],
+        i = extraction.source_index(r, src, by_offset)
+        detail = extraction.dead_letter_checks(r, SEED_TEXTS[i], keys[i],
                                            "validation", 1)
         check("cut at 10 tokens" in detail and
               "llm.max_tokens_limit (10)" in detail,
@@ -139,15 +140,15 @@ def body(h):
           "tools: %d outputs and %d dead letters, want %d and %d",
           coll.count(out), coll.count(dlq), len(fits), n - len(fits))
     for r in coll.records[out]:
-        i = x3util.source_index(r, src, by_offset)
+        i = extraction.source_index(r, src, by_offset)
         check(SEED_TEXTS[i] in fits and
               r.json() == expected_person(SEED_TEXTS[i]) and
               r.int_header("extractd.attempts") == 2,
               "tools: %s value %r attempts %r", r.where(), r.value,
               r.header("extractd.attempts"))
     for r in coll.records[dlq]:
-        i = x3util.source_index(r, src, by_offset)
-        detail = x3util.dead_letter_checks(r, SEED_TEXTS[i], keys[i],
+        i = extraction.source_index(r, src, by_offset)
+        detail = extraction.dead_letter_checks(r, SEED_TEXTS[i], keys[i],
                                            "validation", 2)
         check("cut at 15 tokens" in detail and
               "also when asked again with max_tokens 15" in detail,

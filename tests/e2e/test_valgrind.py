@@ -18,7 +18,8 @@ import re
 import shutil
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
 import harness  # noqa: E402
 from harness import SEED_TEXTS, check, expected_person, log  # noqa: E402
 

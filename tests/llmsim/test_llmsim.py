@@ -11,20 +11,24 @@ headers, Authorization included, verbatim), every fault kind at rate 1, re-asks 
 exact concurrency oracle, /reset, 400/404/413, --rpm/--tpm limiting, seeded
 determinism, and a clean exit 0 on SIGTERM even with a held connection.
 
-Standard library only; every llmsim is killed in a finally block.
+Standard library only (tests/lib/llmsim.py starts each llmsim); every
+llmsim is killed in a finally block.
 """
 import http.client
 import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import llmsim  # noqa: E402
 
 LLMSIM = None
 PERSON_SCHEMA = {
@@ -46,43 +50,14 @@ RATELIMIT_HEADERS = (
     "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
 
 
-class Sim:
-    """One llmsim process on an ephemeral port."""
+class Sim(llmsim.Llmsim):
+    """One llmsim process on an ephemeral port, and raw HTTP to it."""
 
     def __init__(self, workdir, name, *args):
-        self.name = name
-        self.port = None
-        self.port_file = os.path.join(workdir, name + ".port")
-        self.log_path = os.path.join(workdir, name + ".log")
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [LLMSIM, "--listen", "127.0.0.1:0", "--port-file",
-             self.port_file] + list(args),
-            stdout=subprocess.DEVNULL, stderr=self.log)
-
-    def wait_port(self, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("%s exited early (%d): %s" % (
-                    self.name, self.proc.returncode, self.read_log()))
-            try:
-                with open(self.port_file) as f:
-                    text = f.read()
-                if text.endswith("\n"):
-                    self.port = int(text)
-                    return
-            except FileNotFoundError:
-                pass
-            time.sleep(0.01)
-        raise AssertionError("%s: no port file after %.0fs" % (
-            self.name, timeout))
+        super().__init__(LLMSIM, workdir, name, extra=args, wait=False)
 
     def read_log(self):
-        if not self.log.closed:
-            self.log.flush()
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
+        return self.proc.log_text()
 
     def conn(self, timeout=10.0):
         return http.client.HTTPConnection("127.0.0.1", self.port,
@@ -118,18 +93,6 @@ class Sim:
     def reset(self):
         status, _, data = self.request("POST", "/reset")
         assert status == 200, (status, data)
-
-    def stop(self):
-        """SIGTERM; returns the exit status (kills after 10 s)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
 
 
 def payload(text, mode="json_schema", model="gpt-4o-mini", extra=None,
@@ -635,7 +598,7 @@ def main():
             start("fault_" + kind, "--fault", kind + "=1",
                   "--latency-ms", "2", "--jitter-ms", "2")
         for s in sims.values():
-            s.wait_port()
+            s.wait_port(10.0)
         faults = {k: sims["fault_" + k] for k in fault_kinds}
 
         tests = [
@@ -671,9 +634,9 @@ def main():
                 print("FAIL exit %-15s rc=%s\n%s" % (name, rc, s.read_log()))
     finally:
         for s in sims.values():
-            if s.proc.poll() is None:
-                s.proc.kill()
-                s.proc.wait()
+            if s.proc.alive():
+                s.proc.popen.kill()
+                s.proc.popen.wait()
         shutil.rmtree(workdir, ignore_errors=True)
     print("%d failures, %.1fs" % (len(failures), time.monotonic() - t_start))
     return 1 if failures else 0

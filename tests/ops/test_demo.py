@@ -23,7 +23,8 @@ import signal
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
 import opshelp  # noqa: E402
 from opshelp import check, log  # noqa: E402
 from harness import SEED_TEXTS, expected_person  # noqa: E402

@@ -18,7 +18,8 @@ import os
 import socket
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
 import opshelp  # noqa: E402
 from opshelp import check, harness, log  # noqa: E402
 

@@ -23,13 +23,11 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
-sys.path.insert(0, os.path.join(HERE, "..", "ops"))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import extraction  # noqa: E402
 import harness  # noqa: E402
 import llamacpp  # noqa: E402
 import opshelp  # noqa: E402
-import x3util  # noqa: E402
 from harness import SEED_TEXTS, check, expected_person, log  # noqa: E402
 
 WORKING = ("json_object_schema", "tools", "json_object", "md_json")
@@ -50,16 +48,16 @@ def right(r, text):
 
 
 def body(h):
-    lanes = x3util.start_kafka_topics(h, list(MODES))
+    lanes = extraction.start_kafka_topics(h, list(MODES))
     h.llm = llamacpp.LlamaServer(h)
     src = h.topics["input"]
     keys = [("m%d" % i).encode() for i in range(len(SEED_TEXTS))]
     placed = h.produce([(k, t, 0) for k, t in zip(keys, SEED_TEXTS)])
-    by_offset = x3util.index_placed(placed)
+    by_offset = extraction.index_placed(placed)
 
     ds = {}
     for mode in MODES:
-        over = llamacpp.config(x3util.lane_config(lanes, mode))
+        over = llamacpp.config(extraction.lane_config(lanes, mode))
         over["kafka"]["group"] = h.unique("group-" + mode.replace("_", "-"))
         over["llm"].update({"mode": mode, "max_tokens": 200})
         ds[mode] = opshelp.start_extractd(h, over, tag=mode)
@@ -95,7 +93,7 @@ def body(h):
                   "%s: a dead letter of kind %r: %r", mode,
                   r.header("extractd.error"),
                   r.header("extractd.error.detail"))
-        good = sum(right(r, SEED_TEXTS[x3util.source_index(r, src,
+        good = sum(right(r, SEED_TEXTS[extraction.source_index(r, src,
                                                             by_offset)])
                    for r in coll.records[out])
         table[mode] = (good, coll.count(out), coll.count(dlq))

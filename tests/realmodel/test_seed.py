@@ -18,11 +18,10 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import extraction  # noqa: E402
 import harness  # noqa: E402
 import llamacpp  # noqa: E402
-import x3util  # noqa: E402
 from harness import SEED_TEXTS, check, expected_person, log  # noqa: E402
 
 
@@ -38,10 +37,10 @@ def same_person(got, want):
 def body(h):
     h.start_kafka(partitions=1)
     h.llm = llamacpp.LlamaServer(h)
-    rec = x3util.Recorder(h, h.llm.base_url)
+    rec = extraction.Recorder(h, h.llm.base_url)
     keys = [("s%d" % i).encode() for i in range(len(SEED_TEXTS))]
     placed = h.produce([(k, t, 0) for k, t in zip(keys, SEED_TEXTS)])
-    by_offset = x3util.index_placed(placed)
+    by_offset = extraction.index_placed(placed)
     coll = h.collector()
     # The defaults, but where the server is and what its model is called
     # (the harness's test settings for Kafka and timeouts stay).
@@ -59,7 +58,7 @@ def body(h):
     check(coll.count(out) == n, "%d outputs, want %d", coll.count(out), n)
     calls = rec.by_text()
     for r in coll.records[out]:
-        i = x3util.source_index(r, h.topics["input"], by_offset)
+        i = extraction.source_index(r, h.topics["input"], by_offset)
         want = expected_person(SEED_TEXTS[i])
         check(same_person(r.json(), want), "%s: %r, want %r for %r",
               r.where(), r.value, want, SEED_TEXTS[i])

@@ -17,11 +17,10 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import extraction  # noqa: E402
 import harness  # noqa: E402
 import llamacpp  # noqa: E402
-import x3util  # noqa: E402
 from harness import SEED_TEXTS, check, expected_person, log  # noqa: E402
 
 MODES = ("json_object_schema", "tools")
@@ -29,16 +28,16 @@ CUT_SAYS = {"json_object_schema": "length", "tools": "tool_calls"}
 
 
 def body(h):
-    lanes = x3util.start_kafka_topics(h, list(MODES))
+    lanes = extraction.start_kafka_topics(h, list(MODES))
     h.llm = llamacpp.LlamaServer(h)
-    rec = x3util.Recorder(h, h.llm.base_url)
+    rec = extraction.Recorder(h, h.llm.base_url)
     src = h.topics["input"]
     keys = [("t%d" % i).encode() for i in range(len(SEED_TEXTS))]
     placed = h.produce([(k, t, 0) for k, t in zip(keys, SEED_TEXTS)])
-    by_offset = x3util.index_placed(placed)
+    by_offset = extraction.index_placed(placed)
     procs = []
     for mode in MODES:
-        over = llamacpp.config(x3util.lane_config(lanes, mode))
+        over = llamacpp.config(extraction.lane_config(lanes, mode))
         over["llm"].update({"base_url": rec.base_url, "mode": mode,
                             "model": "m-" + mode.replace("_", "-"),
                             "max_tokens": 12, "max_tokens_limit": 48})
@@ -55,7 +54,7 @@ def body(h):
         out, dlq = lanes[mode]
         calls = rec.by_text("m-" + mode.replace("_", "-"))
         for r in coll.records[out] + coll.records[dlq]:
-            i = x3util.source_index(r, src, by_offset)
+            i = extraction.source_index(r, src, by_offset)
             text = SEED_TEXTS[i]
             xs = calls.get(text, [])
             check([x.request.get("max_tokens") for x in xs] == [12, 24],

@@ -23,8 +23,8 @@ One file, two roles:
   library only) makes or reuses a venv (--venv), installs the pinned
   packages there from a wheel cache outside the tree (--wheels, default
   ~/.cache/extractd/sdk-wheels-KEY, built by `pip wheel` on the first run:
-  the only step that needs the registry), starts llmsim (--llmsim), and
-  runs
+  the only step that needs the registry), starts llmsim (--llmsim;
+  tests/lib/llmsim.py), and runs
 - the client (this file again, with the venv's python and --client URL),
   which talks to llmsim through the SDK.
 
@@ -42,12 +42,15 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 import traceback
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+from llmsim import Llmsim  # noqa: E402
+from procs import TestFailure  # noqa: E402
 
 REQUIREMENTS = ["instructor==1.17.*", "openai==3.3.*"]
 SKIP = 77
@@ -240,49 +243,19 @@ def ensure_venv(venv, wheels):
                        "openai" % venv)
 
 
-def start_llmsim(llmsim, tmp, tag, extra=()):
-    portfile = os.path.join(tmp, "port-" + tag)
-    logpath = os.path.join(tmp, "llmsim.log")
-    logf = open(logpath, "ab")
-    proc = subprocess.Popen([llmsim, "--listen", "127.0.0.1:0",
-                             "--port-file", portfile, "--latency-ms", "5"] +
-                            list(extra),
-                            stdin=subprocess.DEVNULL, stdout=logf,
-                            stderr=subprocess.STDOUT)
-    logf.close()
-    end = time.monotonic() + 30
-    while time.monotonic() < end:
-        try:
-            with open(portfile) as f:
-                port = f.read().strip()
-            if port.isdigit():
-                return proc, "http://127.0.0.1:%s/v1" % port
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    proc.kill()
-    with open(logpath, "rb") as f:
-        raise Fail("llmsim did not start:\n%s" % f.read().decode("utf-8",
-                                                                 "replace"))
-
-
 def driver(args):
     llmsim = os.path.abspath(args.llmsim)
     if not os.access(llmsim, os.X_OK):
         raise Fail("no executable llmsim at %s (build first)" % llmsim)
     ensure_venv(args.venv, os.path.abspath(args.wheels))
     tmp = tempfile.mkdtemp(prefix="extractd-sdk-")
-    procs = []
+    sims = []
     try:
-        proc, base = start_llmsim(llmsim, tmp, "ok")
-        procs.append(proc)
-        proc, errors = start_llmsim(llmsim, tmp, "429", ["--fault", "429=1.0"])
-        procs.append(proc)
-        proc, invalid = start_llmsim(llmsim, tmp, "invalid",
-                                     ["--fault", "invalid=1.0"])
-        procs.append(proc)
+        for tag, faults in (("ok", None), ("429", {"429": "1.0"}),
+                            ("invalid", {"invalid": "1.0"})):
+            sims.append(Llmsim(llmsim, tmp, "llmsim-" + tag, latency_ms=5,
+                               faults=faults))
+        base, errors, invalid = (s.base_url for s in sims)
         say("llmsim at %s; one answering 429 at %s; one whose first answers "
             "are invalid at %s", base, errors, invalid)
         p = subprocess.run([venv_python(args.venv), os.path.abspath(__file__),
@@ -290,19 +263,13 @@ def driver(args):
                             "--invalid", invalid],
                            stdin=subprocess.DEVNULL, timeout=300)
         if p.returncode != 0:
-            with open(os.path.join(tmp, "llmsim.log"), "rb") as f:
-                sys.stdout.write("---- llmsim log ----\n%s\n" %
-                                 f.read().decode("utf-8", "replace")[-4000:])
+            for s in sims:
+                sys.stdout.write("---- %s log ----\n%s\n" %
+                                 (s.name, s.proc.log_text()[-4000:]))
             raise Fail("the SDK client failed (exit %d)" % p.returncode)
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        for s in sims:
+            s.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -525,7 +492,7 @@ def main():
     except Skip as e:
         say("SKIPPED: %s", e)
         return SKIP
-    except Fail as e:
+    except (Fail, TestFailure) as e:
         say("FAIL: %s", e)
         return 1
     except Exception:

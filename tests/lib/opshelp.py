@@ -1,7 +1,6 @@
-"""opshelp: what the ops tests need beyond tests/e2e/harness.py.
+"""opshelp: what the ops tests need beyond harness.py.
 
-harness.py (owned by the e2e tests, used here unchanged) starts Kafka,
-llmsim and extractd and cleans up. This module adds, on top of it:
+harness.py starts Kafka, llmsim and extractd and cleans up. This module adds, on top of it:
 
 - start_extractd(): extractd with its HTTP endpoint on an ephemeral port,
   extra `-s` overrides and its own environment (the harness's Extractd
@@ -25,11 +24,8 @@ import time
 import urllib.error
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
-
-import harness  # noqa: E402
-from harness import TestFailure, check, log  # noqa: E402,F401
+import harness
+from harness import TestFailure, check, log  # noqa: F401
 
 DEADLINE = harness.DEADLINE
 

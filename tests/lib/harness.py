@@ -1,8 +1,12 @@
-"""harness: what extractd's end-to-end tests share.
+"""harness: what extractd's end-to-end tests share (and the ops and
+realmodel tests, through opshelp.py and llamacpp.py).
 
-A test is one script, tests/e2e/test_<name>.py, run by ctest as
+A test is one script, tests/e2e/test_<name>.py (or tests/ops/,
+tests/realmodel/), run by ctest as
 
     /usr/bin/python3 test_<name>.py --bin BUILD/bin --source REPO
+
+It finds this module by putting tests/lib/ first on sys.path.
 
 Its body is a function taking a Harness; harness.run(body) calls it and turns
 the outcome into the exit status (0 pass, 1 fail) and, on failure, prints the
@@ -26,7 +30,6 @@ test, and a test finishes as soon as its condition is met.
 import argparse
 import atexit
 import bisect
-import ctypes
 import json
 import os
 import random
@@ -35,23 +38,23 @@ import select
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import traceback
-import urllib.request
 import uuid
 
 from confluent_kafka import (Consumer, KafkaError, KafkaException, Producer,
                              TopicPartition)
 
+import llmsim
+# What every test uses through harness: check, log, skip, TestFailure, Proc.
+from procs import (LOG_TAIL, T0, Proc, TestFailure, check, log,  # noqa: F401
+                   log_tail, skip)
+
 DEADLINE = 120.0        # seconds: the default wait for any condition
 POLL = 0.2              # seconds: one consumer poll / process check
-STOP_GRACE = 10.0       # seconds: SIGTERM to SIGKILL in cleanup
-LOG_TAIL = 60           # lines of each log printed on failure
-SKIP = 77               # exit status of a skipped test (SKIP_RETURN_CODE)
 
 SCHEMA_REL = "schemas/person.schema.json"
 
@@ -80,43 +83,6 @@ STARTUP_CHECKS = 1
 _SANITIZER_RE = re.compile(r"(ERROR: (Address|Leak)Sanitizer|"
                            r"WARNING: ThreadSanitizer|"
                            r"^\S+:\d+:\d+: runtime error: )")
-
-
-class TestFailure(Exception):
-    """A check failed: the message says what was expected and what was seen."""
-
-
-def check(cond, msg, *args):
-    """Fail the test with msg % args unless cond."""
-    if not cond:
-        raise TestFailure(msg % args if args else msg)
-
-
-def log(msg, *args):
-    """Progress line on stdout (ctest shows it with --output-on-failure)."""
-    text = msg % args if args else msg
-    print("[%7.2f] %s" % (time.monotonic() - _T0, text), flush=True)
-
-
-def skip(why):
-    """End the test as skipped (exit status SKIP), saying why."""
-    print("SKIP: %s" % why, flush=True)
-    sys.exit(SKIP)
-
-
-_T0 = time.monotonic()
-
-# prctl(PR_SET_PDEATHSIG, SIGKILL) in the child: it dies with the test.
-_PR_SET_PDEATHSIG = 1
-try:
-    _libc = ctypes.CDLL(None, use_errno=True)
-except OSError:
-    _libc = None
-
-
-def _die_with_parent():
-    if _libc is not None:
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 # --------------------------------------------------------------------------
@@ -293,78 +259,6 @@ def insert_bad(values, bad, n, seed):
 # Processes
 
 
-def log_tail(path, n=LOG_TAIL):
-    """The last n lines of the log file path, or "(no log)"."""
-    try:
-        with open(path, "rb") as f:
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(lines[-n:])
-
-
-class Proc:
-    """A child process with its output in a log file."""
-
-    def __init__(self, name, argv, logpath, env=None, stdout_pipe=False):
-        self.name = name
-        self.argv = argv
-        self.logpath = logpath
-        self._log = open(logpath, "ab")
-        self._log.write(("$ %s\n" % " ".join(argv)).encode())
-        self._log.flush()
-        self.popen = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if stdout_pipe else self._log,
-            stderr=self._log, env=env, close_fds=True,
-            preexec_fn=_die_with_parent)
-        self.pid = self.popen.pid
-
-    def alive(self):
-        return self.popen.poll() is None
-
-    def returncode(self):
-        return self.popen.poll()
-
-    def signal(self, sig):
-        if self.alive():
-            self.popen.send_signal(sig)
-
-    def wait(self, timeout):
-        """Exit status, or None if still running after timeout seconds."""
-        try:
-            return self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self, grace=STOP_GRACE):
-        """SIGTERM, then SIGKILL after grace seconds; returns the status."""
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            if self.wait(grace) is None:
-                self.popen.kill()
-                self.popen.wait()
-        if self.popen.stdout:
-            self.popen.stdout.close()
-        self._log.close()
-        return self.popen.returncode
-
-    def tail(self, n=LOG_TAIL):
-        return log_tail(self.logpath, n)
-
-    def log_text(self):
-        with open(self.logpath, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def rss_bytes(self):
-        """The process's resident set size (VmRSS), in bytes."""
-        with open("/proc/%d/status" % self.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise TestFailure("no VmRSS for pid %d" % self.pid)
-
-
 class Kafka:
     """A Kafka to test against: kafka-embedded, or env KAFKA_BOOTSTRAP."""
 
@@ -484,58 +378,18 @@ class Kafka:
         self.created = []
 
 
-class Llmsim:
-    """llmsim on an ephemeral port."""
+class Llmsim(llmsim.Llmsim):
+    """llmsim in the test's temp dir, on an ephemeral port, stopped in
+    close(); latency and jitter 0 unless given."""
 
-    def __init__(self, h, latency_ms=0, jitter_ms=0, faults=None, seed=None,
-                 extra=()):
-        self.portfile = os.path.join(h.dir, "llmsim-%d.port" % len(h.procs))
-        argv = [h.binary("llmsim"), "--listen", "127.0.0.1:0",
-                "--port-file", self.portfile,
-                "--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms)]
-        if faults:
-            argv += ["--fault", ",".join("%s=%s" % kv for kv in
-                                         sorted(faults.items()))]
-        if seed is not None:
-            argv += ["--seed", str(seed)]
-        argv += list(extra)
-        self.proc = Proc("llmsim", argv, os.path.join(h.dir, "llmsim.log"))
+    def __init__(self, h, latency_ms=0, jitter_ms=0, **kw):
+        super().__init__(h.binary("llmsim"), h.dir,
+                         "llmsim-%d" % len(h.procs), latency_ms=latency_ms,
+                         jitter_ms=jitter_ms, wait=False, **kw)
         h.procs.append(self.proc)
-        self.port = self._wait_port(30.0)
-        self.base = "http://127.0.0.1:%d" % self.port
+        self.wait_port()
         log("llmsim at %s (latency %d ms, jitter %d ms)", self.base,
             latency_ms, jitter_ms)
-
-    def _wait_port(self, timeout):
-        end = time.monotonic() + timeout
-        while True:
-            try:
-                with open(self.portfile) as f:
-                    text = f.read().strip()
-                if text.isdigit() and 0 < int(text) < 65536:
-                    return int(text)
-            except OSError:
-                pass
-            if not self.proc.alive():
-                raise TestFailure("llmsim exited (status %s):\n%s" %
-                                  (self.proc.returncode(), self.proc.tail()))
-            check(time.monotonic() < end, "llmsim wrote no port file in %ds",
-                  timeout)
-            time.sleep(0.02)
-
-    @property
-    def base_url(self):
-        return self.base + "/v1"
-
-    def stats(self):
-        with urllib.request.urlopen(self.base + "/stats", timeout=10) as r:
-            return json.loads(r.read().decode())
-
-    def reset(self):
-        req = urllib.request.Request(self.base + "/reset", data=b"",
-                                     method="POST")
-        with urllib.request.urlopen(req, timeout=10) as r:
-            r.read()
 
 
 def _cfg_value(v):
@@ -1026,7 +880,7 @@ class CommitWatch:
                         "at %.2fs partition %d was committed to %d, but "
                         "input offset %d had no output or dead letter "
                         "written yet%s" % (
-                            t - _T0, p, c, o,
+                            t - T0, p, c, o,
                             "" if (p, o) in outs else
                             " (and never got one)"))
         return len(samples)

@@ -1,4 +1,5 @@
-"""x3util: what the extraction tests (modes, re-asks, invoice) add to harness.
+"""extraction: what the extraction tests (modes, re-asks, invoice) add to
+harness.
 
 - Recorder: a small HTTP proxy between extractd and llmsim that keeps every
   chat request and llmsim's answer, so a test can check what extractd put on
@@ -8,8 +9,6 @@
   pair per lane, so several extractd instances (one per mode, say) run side by
   side on one broker, each writing to its own topics.
 - dead_letter_checks(): the checks every dead letter gets.
-
-Not a test itself (no test_ prefix, so the e2e glob skips it).
 """
 
 import http.client

@@ -5,22 +5,17 @@ SmolLM2-135M (scripts/llamacpp.sh fetch builds and caches both, outside the
 repo; the realmodel.fetch test runs it first) on an ephemeral loopback
 port, owned by the harness like llmsim: stopped in h.close(), killed with
 the test. The server answers one request at a time.
-
-Not a test itself (no test_ prefix, so the glob skips it).
 """
 
 import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
-import harness  # noqa: E402
-from harness import check, log  # noqa: E402
+import harness
+from harness import check, log
 
 ALIAS = "smollm2"
 START_TIMEOUT = 120.0
