@@ -59,6 +59,7 @@
 #include "llm.h"
 
 #include "backoff.h"
+#include "clock.h"
 #include "http.h"
 #include "input.h"
 #include "llmgate.h"
@@ -138,14 +139,6 @@ struct llm_worker {
 				    *  two allocations, one of ~2 KiB */
 	uint64_t rng;
 };
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static const char *get_string(struct json_object *obj, const char *key)
 {

@@ -6,6 +6,7 @@
  */
 #include "log.h"
 
+#include "clock.h"
 #include "secret.h"
 
 #include <stdarg.h>
@@ -30,12 +31,9 @@ void log_setup(enum log_level level, bool json)
 bool log_limit(struct log_limit *l, unsigned burst, int64_t period_ns,
 	       uint64_t *ret_held)
 {
-	struct timespec ts;
-	int64_t now;
+	int64_t now = mono_ns();
 	bool ok;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 	pthread_mutex_lock(&l->lock);
 	if (!l->window_ns || now - l->window_ns >= period_ns) {
 		l->window_ns = now;
@@ -103,15 +101,15 @@ void log_write(enum log_level level, const char *msg, const char *fields_fmt,
 	char line[LOG_LINE_MAX + 2]; /* + '}' and '\n' */
 	char fields[LOG_LINE_MAX];
 	char ts[40], text[512], esc[512];
-	struct timespec now;
+	int64_t now = wall_ms();
+	time_t sec = (time_t)(now / 1000);
 	struct tm tm;
 	size_t n;
 	int r;
 
-	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
+	gmtime_r(&sec, &tm);
 	n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
+	snprintf(ts + n, sizeof(ts) - n, ".%03dZ", (int)(now % 1000));
 
 	secret_redact(msg, strlen(msg), text, sizeof(text));
 	if (log_json)

@@ -14,6 +14,7 @@
  */
 #include "health.h"
 
+#include "clock.h"
 #include "consumer.h"
 #include "llm.h"
 #include "log.h"
@@ -70,9 +71,9 @@ struct health *health_new(struct pipeline *pl, unsigned n_consumers)
 	h->cap = n_consumers;
 	pthread_mutex_init(&h->failed_lock, NULL);
 	atomic_init(&h->n, 0);
-	atomic_init(&h->main_ns, now_mono_ns());
+	atomic_init(&h->main_ns, mono_ns());
 	h->watchdog_usec = notify_watchdog_usec();
-	h->progress_ns = now_mono_ns();
+	h->progress_ns = mono_ns();
 	return h;
 }
 
@@ -134,7 +135,7 @@ static int stalled_consumer(struct health *h, int64_t now, int64_t stale_ns,
 static int healthy(void *arg, char *why, size_t why_size)
 {
 	struct health *h = arg;
-	int64_t now = now_mono_ns(), quiet;
+	int64_t now = mono_ns(), quiet;
 	int i;
 
 	why[0] = '\0';
@@ -316,7 +317,7 @@ static void remind_pause(struct health *h, int64_t now)
 
 void health_tick(struct health *h)
 {
-	int64_t now = now_mono_ns();
+	int64_t now = mono_ns();
 
 	atomic_store(&h->main_ns, now);
 	if (h->watchdog_usec)

@@ -3,6 +3,7 @@
  */
 #include "shutdown.h"
 
+#include "clock.h"
 #include "llm.h"
 #include "log.h"
 #include "metrics.h"
@@ -62,7 +63,7 @@ static void *watch(void *arg)
 		if (sigtimedwait(&s->signals, &info, &step) > 0 &&
 		    info.si_pid != getpid())
 			force_exit(s, "a second stop signal");
-		now = now_mono_ns();
+		now = mono_ns();
 		if (!cut && now >= s->cut_ns) {
 			struct metrics_summary m;
 
@@ -85,7 +86,7 @@ static void *watch(void *arg)
 
 struct shutdown *shutdown_begin(struct pipeline *pl, const sigset_t *signals)
 {
-	int64_t now = now_mono_ns();
+	int64_t now = mono_ns();
 	int64_t timeout = (int64_t)pl->cfg->shutdown.timeout_ms * 1000000;
 	struct shutdown *s;
 	int r;
