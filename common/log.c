@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "secret.h"
+#include "str.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -58,15 +59,18 @@ bool log_enabled(enum log_level level)
 
 const char *log_str(char *buf, size_t size, const char *s)
 {
-	size_t n = 0;
+	struct textbuf t;
 
 	if (size < 3) {
 		if (size)
 			buf[0] = '\0';
 		return buf;
 	}
-	buf[n++] = '"';
-	for (; s && *s; s++) {
+	/* The closing quote's byte is kept out of the builder's reach; an
+	 * escape is added whole, and a cut backs off a split character. */
+	textbuf_init(&t, buf, size - 1, TEXTBUF_WHOLE);
+	textbuf_add(&t, "\"", 1);
+	for (; s && *s && !textbuf_full(&t); s++) {
 		unsigned char c = (unsigned char)*s;
 		char esc[8];
 		size_t len;
@@ -85,13 +89,12 @@ const char *log_str(char *buf, size_t size, const char *s)
 			esc[0] = (char)c;
 			len = 1;
 		}
-		if (n + len + 2 > size)
-			break;
-		memcpy(buf + n, esc, len);
-		n += len;
+		textbuf_add(&t, esc, len);
 	}
-	buf[n++] = '"';
-	buf[n] = '\0';
+	if (textbuf_full(&t))
+		t.len = utf8_cut(buf, t.len);
+	buf[t.len++] = '"';
+	buf[t.len] = '\0';
 	return buf;
 }
 
