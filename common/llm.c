@@ -61,6 +61,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "http.h"
+#include "jsonparse.h"
 #include "llmgate.h"
 #include "schema.h"
 #include "secret.h"
@@ -196,42 +197,32 @@ static struct json_object *parse_json(struct json_tokener *tok, const char *s,
 				      size_t len, char *err, size_t err_size,
 				      bool *ret_unclosed)
 {
-	struct json_object *obj;
-	enum json_tokener_error jerr;
-	size_t end, at;
+	struct jsonparse_error e;
+	struct json_object *obj = jsonparse(tok, s, len, &e);
 	char q[LLM_QUOTE_MAX + 8];
 
 	if (ret_unclosed)
-		*ret_unclosed = false;
-	if (len > (size_t)INT32_MAX) {
-		snprintf(err, err_size, "too long");
-		return NULL;
-	}
-	json_tokener_reset(tok);
-	obj = json_tokener_parse_ex(tok, s, (int)len);
-	jerr = json_tokener_get_error(tok);
-	if (!obj && jerr == json_tokener_continue) {
+		*ret_unclosed = e.fail == JSONPARSE_UNCLOSED;
+	switch (e.fail) {
+	case JSONPARSE_OK:
+		break;
+	case JSONPARSE_UNCLOSED:
 		snprintf(err, err_size, "unexpected end of JSON");
-		if (ret_unclosed)
-			*ret_unclosed = true;
-		return NULL;
-	}
-	if (jerr != json_tokener_success) {
-		at = json_tokener_get_parse_end(tok);
-		quote(s + at, len - at, q, sizeof(q));
-		snprintf(err, err_size, "%s at byte %zu, at %s",
-			 json_tokener_error_desc(jerr), at, q);
-		return NULL;
-	}
-	for (end = json_tokener_get_parse_end(tok); end < len; end++) {
-		if (!strchr(" \t\r\n", s[end])) {
-			quote(s + end, len - end, q, sizeof(q));
-			snprintf(err, err_size,
-				 "unexpected text after the JSON value at "
-				 "byte %zu: %s", end, q);
-			json_object_put(obj);
-			return NULL;
-		}
+		break;
+	case JSONPARSE_SYNTAX:
+		quote(s + e.at, len - e.at, q, sizeof(q));
+		snprintf(err, err_size, "%s at byte %zu, at %s", e.desc, e.at,
+			 q);
+		break;
+	case JSONPARSE_TRAILING:
+		quote(s + e.at, len - e.at, q, sizeof(q));
+		snprintf(err, err_size,
+			 "unexpected text after the JSON value at byte %zu: "
+			 "%s", e.at, q);
+		break;
+	default:
+		snprintf(err, err_size, "too long");
+		break;
 	}
 	return obj;
 }

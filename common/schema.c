@@ -55,6 +55,7 @@
  * cut with "...", pointers too, and nesting depth is capped.
  */
 #include "schema.h"
+#include "jsonparse.h"
 #include "schema_util.h"
 
 #include <errno.h>
@@ -1403,50 +1404,38 @@ static void line_col(const char *text, size_t off, size_t *line, size_t *col)
 static int parse_json(const char *text, size_t len, struct json_object **ret,
 		      char *why, size_t why_size)
 {
-	struct json_tokener *tok;
-	struct json_object *doc;
-	enum json_tokener_error jerr;
-	size_t end, line, col;
-	int rc = -1;
+	struct jsonparse_error e;
+	size_t line, col;
 
-	tok = json_tokener_new_ex(SCHEMA_JSON_DEPTH);
-	if (!tok) {
-		set_err(why, why_size, "out of memory");
-		return -1;
-	}
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
-					    JSON_TOKENER_VALIDATE_UTF8);
-	doc = json_tokener_parse_ex(tok, text, (int)len);
-	jerr = json_tokener_get_error(tok);
-	end = json_tokener_get_parse_end(tok);
-	if (jerr == json_tokener_continue) {
+	*ret = jsonparse_once(text, len, SCHEMA_JSON_DEPTH,
+			      JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8,
+			      &e);
+	if (*ret)
+		return 0;
+	line_col(text, e.at, &line, &col);
+	switch (e.fail) {
+	case JSONPARSE_UNCLOSED:
 		set_err(why, why_size, "invalid JSON: unexpected end of file");
-		goto out;
-	}
-	if (jerr != json_tokener_success) {
-		line_col(text, end, &line, &col);
+		break;
+	case JSONPARSE_SYNTAX:
 		set_err(why, why_size,
 			"invalid JSON at line %zu, column %zu: %s", line, col,
-			json_tokener_error_desc(jerr));
-		goto out;
-	}
-	while (end < len && strchr(" \t\r\n", text[end]))
-		end++;
-	if (end < len) {
-		line_col(text, end, &line, &col);
+			e.desc);
+		break;
+	case JSONPARSE_TRAILING:
 		set_err(why, why_size,
 			"invalid JSON at line %zu, column %zu: data after the "
 			"document",
 			line, col);
-		goto out;
+		break;
+	case JSONPARSE_TOO_LONG:
+		set_err(why, why_size, "invalid JSON: too long");
+		break;
+	default:
+		set_err(why, why_size, "out of memory");
+		break;
 	}
-	*ret = doc;
-	doc = NULL;
-	rc = 0;
-out:
-	json_object_put(doc);
-	json_tokener_free(tok);
-	return rc;
+	return -1;
 }
 
 struct schema *schema_load_file(const char *path, char *err, size_t err_size)
