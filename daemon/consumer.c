@@ -29,6 +29,7 @@
 #include "consumer.h"
 
 #include "kafka.h"
+#include "kafka_stats.h"
 #include "log.h"
 #include "metrics.h"
 #include "offsets.h"
@@ -534,7 +535,7 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 	bool up = false;
 
 	(void)rk;
-	if (metrics_kafka_stats(c->pl->metrics, c->index, json, len, &up) < 0)
+	if (kafka_stats_take(c->pl->metrics, c->index, json, len, &up) < 0)
 		LOG_DEBUG("unreadable statistics", "\"consumer\":%u", c->index);
 	else if (up)
 		atomic_store(&c->brokers_down, false);
