@@ -337,8 +337,7 @@ static const char *cfg_quote(const char *s, size_t len, char *buf,
 
 	if (len > limit) {
 		/* Cut on a character boundary, not inside a UTF-8 sequence. */
-		while (limit && ((unsigned char)s[limit] & 0xC0) == 0x80)
-			limit--;
+		limit = utf8_cut(s, limit);
 		snprintf(buf, size, "'%.*s...'", (int)limit, s);
 	} else {
 		snprintf(buf, size, "'%.*s'", (int)len, s);

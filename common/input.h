@@ -10,18 +10,11 @@
 /**
  * @brief Check a text: not empty or blank, at most max_bytes, valid UTF-8
  * (no overlong forms, no surrogates, nothing above U+10FFFF), no NUL.
+ * (utf8_check() in str.h checks UTF-8 alone, by the same rules.)
  * @param detail receives the reason when the text is refused
  * @returns 0 when the text may go to the model, -1 when refused.
  */
 int input_check(const char *text, size_t len, size_t max_bytes,
 		char *detail, size_t detail_size);
-
-/**
- * @brief Check that len bytes are valid UTF-8, by the same rules as
- * input_check() (NUL is allowed here).
- * @param ret_bad_at set to the offset of the first bad byte on failure
- * @returns 0 when valid, -1 when not.
- */
-int input_utf8_check(const char *text, size_t len, size_t *ret_bad_at);
 
 #endif

@@ -59,8 +59,9 @@
 #include "llm.h"
 
 #include "backoff.h"
+#include "clock.h"
 #include "http.h"
-#include "input.h"
+#include "jsonparse.h"
 #include "llmgate.h"
 #include "schema.h"
 #include "secret.h"
@@ -139,14 +140,6 @@ struct llm_worker {
 	uint64_t rng;
 };
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static const char *get_string(struct json_object *obj, const char *key)
 {
 	struct json_object *v;
@@ -185,9 +178,7 @@ static void quote(const char *s, size_t len, char *out, size_t size)
 	bool cut = false;
 
 	if (n > LLM_QUOTE_MAX) {
-		n = LLM_QUOTE_MAX;
-		while (n && ((unsigned char)s[n] & 0xC0) == 0x80)
-			n--;
+		n = utf8_cut(s, LLM_QUOTE_MAX);
 		cut = true;
 	}
 	if (size < n + 6)
@@ -206,42 +197,32 @@ static struct json_object *parse_json(struct json_tokener *tok, const char *s,
 				      size_t len, char *err, size_t err_size,
 				      bool *ret_unclosed)
 {
-	struct json_object *obj;
-	enum json_tokener_error jerr;
-	size_t end, at;
+	struct jsonparse_error e;
+	struct json_object *obj = jsonparse(tok, s, len, &e);
 	char q[LLM_QUOTE_MAX + 8];
 
 	if (ret_unclosed)
-		*ret_unclosed = false;
-	if (len > (size_t)INT32_MAX) {
-		snprintf(err, err_size, "too long");
-		return NULL;
-	}
-	json_tokener_reset(tok);
-	obj = json_tokener_parse_ex(tok, s, (int)len);
-	jerr = json_tokener_get_error(tok);
-	if (!obj && jerr == json_tokener_continue) {
+		*ret_unclosed = e.fail == JSONPARSE_UNCLOSED;
+	switch (e.fail) {
+	case JSONPARSE_OK:
+		break;
+	case JSONPARSE_UNCLOSED:
 		snprintf(err, err_size, "unexpected end of JSON");
-		if (ret_unclosed)
-			*ret_unclosed = true;
-		return NULL;
-	}
-	if (jerr != json_tokener_success) {
-		at = json_tokener_get_parse_end(tok);
-		quote(s + at, len - at, q, sizeof(q));
-		snprintf(err, err_size, "%s at byte %zu, at %s",
-			 json_tokener_error_desc(jerr), at, q);
-		return NULL;
-	}
-	for (end = json_tokener_get_parse_end(tok); end < len; end++) {
-		if (!strchr(" \t\r\n", s[end])) {
-			quote(s + end, len - end, q, sizeof(q));
-			snprintf(err, err_size,
-				 "unexpected text after the JSON value at "
-				 "byte %zu: %s", end, q);
-			json_object_put(obj);
-			return NULL;
-		}
+		break;
+	case JSONPARSE_SYNTAX:
+		quote(s + e.at, len - e.at, q, sizeof(q));
+		snprintf(err, err_size, "%s at byte %zu, at %s", e.desc, e.at,
+			 q);
+		break;
+	case JSONPARSE_TRAILING:
+		quote(s + e.at, len - e.at, q, sizeof(q));
+		snprintf(err, err_size,
+			 "unexpected text after the JSON value at byte %zu: "
+			 "%s", e.at, q);
+		break;
+	default:
+		snprintf(err, err_size, "too long");
+		break;
 	}
 	return obj;
 }
@@ -681,11 +662,8 @@ static char *dup_bounded(const char *s, size_t max)
 	size_t len = strlen(s);
 	char *out;
 
-	if (len > max) {
-		len = max;
-		while (len && ((unsigned char)s[len] & 0xC0) == 0x80)
-			len--;
-	}
+	if (len > max)
+		len = utf8_cut(s, max);
 	out = malloc(len + 1);
 	if (!out)
 		return NULL;
@@ -694,30 +672,18 @@ static char *dup_bounded(const char *s, size_t max)
 	return out;
 }
 
-/* Append to the detail, cutting (on a character boundary) when full. */
+/* Set the detail, cut (on a character boundary) when too long. */
 static void detail_set(struct llm_result *res, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static void detail_set(struct llm_result *res, const char *fmt, ...)
 {
-	/* Formatted with room for the character the cut falls in, so the
-	 * byte after the cut can be seen: a cut before a continuation byte
-	 * backs up to that character's first byte. */
-	char text[sizeof(res->detail) + 4];
-	size_t len;
+	struct textbuf t;
 	va_list ap;
-	int n;
 
+	textbuf_init(&t, res->detail, sizeof(res->detail), TEXTBUF_CUT);
 	va_start(ap, fmt);
-	n = vsnprintf(text, sizeof(text), fmt, ap);
+	textbuf_vaddf(&t, fmt, ap);
 	va_end(ap);
-	len = n < 0 ? 0 : (size_t)n;
-	if (len >= sizeof(res->detail)) {
-		len = sizeof(res->detail) - 1;
-		while (len && ((unsigned char)text[len] & 0xC0) == 0x80)
-			len--;
-	}
-	memcpy(res->detail, text, len);
-	res->detail[len] = '\0';
 }
 
 /*
@@ -929,9 +895,8 @@ static void tidy(const char *raw, size_t rawlen, bool html, char *out,
 		gap = 0;
 		out[n++] = (char)c;
 	}
-	while (n && ((unsigned char)out[n - 1] & 0x80) && i < len &&
-	       ((unsigned char)s[i] & 0xC0) == 0x80)
-		n--; /* cut on a character boundary */
+	if (i < len)
+		n = utf8_cut(out, n);
 	out[n] = '\0';
 }
 
@@ -940,23 +905,24 @@ static void tidy(const char *raw, size_t rawlen, bool html, char *out,
 static void detail_text(struct json_object *d, char *out, size_t size)
 {
 	const char *text;
-	size_t i, n = 0;
+	struct textbuf t;
+	size_t i;
 
-	out[0] = '\0';
+	textbuf_init(&t, out, size, TEXTBUF_CUT);
 	if (json_object_is_type(d, json_type_string)) {
 		text = json_object_get_string(d);
 		tidy(text, strlen(text), false, out, size);
 		return;
 	}
 	if (json_object_is_type(d, json_type_array)) {
-		for (i = 0; i < json_object_array_length(d) && n < size; i++) {
+		for (i = 0; i < json_object_array_length(d) &&
+			    !textbuf_full(&t); i++) {
 			struct json_object *e = json_object_array_get_idx(d, i);
 			const char *msg = get_string(e, "msg");
 
 			if (!msg)
 				break;
-			n += (size_t)snprintf(out + n, size - n, "%s%s",
-					      n ? "; " : "", msg);
+			textbuf_addf(&t, "%s%s", t.len ? "; " : "", msg);
 		}
 		if (i && i == json_object_array_length(d))
 			return;
@@ -1359,10 +1325,12 @@ static int canary(struct llm_worker *w, enum llm_fault *ret_fault,
 	enum cfg_llm_mode order[LLM_N_FORMATS];
 	char refused[LLM_REFUSED_MAX] = "";
 	struct outcome o, first;
-	size_t n = 0, i, used = 0;
+	size_t n = 0, i;
 	bool have_first = false;
+	struct textbuf rt;
 
 	memset(&first, 0, sizeof(first));
+	textbuf_init(&rt, refused, sizeof(refused), TEXTBUF_CUT);
 	if (!unsettled) {
 		order[n++] = llm_mode(llm);
 	} else if (llm->configured == CFG_MODE_AUTO) {
@@ -1401,11 +1369,8 @@ static int canary(struct llm_worker *w, enum llm_fault *ret_fault,
 			first = o;
 			have_first = true;
 		}
-		used += (size_t)snprintf(refused + used, sizeof(refused) - used,
-					 "%s%s: %.200s", used ? "; " : "",
-					 cfg_mode_name(order[i]), o.detail);
-		if (used >= sizeof(refused))
-			used = sizeof(refused) - 1;
+		textbuf_addf(&rt, "%s%s: %.200s", rt.len ? "; " : "",
+			     cfg_mode_name(order[i]), o.detail);
 	}
 	/* Even the plainest format fails: not the format, then. */
 	if (i == n && have_first)
@@ -1701,7 +1666,7 @@ static struct json_object *judge(struct llm_worker *w, const char *answer,
 	/* json-c passes any bytes through strings: an answer that is not
 	 * UTF-8 would become a record that is not JSON (RFC 8259). */
 	*ret_flaw = FLAW_UNPARSED;
-	if (input_utf8_check(answer, len, &bad) < 0) {
+	if (utf8_check(answer, len, &bad) < 0) {
 		snprintf(errors, errors_size,
 			 "the answer is not valid UTF-8 at byte %zu", bad);
 		return NULL;

@@ -3,6 +3,7 @@
  */
 #include "llmgate.h"
 
+#include "clock.h"
 #include "ratelimit.h"
 
 #include <errno.h>
@@ -47,22 +48,6 @@ struct llmgate {
 	struct ratelimit *learned_rpm; /**< from a 429's headers, set once */
 	struct ratelimit *learned_tpm;
 };
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static struct timespec mono_at(int64_t ns)
-{
-	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000),
-			       .tv_nsec = (long)(ns % 1000000000) };
-
-	return ts;
-}
 
 const char *llm_fault_name(enum llm_fault fault)
 {
@@ -156,7 +141,7 @@ const atomic_bool *llmgate_cut_flag(struct llmgate *g)
 
 int llmgate_wait(struct llmgate *g, unsigned ms)
 {
-	struct timespec until = mono_at(mono_ns() + (int64_t)ms * 1000000);
+	struct timespec until = mono_timespec(mono_ns() + (int64_t)ms * 1000000);
 	bool stopped;
 
 	pthread_mutex_lock(&g->lock);
@@ -197,7 +182,7 @@ int llmgate_enter(struct llmgate *g, double tokens, bool probe,
 		}
 		if (g->cooldown_until <= mono_ns())
 			break;
-		until = mono_at(g->cooldown_until);
+		until = mono_timespec(g->cooldown_until);
 		pthread_cond_timedwait(&g->wake, &g->lock, &until);
 	}
 	lrpm = g->learned_rpm;

@@ -6,7 +6,9 @@
  */
 #include "log.h"
 
+#include "clock.h"
 #include "secret.h"
+#include "str.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,12 +32,9 @@ void log_setup(enum log_level level, bool json)
 bool log_limit(struct log_limit *l, unsigned burst, int64_t period_ns,
 	       uint64_t *ret_held)
 {
-	struct timespec ts;
-	int64_t now;
+	int64_t now = mono_ns();
 	bool ok;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 	pthread_mutex_lock(&l->lock);
 	if (!l->window_ns || now - l->window_ns >= period_ns) {
 		l->window_ns = now;
@@ -60,15 +59,18 @@ bool log_enabled(enum log_level level)
 
 const char *log_str(char *buf, size_t size, const char *s)
 {
-	size_t n = 0;
+	struct textbuf t;
 
 	if (size < 3) {
 		if (size)
 			buf[0] = '\0';
 		return buf;
 	}
-	buf[n++] = '"';
-	for (; s && *s; s++) {
+	/* The closing quote's byte is kept out of the builder's reach; an
+	 * escape is added whole, and a cut backs off a split character. */
+	textbuf_init(&t, buf, size - 1, TEXTBUF_WHOLE);
+	textbuf_add(&t, "\"", 1);
+	for (; s && *s && !textbuf_full(&t); s++) {
 		unsigned char c = (unsigned char)*s;
 		char esc[8];
 		size_t len;
@@ -87,13 +89,12 @@ const char *log_str(char *buf, size_t size, const char *s)
 			esc[0] = (char)c;
 			len = 1;
 		}
-		if (n + len + 2 > size)
-			break;
-		memcpy(buf + n, esc, len);
-		n += len;
+		textbuf_add(&t, esc, len);
 	}
-	buf[n++] = '"';
-	buf[n] = '\0';
+	if (textbuf_full(&t))
+		t.len = utf8_cut(buf, t.len);
+	buf[t.len++] = '"';
+	buf[t.len] = '\0';
 	return buf;
 }
 
@@ -103,15 +104,15 @@ void log_write(enum log_level level, const char *msg, const char *fields_fmt,
 	char line[LOG_LINE_MAX + 2]; /* + '}' and '\n' */
 	char fields[LOG_LINE_MAX];
 	char ts[40], text[512], esc[512];
-	struct timespec now;
+	int64_t now = wall_ms();
+	time_t sec = (time_t)(now / 1000);
 	struct tm tm;
 	size_t n;
 	int r;
 
-	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
+	gmtime_r(&sec, &tm);
 	n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
+	snprintf(ts + n, sizeof(ts) - n, ".%03dZ", (int)(now % 1000));
 
 	secret_redact(msg, strlen(msg), text, sizeof(text));
 	if (log_json)

@@ -7,7 +7,6 @@
 #include "llm.h"
 #include "llmgate.h"
 
-#include <json-c/json.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -212,100 +211,6 @@ void metrics_inflight_add(struct metrics *m, int delta)
 	atomic_fetch_add_explicit(&m->inflight, delta, memory_order_relaxed);
 }
 
-/* json-c helpers: borrowed members, or a default when absent/mistyped. */
-static int64_t get_int(struct json_object *o, const char *key, int64_t def)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(o, key, &v) ||
-	    !json_object_is_type(v, json_type_int))
-		return def;
-	return json_object_get_int64(v);
-}
-
-static bool get_bool(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) &&
-	       json_object_is_type(v, json_type_boolean) &&
-	       json_object_get_boolean(v);
-}
-
-static bool any_broker_up(struct json_object *root)
-{
-	struct json_object *brokers, *state;
-
-	if (!json_object_object_get_ex(root, "brokers", &brokers) ||
-	    !json_object_is_type(brokers, json_type_object))
-		return false;
-	json_object_object_foreach(brokers, name, b) {
-		(void)name;
-		if (json_object_is_type(b, json_type_object) &&
-		    json_object_object_get_ex(b, "state", &state) &&
-		    json_object_is_type(state, json_type_string) &&
-		    !strcmp(json_object_get_string(state), "UP"))
-			return true;
-	}
-	return false;
-}
-
-/* Append the lag of every partition this consumer wants (its assignment)
- * and whose committed lag is known. -1 when out of memory. */
-static int collect_lag(struct json_object *root, unsigned owner,
-		       struct lag_entry **ret, size_t *ret_n)
-{
-	struct json_object *topics, *parts;
-	struct lag_entry *v = NULL;
-	size_t n = 0, cap = 0;
-
-	if (!json_object_object_get_ex(root, "topics", &topics) ||
-	    !json_object_is_type(topics, json_type_object))
-		goto done;
-	json_object_object_foreach(topics, topic, t) {
-		if (!json_object_is_type(t, json_type_object) ||
-		    !json_object_object_get_ex(t, "partitions", &parts) ||
-		    !json_object_is_type(parts, json_type_object))
-			continue;
-		json_object_object_foreach(parts, key, p) {
-			int64_t id, lag;
-
-			(void)key;
-			if (!json_object_is_type(p, json_type_object))
-				continue;
-			id = get_int(p, "partition", -1);
-			lag = get_int(p, "consumer_lag", -1);
-			if (id < 0 || id > INT32_MAX || lag < 0 ||
-			    !get_bool(p, "desired"))
-				continue;
-			if (n == cap) {
-				size_t c = cap ? cap * 2 : 16;
-				struct lag_entry *nv =
-					realloc(v, c * sizeof(*nv));
-
-				if (!nv)
-					goto oom;
-				v = nv;
-				cap = c;
-			}
-			v[n].topic = strdup(topic);
-			if (!v[n].topic)
-				goto oom;
-			v[n].owner = owner;
-			v[n].partition = (int32_t)id;
-			v[n].lag = lag;
-			n++;
-		}
-	}
-done:
-	*ret = v;
-	*ret_n = n;
-	return 0;
-oom:
-	lag_entries_free(v, n);
-	return -1;
-}
-
 /* Remove owner's entries from the table; lag_lock held. */
 static void lag_remove(struct metrics *m, unsigned owner)
 {
@@ -320,48 +225,48 @@ static void lag_remove(struct metrics *m, unsigned owner)
 	m->n_lag = kept;
 }
 
-int metrics_kafka_stats(struct metrics *m, unsigned owner, const char *json,
-			size_t len, bool *ret_broker_up)
+int metrics_lag_set(struct metrics *m, unsigned owner,
+		    const struct metrics_lag *v, size_t n)
 {
-	struct json_tokener *tok = json_tokener_new();
-	struct json_object *root;
 	struct lag_entry *fresh = NULL;
-	size_t n_fresh = 0;
-	int r = -1;
+	size_t i;
 
-	if (!tok)
-		return -1;
-	root = json_tokener_parse_ex(tok, json, (int)len);
-	if (!root || !json_object_is_type(root, json_type_object))
-		goto out;
-	*ret_broker_up = any_broker_up(root);
-	if (collect_lag(root, owner, &fresh, &n_fresh) < 0)
-		goto out;
+	if (n) {
+		fresh = calloc(n, sizeof(*fresh));
+		if (!fresh)
+			return -1;
+	}
+	for (i = 0; i < n; i++) {
+		fresh[i].topic = strdup(v[i].topic);
+		if (!fresh[i].topic) {
+			lag_entries_free(fresh, i);
+			return -1;
+		}
+		fresh[i].owner = owner;
+		fresh[i].partition = v[i].partition;
+		fresh[i].lag = v[i].lag;
+	}
 
 	pthread_mutex_lock(&m->lag_lock);
 	lag_remove(m, owner);
-	if (m->n_lag + n_fresh > m->cap_lag) {
-		size_t cap = m->n_lag + n_fresh + 16;
+	if (m->n_lag + n > m->cap_lag) {
+		size_t cap = m->n_lag + n + 16;
 		struct lag_entry *nv = realloc(m->lag, cap * sizeof(*nv));
 
 		if (!nv) {
 			pthread_mutex_unlock(&m->lag_lock);
-			lag_entries_free(fresh, n_fresh);
-			goto out;
+			lag_entries_free(fresh, n);
+			return -1;
 		}
 		m->lag = nv;
 		m->cap_lag = cap;
 	}
-	if (n_fresh)
-		memcpy(m->lag + m->n_lag, fresh, n_fresh * sizeof(*fresh));
-	m->n_lag += n_fresh;
+	if (n)
+		memcpy(m->lag + m->n_lag, fresh, n * sizeof(*fresh));
+	m->n_lag += n;
 	pthread_mutex_unlock(&m->lag_lock);
 	free(fresh); /* the topics now belong to the table */
-	r = 0;
-out:
-	json_object_put(root);
-	json_tokener_free(tok);
-	return r;
+	return 0;
 }
 
 void metrics_lag_forget(struct metrics *m, unsigned owner)

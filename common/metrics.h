@@ -7,17 +7,19 @@
  * Writers are the hot paths: worker threads (one update per LLM call, via
  * metrics_llm_observe, the llm observer), the producer's poll thread (one
  * update per delivered record) and the consumer threads (in-flight gauge,
- * librdkafka statistics). Every counter and gauge is a C11 atomic in a
+ * the lag daemon/kafka_stats.c reads from librdkafka's statistics; common/
+ * parses no Kafka). Every counter and gauge is a C11 atomic in a
  * fixed array, so updating one is one relaxed atomic add: no lock, no
  * allocation, whatever the label. Labels are bounded sets known in
  * advance (HTTP status 100..599, the dead-letter kinds, the retry
  * reasons), so the arrays are sized at compile time.
  *
  * The one exception is consumer lag: its labels (topic, partition) come
- * from the assignment, which changes at rebalances. The lag table is
- * replaced wholesale by each statistics callback (every
- * statistics.interval.ms, per consumer) and guarded by a mutex that only
- * the statistics callbacks and the renderer take.
+ * from the assignment, which changes at rebalances. A consumer's part of
+ * the lag table is replaced wholesale by each metrics_lag_set() (from
+ * each statistics callback, every statistics.interval.ms) and the table
+ * is guarded by a mutex that only metrics_lag_set(), metrics_lag_forget()
+ * and the readers take.
  *
  * The reader (the HTTP thread, or the main thread's progress line) loads
  * each atomic once; a scrape may see one counter a little ahead of
@@ -83,15 +85,21 @@ void metrics_llm_mode(struct metrics *m, enum cfg_llm_mode mode);
 /** Move the in-flight gauge (admitted jobs) by delta. */
 void metrics_inflight_add(struct metrics *m, int delta);
 
+/** One partition's consumer lag as a consumer reports it. */
+struct metrics_lag {
+	const char *topic;	/**< copied */
+	int32_t partition;
+	int64_t lag;
+};
+
 /**
- * @brief Take one librdkafka statistics JSON document from consumer owner:
- * its assigned partitions' consumer_lag replace whatever that consumer
- * reported before.
- * @param ret_broker_up set to true when some broker is in state UP
- * @returns 0, or -1 when the document does not parse (nothing changes).
+ * @brief The lag of consumer owner's partitions (its assignment, where
+ * the lag is known): v[0..n) replaces whatever owner reported before
+ * (daemon/kafka_stats.c reads it from librdkafka's statistics).
+ * @returns 0, or -1 when out of memory (nothing changes).
  */
-int metrics_kafka_stats(struct metrics *m, unsigned owner, const char *json,
-			size_t len, bool *ret_broker_up);
+int metrics_lag_set(struct metrics *m, unsigned owner,
+		    const struct metrics_lag *v, size_t n);
 
 /** Drop the lag that consumer owner reported (it has closed). */
 void metrics_lag_forget(struct metrics *m, unsigned owner);

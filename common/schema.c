@@ -55,6 +55,7 @@
  * cut with "...", pointers too, and nesting depth is capped.
  */
 #include "schema.h"
+#include "jsonparse.h"
 #include "schema_util.h"
 
 #include <errno.h>
@@ -194,9 +195,9 @@ static const char *plural(size_t n)
 /* Render s quoted and bounded into buf. @returns buf. */
 static const char *quote(char *buf, size_t size, const char *s, size_t n)
 {
-	struct schema_out o;
+	struct textbuf o;
 
-	schema_out_init(&o, buf, size);
+	textbuf_init(&o, buf, size, TEXTBUF_WHOLE);
 	schema_out_quoted(&o, s, n, TOKEN_MAX);
 	return buf;
 }
@@ -205,9 +206,9 @@ static const char *quote(char *buf, size_t size, const char *s, size_t n)
 static const char *value_text(char *buf, size_t size,
 			      const struct json_object *v)
 {
-	struct schema_out o;
+	struct textbuf o;
 
-	schema_out_init(&o, buf, size);
+	textbuf_init(&o, buf, size, TEXTBUF_WHOLE);
 	schema_out_value(&o, v);
 	return buf;
 }
@@ -215,9 +216,9 @@ static const char *value_text(char *buf, size_t size,
 static const char *num_text(char *buf, size_t size,
 			    const struct schema_num *n)
 {
-	struct schema_out o;
+	struct textbuf o;
 
-	schema_out_init(&o, buf, size);
+	textbuf_init(&o, buf, size, TEXTBUF_WHOLE);
 	schema_out_num(&o, n);
 	return buf;
 }
@@ -542,7 +543,7 @@ static int compile_type(struct compiler *c, struct schema_node *n,
 {
 	const char *names[8];
 	struct json_object *item;
-	struct schema_out o;
+	struct textbuf o;
 	size_t count, i, k, mark;
 	unsigned bit;
 	char q[TOKEN_MAX * 6 + 8];
@@ -599,11 +600,11 @@ static int compile_type(struct compiler *c, struct schema_node *n,
 	if (rc < 0)
 		return -1;
 	/* "string", "string or null", "array, object or null" */
-	schema_out_init(&o, n->types_text, sizeof(n->types_text));
+	textbuf_init(&o, n->types_text, sizeof(n->types_text), TEXTBUF_WHOLE);
 	for (i = 0; i < count; i++) {
 		if (i)
-			schema_out_str(&o, i == count - 1 ? " or " : ", ");
-		schema_out_str(&o, names[i]);
+			textbuf_adds(&o, i == count - 1 ? " or " : ", ");
+		textbuf_adds(&o, names[i]);
 	}
 	return 0;
 }
@@ -687,27 +688,26 @@ static char *list_text(struct json_object *list)
 {
 	char tmp[SCHEMA_VALUE_MAX + 8];
 	struct json_object *item;
-	struct schema_out o;
+	struct textbuf o;
 	size_t i, count = json_object_array_length(list);
 	char *buf = malloc(LIST_MAX + 8);
 
 	if (!buf)
 		return NULL;
-	schema_out_init(&o, buf, LIST_MAX);
-	for (i = 0; i < count && !o.trunc; i++) {
+	textbuf_init(&o, buf, LIST_MAX, TEXTBUF_WHOLE);
+	for (i = 0; i < count && !textbuf_full(&o); i++) {
 		if (i)
-			schema_out_put(&o, ", ", 2);
+			textbuf_add(&o, ", ", 2);
 		item = json_object_array_get_idx(list, i);
-		schema_out_str(&o, value_text(tmp, sizeof(tmp), item));
+		textbuf_adds(&o, value_text(tmp, sizeof(tmp), item));
 	}
-	if (o.trunc) {
+	if (textbuf_full(&o)) {
 		/* room was kept for the ellipsis */
-		o.cap = LIST_MAX + 8;
-		o.trunc = false;
-		if (o.len >= 2 && !memcmp(o.p + o.len - 2, ", ", 2))
-			schema_out_put(&o, "...", 3);
+		textbuf_resume(&o, LIST_MAX + 8);
+		if (o.len >= 2 && !memcmp(o.buf + o.len - 2, ", ", 2))
+			textbuf_add(&o, "...", 3);
 		else
-			schema_out_put(&o, ", ...", 5);
+			textbuf_add(&o, ", ...", 5);
 	}
 	return buf;
 }
@@ -830,7 +830,7 @@ static int compile_pattern(struct compiler *c, struct schema_node *n,
 {
 	PCRE2_UCHAR msg[256];
 	PCRE2_SIZE offset, offset2;
-	struct schema_out o;
+	struct textbuf o;
 	size_t len, ecma_len;
 	char *ecma;
 	int code, code2;
@@ -870,7 +870,7 @@ static int compile_pattern(struct compiler *c, struct schema_node *n,
 		cerr(c, "out of memory");
 		return -1;
 	}
-	schema_out_init(&o, n->pattern_text, TOKEN_MAX * 6 + 8);
+	textbuf_init(&o, n->pattern_text, TOKEN_MAX * 6 + 8, TEXTBUF_WHOLE);
 	schema_out_quoted(&o, json_object_get_string(v), len, TOKEN_MAX);
 	return 0;
 }
@@ -1039,9 +1039,8 @@ static struct schema_node *compile_node(struct compiler *c,
 			/* cut a silly long name on a character boundary */
 			for (cut = 0; key[cut] && cut < 64; cut++)
 				;
-			while (key[cut] && cut &&
-			       ((unsigned char)key[cut] & 0xc0) == 0x80)
-				cut--;
+			if (key[cut])
+				cut = utf8_cut(key, cut);
 			cerr(c, "unsupported keyword '%.*s%s' at %s", (int)cut,
 			     key, key[cut] ? "..." : "", cpath(c));
 			goto fail;
@@ -1405,50 +1404,38 @@ static void line_col(const char *text, size_t off, size_t *line, size_t *col)
 static int parse_json(const char *text, size_t len, struct json_object **ret,
 		      char *why, size_t why_size)
 {
-	struct json_tokener *tok;
-	struct json_object *doc;
-	enum json_tokener_error jerr;
-	size_t end, line, col;
-	int rc = -1;
+	struct jsonparse_error e;
+	size_t line, col;
 
-	tok = json_tokener_new_ex(SCHEMA_JSON_DEPTH);
-	if (!tok) {
-		set_err(why, why_size, "out of memory");
-		return -1;
-	}
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
-					    JSON_TOKENER_VALIDATE_UTF8);
-	doc = json_tokener_parse_ex(tok, text, (int)len);
-	jerr = json_tokener_get_error(tok);
-	end = json_tokener_get_parse_end(tok);
-	if (jerr == json_tokener_continue) {
+	*ret = jsonparse_once(text, len, SCHEMA_JSON_DEPTH,
+			      JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8,
+			      &e);
+	if (*ret)
+		return 0;
+	line_col(text, e.at, &line, &col);
+	switch (e.fail) {
+	case JSONPARSE_UNCLOSED:
 		set_err(why, why_size, "invalid JSON: unexpected end of file");
-		goto out;
-	}
-	if (jerr != json_tokener_success) {
-		line_col(text, end, &line, &col);
+		break;
+	case JSONPARSE_SYNTAX:
 		set_err(why, why_size,
 			"invalid JSON at line %zu, column %zu: %s", line, col,
-			json_tokener_error_desc(jerr));
-		goto out;
-	}
-	while (end < len && strchr(" \t\r\n", text[end]))
-		end++;
-	if (end < len) {
-		line_col(text, end, &line, &col);
+			e.desc);
+		break;
+	case JSONPARSE_TRAILING:
 		set_err(why, why_size,
 			"invalid JSON at line %zu, column %zu: data after the "
 			"document",
 			line, col);
-		goto out;
+		break;
+	case JSONPARSE_TOO_LONG:
+		set_err(why, why_size, "invalid JSON: too long");
+		break;
+	default:
+		set_err(why, why_size, "out of memory");
+		break;
 	}
-	*ret = doc;
-	doc = NULL;
-	rc = 0;
-out:
-	json_object_put(doc);
-	json_tokener_free(tok);
-	return rc;
+	return -1;
 }
 
 struct schema *schema_load_file(const char *path, char *err, size_t err_size)
@@ -1563,28 +1550,28 @@ static void out_finish(struct vout *o)
 }
 
 /* The instance pointer of the current location, bounded. */
-static void out_pointer(struct schema_out *o, const struct vctx *v)
+static void out_pointer(struct textbuf *o, const struct vctx *v)
 {
 	char tmp[POINTER_MAX + 1];
-	struct schema_out t;
+	struct textbuf t;
 	unsigned i;
 
 	if (!v->depth) {
-		schema_out_put(o, "/", 1);
+		textbuf_add(o, "/", 1);
 		return;
 	}
-	schema_out_init(&t, tmp, sizeof(tmp));
-	for (i = 0; i < v->depth && !t.trunc; i++) {
-		schema_out_put(&t, "/", 1);
+	textbuf_init(&t, tmp, sizeof(tmp), TEXTBUF_WHOLE);
+	for (i = 0; i < v->depth && !textbuf_full(&t); i++) {
+		textbuf_add(&t, "/", 1);
 		if (v->segs[i].key)
 			schema_out_token(&t, v->segs[i].key,
 					 strlen(v->segs[i].key), TOKEN_MAX);
 		else
-			schema_out_fmt(&t, "%zu", v->segs[i].index);
+			textbuf_addf(&t, "%zu", v->segs[i].index);
 	}
-	schema_out_put(o, tmp, t.len);
-	if (t.trunc)
-		schema_out_put(o, "...", 3);
+	textbuf_add(o, tmp, t.len);
+	if (textbuf_full(&t))
+		textbuf_add(o, "...", 3);
 }
 
 static void report(struct vctx *v, const char *fmt, ...)
@@ -1594,7 +1581,7 @@ static void report(struct vctx *v, const char *fmt, ...)
 static void report(struct vctx *v, const char *fmt, ...)
 {
 	char line[LINE_MAX_BYTES], msg[MESSAGE_MAX];
-	struct schema_out o;
+	struct textbuf o;
 	va_list ap;
 	size_t n;
 	int len;
@@ -1609,15 +1596,13 @@ static void report(struct vctx *v, const char *fmt, ...)
 		return;
 	if ((size_t)len >= sizeof(msg)) {
 		/* pieces are bounded, so this is a safety net: cut cleanly */
-		n = sizeof(msg) - 4;
-		while (n && ((unsigned char)msg[n] & 0xc0) == 0x80)
-			n--;
+		n = utf8_cut(msg, sizeof(msg) - 4);
 		memcpy(msg + n, "...", 4);
 	}
-	schema_out_init(&o, line, sizeof(line));
+	textbuf_init(&o, line, sizeof(line), TEXTBUF_WHOLE);
 	out_pointer(&o, v);
-	schema_out_put(&o, ": ", 2);
-	schema_out_str(&o, msg);
+	textbuf_add(&o, ": ", 2);
+	textbuf_adds(&o, msg);
 	out_line(&v->out, line, o.len);
 }
 
@@ -1736,7 +1721,7 @@ static void check_string(struct vctx *v, const struct schema_node *n,
 	int rc;
 
 	if (n->min_length || n->max_length != SIZE_MAX) {
-		cps = schema_utf8_length(s, len);
+		cps = utf8_count(s, len);
 		if (cps < n->min_length && !count_only(v))
 			report(v, "expected at least %zu character%s, got %zu",
 			       n->min_length, plural(n->min_length), cps);
@@ -1846,7 +1831,7 @@ explain_branch(struct vctx *v, const struct schema_node *branch,
 	char sub[CLOSEST_MAX], here[POINTER_MAX + 8];
 	struct vout saved = v->out;
 	unsigned count = v->count, dropped;
-	struct schema_out o, h;
+	struct textbuf o, h;
 	const char *line, *end;
 	size_t used;
 
@@ -1860,25 +1845,24 @@ explain_branch(struct vctx *v, const struct schema_node *branch,
 	v->out = saved;
 	v->count = count;
 
-	schema_out_init(&h, here, sizeof(here));
+	textbuf_init(&h, here, sizeof(here), TEXTBUF_WHOLE);
 	out_pointer(&h, v);
-	schema_out_put(&h, ": ", 2);
+	textbuf_add(&h, ": ", 2);
 	/* keep room for "; ..." */
-	schema_out_init(&o, why, size - 8);
+	textbuf_init(&o, why, size - 8, TEXTBUF_WHOLE);
 	for (line = sub; line < sub + used; line = end + 1) {
 		end = memchr(line, '\n', (size_t)(sub + used - line));
 		if (!end)
 			end = sub + used;
 		if (line != sub)
-			schema_out_put(&o, "; ", 2);
+			textbuf_add(&o, "; ", 2);
 		if ((size_t)(end - line) >= h.len && !memcmp(line, here, h.len))
 			line += h.len;
-		schema_out_put(&o, line, (size_t)(end - line));
+		textbuf_add(&o, line, (size_t)(end - line));
 	}
-	if (dropped || o.trunc) {
-		o.cap = size;
-		o.trunc = false;
-		schema_out_str(&o, o.len ? "; ..." : "...");
+	if (dropped || textbuf_full(&o)) {
+		textbuf_resume(&o, size);
+		textbuf_adds(&o, o.len ? "; ..." : "...");
 	}
 }
 

@@ -346,113 +346,16 @@ char *schema_ecma_properties(const char *pat, size_t len, size_t *ret_len)
 	return out;
 }
 
-/* ---- UTF-8 ------------------------------------------------------------ */
+/* ---- text ------------------------------------------------------------ */
 
-size_t schema_utf8_length(const char *s, size_t n)
-{
-	size_t i, count = 0;
-
-	/* count every byte that does not continue a sequence */
-	for (i = 0; i < n; i++)
-		if (((unsigned char)s[i] & 0xc0) != 0x80)
-			count++;
-	return count;
-}
-
-/*
- * Decode the code point at s (n > 0 bytes left) into *cp.
- * @returns its length in bytes, or 0 when the bytes are not valid UTF-8
- * (overlong forms, surrogates and values past U+10FFFF included).
- */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	uint32_t v, min;
-	size_t len, i;
-
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	}
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		len = 2;
-		v = s[0] & 0x1f;
-		min = 0x80;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		v = s[0] & 0x0f;
-		min = 0x800;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		v = s[0] & 0x07;
-		min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		v = (v << 6) | (s[i] & 0x3f);
-	}
-	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-		return 0;
-	*cp = v;
-	return len;
-}
-
-/* ---- the bounded builder ---------------------------------------------- */
-
-void schema_out_init(struct schema_out *o, char *buf, size_t cap)
-{
-	o->p = buf;
-	o->cap = cap;
-	o->len = 0;
-	o->trunc = false;
-	if (cap)
-		buf[0] = '\0';
-}
-
-void schema_out_put(struct schema_out *o, const char *s, size_t n)
-{
-	if (o->trunc || !o->cap || n > o->cap - 1 - o->len) {
-		o->trunc = true;
-		return;
-	}
-	memcpy(o->p + o->len, s, n);
-	o->len += n;
-	o->p[o->len] = '\0';
-}
-
-void schema_out_str(struct schema_out *o, const char *s)
-{
-	schema_out_put(o, s, strlen(s));
-}
-
-void schema_out_fmt(struct schema_out *o, const char *fmt, ...)
-{
-	char tmp[512];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(tmp)) {
-		o->trunc = true;
-		return;
-	}
-	schema_out_put(o, tmp, (size_t)n);
-}
-
-void schema_out_num(struct schema_out *o, const struct schema_num *n)
+void schema_out_num(struct textbuf *o, const struct schema_num *n)
 {
 	char tmp[48];
 	int prec;
 
 	if (n->is_int) {
 		snprintf(tmp, sizeof(tmp), "%" PRId64, n->i);
-		schema_out_str(o, tmp);
+		textbuf_adds(o, tmp);
 		return;
 	}
 	/* the shortest text that reads back as the same double */
@@ -463,14 +366,14 @@ void schema_out_num(struct schema_out *o, const struct schema_num *n)
 	}
 	if (isfinite(n->d) && !strpbrk(tmp, ".e"))
 		memcpy(tmp + strlen(tmp), ".0", 3); /* %.17g needs < 30 bytes */
-	schema_out_str(o, tmp);
+	textbuf_adds(o, tmp);
 }
 
 /*
  * Append one code point of a quoted string or a pointer token, escaped so
  * the message stays one line of valid UTF-8. raw is its UTF-8 form.
  */
-static void out_char(struct schema_out *o, uint32_t cp, const char *raw,
+static void out_char(struct textbuf *o, uint32_t cp, const char *raw,
 		     size_t raw_len, bool json)
 {
 	char tmp[8];
@@ -478,51 +381,50 @@ static void out_char(struct schema_out *o, uint32_t cp, const char *raw,
 	if (json && (cp == '"' || cp == '\\')) {
 		tmp[0] = '\\';
 		tmp[1] = (char)cp;
-		schema_out_put(o, tmp, 2);
+		textbuf_add(o, tmp, 2);
 		return;
 	}
 	if (cp < 0x20 || cp == 0x7f) {
 		switch (cp) {
 		case '\n':
-			schema_out_put(o, "\\n", 2);
+			textbuf_add(o, "\\n", 2);
 			return;
 		case '\r':
-			schema_out_put(o, "\\r", 2);
+			textbuf_add(o, "\\r", 2);
 			return;
 		case '\t':
-			schema_out_put(o, "\\t", 2);
+			textbuf_add(o, "\\t", 2);
 			return;
 		default:
 			snprintf(tmp, sizeof(tmp), "\\u%04x", (unsigned)cp);
-			schema_out_put(o, tmp, 6);
+			textbuf_add(o, tmp, 6);
 			return;
 		}
 	}
-	schema_out_put(o, raw, raw_len);
+	textbuf_add(o, raw, raw_len);
 }
 
 /* The escaped characters of a string or token, max_cp of them at most. */
-static void out_chars(struct schema_out *o, const char *s, size_t n,
+static void out_chars(struct textbuf *o, const char *s, size_t n,
 		      size_t max_cp, bool json)
 {
-	const unsigned char *u = (const unsigned char *)s;
 	size_t i = 0, count = 0, len;
 	uint32_t cp;
 
-	while (i < n && !o->trunc) {
+	while (i < n && !textbuf_full(o)) {
 		if (count == max_cp) {
-			schema_out_put(o, "...", 3);
+			textbuf_add(o, "...", 3);
 			return;
 		}
-		len = utf8_decode(u + i, n - i, &cp);
+		len = utf8_seq(s + i, n - i, &cp);
 		if (!len) {
-			schema_out_put(o, "\\ufffd", 6);
+			textbuf_add(o, "\\ufffd", 6);
 			i++;
 		} else if (!json && cp == '~') {
-			schema_out_put(o, "~0", 2);
+			textbuf_add(o, "~0", 2);
 			i += len;
 		} else if (!json && cp == '/') {
-			schema_out_put(o, "~1", 2);
+			textbuf_add(o, "~1", 2);
 			i += len;
 		} else {
 			out_char(o, cp, s + i, len, json);
@@ -532,22 +434,22 @@ static void out_chars(struct schema_out *o, const char *s, size_t n,
 	}
 }
 
-void schema_out_quoted(struct schema_out *o, const char *s, size_t n,
+void schema_out_quoted(struct textbuf *o, const char *s, size_t n,
 		       size_t max_cp)
 {
-	schema_out_put(o, "\"", 1);
+	textbuf_add(o, "\"", 1);
 	out_chars(o, s, n, max_cp, true);
-	schema_out_put(o, "\"", 1);
+	textbuf_add(o, "\"", 1);
 }
 
-void schema_out_token(struct schema_out *o, const char *s, size_t n,
+void schema_out_token(struct textbuf *o, const char *s, size_t n,
 		      size_t max_cp)
 {
 	out_chars(o, s, n, max_cp, false);
 }
 
 /* Compact JSON of v, written until o is full. */
-static void out_json(struct schema_out *o, const struct json_object *v,
+static void out_json(struct textbuf *o, const struct json_object *v,
 		     unsigned depth)
 {
 	struct schema_num num;
@@ -556,15 +458,15 @@ static void out_json(struct schema_out *o, const struct json_object *v,
 	size_t i, n;
 
 	if (depth > 8) {
-		schema_out_put(o, "...", 3);
+		textbuf_add(o, "...", 3);
 		return;
 	}
 	switch (json_object_get_type(v)) {
 	case json_type_null:
-		schema_out_str(o, "null");
+		textbuf_adds(o, "null");
 		break;
 	case json_type_boolean:
-		schema_out_str(o,
+		textbuf_adds(o,
 			       json_object_get_boolean(v) ? "true" : "false");
 		break;
 	case json_type_int:
@@ -579,40 +481,40 @@ static void out_json(struct schema_out *o, const struct json_object *v,
 				  SCHEMA_STRING_MAX);
 		break;
 	case json_type_array:
-		schema_out_put(o, "[", 1);
+		textbuf_add(o, "[", 1);
 		n = json_object_array_length(v);
-		for (i = 0; i < n && !o->trunc; i++) {
+		for (i = 0; i < n && !textbuf_full(o); i++) {
 			if (i)
-				schema_out_put(o, ",", 1);
+				textbuf_add(o, ",", 1);
 			out_json(o, json_object_array_get_idx(v, i), depth + 1);
 		}
-		schema_out_put(o, "]", 1);
+		textbuf_add(o, "]", 1);
 		break;
 	case json_type_object:
-		schema_out_put(o, "{", 1);
+		textbuf_add(o, "{", 1);
 		first = lh_table_head(json_object_get_object(v));
-		for (e = first; e && !o->trunc; e = lh_entry_next(e)) {
+		for (e = first; e && !textbuf_full(o); e = lh_entry_next(e)) {
 			if (e != first)
-				schema_out_put(o, ",", 1);
+				textbuf_add(o, ",", 1);
 			key = lh_entry_k(e);
 			schema_out_quoted(o, key, strlen(key),
 					  SCHEMA_STRING_MAX);
-			schema_out_put(o, ":", 1);
+			textbuf_add(o, ":", 1);
 			out_json(o, lh_entry_v(e), depth + 1);
 		}
-		schema_out_put(o, "}", 1);
+		textbuf_add(o, "}", 1);
 		break;
 	}
 }
 
-void schema_out_value(struct schema_out *o, const struct json_object *v)
+void schema_out_value(struct textbuf *o, const struct json_object *v)
 {
 	char tmp[SCHEMA_VALUE_MAX + 1];
-	struct schema_out t;
+	struct textbuf t;
 
-	schema_out_init(&t, tmp, sizeof(tmp));
+	textbuf_init(&t, tmp, sizeof(tmp), TEXTBUF_WHOLE);
 	out_json(&t, v, 0);
-	schema_out_put(o, tmp, t.len);
-	if (t.trunc)
-		schema_out_put(o, "...", 3);
+	textbuf_add(o, tmp, t.len);
+	if (textbuf_full(&t))
+		textbuf_add(o, "...", 3);
 }

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "str.h"
+
 struct json_object;
 
 /** A JSON number as json-c holds it. */
@@ -66,36 +68,20 @@ bool schema_json_equal(const struct json_object *a,
  */
 char *schema_ecma_properties(const char *pat, size_t len, size_t *ret_len);
 
-/** @returns the number of Unicode code points in s (n bytes). */
-size_t schema_utf8_length(const char *s, size_t n);
-
-/**
- * A bounded text builder. Every append is all or nothing: once one does
- * not fit, trunc is set and later appends are refused too, so the text is
- * always a clean prefix. p is always NUL-terminated (when cap > 0).
+/*
+ * The writers below append to a struct textbuf (str.h) set up with
+ * TEXTBUF_WHOLE, so that a message never ends in a partial escape.
  */
-struct schema_out {
-	char *p;	/**< the caller's buffer */
-	size_t cap;	/**< its size */
-	size_t len;	/**< bytes written, NUL excluded */
-	bool trunc;	/**< an append did not fit */
-};
-
-void schema_out_init(struct schema_out *o, char *buf, size_t cap);
-void schema_out_put(struct schema_out *o, const char *s, size_t n);
-void schema_out_str(struct schema_out *o, const char *s);
-void schema_out_fmt(struct schema_out *o, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
 
 /** Append a number as JSON would write it ("3", "1.5", "2.0"). */
-void schema_out_num(struct schema_out *o, const struct schema_num *n);
+void schema_out_num(struct textbuf *o, const struct schema_num *n);
 
 /**
  * @brief Append s (n bytes) as a JSON string in double quotes; after
  * max_cp code points the rest is replaced by "..." inside the quotes.
  * Invalid UTF-8 is written as \ufffd.
  */
-void schema_out_quoted(struct schema_out *o, const char *s, size_t n,
+void schema_out_quoted(struct textbuf *o, const char *s, size_t n,
 		       size_t max_cp);
 
 /**
@@ -103,14 +89,14 @@ void schema_out_quoted(struct schema_out *o, const char *s, size_t n,
  * points then "...". Control characters are written \uXXXX so a message
  * stays on one line.
  */
-void schema_out_token(struct schema_out *o, const char *s, size_t n,
+void schema_out_token(struct textbuf *o, const char *s, size_t n,
 		      size_t max_cp);
 
 /**
  * @brief Append any JSON value compactly, cut with "..." after about
  * SCHEMA_VALUE_MAX bytes.
  */
-void schema_out_value(struct schema_out *o, const struct json_object *v);
+void schema_out_value(struct textbuf *o, const struct json_object *v);
 
 /** Bytes of one rendered value before it is cut. */
 #define SCHEMA_VALUE_MAX 96

@@ -11,10 +11,12 @@
  * A text is scanned once, left to right, over the input only: at each
  * position the registered forms are tried, then the patterns (each begins
  * at a byte of "aAbB:"). A match gives a span to replace; the scan goes
- * on after it. The output is written through a capped sink and cut only
+ * on after it. The output is written through a textbuf (str.h) and cut only
  * once it is finished, so a cut never leaves a piece of a secret behind.
  */
 #include "secret.h"
+
+#include "str.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -36,13 +38,6 @@ static bool first_byte[256];
 /** A part of the input to replace: [start, end). */
 struct span {
 	size_t start, end;
-};
-
-/** Where the output goes: at most size bytes are stored, n counts all. */
-struct sink {
-	char *out;
-	size_t size;
-	size_t n;
 };
 
 /* ---- the table -------------------------------------------------------- */
@@ -518,52 +513,25 @@ static bool match_at(const char *s, size_t len, size_t i, struct span *sp)
 
 /* ---- redaction -------------------------------------------------------- */
 
-static void put(struct sink *o, const char *p, size_t n)
-{
-	if (o->n < o->size) {
-		size_t room = o->size - o->n;
-
-		memcpy(o->out + o->n, p, n < room ? n : room);
-	}
-	o->n += n;
-}
-
-/* NUL-terminate; when cut, on a UTF-8 boundary (out[size - 1] holds the
- * first byte that did not fit). */
-static void finish(struct sink *o)
-{
-	size_t k;
-
-	if (!o->size)
-		return;
-	if (o->n < o->size) {
-		o->out[o->n] = '\0';
-		return;
-	}
-	k = o->size - 1;
-	while (k && ((unsigned char)o->out[k] & 0xC0) == 0x80)
-		k--;
-	o->out[k] = '\0';
-}
-
 size_t secret_redact(const char *s, size_t len, char *out, size_t size)
 {
-	struct sink o = { .out = out, .size = size };
 	size_t i = 0, from = 0;
+	struct textbuf o;
 	struct span sp;
+
+	textbuf_init(&o, out, size, TEXTBUF_CUT);
 
 	while (i < len) {
 		if (!match_at(s, len, i, &sp)) {
 			i++;
 			continue;
 		}
-		put(&o, s + from, sp.start - from);
-		put(&o, SECRET_REDACTED, REDACTED_LEN);
+		textbuf_add(&o, s + from, sp.start - from);
+		textbuf_add(&o, SECRET_REDACTED, REDACTED_LEN);
 		from = i = sp.end;
 	}
-	put(&o, s + from, len - from);
-	finish(&o);
-	return o.n;
+	textbuf_add(&o, s + from, len - from);
+	return o.total;
 }
 
 bool secret_found(const char *s, size_t len)

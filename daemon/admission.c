@@ -3,6 +3,8 @@
  */
 #include "admission.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <semaphore.h>
 #include <stdatomic.h>
@@ -45,15 +47,8 @@ bool admission_try(struct admission *a)
 
 bool admission_wait(struct admission *a, unsigned ms)
 {
-	struct timespec until;
+	struct timespec until = realtime_in_ns((int64_t)ms * 1000000);
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	while (sem_timedwait(&a->slots, &until) < 0)
 		if (errno != EINTR)
 			return false;

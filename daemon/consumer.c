@@ -29,8 +29,10 @@
 #include "consumer.h"
 
 #include "admission.h"
+#include "clock.h"
 #include "config.h"
 #include "kafka.h"
+#include "kafka_stats.h"
 #include "ledger.h"
 #include "log.h"
 #include "metrics.h"
@@ -372,13 +374,13 @@ static void txn_commit(struct consumer *c, unsigned timeout_ms)
 static rd_kafka_resp_err_t commit_bounded(struct consumer *c,
 					  unsigned timeout_ms)
 {
-	int64_t deadline = now_mono_ns() + (int64_t)timeout_ms * 1000000;
+	int64_t deadline = mono_ns() + (int64_t)timeout_ms * 1000000;
 	rd_kafka_queue_t *q = rd_kafka_queue_new(c->rk);
 	rd_kafka_resp_err_t err;
 
 	err = rd_kafka_commit_queue(c->rk, NULL, q, NULL, NULL);
 	while (!err) {
-		int64_t left = (deadline - now_mono_ns()) / 1000000;
+		int64_t left = (deadline - mono_ns()) / 1000000;
 		rd_kafka_event_t *ev;
 
 		if (left <= 0) {
@@ -386,7 +388,7 @@ static rd_kafka_resp_err_t commit_bounded(struct consumer *c,
 			break;
 		}
 		ev = rd_kafka_queue_poll(q, left < 100 ? (int)left : 100);
-		atomic_store(&c->heartbeat_ns, now_mono_ns());
+		atomic_store(&c->heartbeat_ns, mono_ns());
 		if (ev && rd_kafka_event_type(ev) ==
 				  RD_KAFKA_EVENT_OFFSET_COMMIT) {
 			err = rd_kafka_event_error(ev);
@@ -435,7 +437,7 @@ static void on_revoke(struct consumer *c,
 	bool cooperative =
 		!strcmp(rd_kafka_rebalance_protocol(c->rk), "COOPERATIVE");
 	bool lost = rd_kafka_assignment_lost(c->rk);
-	int64_t deadline = now_mono_ns() +
+	int64_t deadline = mono_ns() +
 			   (int64_t)stop_left_ms(c->stop, REVOKE_WAIT_MS) *
 				   1000000;
 	int i;
@@ -531,7 +533,7 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 	bool up = false;
 
 	(void)rk;
-	if (metrics_kafka_stats(c->metrics, c->index, json, len, &up) < 0)
+	if (kafka_stats_take(c->metrics, c->index, json, len, &up) < 0)
 		LOG_DEBUG("unreadable statistics", "\"consumer\":%u", c->index);
 	else if (up)
 		atomic_store(&c->brokers_down, false);
@@ -760,7 +762,7 @@ static void close_bounded(struct consumer *c)
 			return; /* q stays: librdkafka may still post to it */
 		}
 		serve_close_event(c, rd_kafka_queue_poll(q, (int)left));
-		atomic_store(&c->heartbeat_ns, now_mono_ns());
+		atomic_store(&c->heartbeat_ns, mono_ns());
 	}
 	rd_kafka_queue_destroy(q);
 }
@@ -778,7 +780,7 @@ static void close_bounded(struct consumer *c)
  */
 static bool first_assignment(struct consumer *c)
 {
-	int64_t until = now_mono_ns() +
+	int64_t until = mono_ns() +
 			(int64_t)stop_left_ms(c->stop, FIRST_ASSIGN_MS) *
 				1000000;
 	char *member = NULL;
@@ -794,10 +796,10 @@ static bool first_assignment(struct consumer *c)
 	if (!joined)
 		return true;
 	stop_step(c->stop, "waiting for a first assignment");
-	while (!c->assigned_once && now_mono_ns() < until) {
+	while (!c->assigned_once && mono_ns() < until) {
 		rd_kafka_message_t *msg = rd_kafka_consumer_poll(c->rk, 100);
 
-		atomic_store(&c->heartbeat_ns, now_mono_ns());
+		atomic_store(&c->heartbeat_ns, mono_ns());
 		if (msg)
 			rd_kafka_message_destroy(msg);
 	}
@@ -815,20 +817,20 @@ static void *consumer_main(void *arg)
 	struct pipeline *pl = c->pl;
 	bool txn = producer_transactional(c->producer);
 	int64_t txn_period = (int64_t)c->cfg->output.transaction_ms * 1000000;
-	int64_t next_txn = now_mono_ns() + txn_period;
+	int64_t next_txn = mono_ns() + txn_period;
 
 	thread_enter("consumer-%u", c->index);
 
 	while (!stop_stopping(c->stop)) {
 		rd_kafka_message_t *msg;
 
-		atomic_store(&c->heartbeat_ns, now_mono_ns());
+		atomic_store(&c->heartbeat_ns, mono_ns());
 		msg = admission_turn(c);
 		if (msg)
 			handle_message(c, msg);
-		if (txn && now_mono_ns() >= next_txn) {
+		if (txn && mono_ns() >= next_txn) {
 			txn_commit(c, TXN_TIMEOUT_MS);
-			next_txn = now_mono_ns() + txn_period;
+			next_txn = mono_ns() + txn_period;
 		}
 	}
 
@@ -838,11 +840,11 @@ static void *consumer_main(void *arg)
 	 * bounded by what is left of shutdown.timeout_ms. */
 	held_drop(c, -1);
 	stop_step(c->stop, "waiting for the records in flight");
-	while (pipeline_wait_drained(pl, now_mono_ns() + 100000000LL) < 0 &&
+	while (pipeline_wait_drained(pl, mono_ns() + 100000000LL) < 0 &&
 	       stop_left_ms(c->stop, 1)) {
 		rd_kafka_message_t *msg = rd_kafka_consumer_poll(c->rk, 0);
 
-		atomic_store(&c->heartbeat_ns, now_mono_ns());
+		atomic_store(&c->heartbeat_ns, mono_ns());
 		if (msg)
 			rd_kafka_message_destroy(msg);
 	}
@@ -864,7 +866,7 @@ int consumer_start(struct consumer *c, char *err, size_t err_size)
 {
 	int r;
 
-	atomic_store(&c->heartbeat_ns, now_mono_ns());
+	atomic_store(&c->heartbeat_ns, mono_ns());
 	r = pthread_create(&c->thread, NULL, consumer_main, c);
 	if (r) {
 		snprintf(err, err_size, "cannot start a consumer thread: %s",

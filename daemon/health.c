@@ -15,6 +15,7 @@
  */
 #include "health.h"
 
+#include "clock.h"
 #include "consumer.h"
 #include "llm.h"
 #include "log.h"
@@ -22,6 +23,7 @@
 #include "notify.h"
 #include "secret.h"
 #include "stop.h"
+#include "str.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -76,9 +78,9 @@ struct health *health_new(struct stop *stop, struct llm *llm,
 	h->cap = n_consumers;
 	pthread_mutex_init(&h->failed_lock, NULL);
 	atomic_init(&h->n, 0);
-	atomic_init(&h->main_ns, now_mono_ns());
+	atomic_init(&h->main_ns, mono_ns());
 	h->watchdog_usec = notify_watchdog_usec();
-	h->progress_ns = now_mono_ns();
+	h->progress_ns = mono_ns();
 	return h;
 }
 
@@ -102,20 +104,15 @@ void health_free(struct health *h)
 }
 
 /* Append one reason to why ("a; b"). */
-__attribute__((format(printf, 3, 4)))
-static void add_why(char *why, size_t size, const char *fmt, ...)
+__attribute__((format(printf, 2, 3)))
+static void add_why(struct textbuf *why, const char *fmt, ...)
 {
-	size_t n = strlen(why);
 	va_list ap;
 
-	if (n && n + 2 < size) {
-		memcpy(why + n, "; ", 3);
-		n += 2;
-	}
-	if (n + 1 >= size)
-		return;
+	if (why->len)
+		textbuf_add(why, "; ", 2);
 	va_start(ap, fmt);
-	vsnprintf(why + n, size - n, fmt, ap);
+	textbuf_vaddf(why, fmt, ap);
 	va_end(ap);
 }
 
@@ -140,22 +137,23 @@ static int stalled_consumer(struct health *h, int64_t now, int64_t stale_ns,
 static int healthy(void *arg, char *why, size_t why_size)
 {
 	struct health *h = arg;
-	int64_t now = now_mono_ns(), quiet;
+	int64_t now = mono_ns(), quiet;
+	struct textbuf w;
 	int i;
 
-	why[0] = '\0';
+	textbuf_init(&w, why, why_size, TEXTBUF_CUT);
 	/* Shutting down on purpose: draining is work, not a hang. */
 	if (stop_stopping(h->stop))
 		return 0;
 	quiet = now - atomic_load(&h->main_ns);
 	if (quiet > STALE_NS)
-		add_why(why, why_size, "main loop silent for %llds",
+		add_why(&w, "main loop silent for %llds",
 			(long long)(quiet / 1000000000));
 	i = stalled_consumer(h, now, STALE_NS, &quiet);
 	if (i >= 0)
-		add_why(why, why_size, "consumer %d loop silent for %llds", i,
+		add_why(&w, "consumer %d loop silent for %llds", i,
 			(long long)(quiet / 1000000000));
-	return *why ? -1 : 0;
+	return w.len ? -1 : 0;
 }
 
 static int ready(void *arg, char *why, size_t why_size)
@@ -163,18 +161,19 @@ static int ready(void *arg, char *why, size_t why_size)
 	struct health *h = arg;
 	unsigned i, n = atomic_load_explicit(&h->n, memory_order_acquire);
 	unsigned assigned = 0;
+	struct textbuf w;
 	bool down = false;
 
-	why[0] = '\0';
+	textbuf_init(&w, why, why_size, TEXTBUF_CUT);
 	if (stop_stopping(h->stop))
-		add_why(why, why_size, "stopping");
+		add_why(&w, "stopping");
 	if (h->llm) {
 		char reason[768];
 
 		if (llm_paused(h->llm, reason, sizeof(reason), NULL) !=
 		    LLM_FAULT_NONE) {
 			secret_redact_buf(reason, sizeof(reason));
-			add_why(why, why_size, "LLM API paused: %s", reason);
+			add_why(&w, "LLM API paused: %s", reason);
 		}
 	}
 	for (i = 0; i < n; i++) {
@@ -182,12 +181,12 @@ static int ready(void *arg, char *why, size_t why_size)
 		down = down || consumer_brokers_down(h->consumers[i]);
 	}
 	if (n < h->cap)
-		add_why(why, why_size, "starting");
+		add_why(&w, "starting");
 	if (down)
-		add_why(why, why_size, "Kafka brokers unreachable");
+		add_why(&w, "Kafka brokers unreachable");
 	if (!assigned)
-		add_why(why, why_size, "no partitions assigned");
-	return *why ? -1 : 0;
+		add_why(&w, "no partitions assigned");
+	return w.len ? -1 : 0;
 }
 
 static char *metrics_text(void *arg, size_t *ret_len)
@@ -322,7 +321,7 @@ static void remind_pause(struct health *h, int64_t now)
 
 void health_tick(struct health *h)
 {
-	int64_t now = now_mono_ns();
+	int64_t now = mono_ns();
 
 	atomic_store(&h->main_ns, now);
 	if (h->watchdog_usec)

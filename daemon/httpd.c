@@ -15,6 +15,7 @@
 #include "httpd.h"
 
 #include "log.h"
+#include "str.h"
 
 #include <errno.h>
 #include <microhttpd.h>
@@ -68,11 +69,11 @@ static enum MHD_Result reply_text(struct MHD_Connection *conn,
 				  unsigned status, const char *text)
 {
 	char body[HTTPD_WHY_MAX + 2];
-	int n = snprintf(body, sizeof(body), "%s\n", text);
+	struct textbuf t;
 
-	if (n < 0 || (size_t)n >= sizeof(body))
-		n = (int)sizeof(body) - 1;
-	return reply(conn, status, CONTENT_TEXT, body, (size_t)n,
+	textbuf_init(&t, body, sizeof(body), TEXTBUF_CUT);
+	textbuf_addf(&t, "%s\n", text);
+	return reply(conn, status, CONTENT_TEXT, body, t.len,
 		     MHD_RESPMEM_MUST_COPY);
 }
 

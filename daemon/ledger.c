@@ -3,9 +3,9 @@
  */
 #include "ledger.h"
 
+#include "clock.h"
 #include "offsets.h"
 #include "sequencer.h"
-#include "stop.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -228,15 +228,8 @@ void ledger_rewound(struct ledger *l)
 
 size_t ledger_wait_idle(struct ledger *l, int64_t deadline_ns)
 {
-	struct timespec until;
-	int64_t wall;
+	struct timespec until = realtime_in_ns(deadline_ns - mono_ns());
 	size_t left;
-
-	clock_gettime(CLOCK_REALTIME, &until);
-	wall = (int64_t)until.tv_sec * 1000000000 + until.tv_nsec +
-	       (deadline_ns - now_mono_ns());
-	until.tv_sec = (time_t)(wall / 1000000000);
-	until.tv_nsec = (long)(wall % 1000000000);
 
 	pthread_mutex_lock(&l->lock);
 	while (offtrack_waiting(l->track) &&

@@ -5,6 +5,7 @@
 #include "pipeline.h"
 
 #include "admission.h"
+#include "clock.h"
 #include "config.h"
 #include "http.h"
 #include "input.h"
@@ -166,9 +167,9 @@ int pipeline_admit(struct pipeline *pl, struct ledger *part,
 	ledger_ref(part);
 	job->msg = msg;
 	job->offset = msg->offset;
-	job->consumed_ns = now_mono_ns();
+	job->consumed_ns = mono_ns();
 	atomic_compare_exchange_strong(&pl->first_consumed_ms, &first,
-				       now_wall_ms());
+				       wall_ms());
 
 	pthread_mutex_lock(&pl->lock);
 	pl->inflight++;
@@ -199,11 +200,11 @@ static void llm_paused_changed(void *arg, enum llm_fault fault, const char *reas
 		atomic_store(&pl->llm_paused, false);
 		LOG_INFO("the LLM API answers again: consumption resumed",
 			 "\"paused_s\":%.1f",
-			 since ? (double)(now_mono_ns() - since) / 1e9 : 0.0);
+			 since ? (double)(mono_ns() - since) / 1e9 : 0.0);
 		return;
 	}
 	if (!since)
-		atomic_store(&pl->llm_paused_ns, now_mono_ns());
+		atomic_store(&pl->llm_paused_ns, mono_ns());
 	atomic_store(&pl->llm_paused, true);
 	LOG_ERROR("the LLM API does not work for this deployment: consumption "
 		  "paused, the API is probed until it answers; no record is "
@@ -237,7 +238,7 @@ static void *worker_init(void *arg, unsigned index)
 	struct llm_worker *w;
 
 	w = llm_worker_new(pl->llm, pl->api_key, pl->share,
-			   (uint64_t)now_mono_ns() ^ ((uint64_t)index << 32),
+			   (uint64_t)mono_ns() ^ ((uint64_t)index << 32),
 			   err, sizeof(err));
 	if (!w)
 		LOG_ERROR("cannot set up a worker", "\"error\":\"%s\"", err);
@@ -252,12 +253,8 @@ static void worker_fini(void *worker)
 /* Wait on cond (with mutex held) until it is signalled or ms pass. */
 static void timed_wait(pthread_cond_t *cond, pthread_mutex_t *mutex, int ms)
 {
-	struct timespec until;
+	struct timespec until = realtime_in_ns((int64_t)ms * 1000000);
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += (long)ms * 1000000L;
-	until.tv_sec += until.tv_nsec / 1000000000L;
-	until.tv_nsec %= 1000000000L;
 	pthread_cond_timedwait(cond, mutex, &until);
 }
 
@@ -354,7 +351,7 @@ static rd_kafka_headers_t *job_headers(const struct job *job)
 			add_header(h, "extractd.model.served",
 				   res->served_model);
 		add_number(h, "extractd.latency_ms",
-			   (uint64_t)(now_mono_ns() - job->consumed_ns) /
+			   (uint64_t)(mono_ns() - job->consumed_ns) /
 				   1000000);
 		add_number(h, "extractd.tokens.prompt", res->prompt_tokens);
 		add_number(h, "extractd.tokens.completion",
@@ -433,7 +430,7 @@ static void log_oversize(struct job *job, const char *msg, size_t bytes,
 			 const char *why)
 {
 	struct pipeline *pl = job->pl;
-	int64_t now = now_mono_ns(), last = atomic_load(&pl->oversize_ns);
+	int64_t now = mono_ns(), last = atomic_load(&pl->oversize_ns);
 	char topic[256];
 
 	if (last && now - last < OVERSIZE_LOG_NS) {
@@ -651,7 +648,7 @@ static void finish(struct job *job, rd_kafka_resp_err_t err)
 		       job->outcome == JOB_OUTPUT ? NULL : job->error,
 		       job->res.reasks, job->res.prompt_tokens,
 		       job->res.completion_tokens);
-	atomic_store(&pl->last_delivered_ms, now_wall_ms());
+	atomic_store(&pl->last_delivered_ms, wall_ms());
 	if (job->outcome != JOB_OUTPUT)
 		log_dead_letter(job);
 	LOG_DEBUG("record delivered",
@@ -699,8 +696,8 @@ static int await_end(struct pipeline *pl, struct job *job, struct await *w,
 	while (wait && !w->reported) {
 		if (stop_stopping(pl->stop)) {
 			if (!give_up) {
-				give_up = now_mono_ns() + STOP_WAIT_NS;
-			} else if (now_mono_ns() >= give_up) {
+				give_up = mono_ns() + STOP_WAIT_NS;
+			} else if (mono_ns() >= give_up) {
 				r = -1;
 				break;
 			}
@@ -765,8 +762,8 @@ static int send_one(struct pipeline *pl, struct job *job)
 			return r ? -1 : 0;
 		if (stop_stopping(pl->stop)) {
 			if (!give_up) {
-				give_up = now_mono_ns() + STOP_WAIT_NS;
-			} else if (now_mono_ns() >= give_up) {
+				give_up = mono_ns() + STOP_WAIT_NS;
+			} else if (mono_ns() >= give_up) {
 				LOG_WARN("producer queue still full at "
 					 "shutdown: a record is left for the "
 					 "next run", "\"source_partition\":%d,"
@@ -933,15 +930,8 @@ static void delivered(void *opaque, rd_kafka_resp_err_t err)
 
 int pipeline_wait_drained(struct pipeline *pl, int64_t deadline_ns)
 {
-	struct timespec until;
-	int64_t wall_deadline_ns;
+	struct timespec until = realtime_in_ns(deadline_ns - mono_ns());
 	int r = 0;
-
-	clock_gettime(CLOCK_REALTIME, &until);
-	wall_deadline_ns = (int64_t)until.tv_sec * 1000000000 + until.tv_nsec +
-			   (deadline_ns - now_mono_ns());
-	until.tv_sec = (time_t)(wall_deadline_ns / 1000000000);
-	until.tv_nsec = (long)(wall_deadline_ns % 1000000000);
 
 	pthread_mutex_lock(&pl->lock);
 	while (pl->inflight && r != ETIMEDOUT)

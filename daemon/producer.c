@@ -30,6 +30,7 @@
  */
 #include "producer.h"
 
+#include "clock.h"
 #include "kafka.h"
 #include "log.h"
 #include "slot.h"
@@ -457,7 +458,7 @@ bool producer_too_large(struct producer *p, enum producer_dest dest,
 /* -ENOBUFS: count it, and say so at most every QUEUE_FULL_LOG_NS. */
 static void queue_full(struct producer *p)
 {
-	int64_t now = now_mono_ns(), last = atomic_load(&p->queue_full_ns);
+	int64_t now = mono_ns(), last = atomic_load(&p->queue_full_ns);
 
 	atomic_fetch_add(&p->queue_full, 1);
 	if (last && now - last < QUEUE_FULL_LOG_NS)
@@ -473,12 +474,8 @@ static void queue_full(struct producer *p)
 
 void producer_wait_space(struct producer *p, int ms)
 {
-	struct timespec until;
+	struct timespec until = realtime_in_ns((int64_t)ms * 1000000);
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += (long)ms * 1000000L;
-	until.tv_sec += until.tv_nsec / 1000000000L;
-	until.tv_nsec %= 1000000000L;
 	pthread_mutex_lock(&p->space_lock);
 	pthread_cond_timedwait(&p->space, &p->space_lock, &until);
 	pthread_mutex_unlock(&p->space_lock);

@@ -3,6 +3,7 @@
  */
 #include "shutdown.h"
 
+#include "clock.h"
 #include "llm.h"
 #include "log.h"
 #include "metrics.h"
@@ -58,7 +59,7 @@ static void *watch(void *arg)
 
 		if (sigtimedwait(&s->signals, NULL, &step) > 0)
 			force_exit(s, "a second stop signal");
-		now = now_mono_ns();
+		now = mono_ns();
 		if (!cut && now >= s->cut_ns) {
 			struct metrics_summary m;
 
@@ -83,7 +84,7 @@ struct shutdown *shutdown_begin(struct stop *stop, struct llm *llm,
 				struct metrics *metrics, unsigned timeout_ms,
 				const sigset_t *signals)
 {
-	int64_t now = now_mono_ns();
+	int64_t now = mono_ns();
 	int64_t timeout = (int64_t)timeout_ms * 1000000;
 	struct shutdown *s;
 	int r;

@@ -3,13 +3,13 @@
  */
 #include "stop.h"
 
+#include "clock.h"
 #include "log.h"
 
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 struct stop {
@@ -20,22 +20,6 @@ struct stop {
 	atomic_int_fast64_t deadline_ns; /**< monotonic; set before stopping */
 	_Atomic(const char *) step;   /**< the step of stopping under way */
 };
-
-int64_t now_mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-int64_t now_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct stop *stop_new(void)
 {
@@ -86,7 +70,7 @@ bool stop_failed(const struct stop *s)
 void stop_begin(struct stop *s, unsigned timeout_ms)
 {
 	atomic_store(&s->deadline_ns,
-		     now_mono_ns() + (int64_t)timeout_ms * 1000000);
+		     mono_ns() + (int64_t)timeout_ms * 1000000);
 	atomic_store(&s->stopping, true);
 }
 
@@ -101,7 +85,7 @@ unsigned stop_left_ms(const struct stop *s, unsigned cap)
 
 	if (!atomic_load(&s->stopping))
 		return cap;
-	left = (atomic_load(&s->deadline_ns) - now_mono_ns()) / 1000000;
+	left = (atomic_load(&s->deadline_ns) - mono_ns()) / 1000000;
 	if (left <= 0)
 		return 0;
 	return left < (int64_t)cap ? (unsigned)left : cap;

@@ -57,8 +57,4 @@ void stop_step(struct stop *s, const char *step);
 /** The step under way, "starting" when none was named. */
 const char *stop_step_name(const struct stop *s);
 
-/** Monotonic and wall clocks in the units the daemon uses. */
-int64_t now_mono_ns(void);
-int64_t now_wall_ms(void);
-
 #endif

@@ -9,8 +9,8 @@
 #include <errno.h>
 #include <cmocka.h>
 
+#include "clock.h"
 #include "ledger.h"
-#include "stop.h"
 
 struct stored {
 	int calls;
@@ -56,7 +56,7 @@ static void stores_the_delivered_prefix(void **state)
 	ledger_delivered(l, 11);
 	assert_int_equal(st.calls, 2);
 	assert_int_equal(st.last, 13);
-	assert_int_equal(ledger_wait_idle(l, now_mono_ns()), 0);
+	assert_int_equal(ledger_wait_idle(l, mono_ns()), 0);
 	ledger_unref(l);
 }
 
@@ -73,12 +73,12 @@ static void abandon_and_revoke(void **state)
 	assert_int_equal(ledger_track(l, 2), 0);
 	/* Two wait; the deadline passes at once. */
 	ledger_delivered(l, 2);
-	assert_int_equal(ledger_wait_idle(l, now_mono_ns() + 20000000), 2);
+	assert_int_equal(ledger_wait_idle(l, mono_ns() + 20000000), 2);
 
 	ledger_abandon(l, 0);
 	ledger_delivered(l, 1);
 	assert_int_equal(st.calls, 0);
-	assert_int_equal(ledger_wait_idle(l, now_mono_ns()), 0);
+	assert_int_equal(ledger_wait_idle(l, mono_ns()), 0);
 
 	ledger_ref(l); /* a job's reference outlives the assignment's */
 	ledger_revoke(l);

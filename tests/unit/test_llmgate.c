@@ -11,16 +11,9 @@
 
 #include <pthread.h>
 
+#include "clock.h"
 #include "config.h"
 #include "llmgate.h"
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static struct extractd_config cfg(void)
 {
@@ -81,11 +74,11 @@ static void pause_and_resume(void **state)
 	assert_int_equal(llmgate_enter(g, 1, true, &paused_ns), 0);
 
 	/* A failed canary changes the fault: heard once more. */
-	llmgate_canary_done(g, now_ns(), LLM_FAULT_TLS, "TLS");
+	llmgate_canary_done(g, mono_ns(), LLM_FAULT_TLS, "TLS");
 	assert_int_equal(heard.calls, 2);
 	assert_int_equal(heard.last, LLM_FAULT_TLS);
 	/* A passing one resumes everyone. */
-	llmgate_canary_done(g, now_ns(), LLM_FAULT_NONE, NULL);
+	llmgate_canary_done(g, mono_ns(), LLM_FAULT_NONE, NULL);
 	assert_int_equal(heard.calls, 3);
 	assert_int_equal(heard.last, LLM_FAULT_NONE);
 	assert_int_equal(llmgate_paused(g, NULL, 0, &since), LLM_FAULT_NONE);
@@ -101,7 +94,7 @@ static void stale_canary(void **state)
 	struct extractd_config c = cfg();
 	struct llmgate *g = llmgate_new(&c);
 	struct heard heard = { 0 };
-	int64_t before = now_ns();
+	int64_t before = mono_ns();
 
 	(void)state;
 	llmgate_set_pause_handler(g, on_pause, &heard);
@@ -111,7 +104,7 @@ static void stale_canary(void **state)
 			 LLM_FAULT_UNREACHABLE);
 	assert_int_equal(heard.calls, 1);
 	assert_int_equal(heard.last, LLM_FAULT_UNREACHABLE);
-	llmgate_canary_done(g, now_ns(), LLM_FAULT_NONE, NULL);
+	llmgate_canary_done(g, mono_ns(), LLM_FAULT_NONE, NULL);
 	assert_int_equal(llmgate_paused(g, NULL, 0, NULL), LLM_FAULT_NONE);
 	assert_int_equal(heard.last, LLM_FAULT_NONE);
 	llmgate_free(g);
@@ -133,7 +126,7 @@ static void *flip(void *arg)
 		if (f->pause)
 			llmgate_pause(f->g, LLM_FAULT_UNREACHABLE, "down");
 		else
-			llmgate_canary_done(f->g, now_ns(), LLM_FAULT_NONE,
+			llmgate_canary_done(f->g, mono_ns(), LLM_FAULT_NONE,
 					    NULL);
 	}
 	return NULL;
@@ -176,7 +169,7 @@ static void streak_of_doubts(void **state)
 	for (i = 0; i < 4; i++)
 		assert_false(llmgate_doubt(g));
 	/* So does a canary that passes. */
-	llmgate_canary_done(g, now_ns(), LLM_FAULT_NONE, NULL);
+	llmgate_canary_done(g, mono_ns(), LLM_FAULT_NONE, NULL);
 	assert_false(llmgate_doubt(g));
 	llmgate_free(g);
 }
@@ -185,12 +178,12 @@ static void verdicts(void **state)
 {
 	struct extractd_config c = cfg();
 	struct llmgate *g = llmgate_new(&c);
-	int64_t failed_at = now_ns(), started;
+	int64_t failed_at = mono_ns(), started;
 
 	(void)state;
 	/* No canary yet: the caller runs one. */
 	assert_int_equal(llmgate_verdict(g, failed_at), LLM_VERDICT_RUN);
-	started = now_ns();
+	started = mono_ns();
 	llmgate_canary_done(g, started, LLM_FAULT_NONE, NULL);
 	/* It started after the failure: the record is to blame, for this
 	 * failure and any earlier one, without another canary. */
@@ -198,11 +191,11 @@ static void verdicts(void **state)
 	assert_int_equal(llmgate_verdict(g, failed_at - 1000),
 			 LLM_VERDICT_RECORD);
 	/* A failure after that canary needs a new one; it fails: paused. */
-	assert_int_equal(llmgate_verdict(g, now_ns()), LLM_VERDICT_RUN);
-	llmgate_canary_done(g, now_ns(), LLM_FAULT_REFUSED, "HTTP 400");
-	assert_int_equal(llmgate_verdict(g, now_ns()), LLM_VERDICT_PAUSED);
+	assert_int_equal(llmgate_verdict(g, mono_ns()), LLM_VERDICT_RUN);
+	llmgate_canary_done(g, mono_ns(), LLM_FAULT_REFUSED, "HTTP 400");
+	assert_int_equal(llmgate_verdict(g, mono_ns()), LLM_VERDICT_PAUSED);
 	llmgate_stop(g);
-	assert_int_equal(llmgate_verdict(g, now_ns()), LLM_VERDICT_STOPPED);
+	assert_int_equal(llmgate_verdict(g, mono_ns()), LLM_VERDICT_STOPPED);
 	llmgate_free(g);
 }
 
@@ -230,11 +223,11 @@ static void shared_canary(void **state)
 	pthread_t t;
 
 	(void)state;
-	w.since = now_ns();
+	w.since = mono_ns();
 	assert_int_equal(llmgate_verdict(g, w.since), LLM_VERDICT_RUN);
 	assert_int_equal(pthread_create(&t, NULL, wait_verdict, &w), 0);
 	llmgate_wait(g, 50); /* it waits: no second canary */
-	llmgate_canary_done(g, now_ns(), LLM_FAULT_FAILING, "HTTP 503");
+	llmgate_canary_done(g, mono_ns(), LLM_FAULT_FAILING, "HTTP 503");
 	pthread_join(t, NULL);
 	assert_int_equal(w.v, LLM_VERDICT_PAUSED);
 	llmgate_free(g);

@@ -1,5 +1,6 @@
 /* Unit tests for common/metrics: counters, the histogram, the lag table
- * from librdkafka statistics, and the text format. */
+ * (daemon/kafka_stats.c fills it: test_kafka_stats.c), and the text
+ * format. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -229,52 +230,35 @@ static void calls_and_histogram(void **state)
 	metrics_free(m);
 }
 
-/* Shaped like librdkafka's statistics (STATISTICS.md), cut down. */
-static const char stats_one[] =
-	"{\"name\":\"rdkafka#consumer-1\",\"type\":\"consumer\","
-	"\"brokers\":{"
-	" \"localhost:9092/bootstrap\":{\"name\":\"b\",\"nodeid\":-1,"
-	"  \"state\":\"INIT\"},"
-	" \"localhost:9092/1\":{\"nodeid\":1,\"state\":\"UP\"}},"
-	"\"topics\":{"
-	" \"texts\":{\"topic\":\"texts\",\"partitions\":{"
-	"  \"0\":{\"partition\":0,\"desired\":true,\"consumer_lag\":7},"
-	"  \"1\":{\"partition\":1,\"desired\":true,\"consumer_lag\":-1},"
-	"  \"2\":{\"partition\":2,\"desired\":false,\"consumer_lag\":99},"
-	"  \"3\":{\"partition\":3,\"desired\":true,\"consumer_lag\":0},"
-	"  \"-1\":{\"partition\":-1,\"desired\":false,\"consumer_lag\":-1}"
-	" }},"
-	" \"we\\\"ird\":{\"partitions\":{"
-	"  \"0\":{\"partition\":0,\"desired\":true,\"consumer_lag\":5}}}"
-	"}}";
+/* Two consumers' partitions, as daemon/kafka_stats.c hands them over. */
+static const struct metrics_lag lag_one[] = {
+	{ "texts", 0, 7 },
+	{ "texts", 3, 0 },
+	{ "we\"ird", 0, 5 },
+};
+static const struct metrics_lag lag_two[] = {
+	{ "texts", 1, 40 },
+};
 
-static const char stats_two[] =
-	"{\"brokers\":{\"localhost:9092/1\":{\"nodeid\":1,\"state\":\"DOWN\"}},"
-	"\"topics\":{\"texts\":{\"partitions\":{"
-	"  \"1\":{\"partition\":1,\"desired\":true,\"consumer_lag\":40}}}}}";
-
-static void lag_from_stats(void **state)
+static void lag_table(void **state)
 {
 	struct metrics *m = metrics_new();
 	struct metrics_summary s;
-	bool up = false;
+	char topic[] = "texts";
+	struct metrics_lag mine = { topic, 9, 1 };
 	char *text;
 
 	(void)state;
-	assert_int_equal(metrics_kafka_stats(m, 0, stats_one,
-					     sizeof(stats_one) - 1, &up), 0);
-	assert_true(up);
+	metrics_summary(m, &s);
+	assert_int_equal(s.lag_parts, 0);
+	assert_int_equal(metrics_lag_set(m, 0, lag_one, 3), 0);
 	text = render(m);
 	assert_true(sample(text, "extractd_consumer_lag{topic=\"texts\","
 				 "partition=\"0\"}") == 7);
 	assert_true(sample(text, "extractd_consumer_lag{topic=\"texts\","
 				 "partition=\"3\"}") == 0);
-	/* Unknown lag and partitions not ours are not shown. */
 	assert_true(sample(text, "extractd_consumer_lag{topic=\"texts\","
 				 "partition=\"1\"}") == -1);
-	assert_true(sample(text, "extractd_consumer_lag{topic=\"texts\","
-				 "partition=\"2\"}") == -1);
-	assert_null(strstr(text, "partition=\"-1\""));
 	/* Label values are escaped. */
 	assert_true(sample(text, "extractd_consumer_lag{topic=\"we\\\"ird\","
 				 "partition=\"0\"}") == 5);
@@ -285,25 +269,23 @@ static void lag_from_stats(void **state)
 
 	/* Another consumer's report adds to it; a new report from the same
 	 * consumer replaces its old one. */
-	assert_int_equal(metrics_kafka_stats(m, 1, stats_two,
-					     sizeof(stats_two) - 1, &up), 0);
-	assert_false(up);
+	assert_int_equal(metrics_lag_set(m, 1, lag_two, 1), 0);
 	metrics_summary(m, &s);
 	assert_int_equal(s.lag, 52);
 	assert_int_equal(s.lag_parts, 4);
-	assert_int_equal(metrics_kafka_stats(m, 0, stats_two,
-					     sizeof(stats_two) - 1, &up), 0);
+	assert_int_equal(metrics_lag_set(m, 0, lag_two, 1), 0);
 	metrics_summary(m, &s);
 	assert_int_equal(s.lag, 80);
 	assert_int_equal(s.lag_parts, 2);
 
-	/* A broken document changes nothing. */
-	up = true;
-	assert_int_equal(metrics_kafka_stats(m, 0, "{\"brokers\":", 11, &up),
-			 -1);
-	assert_int_equal(metrics_kafka_stats(m, 0, "[1,2]", 5, &up), -1);
-	metrics_summary(m, &s);
-	assert_int_equal(s.lag, 80);
+	/* The topic is copied: the caller's string may go. */
+	assert_int_equal(metrics_lag_set(m, 2, &mine, 1), 0);
+	memcpy(topic, "xxxxx", 5);
+	text = render(m);
+	assert_true(sample(text, "extractd_consumer_lag{topic=\"texts\","
+				 "partition=\"9\"}") == 1);
+	free(text);
+	assert_int_equal(metrics_lag_set(m, 2, NULL, 0), 0);
 
 	metrics_lag_forget(m, 0);
 	metrics_summary(m, &s);
@@ -334,12 +316,10 @@ static void *writer(void *arg)
 static void *lag_writer(void *arg)
 {
 	struct metrics *m = arg;
-	bool up;
 	int i;
 
 	for (i = 0; i < 200; i++)
-		metrics_kafka_stats(m, (unsigned)(i % 2), stats_one,
-				    sizeof(stats_one) - 1, &up);
+		metrics_lag_set(m, (unsigned)(i % 2), lag_one, 3);
 	return NULL;
 }
 
@@ -396,7 +376,7 @@ int main(void)
 		cmocka_unit_test(zero_state),
 		cmocka_unit_test(records),
 		cmocka_unit_test(calls_and_histogram),
-		cmocka_unit_test(lag_from_stats),
+		cmocka_unit_test(lag_table),
 		cmocka_unit_test(concurrent),
 	};
 

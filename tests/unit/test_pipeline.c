@@ -30,6 +30,7 @@
 #include <microhttpd.h>
 
 #include "admission.h"
+#include "clock.h"
 #include "config.h"
 #include "http.h"
 #include "ledger.h"
@@ -401,7 +402,7 @@ static bool admit(struct rig *r, const char *text, unsigned wait_ms)
 static void rig_down(struct rig *r)
 {
 	assert_int_equal(pipeline_wait_drained(r->pl,
-					       now_mono_ns() + 10000000000LL),
+					       mono_ns() + 10000000000LL),
 			 0);
 	ledger_unref(r->ledger);
 	assert_int_equal(pipeline_shutdown(r->pl), 0);
@@ -531,11 +532,11 @@ static void abandoned_jobs(void **state)
 	stop_begin(r.stop, 5000);
 	llm_cut(r.llm);
 	assert_int_equal(pipeline_wait_drained(r.pl,
-					       now_mono_ns() + 4000000000LL),
+					       mono_ns() + 4000000000LL),
 			 0);
 	assert_int_equal(n_sent(), 0);
 	assert_int_equal(r.stored.calls, 0);
-	assert_int_equal(ledger_wait_idle(r.ledger, now_mono_ns()), 0);
+	assert_int_equal(ledger_wait_idle(r.ledger, mono_ns()), 0);
 	rig_down(&r);
 }
 
