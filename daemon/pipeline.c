@@ -75,8 +75,8 @@ struct pipeline {
 	atomic_bool llm_paused;   /**< the API does not work for the
 				    *  deployment: consumption waits */
 	atomic_int_fast64_t llm_paused_ns; /**< since when (monotonic), 0 */
-	atomic_uint_fast64_t n_ok, n_dead, n_abandoned;
-	atomic_uint_fast64_t n_prompt_tokens, n_completion_tokens;
+	atomic_uint_fast64_t n_abandoned; /**< jobs ended undelivered (the
+					     *  rest is counted in metrics) */
 	atomic_int_fast64_t first_consumed_ms; /**< wall clock, 0 = none */
 	atomic_int_fast64_t last_delivered_ms;
 	atomic_int_fast64_t oversize_ns; /**< last oversize warning */
@@ -638,12 +638,6 @@ static void finish(struct job *job, rd_kafka_resp_err_t err)
 	job->delivered = true;
 	ledger_delivered(part, job->offset);
 
-	if (job->outcome == JOB_OUTPUT)
-		atomic_fetch_add(&pl->n_ok, 1);
-	else
-		atomic_fetch_add(&pl->n_dead, 1);
-	atomic_fetch_add(&pl->n_prompt_tokens, job->res.prompt_tokens);
-	atomic_fetch_add(&pl->n_completion_tokens, job->res.completion_tokens);
 	metrics_record(pl->metrics,
 		       job->outcome == JOB_OUTPUT ? NULL : job->error,
 		       job->res.reasks, job->res.prompt_tokens,
@@ -1010,6 +1004,9 @@ void pipeline_log_summary(struct pipeline *pl, int undelivered)
 {
 	int64_t first = atomic_load(&pl->first_consumed_ms);
 	int64_t last = atomic_load(&pl->last_delivered_ms);
+	struct metrics_summary m;
+
+	metrics_summary(pl->metrics, &m);
 
 	LOG_INFO("stopped",
 		 "\"records\":%llu,\"dead_letters\":%llu,\"abandoned\":%llu,"
@@ -1017,11 +1014,11 @@ void pipeline_log_summary(struct pipeline *pl, int undelivered)
 		 "\"tokens_prompt\":%llu,\"tokens_completion\":%llu,"
 		 "\"first_consumed_ms\":%lld,\"last_delivered_ms\":%lld,"
 		 "\"busy_seconds\":%.3f",
-		 (unsigned long long)atomic_load(&pl->n_ok),
-		 (unsigned long long)atomic_load(&pl->n_dead),
+		 (unsigned long long)m.records_ok,
+		 (unsigned long long)m.dead_letters,
 		 (unsigned long long)atomic_load(&pl->n_abandoned), undelivered,
-		 (unsigned long long)atomic_load(&pl->n_prompt_tokens),
-		 (unsigned long long)atomic_load(&pl->n_completion_tokens),
+		 (unsigned long long)m.tokens_prompt,
+		 (unsigned long long)m.tokens_completion,
 		 (long long)first, (long long)last,
 		 first && last > first ? (double)(last - first) / 1000 : 0.0);
 }
