@@ -51,6 +51,8 @@ struct sim {
 	int64_t now, mark;
 	unsigned capacity;	/* slots; 0: no queue */
 	int64_t service;
+	bool jitter;		/* service x 0.5 to 1.5, from seed */
+	uint32_t seed;
 	int64_t slot_free[MAX_SLOTS];
 	int64_t timeout;	/* 0: none */
 	double rpm, level;	/* the token bucket; rpm 0: none */
@@ -156,6 +158,11 @@ static void sim_send(struct sim *s, unsigned client)
 			best = i;
 	start = s->slot_free[best] > s->now ? s->slot_free[best] : s->now;
 	c->done = start + s->service;
+	if (s->jitter) {
+		s->seed = s->seed * 1664525u + 1013904223u;
+		c->done += (int64_t)((s->seed >> 8) % 1000) * s->service /
+			   1000 - s->service / 2;
+	}
 	s->slot_free[best] = c->done;	/* a timed-out call still runs */
 	if (s->timeout > 0 && c->done - s->now > s->timeout) {
 		c->outcome = LIMITER_TIMEOUT;
@@ -329,6 +336,27 @@ static void slow_server(void **state)
 	sim_done(&s);
 }
 
+/* (3b) 4 slots, 50 ms a call +-50% at random: noise neither drags the
+ * limit below the capacity nor costs throughput. */
+static void noisy_server(void **state)
+{
+	struct sim s;
+
+	(void)state;
+	sim_init(&s, 1, 4, 50 * MS, 1, 64, 64);
+	s.jitter = true;
+	s.band_lo = 3;
+	s.band_hi = 10;
+	sim_run(&s, 60 * SEC);
+	sim_mark(&s);
+	sim_run(&s, 180 * SEC);
+	sim_report(&s, "4 slots, 50 ms +-50%, 60-180 s");
+	assert_in_range(sim_mean(&s, 0), 4, 8);
+	assert_true(sim_outside(&s) < 0.05);
+	assert_true(s.ok >= 0.95 * 80 * 120);
+	sim_done(&s);
+}
+
 /* (4) a provider of 600 requests a minute (10/s) that answers 429 with
  * no rate headers, 1 s a call: 64 at once drain its bucket; after the
  * first minute 429s stay under 1% of calls. */
@@ -399,7 +427,7 @@ static void rate_headers_shared(void **state)
 	sim_done(&s);
 }
 
-/* Three answers of 1 s at the floor end the start probe. */
+/* Five answers of 1 s at the floor end the start probe. */
 static struct limiter *probed(unsigned min, unsigned max, unsigned initial)
 {
 	struct limiter *l = limiter_new(min, max, initial);
@@ -408,7 +436,7 @@ static struct limiter *probed(unsigned min, unsigned max, unsigned initial)
 	assert_non_null(l);
 	assert_int_equal(limiter_limit(l), min);
 	assert_string_equal(limiter_reason(l), "start");
-	for (i = 1; i <= 3; i++)
+	for (i = 1; i <= 5; i++)
 		limiter_observe(l, i * SEC, LIMITER_OK, SEC, min, -1);
 	assert_int_equal(limiter_limit(l), initial);
 	assert_string_equal(limiter_reason(l), "probe");
@@ -424,24 +452,24 @@ static void rate_headers_cap(void **state)
 
 	(void)state;
 	/* 100 left, full in 1 s: nothing to pace. */
-	limiter_headers(l, 4 * SEC, 100, SEC, -1, -1);
+	limiter_headers(l, 6 * SEC, 100, SEC, -1, -1);
 	assert_int_equal(limiter_limit(l), 40);
 	/* 200 left for 10 s at 1 s a call: 20 in flight. */
-	limiter_headers(l, 4 * SEC, 200, 10 * SEC, -1, -1);
+	limiter_headers(l, 6 * SEC, 200, 10 * SEC, -1, -1);
 	assert_int_equal(limiter_limit(l), 20);
 	assert_string_equal(limiter_reason(l), "rate headers");
 	/* 30 left for 10 s: 3; then 5 left: the floor. */
-	limiter_headers(l, 4 * SEC, 30, 10 * SEC, -1, -1);
+	limiter_headers(l, 6 * SEC, 30, 10 * SEC, -1, -1);
 	assert_int_equal(limiter_limit(l), 3);
-	limiter_headers(l, 4 * SEC, 5, 10 * SEC, -1, -1);
+	limiter_headers(l, 6 * SEC, 5, 10 * SEC, -1, -1);
 	assert_int_equal(limiter_limit(l), 1);
 	/* Tokens: 1,000 a call, 12,000 left for 2 s: 6. */
-	limiter_observe(l, 5 * SEC, LIMITER_OTHER, SEC, 1, -1);
-	limiter_observe(l, 5 * SEC, LIMITER_OK, SEC, 1, 1000);
-	limiter_headers(l, 5 * SEC, -1, -1, 12000, 2 * SEC);
+	limiter_observe(l, 7 * SEC, LIMITER_OTHER, SEC, 1, -1);
+	limiter_observe(l, 7 * SEC, LIMITER_OK, SEC, 1, 1000);
+	limiter_headers(l, 7 * SEC, -1, -1, 12000, 2 * SEC);
 	assert_int_equal(limiter_limit(l), 6);
 	/* The reset passes: the cap lapses at the next report. */
-	limiter_observe(l, 8 * SEC, LIMITER_OTHER, SEC, 1, -1);
+	limiter_observe(l, 10 * SEC, LIMITER_OTHER, SEC, 1, -1);
 	assert_int_equal(limiter_limit(l), 40);
 	limiter_free(l);
 }
@@ -450,7 +478,7 @@ static void rate_headers_cap(void **state)
 static void bounds_and_bursts(void **state)
 {
 	struct limiter *l = probed(2, 10, 10);
-	int64_t t = 4 * SEC;
+	int64_t t = 6 * SEC;
 	int i;
 
 	(void)state;
@@ -553,6 +581,7 @@ int main(void)
 		cmocka_unit_test(steady),
 		cmocka_unit_test(halving),
 		cmocka_unit_test(slow_server),
+		cmocka_unit_test(noisy_server),
 		cmocka_unit_test(bursts_of_429),
 		cmocka_unit_test(rate_headers_pace),
 		cmocka_unit_test(rate_headers_shared),
