@@ -224,8 +224,9 @@ static void probe_end(struct limiter *l, int64_t now_ns)
 	window_start(l, now_ns);
 }
 
-/* Whether latency above tolerance calls for a probe rather than a cut:
- * it rose though we did not add load. */
+/* Whether the window calls for a probe of base rather than a cut or
+ * growth: it was much faster than base, or above tolerance though we
+ * did not add load. */
 static bool probe_due(const struct limiter *l, int64_t now_ns,
 		      double short_ns)
 {
