@@ -60,7 +60,8 @@ bool log_enabled(enum log_level level)
 
 /* Append s as a JSON string of at most cap bytes, quotes included: every
  * escape whole, a character never split, a byte that is not UTF-8 as
- * U+FFFD. NULL is null. */
+ * U+FFFD. NULL is null. secret.c finds a secret inside a line by these
+ * same escapes. */
 static void add_string(struct textbuf *t, const char *s, size_t cap)
 {
 	size_t used = 2, n;
@@ -76,7 +77,7 @@ static void add_string(struct textbuf *t, const char *s, size_t cap)
 		const char *out = esc;
 		size_t len;
 
-		n = 1;
+		n = c < 0x80 ? 1 : utf8_seq(s, strnlen(s, 4), NULL);
 		if (c == '"' || c == '\\') {
 			esc[0] = '\\';
 			esc[1] = (char)c;
@@ -87,10 +88,7 @@ static void add_string(struct textbuf *t, const char *s, size_t cap)
 		} else if (c < 0x20 || c == 0x7f) {
 			snprintf(esc, sizeof(esc), "\\u%04x", c);
 			len = 6;
-		} else if (c < 0x80) {
-			out = s;
-			len = 1;
-		} else if ((n = utf8_seq(s, strnlen(s, 4), NULL))) {
+		} else if (n) {
 			out = s;
 			len = n;
 		} else {
