@@ -282,6 +282,8 @@ void metrics_summary(struct metrics *m, struct metrics_summary *ret)
 
 	memset(ret, 0, sizeof(*ret));
 	ret->records_ok = load(&m->records_ok);
+	ret->tokens_prompt = load(&m->tokens_prompt);
+	ret->tokens_completion = load(&m->tokens_completion);
 	for (i = 0; i < ARRAY_SIZE(error_names); i++)
 		ret->dead_letters += load(&m->dead[i]);
 	ret->inflight = atomic_load_explicit(&m->inflight,

@@ -40,10 +40,12 @@
 struct llm_call;
 struct metrics;
 
-/** What the progress line and the health checks read. */
+/** What the progress line, the health checks and the last log line
+ * read. */
 struct metrics_summary {
 	uint64_t records_ok;
 	uint64_t dead_letters;
+	uint64_t tokens_prompt, tokens_completion;
 	int64_t inflight;
 	int64_t lag;        /**< summed over partitions whose lag is known */
 	unsigned lag_parts; /**< partitions with a known lag (0: lag unknown) */

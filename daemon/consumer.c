@@ -537,51 +537,49 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 	return 0;
 }
 
-void consumer_kafka_props(const struct extractd_config *cfg,
-			  struct kafka_props *props)
+struct kafka_props *consumer_kafka_props(const struct extractd_config *cfg)
 {
-	*props = (struct kafka_props){
-		.role = "consumer",
-		.type = RD_KAFKA_CONSUMER,
-		.defaults = {
-			"auto.offset.reset", "earliest",
-			"auto.commit.interval.ms", "1000",
-			"partition.assignment.strategy", "cooperative-sticky",
-			/* lag for the metrics */
-			"statistics.interval.ms", "5000",
-			/* Bound the prefetch: librdkafka's defaults (100000
-			 * messages per partition, 64 MiB) let a backlog alone
-			 * cost ~50 MiB of RSS; a few MiB keep max_in_flight
-			 * workers busy. The count must cover a second of
-			 * work: librdkafka 2.0 fetches again only after a
-			 * backoff of up to 1 s once the queue is over it, and
-			 * the workers starve meanwhile. At most
-			 * max_in_flight / 50 ms records a second. */
-			"queued.min.messages", props->num,
-			"queued.max.messages.kbytes", "4096",
-		},
-		.required = {
-			"group.id", cfg->kafka.group,
-			"enable.auto.offset.store", "false",
-			/* Exactly-once commits offsets in the transactions. */
-			"enable.auto.commit",
-			cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE
-				? "false"
-				: "true",
-			"enable.partition.eof", "false",
-		},
-	};
-	snprintf(props->num, sizeof(props->num), "%u",
-		 cfg->pool.max_in_flight * 20 > 1000
-			 ? cfg->pool.max_in_flight * 20
-			 : 1000);
+	struct kafka_props *props = kafka_props_new("consumer",
+						    RD_KAFKA_CONSUMER, false);
+	unsigned queued = cfg->pool.max_in_flight * 20 > 1000
+				  ? cfg->pool.max_in_flight * 20
+				  : 1000;
+	char num[24];
+
+	if (!props)
+		return NULL;
+	kafka_props_default(props, "auto.offset.reset", "earliest");
+	kafka_props_default(props, "auto.commit.interval.ms", "1000");
+	kafka_props_default(props, "partition.assignment.strategy",
+			    "cooperative-sticky");
+	/* lag for the metrics */
+	kafka_props_default(props, "statistics.interval.ms", "5000");
+	/* Bound the prefetch: librdkafka's defaults (100000 messages per
+	 * partition, 64 MiB) let a backlog alone cost ~50 MiB of RSS; a few
+	 * MiB keep max_in_flight workers busy. The count must cover a second
+	 * of work: librdkafka 2.0 fetches again only after a backoff of up
+	 * to 1 s once the queue is over it, and the workers starve
+	 * meanwhile. At most max_in_flight / 50 ms records a second. */
+	snprintf(num, sizeof(num), "%u", queued);
+	kafka_props_default(props, "queued.min.messages", num);
+	kafka_props_default(props, "queued.max.messages.kbytes", "4096");
+
+	kafka_props_require(props, "group.id", cfg->kafka.group);
+	kafka_props_require(props, "enable.auto.offset.store", "false");
+	/* Exactly-once commits offsets in the transactions. */
+	kafka_props_require(props, "enable.auto.commit",
+			    cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE
+				    ? "false"
+				    : "true");
+	kafka_props_require(props, "enable.partition.eof", "false");
+	return props;
 }
 
 struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
 			      size_t err_size)
 {
 	const struct extractd_config *cfg = pipeline_config(pl);
-	struct kafka_props props;
+	struct kafka_props *props;
 	struct consumer *c = calloc(1, sizeof(*c));
 	rd_kafka_topic_partition_list_t *topics;
 	rd_kafka_conf_t *conf;
@@ -602,8 +600,13 @@ struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
 	c->hold_max = cfg->pool.max_in_flight > HOLD_MIN
 			      ? cfg->pool.max_in_flight
 			      : HOLD_MIN;
-	consumer_kafka_props(cfg, &props);
-	conf = kafka_conf_new(cfg, &props, err, err_size);
+	props = consumer_kafka_props(cfg);
+	if (!props) {
+		snprintf(err, err_size, "out of memory");
+		goto fail;
+	}
+	conf = kafka_conf_new(cfg, props, err, err_size);
+	kafka_props_free(props);
 	if (!conf)
 		goto fail;
 	rd_kafka_conf_set_opaque(conf, c);

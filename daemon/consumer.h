@@ -22,10 +22,10 @@ struct kafka_props;
 
 /**
  * @brief The consumer's own librdkafka properties (kafka.h), as
- * consumer_new() sets them; --check-config reads the same.
+ * consumer_new() sets them; --check-config reads the same. The caller
+ * frees them (kafka_props_free); NULL when out of memory.
  */
-void consumer_kafka_props(const struct extractd_config *cfg,
-			  struct kafka_props *props);
+struct kafka_props *consumer_kafka_props(const struct extractd_config *cfg);
 
 /** A consumer subscribed to the input topic, or NULL with err set. */
 struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,

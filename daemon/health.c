@@ -134,7 +134,7 @@ static int stalled_consumer(struct health *h, int64_t now, int64_t stale_ns,
 	return -1;
 }
 
-static int healthy(void *arg, char *why, size_t why_size)
+int health_healthy(void *arg, char *why, size_t why_size)
 {
 	struct health *h = arg;
 	int64_t now = mono_ns(), quiet;
@@ -156,7 +156,7 @@ static int healthy(void *arg, char *why, size_t why_size)
 	return w.len ? -1 : 0;
 }
 
-static int ready(void *arg, char *why, size_t why_size)
+int health_ready(void *arg, char *why, size_t why_size)
 {
 	struct health *h = arg;
 	unsigned i, n = atomic_load_explicit(&h->n, memory_order_acquire);
@@ -189,18 +189,12 @@ static int ready(void *arg, char *why, size_t why_size)
 	return w.len ? -1 : 0;
 }
 
-static char *metrics_text(void *arg, size_t *ret_len)
+char *health_metrics(void *arg, size_t *ret_len)
 {
 	struct health *h = arg;
 
 	return metrics_render(h->metrics, EXTRACTD_VERSION, ret_len);
 }
-
-const struct httpd_ops health_httpd_ops = {
-	.healthy = healthy,
-	.ready = ready,
-	.metrics = metrics_text,
-};
 
 /* WATCHDOG=1 while every consumer loop turns; a wedged one starves it
  * (well before WatchdogSec runs out: at half of it), and systemd

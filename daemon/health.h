@@ -1,10 +1,10 @@
 /*
  * health: is the daemon alive, should it get traffic, how is it doing.
  *
- * It answers the HTTP probes (/healthz, /readyz, /metrics through
- * httpd_ops), feeds the systemd watchdog, and writes the periodic
- * progress line, from what the pipeline, the consumers and the metrics
- * already keep; it keeps nothing of its own but the main loop's
+ * It answers the HTTP probes (/healthz, /readyz, /metrics: the
+ * callbacks it gives httpd_start), feeds the systemd watchdog, and writes
+ * the periodic progress line, from what the stop state, the llm, the
+ * consumers and the metrics already keep; it keeps nothing of its own but the main loop's
  * heartbeat and the progress line's last sample.
  *
  * Alive (/healthz, WATCHDOG=1): the main loop ticked recently, and every
@@ -62,7 +62,10 @@ void health_llm_observe(void *arg, const struct llm_call *call);
 /** Free; NULL is fine. Stop the HTTP server first. */
 void health_free(struct health *h);
 
-/** The HTTP endpoints' callbacks; their arg is the struct health. */
-extern const struct httpd_ops health_httpd_ops;
+/** The HTTP endpoints' callbacks (httpd.h); their arg is the struct
+ * health. */
+httpd_probe_fn health_healthy;
+httpd_probe_fn health_ready;
+httpd_text_fn health_metrics;
 
 #endif

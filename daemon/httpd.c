@@ -37,7 +37,9 @@
 
 struct httpd {
 	struct MHD_Daemon *mhd;
-	struct httpd_ops ops;
+	httpd_probe_fn *healthy;  /**< /healthz */
+	httpd_probe_fn *ready;    /**< /readyz */
+	httpd_text_fn *metrics;   /**< /metrics */
 	void *arg;
 };
 
@@ -121,7 +123,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
 				  "method not allowed");
 	if (!strcmp(url, "/metrics")) {
-		text = h->ops.metrics(h->arg, &len);
+		text = h->metrics(h->arg, &len);
 		if (!text)
 			return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
 					  "out of memory");
@@ -129,9 +131,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 			     MHD_RESPMEM_MUST_FREE);
 	}
 	if (!strcmp(url, "/healthz"))
-		return probe(h, conn, h->ops.healthy, "ok");
+		return probe(h, conn, h->healthy, "ok");
 	if (!strcmp(url, "/readyz"))
-		return probe(h, conn, h->ops.ready, "ready");
+		return probe(h, conn, h->ready, "ready");
 	return reply_text(conn, MHD_HTTP_NOT_FOUND,
 			  "not found: try /metrics, /healthz, /readyz");
 }
@@ -229,8 +231,9 @@ static int bind_listen(const char *listen_addr, char *ret_addr,
 	return fd;
 }
 
-struct httpd *httpd_start(const char *listen_addr,
-			  const struct httpd_ops *ops, void *arg,
+struct httpd *httpd_start(const char *listen_addr, httpd_probe_fn *healthy,
+			  httpd_probe_fn *ready, httpd_text_fn *metrics,
+			  void *arg,
 			  char *ret_addr, size_t addr_size, char *err,
 			  size_t err_size)
 {
@@ -241,7 +244,9 @@ struct httpd *httpd_start(const char *listen_addr,
 		snprintf(err, err_size, "out of memory");
 		return NULL;
 	}
-	h->ops = *ops;
+	h->healthy = healthy;
+	h->ready = ready;
+	h->metrics = metrics;
 	h->arg = arg;
 	fd = bind_listen(listen_addr, ret_addr, addr_size, err, err_size);
 	if (fd < 0) {

@@ -6,7 +6,7 @@
  *   GET /readyz   200 "ready" while it should get traffic, else 503 and why
  *
  * It knows nothing of the pipeline: the answers come from the callbacks
- * in struct httpd_ops, called in the server's one thread (requests are
+ * given to httpd_start(), called in the server's one thread (requests are
  * served one at a time; each answer is computed from atomics and one
  * short lock, so that is plenty for probes and scrapes).
  */
@@ -17,14 +17,11 @@
 
 struct httpd;
 
-struct httpd_ops {
-	/** /healthz: 0 when the process works, else -1 and a short why. */
-	int (*healthy)(void *arg, char *why, size_t why_size);
-	/** /readyz: 0 when ready for traffic, else -1 and a short why. */
-	int (*ready)(void *arg, char *why, size_t why_size);
-	/** /metrics: the text (the server frees it), or NULL on failure. */
-	char *(*metrics)(void *arg, size_t *ret_len);
-};
+/** A probe: 0 when the answer is yes, else -1 and a short why. */
+typedef int httpd_probe_fn(void *arg, char *why, size_t why_size);
+
+/** /metrics: the text (the server frees it), or NULL on failure. */
+typedef char *httpd_text_fn(void *arg, size_t *ret_len);
 
 /**
  * @brief Bind listen ("host:port"; port 0 picks a free one) and serve.
@@ -33,7 +30,8 @@ struct httpd_ops {
  * @returns the server, or NULL with err set (naming the address) when it
  *          cannot listen.
  */
-struct httpd *httpd_start(const char *listen, const struct httpd_ops *ops,
+struct httpd *httpd_start(const char *listen, httpd_probe_fn *healthy,
+			  httpd_probe_fn *ready, httpd_text_fn *metrics,
 			  void *arg, char *ret_addr, size_t addr_size,
 			  char *err, size_t err_size);
 

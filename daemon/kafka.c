@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* librdkafka's syslog levels onto ours; its lines go to our log. */
@@ -99,8 +100,79 @@ static const char *prop_origin(const struct extractd_config *cfg,
 	return cfg_origin(cfg, path);
 }
 
+#define KAFKA_PAIRS_MAX 16 /**< (name, value) pairs in each list */
+
+struct kafka_props {
+	const char *role;     /**< "consumer" or "producer", for messages */
+	rd_kafka_type_t type;
+	bool transactional;   /**< gets a transactional.id (exactly-once) */
+	bool failed;          /**< a setting could not be kept */
+	/** Name, value pairs (copies), NULL-terminated. */
+	char *defaults[2 * KAFKA_PAIRS_MAX + 1];
+	char *required[2 * KAFKA_PAIRS_MAX + 1];
+};
+
+struct kafka_props *kafka_props_new(const char *role, rd_kafka_type_t type,
+				    bool transactional)
+{
+	struct kafka_props *props = calloc(1, sizeof(*props));
+
+	if (!props)
+		return NULL;
+	props->role = role;
+	props->type = type;
+	props->transactional = transactional;
+	return props;
+}
+
+static void add_pair(struct kafka_props *props, char **pairs,
+		     const char *name, const char *value)
+{
+	size_t n = 0;
+
+	while (pairs[n])
+		n += 2;
+	if (n == 2 * KAFKA_PAIRS_MAX) {
+		props->failed = true;
+		return;
+	}
+	pairs[n] = strdup(name);
+	pairs[n + 1] = strdup(value);
+	if (!pairs[n] || !pairs[n + 1]) {
+		free(pairs[n]);
+		free(pairs[n + 1]);
+		pairs[n] = pairs[n + 1] = NULL;
+		props->failed = true;
+	}
+}
+
+void kafka_props_default(struct kafka_props *props, const char *name,
+			 const char *value)
+{
+	add_pair(props, props->defaults, name, value);
+}
+
+void kafka_props_require(struct kafka_props *props, const char *name,
+			 const char *value)
+{
+	add_pair(props, props->required, name, value);
+}
+
+void kafka_props_free(struct kafka_props *props)
+{
+	size_t i;
+
+	if (!props)
+		return;
+	for (i = 0; props->defaults[i]; i++)
+		free(props->defaults[i]);
+	for (i = 0; props->required[i]; i++)
+		free(props->required[i]);
+	free(props);
+}
+
 /* extractd's own pairs: a refusal is ours, not the user's. */
-static int set_pairs(rd_kafka_conf_t *conf, const char *const *pairs,
+static int set_pairs(rd_kafka_conf_t *conf, char *const *pairs,
 		     const char *role, char *err, size_t err_size)
 {
 	char why[512];
@@ -125,6 +197,11 @@ rd_kafka_conf_t *kafka_conf_new(const struct extractd_config *cfg,
 	char why[512];
 	size_t i;
 
+	if (props->failed) {
+		snprintf(err, err_size, "cannot configure the %s: out of memory",
+			 props->role);
+		goto fail;
+	}
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka.brokers,
 			      why, sizeof(why)) != RD_KAFKA_CONF_OK) {
 		snprintf(err, err_size, "%s: kafka.brokers: %s",

@@ -4,9 +4,9 @@
  * librdkafka takes their configurations, run before any client starts
  * (--check-config and start-up alike).
  *
- * Each client's own properties come from one place, its struct
- * kafka_props (consumer_kafka_props(), producer_kafka_props()): the
- * client is made from it, and the check reads the same lists.
+ * Each client's own properties come from one place, its kafka_props
+ * (consumer_kafka_props(), producer_kafka_props()): the client is made
+ * from them, and the check reads the same lists.
  */
 #ifndef EXTRACTD_KAFKA_H
 #define EXTRACTD_KAFKA_H
@@ -16,21 +16,30 @@
 #include <librdkafka/rdkafka.h>
 #include <stdbool.h>
 
-#define KAFKA_PAIRS_MAX 12 /**< (name, value) pairs in each list */
-
 /** What one client sets besides kafka.properties. */
-struct kafka_props {
-	const char *role;     /**< "consumer" or "producer", for messages */
-	rd_kafka_type_t type;
-	bool transactional;   /**< gets a transactional.id (exactly-once) */
-	/** Name, value pairs, NULL-terminated, set before kafka.properties,
-	 *  which may change them. */
-	const char *defaults[2 * KAFKA_PAIRS_MAX + 1];
-	/** Set after kafka.properties: extractd's guarantees rest on them,
-	 *  so nothing overrides them. */
-	const char *required[2 * KAFKA_PAIRS_MAX + 1];
-	char num[24];         /**< room for a computed value in the lists */
-};
+struct kafka_props;
+
+/**
+ * @brief Empty lists for a client of type; role ("consumer",
+ * "producer") names it in messages; a transactional one gets a
+ * transactional.id (exactly-once).
+ * @returns the lists, or NULL when out of memory.
+ */
+struct kafka_props *kafka_props_new(const char *role, rd_kafka_type_t type,
+				    bool transactional);
+
+/** A setting made before kafka.properties, which may change it. Copied;
+ * a failure (out of memory) shows in kafka_conf_new(). */
+void kafka_props_default(struct kafka_props *props, const char *name,
+			 const char *value);
+
+/** A setting made after kafka.properties: extractd's guarantees rest on
+ * it, so nothing overrides it. Copied, as kafka_props_default(). */
+void kafka_props_require(struct kafka_props *props, const char *name,
+			 const char *value);
+
+/** Free; NULL is fine. */
+void kafka_props_free(struct kafka_props *props);
 
 /**
  * @brief A librdkafka configuration: the brokers, then props' defaults,

@@ -159,13 +159,22 @@ static int check_kafka(const struct extractd_config *cfg, bool check_only,
 		       char *err, size_t err_size)
 {
 	kafka_warn_fn *warn = check_only ? warn_stderr : warn_log;
-	struct kafka_props props;
+	struct kafka_props *props[2] = { consumer_kafka_props(cfg),
+					 producer_kafka_props(cfg) };
+	int i, r = 0;
 
-	consumer_kafka_props(cfg, &props);
-	if (kafka_check(cfg, &props, warn, NULL, err, err_size) < 0)
-		return -1;
-	producer_kafka_props(cfg, &props);
-	return kafka_check(cfg, &props, warn, NULL, err, err_size);
+	for (i = 0; i < 2 && !r; i++) {
+		if (!props[i]) {
+			snprintf(err, err_size, "out of memory");
+			r = -1;
+		} else {
+			r = kafka_check(cfg, props[i], warn, NULL, err,
+					err_size);
+		}
+	}
+	kafka_props_free(props[0]);
+	kafka_props_free(props[1]);
+	return r;
 }
 
 /* Register every secret we know, before any thread starts, so that no
@@ -289,7 +298,8 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 	if (*cfg->http.listen) {
 		char why[512];
 
-		httpd = httpd_start(cfg->http.listen, &health_httpd_ops, health,
+		httpd = httpd_start(cfg->http.listen, health_healthy,
+				    health_ready, health_metrics, health,
 				    addr, sizeof(addr), why, sizeof(why));
 		if (!httpd) {
 			snprintf(err, sizeof(err), "%s: http.listen: %s",

@@ -75,8 +75,8 @@ struct pipeline {
 	atomic_bool llm_paused;   /**< the API does not work for the
 				    *  deployment: consumption waits */
 	atomic_int_fast64_t llm_paused_ns; /**< since when (monotonic), 0 */
-	atomic_uint_fast64_t n_ok, n_dead, n_abandoned;
-	atomic_uint_fast64_t n_prompt_tokens, n_completion_tokens;
+	atomic_uint_fast64_t n_abandoned; /**< jobs ended undelivered (the
+					     *  rest is counted in metrics) */
 	atomic_int_fast64_t first_consumed_ms; /**< wall clock, 0 = none */
 	atomic_int_fast64_t last_delivered_ms;
 	atomic_int_fast64_t oversize_ns; /**< last oversize warning */
@@ -621,12 +621,6 @@ static void finish(struct job *job, rd_kafka_resp_err_t err)
 	job->delivered = true;
 	ledger_delivered(part, job->offset);
 
-	if (job->outcome == JOB_OUTPUT)
-		atomic_fetch_add(&pl->n_ok, 1);
-	else
-		atomic_fetch_add(&pl->n_dead, 1);
-	atomic_fetch_add(&pl->n_prompt_tokens, job->res.prompt_tokens);
-	atomic_fetch_add(&pl->n_completion_tokens, job->res.completion_tokens);
 	metrics_record(pl->metrics,
 		       job->outcome == JOB_OUTPUT ? NULL : job->error,
 		       job->res.reasks, job->res.prompt_tokens,
@@ -993,14 +987,16 @@ void pipeline_log_summary(struct pipeline *pl, int undelivered)
 {
 	int64_t first = atomic_load(&pl->first_consumed_ms);
 	int64_t last = atomic_load(&pl->last_delivered_ms);
+	struct metrics_summary m;
 
-	LOG_INFO("stopped", LOG_U("records", atomic_load(&pl->n_ok)),
-		 LOG_U("dead_letters", atomic_load(&pl->n_dead)),
+	metrics_summary(pl->metrics, &m);
+
+	LOG_INFO("stopped", LOG_U("records", m.records_ok),
+		 LOG_U("dead_letters", m.dead_letters),
 		 LOG_U("abandoned", atomic_load(&pl->n_abandoned)),
 		 LOG_I("undelivered", undelivered),
-		 LOG_U("tokens_prompt", atomic_load(&pl->n_prompt_tokens)),
-		 LOG_U("tokens_completion",
-		       atomic_load(&pl->n_completion_tokens)),
+		 LOG_U("tokens_prompt", m.tokens_prompt),
+		 LOG_U("tokens_completion", m.tokens_completion),
 		 LOG_I("first_consumed_ms", first),
 		 LOG_I("last_delivered_ms", last),
 		 LOG_D("busy_seconds",

@@ -283,11 +283,15 @@ static int txn_start(struct producer *p, char *err, size_t err_size)
 	return 0;
 }
 
-void producer_kafka_props(const struct extractd_config *cfg,
-			  struct kafka_props *props)
+struct kafka_props *producer_kafka_props(const struct extractd_config *cfg)
 {
 	bool by_key = placement(cfg) == PLACE_KEY;
+	struct kafka_props *props = kafka_props_new(
+		"producer", RD_KAFKA_PRODUCER,
+		cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE);
 
+	if (!props)
+		return NULL;
 	/*
 	 * message.max.bytes: a dead letter carries its input unchanged, and
 	 * an input can be as large as the consumer fetches (its
@@ -309,32 +313,25 @@ void producer_kafka_props(const struct extractd_config *cfg,
 	 * per record at 5,000 records/s). The few ms a record waits hold
 	 * no LLM slot: the slot went back when its call ended.
 	 */
-	*props = (struct kafka_props){
-		.role = "producer",
-		.type = RD_KAFKA_PRODUCER,
-		.transactional =
-			cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE,
-		.defaults = {
-			"linger.ms", "5",
-			"message.max.bytes", "100000000",
-			"batch.size", "65536",
-			"queue.buffering.max.messages", "1000000",
-			"queue.buffering.max.kbytes", "2097151",
-			/* By key only (as Java clients do): with a
-			 * callback, a "partitioner" string would override
-			 * it, so NULL ends the list here. */
-			by_key ? "partitioner" : NULL, "murmur2_random",
-		},
-		.required = {
-			"enable.idempotence", "true",
-			"acks", "all",
-			"message.timeout.ms", "0",
-			/* With a callback only: sticky partitioning would
-			 * place keyless records without asking it. By key,
-			 * NULL ends the list here. */
-			by_key ? NULL : "sticky.partitioning.linger.ms", "0",
-		},
-	};
+	kafka_props_default(props, "linger.ms", "5");
+	kafka_props_default(props, "message.max.bytes", "100000000");
+	kafka_props_default(props, "batch.size", "65536");
+	kafka_props_default(props, "queue.buffering.max.messages", "1000000");
+	kafka_props_default(props, "queue.buffering.max.kbytes", "2097151");
+	/* By key (as Java clients do) librdkafka's partitioner, by name;
+	 * else a callback, which a "partitioner" string would override. */
+	if (by_key)
+		kafka_props_default(props, "partitioner", "murmur2_random");
+
+	kafka_props_require(props, "enable.idempotence", "true");
+	kafka_props_require(props, "acks", "all");
+	kafka_props_require(props, "message.timeout.ms", "0");
+	/* With a callback: sticky partitioning would place keyless records
+	 * without asking it. */
+	if (!by_key)
+		kafka_props_require(props, "sticky.partitioning.linger.ms",
+				    "0");
+	return props;
 }
 
 struct producer *producer_new(const struct extractd_config *cfg,
@@ -344,7 +341,7 @@ struct producer *producer_new(const struct extractd_config *cfg,
 			      size_t err_size)
 {
 	enum placement place = placement(cfg);
-	struct kafka_props props;
+	struct kafka_props *props;
 	struct producer *p = calloc(1, sizeof(*p));
 	rd_kafka_conf_t *conf;
 	char why[512];
@@ -362,8 +359,13 @@ struct producer *producer_new(const struct extractd_config *cfg,
 	pthread_cond_init(&p->space, NULL);
 	atomic_init(&p->refused_out, SIZE_MAX);
 	atomic_init(&p->refused_dlq, SIZE_MAX);
-	producer_kafka_props(cfg, &props);
-	conf = kafka_conf_new(cfg, &props, err, err_size);
+	props = producer_kafka_props(cfg);
+	if (!props) {
+		snprintf(err, err_size, "out of memory");
+		goto fail;
+	}
+	conf = kafka_conf_new(cfg, props, err, err_size);
+	kafka_props_free(props);
 	if (!conf)
 		goto fail;
 	rd_kafka_conf_set_opaque(conf, p);

@@ -35,10 +35,10 @@ typedef int32_t producer_source_fn(const void *opaque);
 
 /**
  * @brief The producer's own librdkafka properties (kafka.h), as
- * producer_new() sets them; --check-config reads the same.
+ * producer_new() sets them; --check-config reads the same. The caller
+ * frees them (kafka_props_free); NULL when out of memory.
  */
-void producer_kafka_props(const struct extractd_config *cfg,
-			  struct kafka_props *props);
+struct kafka_props *producer_kafka_props(const struct extractd_config *cfg);
 
 /**
  * @brief The producer and its poll thread, or NULL with err set. A fatal
