@@ -10,7 +10,8 @@
 #include "secret.h"
 #include "str.h"
 
-#include <stdarg.h>
+#include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -57,24 +58,26 @@ bool log_enabled(enum log_level level)
 	return level >= log_level;
 }
 
-const char *log_str(char *buf, size_t size, const char *s)
+/* Append s as a JSON string of at most cap bytes, quotes included: every
+ * escape whole, a character never split, a byte that is not UTF-8 as
+ * U+FFFD. NULL is null. secret.c finds a secret inside a line by these
+ * same escapes. */
+static void add_string(struct textbuf *t, const char *s, size_t cap)
 {
-	struct textbuf t;
+	size_t used = 2, n;
 
-	if (size < 3) {
-		if (size)
-			buf[0] = '\0';
-		return buf;
+	if (!s) {
+		textbuf_add(t, "null", 4);
+		return;
 	}
-	/* The closing quote's byte is kept out of the builder's reach; an
-	 * escape is added whole, and a cut backs off a split character. */
-	textbuf_init(&t, buf, size - 1, TEXTBUF_WHOLE);
-	textbuf_add(&t, "\"", 1);
-	for (; s && *s && !textbuf_full(&t); s++) {
+	textbuf_add(t, "\"", 1);
+	for (; *s; s += n) {
 		unsigned char c = (unsigned char)*s;
 		char esc[8];
+		const char *out = esc;
 		size_t len;
 
+		n = c < 0x80 ? 1 : utf8_seq(s, strnlen(s, 4), NULL);
 		if (c == '"' || c == '\\') {
 			esc[0] = '\\';
 			esc[1] = (char)c;
@@ -85,29 +88,59 @@ const char *log_str(char *buf, size_t size, const char *s)
 		} else if (c < 0x20 || c == 0x7f) {
 			snprintf(esc, sizeof(esc), "\\u%04x", c);
 			len = 6;
+		} else if (n) {
+			out = s;
+			len = n;
 		} else {
-			esc[0] = (char)c;
-			len = 1;
+			memcpy(esc, "\\ufffd", 6);
+			len = 6;
+			n = 1;
 		}
-		textbuf_add(&t, esc, len);
+		if (used + len > cap)
+			break;
+		textbuf_add(t, out, len);
+		used += len;
 	}
-	if (textbuf_full(&t))
-		t.len = utf8_cut(buf, t.len);
-	buf[t.len++] = '"';
-	buf[t.len] = '\0';
-	return buf;
+	textbuf_add(t, "\"", 1);
 }
 
-void log_write(enum log_level level, const char *msg, const char *fields_fmt,
-	       ...)
+static void add_field(struct textbuf *t, const struct log_field *f)
+{
+	textbuf_addf(t, "\"%s\":", f->key);
+	switch (f->type) {
+	case LOG_T_STR:
+		add_string(t, f->v.s, LOG_VALUE_MAX);
+		break;
+	case LOG_T_INT:
+		textbuf_addf(t, "%" PRId64, f->v.i);
+		break;
+	case LOG_T_UINT:
+		textbuf_addf(t, "%" PRIu64, f->v.u);
+		break;
+	case LOG_T_DOUBLE:
+		/* JSON has no NaN nor infinity. */
+		if (isfinite(f->v.d))
+			textbuf_addf(t, "%.*f", f->prec, f->v.d);
+		else
+			textbuf_add(t, "null", 4);
+		break;
+	case LOG_T_BOOL:
+		textbuf_adds(t, f->v.b ? "true" : "false");
+		break;
+	}
+}
+
+void log_write(enum log_level level, const char *msg,
+	       const struct log_field *fields, size_t n_fields)
 {
 	char line[LOG_LINE_MAX + 2]; /* + '}' and '\n' */
-	char fields[LOG_LINE_MAX];
+	char fields_text[LOG_LINE_MAX];
 	char ts[40], text[512], esc[512];
 	int64_t now = wall_ms();
 	time_t sec = (time_t)(now / 1000);
+	struct textbuf t;
 	struct tm tm;
-	size_t n;
+	size_t n, i;
 	int r;
 
 	gmtime_r(&sec, &tm);
@@ -115,31 +148,34 @@ void log_write(enum log_level level, const char *msg, const char *fields_fmt,
 	snprintf(ts + n, sizeof(ts) - n, ".%03dZ", (int)(now % 1000));
 
 	secret_redact(msg, strlen(msg), text, sizeof(text));
+	textbuf_init(&t, esc, sizeof(esc), TEXTBUF_WHOLE);
+	add_string(&t, text, sizeof(esc) - 1);
 	if (log_json)
 		r = snprintf(line, LOG_LINE_MAX,
 			     "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":%s", ts,
-			     level_names[level], log_str(esc, sizeof(esc), text));
+			     level_names[level], esc);
 	else
 		r = snprintf(line, LOG_LINE_MAX, "%s %-5s %s", ts,
 			     level_names[level], text);
 	n = (size_t)r < LOG_LINE_MAX ? (size_t)r : LOG_LINE_MAX - 1;
 
-	if (fields_fmt && n < LOG_LINE_MAX - 1) {
+	if (n_fields && n < LOG_LINE_MAX - 1) {
 		size_t room, len;
-		va_list ap;
 
 		line[n++] = log_json ? ',' : ' ';
 		room = LOG_LINE_MAX - n;
-		va_start(ap, fields_fmt);
-		r = vsnprintf(fields, sizeof(fields), fields_fmt, ap);
-		va_end(ap);
-		if (r < 0)
-			r = 0;
-		/* The fields are redacted into the line: whoever formatted
-		 * them, no secret is written. */
-		len = (size_t)r < sizeof(fields)
-			      ? secret_redact(fields, (size_t)r, line + n, room)
-			      : room;
+		textbuf_init(&t, fields_text, sizeof(fields_text),
+			     TEXTBUF_WHOLE);
+		for (i = 0; i < n_fields; i++) {
+			if (i)
+				textbuf_add(&t, ",", 1);
+			add_field(&t, &fields[i]);
+		}
+		/* The fields are redacted into the line: whatever they
+		 * hold, no secret is written. */
+		len = textbuf_full(&t) ? room
+				       : secret_redact(fields_text, t.len,
+						       line + n, room);
 		if (len >= room) {
 			/* Cut: drop the partial field set, say so. */
 			line[--n] = '\0';

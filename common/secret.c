@@ -42,7 +42,7 @@ struct span {
 
 /* ---- the table -------------------------------------------------------- */
 
-/* s as it reads inside a JSON string: log_str()'s escapes, and with
+/* s as it reads inside a JSON string: log.c's escapes, and with
  * slash "\/" too, as json-c writes it. A malloc'ed string, or NULL. */
 static char *json_escaped(const char *s, bool slash)
 {

@@ -96,10 +96,9 @@ static void store_position(void *arg, const char *topic, int32_t partition,
 		position;
 	err = rd_kafka_offsets_store(c->rk, list);
 	if (err)
-		LOG_DEBUG("offset not stored",
-			  "\"partition\":%d,\"offset\":%lld,\"error\":\"%s\"",
-			  (int)partition, (long long)position,
-			  rd_kafka_err2str(err));
+		LOG_DEBUG("offset not stored", LOG_I("partition", partition),
+			  LOG_I("offset", position),
+			  LOG_S("error", rd_kafka_err2str(err)));
 	rd_kafka_topic_partition_list_destroy(list);
 }
 
@@ -161,7 +160,7 @@ static void set_paused(struct consumer *c, bool pause)
 	c->paused = pause;
 	LOG_DEBUG(pause ? "no free slot: partitions paused"
 			: "slots free: partitions resumed",
-		  "\"consumer\":%u", c->index);
+		  LOG_U("consumer", c->index));
 }
 
 static int held_push(struct consumer *c, rd_kafka_message_t *msg)
@@ -221,7 +220,7 @@ static void on_assign(struct consumer *c,
 				  pipeline_ordered(c->pl));
 		if (!part || table_put(c, tp->partition, part) < 0) {
 			ledger_unref(part);
-			LOG_ERROR("out of memory on assignment", NULL);
+			LOG_ERROR("out of memory on assignment");
 			stop_request(c->stop, true);
 			continue;
 		}
@@ -231,12 +230,12 @@ static void on_assign(struct consumer *c,
 	else
 		err = rd_kafka_assign(c->rk, parts);
 	if (error) {
-		LOG_ERROR("assign failed", "\"error\":\"%s\"",
-			  rd_kafka_error_string(error));
+		LOG_ERROR("assign failed",
+			  LOG_S("error", rd_kafka_error_string(error)));
 		rd_kafka_error_destroy(error);
 	} else if (err) {
-		LOG_ERROR("assign failed", "\"error\":\"%s\"",
-			  rd_kafka_err2str(err));
+		LOG_ERROR("assign failed",
+			  LOG_S("error", rd_kafka_err2str(err)));
 	}
 	/* librdkafka keeps a partition's pause across its revocation (and a
 	 * lost assignment): set the state of what comes back explicitly, or
@@ -248,8 +247,8 @@ static void on_assign(struct consumer *c,
 	publish_assigned(c);
 	c->assigned_once = true;
 	atomic_store(&c->brokers_down, false); /* the group answered */
-	LOG_INFO("partitions assigned", "\"consumer\":%u,\"count\":%d",
-		 c->index, parts->cnt);
+	LOG_INFO("partitions assigned", LOG_U("consumer", c->index),
+		 LOG_I("count", parts->cnt));
 }
 
 /*
@@ -284,7 +283,7 @@ static void rewind_to_committed(struct consumer *c)
 		 * partition and redo what was committed: stop instead, and
 		 * the restart reads them. */
 		LOG_ERROR("cannot read the committed offsets to rewind to: "
-			  "stopping", "\"consumer\":%u", c->index);
+			  "stopping", LOG_U("consumer", c->index));
 		rd_kafka_topic_partition_list_destroy(list);
 		stop_request(c->stop, true);
 		return;
@@ -295,9 +294,9 @@ static void rewind_to_committed(struct consumer *c)
 
 		if (tp->err) {
 			LOG_ERROR("cannot read a committed offset to rewind "
-				  "to: stopping", "\"partition\":%d,"
-				  "\"error\":\"%s\"", (int)tp->partition,
-				  rd_kafka_err2str(tp->err));
+				  "to: stopping",
+				  LOG_I("partition", tp->partition),
+				  LOG_S("error", rd_kafka_err2str(tp->err)));
 			rd_kafka_topic_partition_list_destroy(list);
 			stop_request(c->stop, true);
 			return;
@@ -310,21 +309,21 @@ static void rewind_to_committed(struct consumer *c)
 		part = new_ledger(c, tp->topic, tp->partition, true);
 		if (!part || table_put(c, tp->partition, part) < 0) {
 			ledger_unref(part);
-			LOG_ERROR("out of memory rewinding", NULL);
+			LOG_ERROR("out of memory rewinding");
 			stop_request(c->stop, true);
 		}
 	}
 	error = rd_kafka_seek_partitions(c->rk, list, REWIND_TIMEOUT_MS);
 	if (error) {
 		LOG_ERROR("cannot rewind to the committed offsets",
-			  "\"error\":\"%s\"", rd_kafka_error_string(error));
+			  LOG_S("error", rd_kafka_error_string(error)));
 		rd_kafka_error_destroy(error);
 		stop_request(c->stop, true);
 	}
 	rd_kafka_topic_partition_list_destroy(list);
 	publish_assigned(c);
-	LOG_WARN("rewound to the committed offsets", "\"consumer\":%u",
-		 c->index);
+	LOG_WARN("rewound to the committed offsets",
+		 LOG_U("consumer", c->index));
 }
 
 /*
@@ -414,7 +413,7 @@ static void commit_now(struct consumer *c, const char *what)
 	}
 	err = commit_bounded(c, stop_left_ms(c->stop, REVOKE_WAIT_MS));
 	if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-		LOG_WARN(what, "\"error\":\"%s\"", rd_kafka_err2str(err));
+		LOG_WARN(what, LOG_S("error", rd_kafka_err2str(err)));
 }
 
 /* Wait, bounded, until no record of part is still to be delivered (an
@@ -427,8 +426,8 @@ static void wait_idle(struct ledger *part, int64_t deadline_ns)
 		LOG_WARN("revoke wait timed out: committing what was "
 			 "delivered; the records still in flight are done "
 			 "again by the partition's next owner",
-			 "\"partition\":%d,\"records\":%zu",
-			 (int)ledger_id(part), left);
+			 LOG_I("partition", ledger_id(part)),
+			 LOG_U("records", left));
 }
 
 static void on_revoke(struct consumer *c,
@@ -479,8 +478,8 @@ static void on_revoke(struct consumer *c,
 			rd_kafka_incremental_unassign(c->rk, parts);
 
 		if (error) {
-			LOG_ERROR("unassign failed", "\"error\":\"%s\"",
-				  rd_kafka_error_string(error));
+			LOG_ERROR("unassign failed",
+				  LOG_S("error", rd_kafka_error_string(error)));
 			rd_kafka_error_destroy(error);
 		}
 	} else {
@@ -488,7 +487,7 @@ static void on_revoke(struct consumer *c,
 	}
 	publish_assigned(c);
 	LOG_INFO(lost ? "partitions lost" : "partitions revoked",
-		 "\"consumer\":%u,\"count\":%d", c->index, parts->cnt);
+		 LOG_U("consumer", c->index), LOG_I("count", parts->cnt));
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -507,21 +506,18 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason,
 		     void *opaque)
 {
 	struct consumer *c = opaque;
-	char text[512];
 
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		char why[512];
 
 		rd_kafka_fatal_error(rk, why, sizeof(why));
-		LOG_ERROR("fatal consumer error", "\"error\":%s",
-			  log_str(text, sizeof(text), why));
+		LOG_ERROR("fatal consumer error", LOG_S("error", why));
 		stop_request(c->stop, true);
 		return;
 	}
 	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
 		atomic_store(&c->brokers_down, true);
-	LOG_WARN("consumer error", "\"error\":%s",
-		 log_str(text, sizeof(text), reason));
+	LOG_WARN("consumer error", LOG_S("error", reason));
 }
 
 /* librdkafka statistics (every statistics.interval.ms): the lag of our
@@ -534,7 +530,8 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 
 	(void)rk;
 	if (kafka_stats_take(c->metrics, c->index, json, len, &up) < 0)
-		LOG_DEBUG("unreadable statistics", "\"consumer\":%u", c->index);
+		LOG_DEBUG("unreadable statistics",
+			  LOG_U("consumer", c->index));
 	else if (up)
 		atomic_store(&c->brokers_down, false);
 	return 0;
@@ -645,18 +642,15 @@ fail:
 static void handle_message(struct consumer *c, rd_kafka_message_t *msg)
 {
 	if (msg->err) {
-		char text[512];
-
-		LOG_WARN("consume error", "\"error\":%s",
-			 log_str(text, sizeof(text),
-				 rd_kafka_message_errstr(msg)));
+		LOG_WARN("consume error",
+			 LOG_S("error", rd_kafka_message_errstr(msg)));
 		rd_kafka_message_destroy(msg);
 		return;
 	}
 	if (held_push(c, msg) < 0) {
 		/* Not tracked, not committed: fetched again later. */
 		rd_kafka_message_destroy(msg);
-		LOG_ERROR("out of memory holding a record", NULL);
+		LOG_ERROR("out of memory holding a record");
 		stop_request(c->stop, true);
 	}
 }
@@ -716,8 +710,6 @@ static rd_kafka_message_t *admission_turn(struct consumer *c)
  * callback would; errors are logged. ev may be NULL. */
 static void serve_close_event(struct consumer *c, rd_kafka_event_t *ev)
 {
-	char text[512];
-
 	if (!ev)
 		return;
 	switch (rd_kafka_event_type(ev)) {
@@ -726,9 +718,8 @@ static void serve_close_event(struct consumer *c, rd_kafka_event_t *ev)
 			     rd_kafka_event_topic_partition_list(ev), c);
 		break;
 	case RD_KAFKA_EVENT_ERROR:
-		LOG_WARN("consumer error while closing", "\"error\":%s",
-			 log_str(text, sizeof(text),
-				 rd_kafka_event_error_string(ev)));
+		LOG_WARN("consumer error while closing",
+			 LOG_S("error", rd_kafka_event_error_string(ev)));
 		break;
 	default:
 		break;
@@ -748,8 +739,8 @@ static void close_bounded(struct consumer *c)
 	rd_kafka_error_t *error = rd_kafka_consumer_close_queue(c->rk, q);
 
 	if (error) {
-		LOG_WARN("consumer close failed", "\"error\":\"%s\"",
-			 rd_kafka_error_string(error));
+		LOG_WARN("consumer close failed",
+			 LOG_S("error", rd_kafka_error_string(error)));
 		rd_kafka_error_destroy(error);
 		rd_kafka_queue_destroy(q);
 		return;
@@ -759,8 +750,8 @@ static void close_bounded(struct consumer *c)
 
 		if (!left) {
 			LOG_WARN("the consumer did not leave its group within "
-				 "shutdown.timeout_ms", "\"consumer\":%u",
-				 c->index);
+				 "shutdown.timeout_ms",
+				 LOG_U("consumer", c->index));
 			c->unclosed = true;
 			return; /* q stays: librdkafka may still post to it */
 		}
@@ -810,7 +801,7 @@ static bool first_assignment(struct consumer *c)
 		LOG_INFO("leaving without closing the consumer: it has no "
 			 "assignment yet, and librdkafka 2.0 cannot close it "
 			 "then; the group drops it after session.timeout.ms",
-			 "\"consumer\":%u", c->index);
+			 LOG_U("consumer", c->index));
 	return c->assigned_once;
 }
 

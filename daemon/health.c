@@ -210,15 +210,14 @@ static void feed_watchdog(struct health *h, int64_t now)
 	if (i < 0) {
 		notify_watchdog();
 		if (h->starving)
-			LOG_WARN("consumer loops turn again: watchdog fed",
-				 NULL);
+			LOG_WARN("consumer loops turn again: watchdog fed");
 		h->starving = false;
 		return;
 	}
 	if (!h->starving)
 		LOG_ERROR("a consumer loop is stuck: the systemd watchdog is "
-			  "no longer fed", "\"consumer\":%d,\"silent_ms\":%lld",
-			  i, (long long)(quiet / 1000000));
+			  "no longer fed", LOG_I("consumer", i),
+			  LOG_I("silent_ms", quiet / 1000000));
 	h->starving = true;
 }
 
@@ -235,20 +234,20 @@ static void progress(struct health *h, int64_t now)
 	       (double)(now - h->progress_ns);
 	h->progress_ns = now;
 	h->progress_records = records;
+	LOG_INFO("progress", LOG_D("records_per_s", rate, 2),
+		 LOG_I("inflight", s.inflight),
+		 s.lag_parts ? LOG_I("lag", s.lag) : LOG_S("lag", NULL),
+		 LOG_U("records", records),
+		 LOG_U("dead_letters", s.dead_letters));
 	if (s.lag_parts)
 		snprintf(lag, sizeof(lag), "%lld", (long long)s.lag);
 	else
-		snprintf(lag, sizeof(lag), "null");
-	LOG_INFO("progress",
-		 "\"records_per_s\":%.2f,\"inflight\":%lld,\"lag\":%s,"
-		 "\"records\":%llu,\"dead_letters\":%llu",
-		 rate, (long long)s.inflight, lag, (unsigned long long)records,
-		 (unsigned long long)s.dead_letters);
+		snprintf(lag, sizeof(lag), "unknown");
 	snprintf(status, sizeof(status),
 		 "%llu records (%.1f/s), %lld in flight, lag %s, "
 		 "%llu dead letters",
 		 (unsigned long long)records, rate, (long long)s.inflight,
-		 s.lag_parts ? lag : "unknown",
+		 lag,
 		 (unsigned long long)s.dead_letters);
 	notify_status(status);
 }
@@ -270,7 +269,7 @@ void health_llm_observe(void *arg, const struct llm_call *call)
  * what the latest said (each call's fate is in the metrics). */
 static void warn_failures(struct health *h)
 {
-	char last[512], text[1100];
+	char last[512];
 	uint64_t n;
 
 	pthread_mutex_lock(&h->failed_lock);
@@ -279,11 +278,9 @@ static void warn_failures(struct health *h)
 	pthread_mutex_unlock(&h->failed_lock);
 	if (n == h->failed_logged)
 		return;
-	LOG_WARN("LLM API calls failed",
-		 "\"calls\":%llu,\"since_s\":%lld,\"last_error\":%s",
-		 (unsigned long long)(n - h->failed_logged),
-		 (long long)(PROGRESS_NS / 1000000000),
-		 log_str(text, sizeof(text), last));
+	LOG_WARN("LLM API calls failed", LOG_U("calls", n - h->failed_logged),
+		 LOG_I("since_s", PROGRESS_NS / 1000000000),
+		 LOG_S("last_error", last));
 	h->failed_logged = n;
 }
 
@@ -291,7 +288,7 @@ static void warn_failures(struct health *h)
  * that paused it may have scrolled away long ago. */
 static void remind_pause(struct health *h, int64_t now)
 {
-	char reason[768], text[1100];
+	char reason[768];
 	int64_t since;
 
 	if (!h->llm ||
@@ -308,9 +305,8 @@ static void remind_pause(struct health *h, int64_t now)
 		return;
 	h->reminded_ns = now;
 	LOG_ERROR("the LLM API is still paused: nothing is consumed",
-		  "\"paused_s\":%lld,\"reason\":%s",
-		  (long long)((now - since) / 1000000000),
-		  log_str(text, sizeof(text), reason));
+		  LOG_I("paused_s", (now - since) / 1000000000),
+		  LOG_S("reason", reason));
 }
 
 void health_tick(struct health *h)

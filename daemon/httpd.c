@@ -109,13 +109,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	LOG_DEBUG("http request", "\"method\":\"%.16s\",\"path\":\"%.64s\"",
-		  strcmp(method, "GET") && strcmp(method, "HEAD") ? "other"
-								  : method,
-		  !strcmp(url, "/metrics") || !strcmp(url, "/healthz") ||
-				  !strcmp(url, "/readyz")
-			  ? url
-			  : "other");
+	LOG_DEBUG("http request",
+		  LOG_S("method", strcmp(method, "GET") && strcmp(method, "HEAD")
+					  ? "other"
+					  : method),
+		  LOG_S("path", !strcmp(url, "/metrics") ||
+					!strcmp(url, "/healthz") ||
+					!strcmp(url, "/readyz")
+				? url
+				: "other"));
 	if (strcmp(method, MHD_HTTP_METHOD_GET) &&
 	    strcmp(method, MHD_HTTP_METHOD_HEAD))
 		return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
@@ -139,7 +141,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 __attribute__((format(printf, 2, 0)))
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-	char text[512], esc[600];
+	char text[512];
 	size_t n;
 
 	(void)cls;
@@ -147,8 +149,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	n = strlen(text);
 	while (n && text[n - 1] == '\n')
 		text[--n] = '\0';
-	LOG_WARN("http server", "\"error\":%s",
-		 log_str(esc, sizeof(esc), text));
+	LOG_WARN("http server", LOG_S("error", text));
 }
 
 /* Split "host:port" ("[v6]:port" too) into host and port. */

@@ -24,14 +24,9 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac,
 			   : level == 4 ? LOG_LVL_WARN
 			   : level <= 6 ? LOG_LVL_INFO
 					: LOG_LVL_DEBUG;
-	char name[128], facility[64], text[1024];
 
-	if (!log_enabled(lvl))
-		return;
-	log_write(lvl, "librdkafka", "\"client\":%s,\"facility\":%s,\"text\":%s",
-		  log_str(name, sizeof(name), rd_kafka_name(rk)),
-		  log_str(facility, sizeof(facility), fac),
-		  log_str(text, sizeof(text), buf));
+	LOG_AT(lvl, "librdkafka", LOG_S("client", rd_kafka_name(rk)),
+	       LOG_S("facility", fac), LOG_S("text", buf));
 }
 
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *name,

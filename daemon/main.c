@@ -148,11 +148,8 @@ static void warn_stderr(const char *msg, void *arg)
 
 static void warn_log(const char *msg, void *arg)
 {
-	char text[1100];
-
 	(void)arg;
-	LOG_WARN("kafka property ignored", "\"detail\":%s",
-		 log_str(text, sizeof(text), msg));
+	LOG_WARN("kafka property ignored", LOG_S("detail", msg));
 }
 
 /* Both librdkafka configurations, built as the consumer and the producer
@@ -220,7 +217,7 @@ static void batch_scheduling(void)
 
 	if (sched_setscheduler(0, SCHED_BATCH, &param) < 0)
 		LOG_DEBUG("scheduling policy unchanged",
-			  "\"error\":\"%s\"", strerror(errno));
+			  LOG_S("error", strerror(errno)));
 }
 
 /*
@@ -241,7 +238,7 @@ static int wait_for_stop(int signals, struct stop *stop, struct health *h)
 
 		if (n < 0 && errno != EINTR) {
 			LOG_ERROR("cannot wait for signals: stopping",
-				  "\"error\":\"%s\"", strerror(errno));
+				  LOG_S("error", strerror(errno)));
 			return 0;
 		}
 		if (n > 0 && (fds[0].revents & POLLIN) &&
@@ -280,14 +277,14 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 	sigfd = signalfd(-1, &signals, SFD_CLOEXEC);
 
 	if (!stop || sigfd < 0) {
-		LOG_ERROR("cannot start", "\"error\":\"%s\"", strerror(errno));
+		LOG_ERROR("cannot start", LOG_S("error", strerror(errno)));
 		free(consumers);
 		stop_free(stop);
 		return 1;
 	}
 	if (!consumers || http_global_init() < 0 ||
 	    !(share = http_share_new()) || !(metrics = metrics_new())) {
-		LOG_ERROR("cannot start", "\"error\":\"out of memory\"");
+		LOG_ERROR("cannot start", LOG_S("error", "out of memory"));
 		goto out;
 	}
 	llm = llm_new(cfg, schema, err, sizeof(err));
@@ -295,7 +292,7 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 		goto fail;
 	health = health_new(stop, llm, metrics, cfg->kafka.consumer_threads);
 	if (!health) {
-		LOG_ERROR("cannot start", "\"error\":\"out of memory\"");
+		LOG_ERROR("cannot start", LOG_S("error", "out of memory"));
 		goto out;
 	}
 	if (*cfg->http.listen) {
@@ -310,8 +307,8 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 			status = EXIT_CONFIG;
 			goto fail;
 		}
-		LOG_INFO("http listening", "\"address\":\"%s\","
-			 "\"endpoints\":\"/metrics /healthz /readyz\"", addr);
+		LOG_INFO("http listening", LOG_S("address", addr),
+			 LOG_S("endpoints", "/metrics /healthz /readyz"));
 	}
 	pl = pipeline_new(cfg, llm, api_key, share, metrics, stop,
 			  rd_kafka_message_destroy, err, sizeof(err));
@@ -330,24 +327,22 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 		n_consumers++;
 		health_add_consumer(health, consumers[i]);
 	}
-	LOG_INFO("started",
-		 "\"version\":\"%s\",\"input_topic\":\"%s\",\"mode\":\"%s\","
-		 "\"ordering\":\"%s\",\"workers\":%u,\"max_in_flight\":%u",
-		 EXTRACTD_VERSION, cfg->kafka.input_topic,
-		 cfg_mode_name(cfg->llm.mode),
-		 cfg_ordering_name(cfg->output.ordering), cfg->pool.workers,
-		 cfg->pool.max_in_flight);
+	LOG_INFO("started", LOG_S("version", EXTRACTD_VERSION),
+		 LOG_S("input_topic", cfg->kafka.input_topic),
+		 LOG_S("mode", cfg_mode_name(cfg->llm.mode)),
+		 LOG_S("ordering", cfg_ordering_name(cfg->output.ordering)),
+		 LOG_U("workers", cfg->pool.workers),
+		 LOG_U("max_in_flight", cfg->pool.max_in_flight));
 	notify_ready();
 
 	sig = wait_for_stop(sigfd, stop, health);
-	LOG_INFO("stopping", "\"signal\":%d,\"failed\":%d", sig,
-		 stop_failed(stop));
+	LOG_INFO("stopping", LOG_I("signal", sig),
+		 LOG_I("failed", stop_failed(stop)));
 	status = 0;
 	goto out;
 
 fail:
-	LOG_ERROR("cannot start", "\"error\":%s",
-		  log_str((char[1100]){ 0 }, 1100, err));
+	LOG_ERROR("cannot start", LOG_S("error", err));
 out:
 	/* Every step below is bounded by shutdown.timeout_ms (shutdown.h). */
 	notify_stopping();
@@ -362,7 +357,7 @@ out:
 		left = pipeline_shutdown(pl);
 	if (left)
 		LOG_WARN("records left undelivered at exit; their offsets "
-			 "are not committed", "\"count\":%d", left);
+			 "are not committed", LOG_I("count", left));
 	/* No worker calls any more: a start-up check still out ends now,
 	 * so llm_free() joins it at once. */
 	if (llm)
@@ -476,7 +471,7 @@ int main(int argc, char **argv)
 	}
 	if (!api_key)
 		LOG_WARN("no API key: requests carry no Authorization header",
-			 "\"api_key_env\":\"%s\"", cfg->llm.api_key_env);
+			 LOG_S("api_key_env", cfg->llm.api_key_env));
 
 	/* Every thread inherits this mask; main takes the signals in
 	 * sigtimedwait(). curl (NOSIGNAL) and librdkafka never need SIGPIPE. */

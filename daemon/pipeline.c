@@ -135,8 +135,8 @@ int pipeline_admit(struct pipeline *pl, struct ledger *part,
 	if (r < 0 && r != -ERANGE) {
 		/* Out of memory: not tracked, so later offsets could be
 		 * committed past it. Stop; nothing past it is committed. */
-		LOG_ERROR("out of memory tracking a record", "\"offset\":%lld",
-			  (long long)msg->offset);
+		LOG_ERROR("out of memory tracking a record",
+			  LOG_I("offset", msg->offset));
 		pl->msg_free(msg);
 		admission_cancel(pl->admission);
 		stop_request(pl->stop, true);
@@ -146,8 +146,8 @@ int pipeline_admit(struct pipeline *pl, struct ledger *part,
 		/* Already in flight (fetched again after a pause or a
 		 * rebalance): the running job covers it. */
 		LOG_DEBUG("offset already in flight, skipped",
-			  "\"partition\":%d,\"offset\":%lld", (int)ledger_id(part),
-			  (long long)msg->offset);
+			  LOG_I("partition", ledger_id(part)),
+			  LOG_I("offset", msg->offset));
 		pl->msg_free(msg);
 		admission_cancel(pl->admission);
 		return -1;
@@ -156,7 +156,7 @@ int pipeline_admit(struct pipeline *pl, struct ledger *part,
 	job = calloc(1, sizeof(*job));
 	if (!job) {
 		/* Out of memory: stop; the offset stays uncommitted. */
-		LOG_ERROR("out of memory admitting a record", NULL);
+		LOG_ERROR("out of memory admitting a record");
 		pl->msg_free(msg);
 		admission_cancel(pl->admission);
 		stop_request(pl->stop, true);
@@ -175,8 +175,8 @@ int pipeline_admit(struct pipeline *pl, struct ledger *part,
 	pl->inflight++;
 	pthread_mutex_unlock(&pl->lock);
 	metrics_inflight_add(pl->metrics, 1);
-	LOG_DEBUG("record consumed", "\"partition\":%d,\"offset\":%lld",
-		  (int)ledger_id(part), (long long)job->offset);
+	LOG_DEBUG("record consumed", LOG_I("partition", ledger_id(part)),
+		  LOG_I("offset", job->offset));
 
 	if (pool_submit(pl->pool, job) < 0) {
 		/* The pool is stopping: the record is done after restart
@@ -192,15 +192,15 @@ static void llm_paused_changed(void *arg, enum llm_fault fault, const char *reas
 {
 	struct pipeline *pl = arg;
 	int64_t since = atomic_load(&pl->llm_paused_ns);
-	char text[1024];
 
 	metrics_llm_pause(pl->metrics, fault);
 	if (fault == LLM_FAULT_NONE) {
 		atomic_store(&pl->llm_paused_ns, 0);
 		atomic_store(&pl->llm_paused, false);
 		LOG_INFO("the LLM API answers again: consumption resumed",
-			 "\"paused_s\":%.1f",
-			 since ? (double)(mono_ns() - since) / 1e9 : 0.0);
+			 LOG_D("paused_s",
+			       since ? (double)(mono_ns() - since) / 1e9 : 0.0,
+			       1));
 		return;
 	}
 	if (!since)
@@ -208,27 +208,27 @@ static void llm_paused_changed(void *arg, enum llm_fault fault, const char *reas
 	atomic_store(&pl->llm_paused, true);
 	LOG_ERROR("the LLM API does not work for this deployment: consumption "
 		  "paused, the API is probed until it answers; no record is "
-		  "dead-lettered for this", "\"fault\":\"%s\",\"reason\":%s",
-		  llm_fault_name(fault), log_str(text, sizeof(text), reason));
+		  "dead-lettered for this",
+		  LOG_S("fault", llm_fault_name(fault)),
+		  LOG_S("reason", reason));
 }
 
 static void llm_mode_found(void *arg, enum cfg_llm_mode mode, const char *refused)
 {
 	struct pipeline *pl = arg;
-	char text[1200];
 
 	metrics_llm_mode(pl->metrics, mode);
 	if (refused)
 		LOG_WARN("the LLM server refuses the request formats before "
 			 "this one: using the first it takes",
-			 "\"mode\":\"%s\",\"configured\":\"%s\","
-			 "\"refused\":%s", cfg_mode_name(mode),
-			 cfg_mode_name(pl->cfg->llm.mode),
-			 log_str(text, sizeof(text), refused));
+			 LOG_S("mode", cfg_mode_name(mode)),
+			 LOG_S("configured", cfg_mode_name(pl->cfg->llm.mode)),
+			 LOG_S("refused", refused));
 	else
 		LOG_INFO("the LLM server takes the request format",
-			 "\"mode\":\"%s\",\"configured\":\"%s\"",
-			 cfg_mode_name(mode), cfg_mode_name(pl->cfg->llm.mode));
+			 LOG_S("mode", cfg_mode_name(mode)),
+			 LOG_S("configured",
+			       cfg_mode_name(pl->cfg->llm.mode)));
 }
 
 static void *worker_init(void *arg, unsigned index)
@@ -241,7 +241,7 @@ static void *worker_init(void *arg, unsigned index)
 			   (uint64_t)mono_ns() ^ ((uint64_t)index << 32),
 			   err, sizeof(err));
 	if (!w)
-		LOG_ERROR("cannot set up a worker", "\"error\":\"%s\"", err);
+		LOG_ERROR("cannot set up a worker", LOG_S("error", err));
 	return w;
 }
 
@@ -389,7 +389,6 @@ static int send_record(struct job *job)
 	size_t len = output ? strlen(job->res.output) : input_bytes(job);
 	size_t key_len = key_bytes(job);
 	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-	char topic[256];
 	int r;
 
 	if (!job->cut &&
@@ -405,19 +404,16 @@ static int send_record(struct job *job)
 		LOG_ERROR("a bounded dead letter is larger than "
 			  "kafka.properties message.max.bytes allows: set it "
 			  "to at least 65536",
-			  "\"topic\":%s,\"bytes\":%zu",
-			  log_str(topic, sizeof(topic), job_topic(job)),
-			  record_bytes(job));
+			  LOG_S("topic", job_topic(job)),
+			  LOG_U("bytes", record_bytes(job)));
 		r = -EIO;
 	} else if (r == -EIO) {
-		LOG_ERROR("produce failed",
-			  "\"topic\":%s,\"source_offset\":%lld,"
-			  "\"error\":\"%s\"",
-			  log_str(topic, sizeof(topic), job_topic(job)),
-			  (long long)job->offset, rd_kafka_err2str(err));
+		LOG_ERROR("produce failed", LOG_S("topic", job_topic(job)),
+			  LOG_I("source_offset", job->offset),
+			  LOG_S("error", rd_kafka_err2str(err)));
 	} else if (r == -ECANCELED) {
 		LOG_DEBUG("produce refused until the transaction aborts",
-			  "\"source_offset\":%lld", (long long)job->offset);
+			  LOG_I("source_offset", job->offset));
 	}
 	if (r == -EIO)
 		stop_request(pl->stop, true);
@@ -431,7 +427,6 @@ static void log_oversize(struct job *job, const char *msg, size_t bytes,
 {
 	struct pipeline *pl = job->pl;
 	int64_t now = mono_ns(), last = atomic_load(&pl->oversize_ns);
-	char topic[256];
 
 	if (last && now - last < OVERSIZE_LOG_NS) {
 		atomic_fetch_add(&pl->oversize_quiet, 1);
@@ -441,13 +436,11 @@ static void log_oversize(struct job *job, const char *msg, size_t bytes,
 		atomic_fetch_add(&pl->oversize_quiet, 1);
 		return;
 	}
-	LOG_WARN(msg,
-		 "\"topic\":%s,\"source_partition\":%d,\"source_offset\":%lld,"
-		 "\"bytes\":%zu,\"why\":\"%s\",\"not_logged\":%u",
-		 log_str(topic, sizeof(topic),
-			 job_topic(job)),
-		 (int)ledger_id(job->part), (long long)job->offset, bytes, why,
-		 atomic_exchange(&pl->oversize_quiet, 0));
+	LOG_WARN(msg, LOG_S("topic", job_topic(job)),
+		 LOG_I("source_partition", ledger_id(job->part)),
+		 LOG_I("source_offset", job->offset), LOG_U("bytes", bytes),
+		 LOG_S("why", why),
+		 LOG_U("not_logged", atomic_exchange(&pl->oversize_quiet, 0)));
 }
 
 /* Put s after the len bytes of buf (size bytes), cut where it must be,
@@ -512,19 +505,17 @@ static void refused_fatal(struct job *job, size_t bytes,
 			  rd_kafka_resp_err_t err)
 {
 	struct pipeline *pl = job->pl;
-	char topic[256];
 
-	log_str(topic, sizeof(topic), job_topic(job));
 	if (job->cut)
 		LOG_ERROR("the topic refused even a bounded dead letter as too "
 			  "large: give it a max.message.bytes of at least "
 			  "65536 (Kafka's default is 1048588); the record is "
 			  "not committed and is done again after the restart",
-			  "\"topic\":%s,\"source_partition\":%d,"
-			  "\"source_offset\":%lld,\"bytes\":%zu,"
-			  "\"error\":\"%s\"",
-			  topic, (int)ledger_id(job->part), (long long)job->offset,
-			  bytes, rd_kafka_err2str(err));
+			  LOG_S("topic", job_topic(job)),
+			  LOG_I("source_partition", ledger_id(job->part)),
+			  LOG_I("source_offset", job->offset),
+			  LOG_U("bytes", bytes),
+			  LOG_S("error", rd_kafka_err2str(err)));
 	else
 		LOG_ERROR("the topic refused a record of at most 64 KiB as too "
 			  "large: its max.message.bytes is below 64 KiB, or "
@@ -534,11 +525,11 @@ static void refused_fatal(struct job *job, size_t bytes,
 			  "limit so that extractd replaces such records before "
 			  "producing them; the record is not committed and is "
 			  "done again after the restart",
-			  "\"topic\":%s,\"source_partition\":%d,"
-			  "\"source_offset\":%lld,\"bytes\":%zu,"
-			  "\"error\":\"%s\"",
-			  topic, (int)ledger_id(job->part), (long long)job->offset,
-			  bytes, rd_kafka_err2str(err));
+			  LOG_S("topic", job_topic(job)),
+			  LOG_I("source_partition", ledger_id(job->part)),
+			  LOG_I("source_offset", job->offset),
+			  LOG_U("bytes", bytes),
+			  LOG_S("error", rd_kafka_err2str(err)));
 	stop_request(pl->stop, true);
 }
 
@@ -578,21 +569,17 @@ static void refused_late(struct job *job, rd_kafka_resp_err_t err)
 static void log_dead_letter(const struct job *job)
 {
 	static struct log_limit limit = LOG_LIMIT_INIT;
-	char topic[256], detail[700];
 	uint64_t held;
 
 	if (!log_enabled(LOG_LVL_WARN) ||
 	    !log_limit(&limit, DEAD_LOG_BURST, DEAD_LOG_NS, &held))
 		return;
-	LOG_WARN("dead letter",
-		 "\"error\":\"%s\",\"topic\":%s,\"source_partition\":%d,"
-		 "\"source_offset\":%lld,\"attempts\":%u,\"detail\":%s,"
-		 "\"held_back\":%llu",
-		 job->error, log_str(topic, sizeof(topic), ledger_topic(job->part)),
-		 (int)ledger_id(job->part), (long long)job->offset,
-		 job->res.attempts,
-		 log_str(detail, sizeof(detail), job->res.detail),
-		 (unsigned long long)held);
+	LOG_WARN("dead letter", LOG_S("error", job->error),
+		 LOG_S("topic", ledger_topic(job->part)),
+		 LOG_I("source_partition", ledger_id(job->part)),
+		 LOG_I("source_offset", job->offset),
+		 LOG_U("attempts", job->res.attempts),
+		 LOG_S("detail", job->res.detail), LOG_U("held_back", held));
 }
 
 /* A delivery report, in the producer's poll thread or in the worker that
@@ -602,7 +589,6 @@ static void finish(struct job *job, rd_kafka_resp_err_t err)
 {
 	struct pipeline *pl = job->pl;
 	struct ledger *part = job->part;
-	char topic[256];
 
 	if (err && too_large(err)) {
 		refused_late(job, err);
@@ -614,22 +600,19 @@ static void finish(struct job *job, rd_kafka_resp_err_t err)
 		 * rewinds, so the record is done again. Purged messages of an
 		 * aborted transaction come here too. */
 		LOG_DEBUG("delivery failed inside a transaction",
-			  "\"partition\":%d,\"offset\":%lld,\"error\":\"%s\"",
-			  (int)ledger_id(part), (long long)job->offset,
-			  rd_kafka_err2str(err));
+			  LOG_I("partition", ledger_id(part)),
+			  LOG_I("offset", job->offset),
+			  LOG_S("error", rd_kafka_err2str(err)));
 		job_free(job);
 		return;
 	}
 	if (err) {
 		/* message.timeout.ms is infinite, so this is fatal: stop,
 		 * and leave the offset uncommitted for the next run. */
-		LOG_ERROR("delivery failed",
-			  "\"topic\":%s,\"source_partition\":%d,"
-			  "\"source_offset\":%lld,\"error\":\"%s\"",
-			  log_str(topic, sizeof(topic),
-				  job_topic(job)),
-			  (int)ledger_id(part), (long long)job->offset,
-			  rd_kafka_err2str(err));
+		LOG_ERROR("delivery failed", LOG_S("topic", job_topic(job)),
+			  LOG_I("source_partition", ledger_id(part)),
+			  LOG_I("source_offset", job->offset),
+			  LOG_S("error", rd_kafka_err2str(err)));
 		stop_request(pl->stop, true);
 		job_free(job);
 		return;
@@ -645,12 +628,11 @@ static void finish(struct job *job, rd_kafka_resp_err_t err)
 	atomic_store(&pl->last_delivered_ms, wall_ms());
 	if (job->outcome != JOB_OUTPUT)
 		log_dead_letter(job);
-	LOG_DEBUG("record delivered",
-		  "\"partition\":%d,\"offset\":%lld,\"result\":\"%s\","
-		  "\"attempts\":%u",
-		  (int)ledger_id(part), (long long)job->offset,
-		  job->outcome == JOB_OUTPUT ? "ok" : job->error,
-		  job->res.attempts);
+	LOG_DEBUG("record delivered", LOG_I("partition", ledger_id(part)),
+		  LOG_I("offset", job->offset),
+		  LOG_S("result",
+			job->outcome == JOB_OUTPUT ? "ok" : job->error),
+		  LOG_U("attempts", job->res.attempts));
 	job_free(job);
 }
 
@@ -760,9 +742,10 @@ static int send_one(struct pipeline *pl, struct job *job)
 			} else if (mono_ns() >= give_up) {
 				LOG_WARN("producer queue still full at "
 					 "shutdown: a record is left for the "
-					 "next run", "\"source_partition\":%d,"
-					 "\"source_offset\":%lld",
-					 (int)ledger_id(part), (long long)job->offset);
+					 "next run",
+					 LOG_I("source_partition",
+					       ledger_id(part)),
+					 LOG_I("source_offset", job->offset));
 				return -1;
 			}
 		}
@@ -842,8 +825,8 @@ static void release(struct pipeline *pl, struct job *job)
 	ledger_ref(part);
 	if (ledger_complete(part, job->offset, job) < 0) {
 		LOG_ERROR("sequencer lost an offset",
-			  "\"partition\":%d,\"offset\":%lld",
-			  (int)ledger_id(part), (long long)job->offset);
+			  LOG_I("partition", ledger_id(part)),
+			  LOG_I("offset", job->offset));
 		job->outcome = JOB_ABANDONED;
 		job_free(job);
 	}
@@ -1008,19 +991,18 @@ void pipeline_log_summary(struct pipeline *pl, int undelivered)
 
 	metrics_summary(pl->metrics, &m);
 
-	LOG_INFO("stopped",
-		 "\"records\":%llu,\"dead_letters\":%llu,\"abandoned\":%llu,"
-		 "\"undelivered\":%d,"
-		 "\"tokens_prompt\":%llu,\"tokens_completion\":%llu,"
-		 "\"first_consumed_ms\":%lld,\"last_delivered_ms\":%lld,"
-		 "\"busy_seconds\":%.3f",
-		 (unsigned long long)m.records_ok,
-		 (unsigned long long)m.dead_letters,
-		 (unsigned long long)atomic_load(&pl->n_abandoned), undelivered,
-		 (unsigned long long)m.tokens_prompt,
-		 (unsigned long long)m.tokens_completion,
-		 (long long)first, (long long)last,
-		 first && last > first ? (double)(last - first) / 1000 : 0.0);
+	LOG_INFO("stopped", LOG_U("records", m.records_ok),
+		 LOG_U("dead_letters", m.dead_letters),
+		 LOG_U("abandoned", atomic_load(&pl->n_abandoned)),
+		 LOG_I("undelivered", undelivered),
+		 LOG_U("tokens_prompt", m.tokens_prompt),
+		 LOG_U("tokens_completion", m.tokens_completion),
+		 LOG_I("first_consumed_ms", first),
+		 LOG_I("last_delivered_ms", last),
+		 LOG_D("busy_seconds",
+		       first && last > first ? (double)(last - first) / 1000
+					     : 0.0,
+		       3));
 }
 
 void pipeline_free(struct pipeline *pl)

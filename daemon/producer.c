@@ -101,7 +101,7 @@ static bool fenced(rd_kafka_resp_err_t err)
  * it): which transactional.id, and what to do. */
 static void log_fenced(struct producer *p, rd_kafka_t *rk, const char *why)
 {
-	char id[512], text[600], reason[600];
+	char id[512];
 	size_t size = sizeof(id);
 
 	if (atomic_exchange(&p->fence_told, true))
@@ -111,21 +111,19 @@ static void log_fenced(struct producer *p, rd_kafka_t *rk, const char *why)
 		snprintf(id, sizeof(id), "?");
 	LOG_ERROR("fenced: another producer started with this "
 		  "transactional.id; stopping",
-		  "\"transactional_id\":%s,\"error\":%s,\"fix\":\"give each "
-		  "instance its own transactional.id; two get the same one "
-		  "from one kafka.properties transactional.id, from two hosts "
-		  "with the same hostname, or on one host from different slot "
-		  "directories ($RUNTIME_DIRECTORY, else /run/extractd, "
-		  "$TMPDIR, /tmp)\"",
-		  log_str(text, sizeof(text), id),
-		  log_str(reason, sizeof(reason), why));
+		  LOG_S("transactional_id", id), LOG_S("error", why),
+		  LOG_S("fix", "give each instance its own transactional.id; "
+			       "two get the same one from one kafka.properties "
+			       "transactional.id, from two hosts with the same "
+			       "hostname, or on one host from different slot "
+			       "directories ($RUNTIME_DIRECTORY, else "
+			       "/run/extractd, $TMPDIR, /tmp)"));
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason,
 		     void *opaque)
 {
 	struct producer *p = opaque;
-	char text[512];
 
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		char why[512];
@@ -133,13 +131,11 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason,
 		if (fenced(rd_kafka_fatal_error(rk, why, sizeof(why))))
 			log_fenced(p, rk, why);
 		else
-			LOG_ERROR("fatal producer error", "\"error\":%s",
-				  log_str(text, sizeof(text), why));
+			LOG_ERROR("fatal producer error", LOG_S("error", why));
 		stop_request(p->stop, true);
 		return;
 	}
-	LOG_WARN("producer error", "\"error\":%s",
-		 log_str(text, sizeof(text), reason));
+	LOG_WARN("producer error", LOG_S("error", reason));
 }
 
 enum placement {
@@ -227,16 +223,16 @@ static int set_transactional_id(struct producer *p, rd_kafka_conf_t *conf,
 {
 	const struct extractd_config *cfg = p->cfg;
 	char host[256] = "localhost", name[512], id[sizeof(name) + 16];
-	char dir[PATH_MAX], why[PATH_MAX + 128], text[600], lock[PATH_MAX + 64];
+	char dir[PATH_MAX], why[PATH_MAX + 128];
 	size_t i;
 
 	for (i = 0; i < cfg->kafka.n_properties; i++)
 		if (!strcmp(cfg->kafka.properties[i].name,
 			    "transactional.id")) {
-			LOG_INFO("exactly-once", "\"transactional_id\":%s,"
-				 "\"from\":\"kafka.properties\"",
-				 log_str(text, sizeof(text),
-					 cfg->kafka.properties[i].value));
+			LOG_INFO("exactly-once",
+				 LOG_S("transactional_id",
+				       cfg->kafka.properties[i].value),
+				 LOG_S("from", "kafka.properties"));
 			return 0;
 		}
 	if (gethostname(host, sizeof(host)) < 0)
@@ -250,8 +246,7 @@ static int set_transactional_id(struct producer *p, rd_kafka_conf_t *conf,
 			 "/run/extractd, $TMPDIR, /tmp): slot 0, unlocked; a "
 			 "second instance of this group on this host would "
 			 "take the same transactional.id",
-			 "\"transactional_id\":%s",
-			 log_str(text, sizeof(text), id));
+			 LOG_S("transactional_id", id));
 	} else {
 		p->slot = slot_claim(dir, name, why, sizeof(why));
 		if (!p->slot) {
@@ -261,9 +256,8 @@ static int set_transactional_id(struct producer *p, rd_kafka_conf_t *conf,
 			return -1;
 		}
 		snprintf(id, sizeof(id), "%s-%u", name, slot_number(p->slot));
-		LOG_INFO("exactly-once", "\"transactional_id\":%s,\"lock\":%s",
-			 log_str(text, sizeof(text), id),
-			 log_str(lock, sizeof(lock), slot_path(p->slot)));
+		LOG_INFO("exactly-once", LOG_S("transactional_id", id),
+			 LOG_S("lock", slot_path(p->slot)));
 	}
 	return kafka_conf_set(conf, "transactional.id", id, err, err_size);
 }
@@ -470,8 +464,7 @@ static void queue_full(struct producer *p)
 	LOG_INFO("producer queue full: records wait for Kafka to take "
 		 "earlier ones, and admission slows (kafka.properties "
 		 "queue.buffering.max.messages and .kbytes)",
-		 "\"waits\":%llu",
-		 (unsigned long long)atomic_exchange(&p->queue_full, 0));
+		 LOG_U("waits", atomic_exchange(&p->queue_full, 0)));
 }
 
 void producer_wait_space(struct producer *p, int ms)
@@ -539,15 +532,12 @@ static int txn_abort(struct producer *p, unsigned timeout_ms)
 	if (!error)
 		error = rd_kafka_begin_transaction(p->rk);
 	if (error) {
-		char text[512];
-
 		if (fenced(rd_kafka_error_code(error)))
 			log_fenced(p, p->rk, rd_kafka_error_string(error));
 		else
 			LOG_ERROR("cannot abort the transaction",
-				  "\"error\":%s",
-				  log_str(text, sizeof(text),
-					  rd_kafka_error_string(error)));
+				  LOG_S("error",
+					rd_kafka_error_string(error)));
 		rd_kafka_error_destroy(error);
 		p->txn_open = false;
 		stop_request(p->stop, true);
@@ -562,7 +552,6 @@ int producer_txn_commit(struct producer *p, rd_kafka_t *consumer,
 {
 	rd_kafka_consumer_group_metadata_t *meta;
 	rd_kafka_error_t *error = NULL;
-	char text[512];
 	int tries;
 
 	if (!p->txn_open)
@@ -589,9 +578,7 @@ int producer_txn_commit(struct producer *p, rd_kafka_t *consumer,
 	}
 	if (error && rd_kafka_error_txn_requires_abort(error)) {
 		LOG_WARN("transaction aborted: its records are done again",
-			 "\"error\":%s",
-			 log_str(text, sizeof(text),
-				 rd_kafka_error_string(error)));
+			 LOG_S("error", rd_kafka_error_string(error)));
 		rd_kafka_error_destroy(error);
 		return txn_abort(p, timeout_ms) < 0 ? -1 : 1;
 	}
@@ -602,10 +589,8 @@ int producer_txn_commit(struct producer *p, rd_kafka_t *consumer,
 	    stop_stopping(p->stop)) {
 		LOG_WARN("transaction not committed before shutdown.timeout_ms: "
 			 "its records are done again after a restart",
-			 "\"error\":%s",
-			 log_str(text, sizeof(text),
-				 error ? rd_kafka_error_string(error)
-				       : "retries exhausted"));
+			 LOG_S("error", error ? rd_kafka_error_string(error)
+					      : "retries exhausted"));
 		if (error)
 			rd_kafka_error_destroy(error);
 		p->txn_open = false;
@@ -616,10 +601,9 @@ int producer_txn_commit(struct producer *p, rd_kafka_t *consumer,
 	if (error && fenced(rd_kafka_error_code(error)))
 		log_fenced(p, p->rk, rd_kafka_error_string(error));
 	else
-		LOG_ERROR("transaction failed", "\"error\":%s",
-			  log_str(text, sizeof(text),
-				  error ? rd_kafka_error_string(error)
-					: "retries exhausted"));
+		LOG_ERROR("transaction failed",
+			  LOG_S("error", error ? rd_kafka_error_string(error)
+					       : "retries exhausted"));
 	if (error)
 		rd_kafka_error_destroy(error);
 	p->txn_open = false;

@@ -39,11 +39,10 @@ static _Noreturn void force_exit(struct shutdown *s, const char *why)
 	LOG_WARN("exiting before the work in flight was delivered: those "
 		 "records' offsets are not committed, they are done again "
 		 "after a restart",
-		 "\"why\":\"%s\",\"step\":\"%s\",\"undelivered\":%lld,"
-		 "\"records\":%llu,\"dead_letters\":%llu",
-		 why, stop_step_name(s->stop), (long long)m.inflight,
-		 (unsigned long long)m.records_ok,
-		 (unsigned long long)m.dead_letters);
+		 LOG_S("why", why), LOG_S("step", stop_step_name(s->stop)),
+		 LOG_I("undelivered", m.inflight),
+		 LOG_U("records", m.records_ok),
+		 LOG_U("dead_letters", m.dead_letters));
 	_exit(stop_failed(s->stop) ? 1 : 0);
 }
 
@@ -69,8 +68,8 @@ static void *watch(void *arg)
 				LOG_WARN("two thirds of shutdown.timeout_ms "
 					 "gone: LLM calls still open are cut, "
 					 "their records are done again after a "
-					 "restart", "\"inflight\":%lld",
-					 (long long)m.inflight);
+					 "restart",
+					 LOG_I("inflight", m.inflight));
 			if (s->llm)
 				llm_cut(s->llm);
 		}
@@ -94,7 +93,7 @@ struct shutdown *shutdown_begin(struct stop *stop, struct llm *llm,
 		llm_stop(llm);
 	s = calloc(1, sizeof(*s));
 	if (!s) {
-		LOG_ERROR("cannot watch the shutdown: out of memory", NULL);
+		LOG_ERROR("cannot watch the shutdown: out of memory");
 		return NULL;
 	}
 	s->stop = stop;
@@ -106,8 +105,8 @@ struct shutdown *shutdown_begin(struct stop *stop, struct llm *llm,
 	atomic_init(&s->done, false);
 	r = pthread_create(&s->thread, NULL, watch, s);
 	if (r) {
-		LOG_ERROR("cannot watch the shutdown", "\"error\":\"%s\"",
-			  strerror(r));
+		LOG_ERROR("cannot watch the shutdown",
+			  LOG_S("error", strerror(r)));
 		free(s);
 		return NULL;
 	}

@@ -54,7 +54,7 @@ void stop_request(struct stop *s, bool failed)
 		atomic_store(&s->failed, true);
 	if (!atomic_exchange(&s->requested, true) &&
 	    write(s->fd, &one, sizeof(one)) != sizeof(one))
-		LOG_ERROR("cannot wake the main thread to stop", NULL);
+		LOG_ERROR("cannot wake the main thread to stop");
 }
 
 int stop_fd(const struct stop *s)
@@ -94,8 +94,8 @@ unsigned stop_left_ms(const struct stop *s, unsigned cap)
 void stop_step(struct stop *s, const char *step)
 {
 	atomic_store(&s->step, step);
-	LOG_DEBUG("stopping", "\"step\":\"%s\",\"left_ms\":%u", step,
-		  stop_left_ms(s, UINT32_MAX));
+	LOG_DEBUG("stopping", LOG_S("step", step),
+		  LOG_U("left_ms", stop_left_ms(s, UINT32_MAX)));
 }
 
 const char *stop_step_name(const struct stop *s)
