@@ -7,7 +7,16 @@
  *        [--seed N] [--answers FILE] [--threads N]
  *        [--api-key-file F] [--api-key-header NAME]
  *        [--refuse-mode MODE=STATUS,...] [--cut-finish-reason R]
- *        [--served-model NAME]
+ *        [--served-model NAME] [--capacity N] [--no-rate-headers]
+ *
+ * --capacity N: at most N requests are in their latency ("computing") at
+ * once; the others wait in a FIFO queue and start their latency when a
+ * place frees up, so the latency a client sees grows with the load, as on
+ * a server with N slots (0, the default: no limit). Requests refused
+ * before any work (401, 400, 413, --refuse-mode, the --rpm/--tpm 429s)
+ * and the timeout fault take no place. --no-rate-headers:
+ * no x-ratelimit-* header on any answer, as self-hosted servers send none
+ * (--rpm/--tpm still answer 429, with Retry-After).
  *
  * --refuse-mode: every request in MODE is answered with STATUS (a server
  * that does not take that request format). An answer longer than the
@@ -28,8 +37,9 @@
  * It answers POST /v1/chat/completions deterministically (sim_extract.c),
  * in the shape the request's mode asks for (sim_chat.c), within per-minute
  * budgets (sim_limit.c), after a simulated latency (sim_timer.c), with
- * seeded random faults; GET /stats and POST /reset expose exact counters
- * that tests use as an oracle.
+ * seeded random faults, at most --capacity at once (sim_timer.c); GET
+ * /stats and POST /reset expose exact counters that tests use as an
+ * oracle.
  *
  * DESIGN
  * ------
@@ -41,14 +51,16 @@
  *  - MHD's pool: one epoll thread per core (--threads), each owning the
  *    connections it accepted; all request handling runs here.
  *  - the timer thread (sim_timer.c): resumes suspended connections when
- *    their latency is over, and drops held ones whose client left.
+ *    their latency is over, starts queued ones (--capacity) as places
+ *    free up, and drops held and queued ones whose client left.
  *
  * A request's life: the handler's first call allocates a struct sim_req
  * (owned by MHD's per-request pointer until the completed callback frees
  * it) and counts the arrival; body chunks are appended up to
  * SIM_BODY_MAX; once the body is complete the answer is built, ready to
  * queue, and either queued at once or the connection is suspended and
- * parked in the timer. When resumed, the handler runs again, queues the
+ * parked in the timer (queued first when --capacity is full). When
+ * resumed, the handler runs again, queues the
  * prepared answer (or closes the connection for a dropped timeout). No
  * thread ever sleeps for a request.
  *
@@ -69,7 +81,9 @@
  *  - the rate limiter: its own mutex (sim_limit.c).
  *  - the fault PRNG and the id counter: C11 atomics (a splitmix64 stream,
  *    one fetch_add per draw), so draws never block.
- *  - parked requests: the timer's lock (sim_timer.c).
+ *  - parked requests, and the capacity's counters in /stats: the timer's
+ *    lock (sim_timer.c). /stats and /reset take it and stats.lock one
+ *    after the other, never nested.
  * Lock order: the timer's lock may be held while taking stats.lock (the
  * gone callback); nothing else nests, and no lock is held across a call
  * into MHD.
@@ -107,6 +121,7 @@
 #define SIM_BODY_MAX		(8u << 20)	/**< request body cap (413) */
 #define SIM_CONN_LIMIT		10000u		/**< open connections */
 #define SIM_MAX_THREADS		64u
+#define SIM_CAPACITY_MAX	1000000ul	/**< --capacity */
 #define SIM_STOP_WAIT_MS	3000u		/**< drain at shutdown */
 #define SIM_STATUS_MAX		600u		/**< statuses are < this */
 #define SIM_LISTEN_BACKLOG	4096
@@ -159,6 +174,8 @@ struct sim_options {
 	unsigned long rpm;
 	unsigned long tpm;
 	unsigned long threads;
+	unsigned long capacity;		/**< --capacity: at once, 0 = any */
+	bool rate_headers;		/**< x-ratelimit-*; --no-rate-headers */
 	uint64_t seed;
 	double fault_rate[SIM_FAULT_COUNT];
 	bool any_fault;
@@ -326,7 +343,10 @@ static void sim_stats_classify(struct sim_server *s, enum sim_mode mode,
 	pthread_mutex_unlock(&s->stats.lock);
 }
 
-/** POST /reset: zero every counter; peak restarts from what is open now. */
+/**
+ * POST /reset: zero every counter; the peaks restart from what is open,
+ * computing and queued now.
+ */
 static void sim_stats_reset(struct sim_server *s)
 {
 	pthread_mutex_lock(&s->stats.lock);
@@ -338,6 +358,7 @@ static void sim_stats_reset(struct sim_server *s)
 	s->stats.dropped = 0;
 	s->stats.peak = s->stats.current;
 	pthread_mutex_unlock(&s->stats.lock);
+	sim_timer_load_reset(s->timer);
 }
 
 /** Adds an integer member; false on out of memory. */
@@ -370,11 +391,15 @@ static struct json_object *sim_add_obj(struct json_object *parent,
 }
 
 /**
- * @brief The GET /stats body, from a snapshot taken under the lock.
+ * @brief The GET /stats body, from snapshots taken under stats.lock and
+ * then the timer's lock (the capacity: "capacity", "computing" and
+ * "queued" now, their peaks, and the total and longest queue wait of the
+ * requests started since the last reset).
  * @returns a malloc'd string, or NULL on out of memory.
  */
 static char *sim_stats_json(struct sim_server *s)
 {
+	struct sim_timer_load load;
 	struct sim_stats st;
 	struct json_object *o, *sub;
 	char key[16], *out = NULL;
@@ -385,6 +410,7 @@ static char *sim_stats_json(struct sim_server *s)
 	pthread_mutex_lock(&s->stats.lock);
 	st = s->stats;
 	pthread_mutex_unlock(&s->stats.lock);
+	sim_timer_load(s->timer, &load);
 
 	o = json_object_new_object();
 	if (!o)
@@ -409,7 +435,15 @@ static char *sim_stats_json(struct sim_server *s)
 	for (i = SIM_FAULT_NONE + 1; ok && i < SIM_FAULT_COUNT; i++)
 		ok = sim_add_u64(sub, sim_fault_names[i], st.by_fault[i]);
 	ok = ok && sim_add_u64(o, "rate_limited", st.rate_limited) &&
-	     sim_add_u64(o, "dropped", st.dropped);
+	     sim_add_u64(o, "dropped", st.dropped) &&
+	     sim_add_u64(o, "capacity", load.capacity) &&
+	     sim_add_u64(o, "computing", load.computing) &&
+	     sim_add_u64(o, "computing_peak", load.computing_peak) &&
+	     sim_add_u64(o, "queued", load.queued) &&
+	     sim_add_u64(o, "queue_peak", load.queue_peak) &&
+	     sim_add_u64(o, "queue_wait_ms", load.wait_ns / SIM_NS_PER_MS) &&
+	     sim_add_u64(o, "queue_wait_max_ms",
+			 load.wait_max_ns / SIM_NS_PER_MS);
 	if (ok) {
 		text = json_object_to_json_string_ext(o, SIM_JSON_FLAGS);
 		if (text)
@@ -691,8 +725,11 @@ static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
 	return sim_req_prepare(r, 200, body, len);
 }
 
-/** The headers every answer past the rate limiter carries. */
-static bool sim_chat_headers(struct sim_req *r,
+/**
+ * The headers every answer past the rate limiter carries: x-ratelimit-*
+ * unless --no-rate-headers.
+ */
+static bool sim_chat_headers(struct sim_server *s, struct sim_req *r,
 			     const struct sim_limit_state *lim,
 			     enum sim_fault fault, uint64_t delay_ms,
 			     uint64_t seq)
@@ -709,11 +746,14 @@ static bool sim_chat_headers(struct sim_req *r,
 	}
 	return sim_header(r->resp, "x-request-id", id) &&
 	       sim_header_ulong(r->resp, "openai-processing-ms", delay_ms) &&
-	       sim_limit_headers(r->resp, &l);
+	       (!s->opt->rate_headers || sim_limit_headers(r->resp, &l));
 }
 
-/** The request is over a --rpm/--tpm budget: prepare the 429. */
-static int sim_chat_limited(struct sim_req *r,
+/**
+ * The request is over a --rpm/--tpm budget: prepare the 429, with
+ * Retry-After and, unless --no-rate-headers, x-ratelimit-*.
+ */
+static int sim_chat_limited(struct sim_server *s, struct sim_req *r,
 			    const struct sim_limit_state *lim,
 			    unsigned long tokens)
 {
@@ -736,7 +776,7 @@ static int sim_chat_limited(struct sim_req *r,
 	if (rc)
 		return rc;
 	if (!sim_retry_headers(r->resp, lim->retry_after_ms) ||
-	    !sim_limit_headers(r->resp, lim))
+	    (s->opt->rate_headers && !sim_limit_headers(r->resp, lim)))
 		return -ENOMEM;
 	return 0;
 }
@@ -776,8 +816,8 @@ static bool sim_authorized(struct sim_server *s, struct MHD_Connection *conn)
 
 /**
  * @brief POST /v1/chat/completions with its whole body: answer now, or
- * park the connection until its latency is over (or forever, for the
- * timeout fault).
+ * park the connection until its latency is over (queued first while
+ * --capacity is full; or forever, for the timeout fault).
  */
 static enum MHD_Result sim_chat(struct sim_server *s,
 				struct MHD_Connection *conn, struct sim_req *r)
@@ -844,7 +884,7 @@ static enum MHD_Result sim_chat(struct sim_server *s,
 	tokens = req.prompt_bytes / 4 ? req.prompt_bytes / 4 : 1;
 	if (!sim_limit_take(&s->limit, tokens, now, &lim)) {
 		sim_stats_classify(s, req.mode, SIM_FAULT_NONE, true);
-		if (sim_chat_limited(r, &lim, tokens) == 0)
+		if (sim_chat_limited(s, r, &lim, tokens) == 0)
 			ret = sim_req_send(s, conn, r);
 		goto out;
 	}
@@ -863,11 +903,11 @@ static enum MHD_Result sim_chat(struct sim_server *s,
 		goto out;
 	if (answer_delay_ms >= 0)
 		delay_ms = (uint64_t)answer_delay_ms;
-	if (!sim_chat_headers(r, &lim, fault, delay_ms, seq))
+	if (!sim_chat_headers(s, r, &lim, fault, delay_ms, seq))
 		goto out;
-	if (delay_ms) {
-		sim_timer_delay(s->timer, &r->park, conn,
-				now + delay_ms * SIM_NS_PER_MS);
+	if (delay_ms || s->opt->capacity) {
+		sim_timer_serve(s->timer, &r->park, conn, now,
+				delay_ms * SIM_NS_PER_MS);
 		ret = MHD_YES;
 	} else {
 		ret = sim_req_send(s, conn, r);
@@ -1095,7 +1135,12 @@ static void sim_usage(FILE *f)
 	      "              [--seed N] [--answers FILE] [--threads N]\n"
 	      "              [--api-key-file F] [--api-key-header NAME]\n"
 	      "              [--refuse-mode MODE=STATUS,...] [--cut-finish-reason R]\n"
-	      "              [--served-model NAME]\n"
+	      "              [--served-model NAME] [--capacity N]\n"
+	      "              [--no-rate-headers]\n"
+	      "capacity: at most N requests in their latency at once, the rest\n"
+	      "         queued in arrival order (default 0: no limit)\n"
+	      "no-rate-headers: no x-ratelimit-* headers (429s keep\n"
+	      "         Retry-After)\n"
 	      "served-model: the model every answer names (default: the one asked for)\n"
 	      "refuse-mode: answer every request in MODE (json_schema, tools,\n"
 	      "         json_object, md_json, json_object_schema) with that status\n"
@@ -1223,6 +1268,8 @@ static int sim_parse_args(int argc, char **argv, struct sim_options *o,
 		{ "cut-finish-reason", required_argument, NULL, 'C' },
 		{ "api-key-header", required_argument, NULL, 'H' },
 		{ "served-model", required_argument, NULL, 'M' },
+		{ "capacity", required_argument, NULL, 'c' },
+		{ "no-rate-headers", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1241,6 +1288,7 @@ static int sim_parse_args(int argc, char **argv, struct sim_options *o,
 		case 'C': o->cut_finish = optarg; continue;
 		case 'H': o->api_key_header = optarg; continue;
 		case 'M': o->served_model = optarg; continue;
+		case 'n': o->rate_headers = false; continue;
 		case 'h': return 1;
 		case 'R':
 			if (sim_parse_refusals(optarg, o, err, errlen))
@@ -1263,6 +1311,7 @@ static int sim_parse_args(int argc, char **argv, struct sim_options *o,
 		case 'r': target = &o->rpm; max = 1000000000ul; break;
 		case 't': target = &o->tpm; max = 1000000000000ul; break;
 		case 'T': target = &o->threads; max = SIM_MAX_THREADS; break;
+		case 'c': target = &o->capacity; max = SIM_CAPACITY_MAX; break;
 		default:
 			sim_errf(err, errlen, "bad option (see --help)");
 			return -EINVAL;
@@ -1437,7 +1486,7 @@ static int sim_server_init(struct sim_server *s, const struct sim_options *o,
 		return -1;
 	}
 	s->stats_ok = true;
-	r = sim_timer_new(sim_on_gone, s, &s->timer);
+	r = sim_timer_new(o->capacity, sim_on_gone, s, &s->timer);
 	if (r) {
 		sim_errf(err, errlen, "timer: %s", strerror(-r));
 		return -1;
@@ -1458,7 +1507,8 @@ static void sim_server_done(struct sim_server *s)
 int main(int argc, char **argv)
 {
 	struct sim_options opt = { .listen = "127.0.0.1:0", .seed = 1,
-				   .cut_finish = "length" };
+				   .cut_finish = "length",
+				   .rate_headers = true };
 	struct sim_server srv = { 0 };
 	struct MHD_Daemon *d = NULL;
 	char err[SIM_ERR_LEN] = "";

@@ -1,6 +1,7 @@
 /*
  * sim_timer.c - parks suspended MHD connections until a deadline (latency)
- * or until their client goes away (the timeout fault).
+ * or until their client goes away (the timeout fault), with at most
+ * --capacity of them in their latency at once and the rest queued.
  *
  * DESIGN
  * ------
@@ -10,6 +11,10 @@
  * (MHD_suspend_connection) and hands a struct sim_park to this module:
  *
  *  - delayed requests go into a binary min-heap of deadlines;
+ *  - with a capacity N, a request arriving while N are in their latency
+ *    ("computing") waits in a FIFO queue instead, and its latency starts
+ *    only when a place frees up, so what a client sees is queue wait plus
+ *    service time, as on a server with N slots;
  *  - held requests (the timeout fault) go into an unordered "held" array,
  *    and their socket into the timer's epoll set with EPOLLRDHUP, because
  *    MHD does not watch a suspended connection and a client that gives up
@@ -24,6 +29,18 @@
  * *after* dropping the lock; for a held socket that hung up it tells the
  * owner (the gone callback) and resumes it with SIM_WAKE_DROP.
  *
+ * The capacity: a due deadline gives its place back, and in the same
+ * critical section the queue's head takes it (its deadline pushed on the
+ * heap), so "computing" never exceeds N and the queue is never waited on
+ * while a place is free. A queued request stays suspended; its socket is
+ * watched like a held one, so a client that gives up leaves the queue at
+ * once (gone callback, SIM_WAKE_DROP) instead of taking a place later. A
+ * client that leaves while computing keeps its place until its latency is
+ * over: a real server does not notice either. Held requests (the timeout
+ * fault) take no place, or a capacity of N would hang after N of them.
+ * The heap always has room for every queued request (reserved when one
+ * joins the queue), so starting one cannot fail.
+ *
  * That wake-up can lose a race against the same client's next request on
  * a new connection, so sim_timer_reap() lets a handler check the held
  * sockets synchronously (recv MSG_PEEK: the client's FIN is in by the time
@@ -31,17 +48,20 @@
  * report happen once, and the epoll event still does the removal.
  *
  * Ownership and locking:
- *  - t->lock guards heap, held, parked, stopping, armed_ns and every
- *    p->slot/p->watched/p->gone. Handlers take it to push (and to re-arm
- *    the timerfd when their deadline is the new earliest); the timer
- *    thread to pop. The gone callback (and reap's "then") runs under it,
- *    so the owner's locks nest inside t->lock, never the other way. No
- *    MHD function is called with t->lock held, so it cannot form a
- *    lock-order cycle with MHD's internal mutexes.
+ *  - t->lock guards heap, held, the queue and the capacity's counters,
+ *    parked, stopping, armed_ns and every p->slot/p->watched/p->gone/
+ *    p->computing/p->queued and the queue links. Handlers take it to
+ *    push (and to re-arm the timerfd when their deadline is the new
+ *    earliest); the timer thread to pop. The gone callback (and reap's
+ *    "then") runs under it, so the owner's locks nest inside t->lock,
+ *    never the other way. No MHD function is called with t->lock held,
+ *    so it cannot form a lock-order cycle with MHD's internal mutexes.
  *  - A held entry leaves the held array only in the timer thread: on its
- *    (single, one-shot) epoll event or in the final drain. Its epoll
- *    registration is removed before the resume, so no event can name a
- *    park after its request is freed.
+ *    (single, one-shot) epoll event or in the final drain; a queued one
+ *    leaves the queue only there too, or when it starts (in the same
+ *    thread, after that wait's events are handled). Either's epoll
+ *    registration is removed before it moves on, so no event can name a
+ *    park after its request is freed, nor a queued park once it started.
  *  - A struct sim_park belongs to its request; this module does not touch
  *    it after the resume call, since from then on the handler may run and
  *    free it. p->wake is stored (release) before the resume and read
@@ -84,6 +104,8 @@ struct sim_deadline {
 
 struct sim_timer {
 	pthread_mutex_t lock;
+	struct sim_timer_load load;	/**< capacity and its counters */
+	struct sim_park *qhead, *qtail;	/**< the FIFO queue */
 	pthread_cond_t idle;		/**< stop waits here for parked == 0 */
 	struct sim_deadline *heap;	/**< min-heap on due_ns */
 	size_t heap_len, heap_cap;
@@ -152,16 +174,26 @@ static void sim_timer_arm(struct sim_timer *t, uint64_t due_ns)
 		t->armed_ns = due_ns;
 }
 
-/* Heap helpers: t->lock held. */
-static int sim_heap_push(struct sim_timer *t, struct sim_park *p,
-			 uint64_t due_ns)
+/*
+ * Heap helpers: t->lock held. The heap keeps room for every queued
+ * request too (sim_heap_reserve), so sim_heap_insert() cannot fail.
+ */
+static int sim_heap_reserve(struct sim_timer *t, size_t more)
 {
-	size_t i, parent;
 	void *arr = t->heap;
 
-	if (sim_grow(&arr, &t->heap_cap, t->heap_len + 1, sizeof(*t->heap)))
+	if (sim_grow(&arr, &t->heap_cap, t->heap_len + t->load.queued + more,
+		     sizeof(*t->heap)))
 		return -ENOMEM;
 	t->heap = arr;
+	return 0;
+}
+
+static void sim_heap_insert(struct sim_timer *t, struct sim_park *p,
+			    uint64_t due_ns)
+{
+	size_t i, parent;
+
 	i = t->heap_len++;
 	while (i > 0) {
 		parent = (i - 1) / 2;
@@ -172,7 +204,6 @@ static int sim_heap_push(struct sim_timer *t, struct sim_park *p,
 	}
 	t->heap[i].due_ns = due_ns;
 	t->heap[i].p = p;
-	return 0;
 }
 
 static struct sim_park *sim_heap_pop(struct sim_timer *t)
@@ -214,15 +245,96 @@ static int sim_held_push(struct sim_timer *t, struct sim_park *p)
 	return 0;
 }
 
+/** Stop watching p's socket, if it is watched. t->lock held. */
+static void sim_unwatch(struct sim_timer *t, struct sim_park *p)
+{
+	if (p->watched)
+		(void)epoll_ctl(t->ep, EPOLL_CTL_DEL, p->fd, NULL);
+	p->watched = false;
+}
+
 static void sim_held_remove(struct sim_timer *t, struct sim_park *p)
 {
 	struct sim_park *last = t->held[--t->held_len];
 
 	t->held[p->slot] = last;
 	last->slot = p->slot;
-	if (p->watched)
-		(void)epoll_ctl(t->ep, EPOLL_CTL_DEL, p->fd, NULL);
-	p->watched = false;
+	sim_unwatch(t, p);
+}
+
+/* Capacity helpers: t->lock held. */
+
+/** Start p's latency at @p now_ns in a free place of the capacity. */
+static void sim_compute(struct sim_timer *t, struct sim_park *p,
+			uint64_t now_ns)
+{
+	sim_heap_insert(t, p, now_ns + p->service_ns);
+	p->computing = true;
+	if (++t->load.computing > t->load.computing_peak)
+		t->load.computing_peak = t->load.computing;
+}
+
+static bool sim_place_free(const struct sim_timer *t)
+{
+	return !t->load.capacity || t->load.computing < t->load.capacity;
+}
+
+/** Append p to the queue, its socket watched for a hang-up. */
+static int sim_queue_push(struct sim_timer *t, struct sim_park *p,
+			  uint64_t now_ns)
+{
+	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLONESHOT };
+
+	if (sim_heap_reserve(t, 1))
+		return -ENOMEM;
+	p->queued = true;
+	p->queued_ns = now_ns;
+	p->qnext = NULL;
+	p->qprev = t->qtail;
+	if (t->qtail)
+		t->qtail->qnext = p;
+	else
+		t->qhead = p;
+	t->qtail = p;
+	if (++t->load.queued > t->load.queue_peak)
+		t->load.queue_peak = t->load.queued;
+	/* unwatched, it still waits its turn; only a hang-up goes unseen */
+	ev.data.ptr = p;
+	p->watched = p->fd >= 0 &&
+		     epoll_ctl(t->ep, EPOLL_CTL_ADD, p->fd, &ev) == 0;
+	return 0;
+}
+
+static void sim_queue_remove(struct sim_timer *t, struct sim_park *p)
+{
+	if (p->qprev)
+		p->qprev->qnext = p->qnext;
+	else
+		t->qhead = p->qnext;
+	if (p->qnext)
+		p->qnext->qprev = p->qprev;
+	else
+		t->qtail = p->qprev;
+	p->queued = false;
+	t->load.queued--;
+	sim_unwatch(t, p);
+}
+
+/** Start queued requests, oldest first, while a place is free. */
+static void sim_queue_start(struct sim_timer *t, uint64_t now_ns)
+{
+	struct sim_park *p;
+	uint64_t wait;
+
+	while (t->qhead && sim_place_free(t)) {
+		p = t->qhead;
+		sim_queue_remove(t, p);
+		wait = now_ns > p->queued_ns ? now_ns - p->queued_ns : 0;
+		t->load.wait_ns += wait;
+		if (wait > t->load.wait_max_ns)
+			t->load.wait_max_ns = wait;
+		sim_compute(t, p, now_ns);
+	}
 }
 
 /**
@@ -238,20 +350,22 @@ static void sim_fire(struct sim_park *p, enum sim_wake w)
 }
 
 /**
- * @brief Common part of delay and hold: suspend, then push.
+ * @brief First half of every park: suspend @p conn, its socket looked up
+ * when it may be watched. The caller then counts it in t->parked and
+ * pushes it under the lock.
  */
-static void sim_timer_park(struct sim_timer *t, struct sim_park *p,
-			   struct MHD_Connection *conn, uint64_t due_ns,
-			   bool hold)
+static void sim_timer_suspend(struct sim_park *p, struct MHD_Connection *conn,
+			      bool watch)
 {
 	const union MHD_ConnectionInfo *ci;
-	int r = -ESHUTDOWN;
 
 	p->conn = conn;
 	p->fd = -1;
 	p->watched = false;
 	p->gone = false;
-	if (hold) {
+	p->computing = false;
+	p->queued = false;
+	if (watch) {
 		ci = MHD_get_connection_info(conn,
 					     MHD_CONNECTION_INFO_CONNECTION_FD);
 		if (ci)
@@ -260,34 +374,69 @@ static void sim_timer_park(struct sim_timer *t, struct sim_park *p,
 	atomic_store_explicit(&p->wake, SIM_WAKE_NONE, memory_order_relaxed);
 	p->parked = true;
 	MHD_suspend_connection(conn);
+}
+
+void sim_timer_serve(struct sim_timer *t, struct sim_park *p,
+		     struct MHD_Connection *conn, uint64_t now_ns,
+		     uint64_t service_ns)
+{
+	int r = -ESHUTDOWN;
+
+	sim_timer_suspend(p, conn, t->load.capacity != 0);
+	p->service_ns = service_ns;
 
 	pthread_mutex_lock(&t->lock);
 	t->parked++;
 	if (!t->stopping) {
-		if (hold) {
-			r = sim_held_push(t, p);
+		if (!sim_place_free(t)) {
+			r = sim_queue_push(t, p, now_ns);
 		} else {
-			r = sim_heap_push(t, p, due_ns);
-			if (r == 0 && due_ns < t->armed_ns)
-				sim_timer_arm(t, due_ns);
+			r = sim_heap_reserve(t, 1);
+			if (r == 0) {
+				sim_compute(t, p, now_ns);
+				if (now_ns + service_ns < t->armed_ns)
+					sim_timer_arm(t, now_ns + service_ns);
+			}
 		}
 	}
 	pthread_mutex_unlock(&t->lock);
 
 	if (r < 0)
-		sim_fire(p, hold ? SIM_WAKE_DROP : SIM_WAKE_ANSWER);
-}
-
-void sim_timer_delay(struct sim_timer *t, struct sim_park *p,
-		     struct MHD_Connection *conn, uint64_t due_ns)
-{
-	sim_timer_park(t, p, conn, due_ns, false);
+		sim_fire(p, SIM_WAKE_ANSWER);
 }
 
 void sim_timer_hold(struct sim_timer *t, struct sim_park *p,
 		    struct MHD_Connection *conn)
 {
-	sim_timer_park(t, p, conn, 0, true);
+	int r = -ESHUTDOWN;
+
+	sim_timer_suspend(p, conn, true);
+
+	pthread_mutex_lock(&t->lock);
+	t->parked++;
+	if (!t->stopping)
+		r = sim_held_push(t, p);
+	pthread_mutex_unlock(&t->lock);
+
+	if (r < 0)
+		sim_fire(p, SIM_WAKE_DROP);
+}
+
+void sim_timer_load(struct sim_timer *t, struct sim_timer_load *ret)
+{
+	pthread_mutex_lock(&t->lock);
+	*ret = t->load;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void sim_timer_load_reset(struct sim_timer *t)
+{
+	pthread_mutex_lock(&t->lock);
+	t->load.computing_peak = t->load.computing;
+	t->load.queue_peak = t->load.queued;
+	t->load.wait_ns = 0;
+	t->load.wait_max_ns = 0;
+	pthread_mutex_unlock(&t->lock);
 }
 
 void sim_timer_unparked(struct sim_timer *t, struct sim_park *p)
@@ -301,12 +450,13 @@ void sim_timer_unparked(struct sim_timer *t, struct sim_park *p)
 }
 
 /**
- * @brief Resume every due request, then re-arm the timerfd for the next
- * deadline. Called and returns with t->lock held; drops it to resume.
+ * @brief Resume every due request, giving its place to the queue's head,
+ * then re-arm the timerfd for the next deadline. Called and returns with
+ * t->lock held; drops it to resume.
  */
 static void sim_timer_expire(struct sim_timer *t)
 {
-	struct sim_park *batch[SIM_TIMER_BATCH];
+	struct sim_park *batch[SIM_TIMER_BATCH], *p;
 	uint64_t now, next;
 	size_t n, i;
 
@@ -314,8 +464,15 @@ static void sim_timer_expire(struct sim_timer *t)
 		now = sim_now_ns();
 		n = 0;
 		while (n < SIM_TIMER_BATCH && t->heap_len &&
-		       t->heap[0].due_ns <= now)
-			batch[n++] = sim_heap_pop(t);
+		       t->heap[0].due_ns <= now) {
+			p = sim_heap_pop(t);
+			if (p->computing) {
+				p->computing = false;
+				t->load.computing--;
+			}
+			batch[n++] = p;
+		}
+		sim_queue_start(t, now);
 		if (!n)
 			break;
 		pthread_mutex_unlock(&t->lock);
@@ -329,14 +486,19 @@ static void sim_timer_expire(struct sim_timer *t)
 }
 
 /**
- * @brief The client of held request @p p hung up: report it and drop it.
- * @p p is still in the held array, since its one-shot event is the only
- * way out besides the drain, which runs after the last event.
+ * @brief The client of held or queued request @p p hung up: report it and
+ * drop it. @p p is still in the held array or the queue, since its
+ * one-shot event is the only way out besides the drain, which runs after
+ * the last event, and (queued) its start, which runs after this wait's
+ * events and unwatches it.
  */
 static void sim_timer_gone(struct sim_timer *t, struct sim_park *p)
 {
 	pthread_mutex_lock(&t->lock);
-	sim_held_remove(t, p);
+	if (p->queued)
+		sim_queue_remove(t, p);
+	else
+		sim_held_remove(t, p);
 	if (!p->gone && t->gone)
 		t->gone(t->gone_cls, p);
 	p->gone = true;
@@ -391,28 +553,36 @@ void sim_timer_reap(struct sim_timer *t, void (*then)(void *cls), void *cls)
 }
 
 /**
- * @brief Wake everything still parked: delayed requests are answered,
- * held ones dropped. Called with t->lock held and stopping set (so no
- * push can race with it); returns with the lock held.
+ * @brief Wake everything still parked: delayed and queued requests are
+ * answered, held ones dropped. Called with t->lock held and stopping set
+ * (so no push can race with it); returns with the lock held.
  */
 static void sim_timer_drain(struct sim_timer *t)
 {
 	size_t hl = t->heap_len, dl = t->held_len, i;
+	struct sim_park *q = t->qhead, *next;
 
-	for (i = 0; i < dl; i++) {
-		if (t->held[i]->watched)
-			(void)epoll_ctl(t->ep, EPOLL_CTL_DEL, t->held[i]->fd,
-					NULL);
-		t->held[i]->watched = false;
+	for (i = 0; i < dl; i++)
+		sim_unwatch(t, t->held[i]);
+	for (next = q; next; next = next->qnext) {
+		sim_unwatch(t, next);
+		next->queued = false;
 	}
 	t->heap_len = 0;
 	t->held_len = 0;
+	t->qhead = t->qtail = NULL;
+	t->load.queued = 0;
+	t->load.computing = 0;
 	atomic_store_explicit(&t->nheld, 0, memory_order_release);
 	pthread_mutex_unlock(&t->lock);
 	for (i = 0; i < hl; i++)
 		sim_fire(t->heap[i].p, SIM_WAKE_ANSWER);
 	for (i = 0; i < dl; i++)
 		sim_fire(t->held[i], SIM_WAKE_DROP);
+	for (; q; q = next) {
+		next = q->qnext;	/* q may be freed once resumed */
+		sim_fire(q, SIM_WAKE_ANSWER);
+	}
 	pthread_mutex_lock(&t->lock);
 }
 
@@ -459,7 +629,7 @@ static int sim_timer_watch_own(struct sim_timer *t, int *fdp)
 	return epoll_ctl(t->ep, EPOLL_CTL_ADD, *fdp, &ev) ? -errno : 0;
 }
 
-int sim_timer_new(sim_timer_gone_fn gone, void *gone_cls,
+int sim_timer_new(size_t capacity, sim_timer_gone_fn gone, void *gone_cls,
 		  struct sim_timer **ret)
 {
 	struct sim_timer *t;
@@ -471,6 +641,7 @@ int sim_timer_new(sim_timer_gone_fn gone, void *gone_cls,
 		return -ENOMEM;
 	t->ep = t->tfd = t->kfd = -1;
 	t->armed_ns = UINT64_MAX;
+	t->load.capacity = capacity;
 	atomic_init(&t->nheld, 0);
 	t->gone = gone;
 	t->gone_cls = gone_cls;
