@@ -54,6 +54,7 @@
 /* Enums are stored through an int-sized copy (cfg_store_enum). */
 _Static_assert(sizeof(enum cfg_llm_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_ordering) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_concurrency) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_partitioning) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_delivery) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_log_level) == sizeof(int), "enum size");
@@ -104,6 +105,11 @@ static const char *const cfg_mode_names[] = {
 	[CFG_MODE_MD_JSON] = "md_json",
 	[CFG_MODE_AUTO] = "auto",
 	[CFG_MODE_AUTO + 1] = NULL,
+};
+static const char *const cfg_concurrency_names[] = {
+	[CFG_CONC_FIXED] = "fixed",
+	[CFG_CONC_ADAPTIVE] = "adaptive",
+	[CFG_CONC_ADAPTIVE + 1] = NULL,
 };
 static const char *const cfg_ordering_names[] = {
 	[CFG_ORDER_COMPLETION] = "completion",
@@ -192,6 +198,7 @@ static const struct cfg_entry cfg_table[] = {
 
 	CFG_UINT(pool, workers, 16, 1, 4096),
 	CFG_UINT(pool, max_in_flight, 16, 1, 65536),
+	CFG_ENUM(pool, concurrency, CFG_CONC_FIXED, cfg_concurrency_names),
 
 	CFG_UINT(rate, requests_per_minute, 0, 0, INT_MAX),
 	CFG_UINT(rate, tokens_per_minute, 0, 0, INT_MAX),

@@ -44,6 +44,10 @@ enum cfg_llm_mode {
 };
 
 enum cfg_ordering { CFG_ORDER_COMPLETION, CFG_ORDER_OFFSET };
+/* pool.concurrency: how many LLM calls may be open at once. fixed:
+ * pool.max_in_flight; adaptive: a live limit between 1 and it, found
+ * from the API's latency, timeouts and 429s (daemon/limiter.c). */
+enum cfg_concurrency { CFG_CONC_FIXED, CFG_CONC_ADAPTIVE };
 /*
  * output.partitioning: auto (the default) is key, except in offset order
  * (output.ordering = offset, or exactly-once, which releases in offset
@@ -99,6 +103,7 @@ struct extractd_config {
 	struct {
 		unsigned workers;        /**< 1..4096 */
 		unsigned max_in_flight;  /**< 1..65536 */
+		enum cfg_concurrency concurrency;
 	} pool;
 	struct {
 		unsigned requests_per_minute; /**< 0 = unlimited */

@@ -71,6 +71,7 @@ struct metrics {
 	atomic_uint_fast64_t reasks;
 	atomic_uint_fast64_t tokens_prompt, tokens_completion;
 	atomic_int_fast64_t inflight;
+	atomic_uint concurrency_limit;
 	atomic_uint paused;                   /**< enum llm_fault now */
 	atomic_uint mode;                     /**< enum cfg_llm_mode in use
 						*  + 1; 0: none yet */
@@ -204,6 +205,12 @@ void metrics_llm_pause(struct metrics *m, enum llm_fault fault)
 	atomic_store_explicit(&m->paused, fault, memory_order_relaxed);
 	if (fault != LLM_FAULT_NONE)
 		bump(&m->pauses[fault], 1);
+}
+
+void metrics_concurrency_limit(struct metrics *m, unsigned limit)
+{
+	atomic_store_explicit(&m->concurrency_limit, limit,
+			      memory_order_relaxed);
 }
 
 void metrics_inflight_add(struct metrics *m, int delta)
@@ -423,6 +430,13 @@ static void render_rest(FILE *f, struct metrics *m, const char *version)
 	fprintf(f, "extractd_inflight %lld\n",
 		(long long)atomic_load_explicit(&m->inflight,
 						memory_order_relaxed));
+
+	family(f, "extractd_concurrency_limit", "gauge",
+	       "LLM calls that may be open at once now: pool.max_in_flight, "
+	       "or the live limit with pool.concurrency = adaptive.");
+	fprintf(f, "extractd_concurrency_limit %u\n",
+		atomic_load_explicit(&m->concurrency_limit,
+				     memory_order_relaxed));
 
 	family(f, "extractd_llm_tokens_total", "counter",
 	       "Tokens the LLM API reported as used by delivered records, "

@@ -87,6 +87,9 @@ void metrics_llm_mode(struct metrics *m, enum cfg_llm_mode mode);
 /** Move the in-flight gauge (admitted jobs) by delta. */
 void metrics_inflight_add(struct metrics *m, int delta);
 
+/** The live limit of LLM calls open at once (pool.concurrency). */
+void metrics_concurrency_limit(struct metrics *m, unsigned limit);
+
 /** One partition's consumer lag as a consumer reports it. */
 struct metrics_lag {
 	const char *topic;	/**< copied */

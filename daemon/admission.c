@@ -6,15 +6,18 @@
 #include "clock.h"
 
 #include <errno.h>
-#include <semaphore.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <time.h>
 
 struct admission {
-	unsigned max;       /**< pool.max_in_flight */
-	sem_t slots;        /**< free slots */
-	atomic_uint early;  /**< jobs whose slot went back before their end */
+	unsigned max;           /**< pool.max_in_flight */
+	pthread_mutex_t lock;   /**< guards held and limit */
+	pthread_cond_t freed;   /**< a slot came free, or the limit rose */
+	unsigned held;          /**< slots held */
+	unsigned limit;         /**< slots there are now, 1..max */
+	atomic_uint early;      /**< jobs whose slot went back before their
+				  *  end */
 };
 
 struct admission *admission_new(unsigned max_in_flight)
@@ -24,10 +27,9 @@ struct admission *admission_new(unsigned max_in_flight)
 	if (!a)
 		return NULL;
 	a->max = max_in_flight;
-	if (sem_init(&a->slots, 0, max_in_flight) < 0) {
-		free(a);
-		return NULL;
-	}
+	a->limit = max_in_flight;
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->freed, NULL);
 	atomic_init(&a->early, 0);
 	return a;
 }
@@ -36,34 +38,57 @@ void admission_free(struct admission *a)
 {
 	if (!a)
 		return;
-	sem_destroy(&a->slots);
+	pthread_cond_destroy(&a->freed);
+	pthread_mutex_destroy(&a->lock);
 	free(a);
 }
 
 bool admission_try(struct admission *a)
 {
-	return sem_trywait(&a->slots) == 0;
+	bool got;
+
+	pthread_mutex_lock(&a->lock);
+	got = a->held < a->limit;
+	if (got)
+		a->held++;
+	pthread_mutex_unlock(&a->lock);
+	return got;
 }
 
 bool admission_wait(struct admission *a, unsigned ms)
 {
 	struct timespec until = realtime_in_ns((int64_t)ms * 1000000);
+	bool got;
 
-	while (sem_timedwait(&a->slots, &until) < 0)
-		if (errno != EINTR)
-			return false;
-	return true;
+	pthread_mutex_lock(&a->lock);
+	while (a->held >= a->limit &&
+	       pthread_cond_timedwait(&a->freed, &a->lock, &until) != ETIMEDOUT)
+		;
+	got = a->held < a->limit;
+	if (got)
+		a->held++;
+	pthread_mutex_unlock(&a->lock);
+	return got;
+}
+
+/* A slot goes back. */
+static void put(struct admission *a)
+{
+	pthread_mutex_lock(&a->lock);
+	a->held--;
+	pthread_cond_signal(&a->freed);
+	pthread_mutex_unlock(&a->lock);
 }
 
 void admission_cancel(struct admission *a)
 {
-	sem_post(&a->slots);
+	put(a);
 }
 
 bool admission_call_done(struct admission *a)
 {
 	if (atomic_fetch_add(&a->early, 1) < a->max) {
-		sem_post(&a->slots);
+		put(a);
 		return true;
 	}
 	atomic_fetch_sub(&a->early, 1);
@@ -75,15 +100,37 @@ void admission_end(struct admission *a, bool early)
 	if (early)
 		atomic_fetch_sub(&a->early, 1);
 	else
-		sem_post(&a->slots);
+		put(a);
+}
+
+void admission_set_limit(struct admission *a, unsigned n)
+{
+	n = n < 1 ? 1 : n > a->max ? a->max : n;
+	pthread_mutex_lock(&a->lock);
+	if (n > a->limit)
+		pthread_cond_broadcast(&a->freed);
+	a->limit = n;
+	pthread_mutex_unlock(&a->lock);
+}
+
+unsigned admission_held(struct admission *a)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&a->lock);
+	n = a->held;
+	pthread_mutex_unlock(&a->lock);
+	return n;
 }
 
 unsigned admission_free_slots(struct admission *a)
 {
-	int n = 0;
+	unsigned n;
 
-	sem_getvalue(&a->slots, &n);
-	return n > 0 ? (unsigned)n : 0;
+	pthread_mutex_lock(&a->lock);
+	n = a->held < a->limit ? a->limit - a->held : 0;
+	pthread_mutex_unlock(&a->lock);
+	return n;
 }
 
 unsigned admission_early(struct admission *a)

@@ -1,14 +1,17 @@
 /*
  * admission: the pool.max_in_flight rule, in one place.
  *
- * A record needs a slot to be admitted (admission_try, admission_wait).
+ * A record needs a slot to be admitted (admission_try, admission_wait);
+ * there are pool.max_in_flight slots, or fewer while a live limit
+ * (admission_set_limit, pool.concurrency = adaptive) says so.
  * Its slot is for its LLM call: when the call ends the job gives the slot
  * back at once (admission_call_done returns true), as long as at most
  * max_in_flight answered jobs hold none (the early window); else it keeps
  * the slot to its end. admission_end() at a job's end returns the slot,
  * or closes the job's place in the early window. So:
  *
- *   - at most max_in_flight LLM calls are open at any instant;
+ *   - at most max_in_flight LLM calls are open at any instant (at most
+ *     the live limit, once the calls over it have ended);
  *   - at most 2 x max_in_flight jobs exist (max_in_flight holding slots,
  *     max_in_flight in the early window), which bounds memory whatever
  *     the backlog, while the calls go on when answers wait for an older
@@ -19,9 +22,11 @@
  *
  * DESIGN
  * ------
- * A counting semaphore (the free slots) and an atomic counter (the early
- * window); no lock, any thread. The consumer threads take slots, the
- * workers and delivery reports give them back.
+ * One mutex guards the slots held and the live limit, with a condition
+ * variable for a consumer waiting for one; the early window is an atomic
+ * counter. Any thread; no other lock is taken under the mutex. The
+ * consumer threads take slots, the workers and delivery reports give
+ * them back.
  */
 #ifndef EXTRACTD_ADMISSION_H
 #define EXTRACTD_ADMISSION_H
@@ -56,6 +61,13 @@ bool admission_call_done(struct admission *a);
 /** A job ended; early is what admission_call_done returned for it
  * (false if it never got there). */
 void admission_end(struct admission *a, bool early);
+
+/** The live limit: n slots (at least 1, at most max_in_flight). Slots
+ * held over it stay held; no more are given until they are under it. */
+void admission_set_limit(struct admission *a, unsigned n);
+
+/** Slots held now: LLM calls open, and jobs that kept their slot. */
+unsigned admission_held(struct admission *a);
 
 /** Free slots and the early window's use, for tests. */
 unsigned admission_free_slots(struct admission *a);

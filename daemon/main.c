@@ -314,7 +314,7 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 			  rd_kafka_message_destroy, err, sizeof(err));
 	if (!pl)
 		goto fail;
-	llm_set_observer(llm, health_llm_observe, health);
+	pipeline_observe_calls(pl, health_llm_observe, health);
 	if (llm_check_start(llm, api_key, share, err, sizeof(err)) < 0)
 		goto fail;
 	if (pipeline_start(pl, err, sizeof(err)) < 0)

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "ledger.h"
+#include "limiter.h"
 #include "pool.h"
 #include "producer.h"
 #include "secret.h"
@@ -63,6 +64,10 @@ struct pipeline {
 	struct stop *stop;
 	pipeline_msg_free_fn *msg_free; /**< frees an input message */
 	struct admission *admission;
+	struct limiter *limiter;  /**< pool.concurrency = adaptive, else NULL */
+	atomic_uint limit;        /**< the limit admission was last given */
+	llm_observer_fn *observer; /**< every LLM call goes on to it */
+	void *observer_arg;
 	struct pool *pool;
 	struct producer *producer;
 
@@ -918,6 +923,67 @@ int pipeline_wait_drained(struct pipeline *pl, int64_t deadline_ns)
 	return r;
 }
 
+/* Give admission a new live limit; say so when it changed. */
+static void set_limit(struct pipeline *pl, unsigned n)
+{
+	unsigned was = atomic_exchange(&pl->limit, n);
+
+	if (n == was)
+		return;
+	admission_set_limit(pl->admission, n);
+	metrics_concurrency_limit(pl->metrics, n);
+	if (n <= was / 2)
+		LOG_INFO("concurrency limit cut", LOG_U("limit", n),
+			 LOG_U("was", was),
+			 LOG_S("reason", limiter_reason(pl->limiter)),
+			 LOG_D("latency_ms",
+			       (double)limiter_latency_ns(pl->limiter) / 1e6,
+			       1));
+	else
+		LOG_DEBUG("concurrency limit", LOG_U("limit", n),
+			  LOG_U("was", was),
+			  LOG_S("reason", limiter_reason(pl->limiter)),
+			  LOG_D("latency_ms",
+				(double)limiter_latency_ns(pl->limiter) / 1e6,
+				1));
+}
+
+/* How a call ended, as the limiter counts it: 429s, timeouts and
+ * overload statuses say the server has too much; other failures are a
+ * record's own. */
+static enum limiter_outcome call_outcome(const struct llm_call *call)
+{
+	if (call->status == 429)
+		return LIMITER_RATE_LIMITED;
+	if (!strcmp(call->outcome, "timeout"))
+		return LIMITER_TIMEOUT;
+	if (call->status == 502 || call->status == 503 ||
+	    call->status == 504 || call->status == 529)
+		return LIMITER_SERVER_ERROR;
+	if (!strcmp(call->outcome, "ok"))
+		return LIMITER_OK;
+	return LIMITER_OTHER;
+}
+
+/* Every LLM call (llm_observer_fn, in the thread that made it): the
+ * limiter learns from it, then the next observer (health, metrics). The
+ * calls open now stand for those open when it was sent. */
+static void call_observed(void *arg, const struct llm_call *call)
+{
+	struct pipeline *pl = arg;
+
+	if (pl->limiter) {
+		unsigned open = admission_held(pl->admission);
+
+		limiter_observe(pl->limiter, mono_ns(), call_outcome(call),
+				(int64_t)(call->seconds * 1e9),
+				open ? open : 1, -1);
+		set_limit(pl, limiter_limit(pl->limiter));
+	}
+	if (pl->observer)
+		pl->observer(pl->observer_arg, call);
+}
+
 /* The input partition of a job's record (producer_source_fn). */
 static int32_t source_partition(const void *opaque)
 {
@@ -940,7 +1006,12 @@ struct pipeline *pipeline_new(const struct extractd_config *cfg,
 {
 	struct pipeline *pl = calloc(1, sizeof(*pl));
 
-	if (!pl || !(pl->admission = admission_new(cfg->pool.max_in_flight))) {
+	if (!pl || !(pl->admission = admission_new(cfg->pool.max_in_flight)) ||
+	    (cfg->pool.concurrency == CFG_CONC_ADAPTIVE &&
+	     !(pl->limiter = limiter_new(1, cfg->pool.max_in_flight,
+					 cfg->pool.max_in_flight)))) {
+		if (pl)
+			admission_free(pl->admission);
 		free(pl);
 		snprintf(err, err_size, "out of memory");
 		return NULL;
@@ -957,7 +1028,19 @@ struct pipeline *pipeline_new(const struct extractd_config *cfg,
 	pthread_cond_init(&pl->drained, NULL);
 	llm_set_pause_handler(llm, llm_paused_changed, pl);
 	llm_set_mode_handler(llm, llm_mode_found, pl);
+	atomic_init(&pl->limit, cfg->pool.max_in_flight);
+	if (pl->limiter)
+		set_limit(pl, limiter_limit(pl->limiter));
+	metrics_concurrency_limit(metrics, atomic_load(&pl->limit));
 	return pl;
+}
+
+void pipeline_observe_calls(struct pipeline *pl, llm_observer_fn *next,
+			    void *arg)
+{
+	pl->observer = next;
+	pl->observer_arg = arg;
+	llm_set_observer(pl->llm, call_observed, pl);
 }
 
 int pipeline_start(struct pipeline *pl, char *err, size_t err_size)
@@ -1012,6 +1095,7 @@ void pipeline_free(struct pipeline *pl)
 	pool_free(pl->pool);
 	producer_free(pl->producer);
 	admission_free(pl->admission);
+	limiter_free(pl->limiter);
 	pthread_cond_destroy(&pl->drained);
 	pthread_mutex_destroy(&pl->lock);
 	pthread_mutex_destroy(&pl->await_lock);

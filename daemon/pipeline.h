@@ -83,6 +83,8 @@
 #ifndef EXTRACTD_PIPELINE_H
 #define EXTRACTD_PIPELINE_H
 
+#include "llm.h"
+
 #include <librdkafka/rdkafka.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -112,6 +114,11 @@ struct pipeline *pipeline_new(const struct extractd_config *cfg,
 			      struct http_share *share, struct metrics *metrics,
 			      struct stop *stop, pipeline_msg_free_fn *msg_free,
 			      char *err, size_t err_size);
+
+/** Every LLM call is observed by the pipeline (the live concurrency
+ * limit learns from it), then by next (with arg). Before any call. */
+void pipeline_observe_calls(struct pipeline *pl, llm_observer_fn *next,
+			    void *arg);
 
 /** Start the workers and the producer; -1 with err set. */
 int pipeline_start(struct pipeline *pl, char *err, size_t err_size);

@@ -75,6 +75,37 @@ static void early_window(void **state)
 	admission_free(a);
 }
 
+/* A live limit below max_in_flight gives fewer slots; slots held over a
+ * lowered limit stay held, and none is given until they are under it. */
+static void live_limit(void **state)
+{
+	struct admission *a = admission_new(4);
+	int i;
+
+	(void)state;
+	admission_set_limit(a, 2);
+	assert_true(admission_try(a));
+	assert_true(admission_try(a));
+	assert_false(admission_try(a));
+	admission_set_limit(a, 4); /* raised: two more */
+	assert_true(admission_wait(a, 20));
+	assert_true(admission_try(a));
+	assert_int_equal(admission_held(a), 4);
+	admission_set_limit(a, 1); /* lowered under what is held */
+	for (i = 0; i < 3; i++) {
+		admission_cancel(a);
+		assert_false(admission_try(a));
+	}
+	admission_cancel(a);
+	assert_true(admission_try(a)); /* 0 held < 1 */
+	assert_false(admission_try(a));
+	admission_set_limit(a, 0);   /* at least 1 */
+	admission_set_limit(a, 100); /* at most max_in_flight */
+	assert_int_equal(admission_free_slots(a), 3);
+	admission_cancel(a);
+	admission_free(a);
+}
+
 /* Threads admitting, calling and ending concurrently never pass the
  * bounds: calls open <= max, jobs alive <= 2 x max. */
 #define MAX 4
@@ -134,6 +165,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(slots_bound_admission),
 		cmocka_unit_test(early_window),
+		cmocka_unit_test(live_limit),
 		cmocka_unit_test(concurrent_bounds),
 	};
 
