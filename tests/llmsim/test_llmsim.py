@@ -610,7 +610,8 @@ def wait_stats(sim, pred, what, timeout=10.0):
 
 def test_capacity_leave(sim):
     """--capacity 1: a client that hangs up while queued leaves the queue
-    at once (dropped, not served later); SIGTERM with one request
+    at once (dropped, not served later), and one that gives up and
+    retries at once is never counted twice; SIGTERM with one request
     computing and one queued wakes both and exits 0, promptly. (Their
     answers are queued at once, but MHD_stop_daemon may close the
     connections before they are written, as for any delayed request.)"""
@@ -623,6 +624,23 @@ def test_capacity_leave(sim):
     st = wait_stats(sim, lambda st: st["queued"] == 0, "second left")
     assert st["dropped"] == 1 and st["current_concurrent"] == 1, st
     assert st["computing"] == 1 and st["queue_peak"] == 1, st
+    n = 20
+    for _ in range(n):
+        s = send_raw_chat(sim, text)
+        try:
+            s.settimeout(0.02)
+            try:
+                data = s.recv(100)
+                raise AssertionError("queued request answered: %r" % data)
+            except (socket.timeout, TimeoutError):
+                pass
+        finally:
+            s.close()
+    st = wait_stats(sim, lambda st: st["current_concurrent"] == 1,
+                    "the retries left")
+    assert st["requests"] == n + 2 and st["dropped"] == n + 1, st
+    assert st["peak_concurrent"] == 2 and st["queue_peak"] == 1, st
+    assert st["queued"] == 0 and st["computing_peak"] == 1, st
     third = send_raw_chat(sim, text)
     wait_stats(sim, lambda st: st["queued"] == 1, "third queued")
     try:
