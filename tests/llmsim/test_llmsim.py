@@ -8,8 +8,11 @@ once), and checks what extractd relies on: the four answer modes, the
 deterministic Person extraction (UTF-8, 999, refusals), --answers (and
 its scripted errors: "status", "echo_headers" quoting the request's
 headers, Authorization included, verbatim), every fault kind at rate 1, re-asks never getting the invalid fault, /stats as an
-exact concurrency oracle, /reset, 400/404/413, --rpm/--tpm limiting, seeded
-determinism, and a clean exit 0 on SIGTERM even with a held connection.
+exact concurrency oracle, /reset, 400/404/413, --rpm/--tpm limiting (and
+--no-rate-headers), --capacity (never more computing than N, the rest
+queued in order, a queued client that leaves freeing its place), seeded
+determinism, and a clean exit 0 on SIGTERM even with a held or queued
+connection.
 
 Standard library only (tests/lib/llmsim.py starts each llmsim); every
 llmsim is killed in a finally block.
@@ -520,6 +523,139 @@ def test_tpm(sim):
     assert int(headers["retry-after"]) >= 1, headers
 
 
+def test_no_rate_headers(sim):
+    """--rpm 2 --no-rate-headers: no x-ratelimit-* on a 200 or on the
+    429, which still comes, with Retry-After; /stats counts both."""
+    text = "John Smith is a 30-year-old software engineer"
+    for i in range(2):
+        status, headers, data = sim.chat(payload(text))
+        assert status == 200, (i, status, data)
+        assert not [h for h in headers if h.startswith("x-ratelimit-")], \
+            headers
+    headers = expect_error(sim.chat(payload(text)), 429, "requests",
+                           "rate_limit_exceeded")
+    assert int(headers["retry-after"]) >= 1, headers
+    assert not [h for h in headers if h.startswith("x-ratelimit-")], headers
+    st = sim.stats()
+    assert st["by_status"] == {"200": 2, "429": 1}, st
+    assert st["rate_limited"] == 1, st
+
+
+def test_capacity(sim):
+    """--capacity 2 --latency-ms 200, 8 requests at once: all answered,
+    never more than 2 computing, the rest queued, and the latency grows
+    with the place in the queue: the last answer comes at least three
+    service times (the fastest answer's latency) after they were sent."""
+    n = 8
+    text = "John Smith is a 30-year-old software engineer"
+    sim.reset()
+    conns = [sim.conn(30.0) for _ in range(n)]
+    for c in conns:
+        c.connect()
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def run(i):
+        barrier.wait()
+        t0 = time.monotonic()
+        try:
+            status = sim.chat(payload(text), conn=conns[i])[0]
+            results[i] = (status, t0, time.monotonic())
+        except Exception as e:  # reported below
+            results[i] = (repr(e), t0, time.monotonic())
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for c in conns:
+        c.close()
+    assert [r[0] for r in results] == [200] * n, results
+    st = sim.stats()
+    assert st["capacity"] == 2, st
+    assert st["computing_peak"] == 2, st
+    assert st["queue_peak"] >= 5, st
+    assert st["computing"] == 0 and st["queued"] == 0, st
+    assert st["by_status"] == {"200": n}, st
+    assert st["peak_concurrent"] == n, st
+    service = min(end - start for _, start, end in results)
+    first_sent = min(start for _, start, _ in results)
+    last_done = max(end for _, _, end in results)
+    assert last_done - first_sent >= 3 * service, (service, results)
+    assert st["queue_wait_max_ms"] >= 1000 * service, (service, st)
+    assert st["queue_wait_ms"] >= st["queue_wait_max_ms"], st
+
+
+def send_raw_chat(sim, text):
+    """A socket that has sent one chat request and not read the answer."""
+    body = json.dumps(payload(text)).encode()
+    s = socket.create_connection(("127.0.0.1", sim.port), timeout=30)
+    s.sendall((b"POST /v1/chat/completions HTTP/1.1\r\nHost: llmsim\r\n"
+               b"Content-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body)) + body)
+    return s
+
+
+def wait_stats(sim, pred, what, timeout=10.0):
+    """Poll /stats until pred(stats) holds; returns those stats."""
+    end = time.monotonic() + timeout
+    st = sim.stats()
+    while not pred(st):
+        assert time.monotonic() < end, (what, st)
+        time.sleep(0.02)
+        st = sim.stats()
+    return st
+
+
+def test_capacity_leave(sim):
+    """--capacity 1: a client that hangs up while queued leaves the queue
+    at once (dropped, not served later), and one that gives up and
+    retries at once is never counted twice; SIGTERM with one request
+    computing and one queued wakes both and exits 0, promptly. (Their
+    answers are queued at once, but MHD_stop_daemon may close the
+    connections before they are written, as for any delayed request.)"""
+    text = "John Smith is a 30-year-old software engineer"
+    first = send_raw_chat(sim, text)
+    wait_stats(sim, lambda st: st["computing"] == 1, "first computing")
+    second = send_raw_chat(sim, text)
+    wait_stats(sim, lambda st: st["queued"] == 1, "second queued")
+    second.close()
+    st = wait_stats(sim, lambda st: st["queued"] == 0, "second left")
+    assert st["dropped"] == 1 and st["current_concurrent"] == 1, st
+    assert st["computing"] == 1 and st["queue_peak"] == 1, st
+    n = 20
+    for _ in range(n):
+        s = send_raw_chat(sim, text)
+        try:
+            s.settimeout(0.02)
+            try:
+                data = s.recv(100)
+                raise AssertionError("queued request answered: %r" % data)
+            except (socket.timeout, TimeoutError):
+                pass
+        finally:
+            s.close()
+    st = wait_stats(sim, lambda st: st["current_concurrent"] == 1,
+                    "the retries left")
+    assert st["requests"] == n + 2 and st["dropped"] == n + 1, st
+    assert st["peak_concurrent"] == 2 and st["queue_peak"] == 1, st
+    assert st["queued"] == 0 and st["computing_peak"] == 1, st
+    third = send_raw_chat(sim, text)
+    wait_stats(sim, lambda st: st["queued"] == 1, "third queued")
+    try:
+        t0 = time.monotonic()
+        rc = sim.stop()
+        assert rc == 0, (rc, sim.read_log())
+        assert time.monotonic() - t0 < 5, "slow shutdown"
+        for s in (first, third):
+            got = s.recv(100)
+            assert not got or got.startswith(b"HTTP/1.1 200 "), got
+    finally:
+        first.close()
+        third.close()
+
+
 def test_seeded(sim_a, sim_b):
     text = "John Smith is a 30-year-old software engineer"
     seq_a = [sim_a.chat(payload(text))[0] for _ in range(24)]
@@ -587,6 +723,9 @@ def main():
         start("latency", "--latency-ms", "300")
         start("rpm", "--rpm", "3")
         start("tpm", "--tpm", "100")
+        start("rpm_bare", "--rpm", "2", "--no-rate-headers")
+        start("capacity", "--capacity", "2", "--latency-ms", "200")
+        start("capacity_leave", "--capacity", "1", "--latency-ms", "30000")
         start("seed_a", "--fault", "500=0.5", "--seed", "7")
         start("seed_b", "--fault", "500=0.5", "--seed", "7",
               "--latency-ms", "1", "--jitter-ms", "1")
@@ -614,6 +753,11 @@ def main():
             ("concurrency", lambda: test_concurrency(sims["latency"])),
             ("rpm", lambda: test_rpm(sims["rpm"])),
             ("tpm", lambda: test_tpm(sims["tpm"])),
+            ("no_rate_headers",
+             lambda: test_no_rate_headers(sims["rpm_bare"])),
+            ("capacity", lambda: test_capacity(sims["capacity"])),
+            ("capacity_leave",
+             lambda: test_capacity_leave(sims["capacity_leave"])),
             ("seeded", lambda: test_seeded(sims["seed_a"], sims["seed_b"])),
             ("shutdown_with_held",
              lambda: test_shutdown_with_held(sims["shutdown"])),

@@ -70,14 +70,15 @@
  *  - stats: stats.lock. "current" is incremented when a request arrives
  *    and decremented just *before* its answer is queued (so a client can
  *    never see an answer while it is still counted), as soon as the client
- *    of a held request hangs up, or when the request ends unanswered;
- *    "peak" is updated under the same lock, which makes it exact. An
- *    arrival that would set a new peak first asks the timer to check the
- *    held sockets (sim_timer_reap), so a client that gave up and retried
- *    at once is never counted twice. r->answered says the request has
- *    left "current"; it is written by the connection's MHD thread, or,
- *    while the connection is suspended, by whoever reports its client
- *    gone under the timer's lock (the resume orders the two).
+ *    of a held or queued request hangs up, or when the request ends
+ *    unanswered; "peak" is updated under the same lock, which makes it
+ *    exact. An arrival that would set a new peak first asks the timer to
+ *    check the held and queued sockets (sim_timer_reap), so a client
+ *    that gave up and retried at once is never counted twice.
+ *    r->answered says the request has left "current"; it is written by
+ *    the connection's MHD thread, or, while the connection is suspended,
+ *    by whoever reports its client gone under the timer's lock (the
+ *    resume orders the two).
  *  - the rate limiter: its own mutex (sim_limit.c).
  *  - the fault PRNG and the id counter: C11 atomics (a splitmix64 stream,
  *    one fetch_add per draw), so draws never block.

@@ -24,10 +24,10 @@
  * One timer thread sleeps in epoll_wait() on three kinds of source:
  *  - a timerfd armed (absolute, CLOCK_MONOTONIC) at the earliest deadline;
  *  - an eventfd written by sim_timer_stop();
- *  - the held sockets (one-shot: each reports at most once).
+ *  - the held and queued sockets (one-shot: each reports at most once).
  * It pops every due deadline and calls MHD_resume_connection() for it
- * *after* dropping the lock; for a held socket that hung up it tells the
- * owner (the gone callback) and resumes it with SIM_WAKE_DROP.
+ * *after* dropping the lock; for a held or queued socket that hung up it
+ * tells the owner (the gone callback) and resumes it with SIM_WAKE_DROP.
  *
  * The capacity: a due deadline gives its place back, and in the same
  * critical section the queue's head takes it (its deadline pushed on the
@@ -42,10 +42,11 @@
  * joins the queue), so starting one cannot fail.
  *
  * That wake-up can lose a race against the same client's next request on
- * a new connection, so sim_timer_reap() lets a handler check the held
- * sockets synchronously (recv MSG_PEEK: the client's FIN is in by the time
- * its next request is) and report hang-ups itself; p->gone makes the
- * report happen once, and the epoll event still does the removal.
+ * a new connection, so sim_timer_reap() lets a handler check the held and
+ * queued sockets synchronously (recv MSG_PEEK: the client's FIN is in by
+ * the time its next request is) and report hang-ups itself; p->gone makes
+ * the report happen once (and keeps a queued one from starting), and the
+ * epoll event still does the removal.
  *
  * Ownership and locking:
  *  - t->lock guards heap, held, the queue and the capacity's counters,
@@ -112,14 +113,16 @@ struct sim_timer {
 	struct sim_park **held;		/**< timeout-fault requests */
 	size_t held_len, held_cap;
 	size_t parked;			/**< suspended, handler not re-run */
-	atomic_size_t nheld;		/**< held_len, readable unlocked;
-					 *   lowered only after the gone
-					 *   callback of the removed entry */
+	atomic_size_t nwatched;		/**< held_len + queued, readable
+					 *   unlocked; lowered only after the
+					 *   gone callback of a removed entry
+					 *   (sim_publish) */
 	uint64_t armed_ns;		/**< timerfd expiry; UINT64_MAX: off */
 	bool stopping;
 	bool running;			/**< thread started and not joined */
 	pthread_t thread;
-	int ep;				/**< epoll: tfd, kfd, held sockets */
+	int ep;				/**< epoll: tfd, kfd, held and
+					 *   queued sockets */
 	int tfd;			/**< timerfd at the earliest deadline */
 	int kfd;			/**< eventfd: stop */
 	sim_timer_gone_fn gone;
@@ -226,6 +229,18 @@ static struct sim_park *sim_heap_pop(struct sim_timer *t)
 	return top;
 }
 
+/**
+ * Publish how many held and queued requests sim_timer_reap() may have to
+ * check. t->lock held; a removal whose client left publishes only after
+ * its gone callback, so a reap that sees the smaller count also sees what
+ * the callback did (release/acquire).
+ */
+static void sim_publish(struct sim_timer *t)
+{
+	atomic_store_explicit(&t->nwatched, t->held_len + t->load.queued,
+			      memory_order_release);
+}
+
 /* Held-array helpers: t->lock held. */
 static int sim_held_push(struct sim_timer *t, struct sim_park *p)
 {
@@ -237,7 +252,7 @@ static int sim_held_push(struct sim_timer *t, struct sim_park *p)
 	t->held = arr;
 	p->slot = t->held_len;
 	t->held[t->held_len++] = p;
-	atomic_store_explicit(&t->nheld, t->held_len, memory_order_release);
+	sim_publish(t);
 	/* without a watch it is still held, until the timer stops */
 	ev.data.ptr = p;
 	p->watched = p->fd >= 0 &&
@@ -298,6 +313,7 @@ static int sim_queue_push(struct sim_timer *t, struct sim_park *p,
 	t->qtail = p;
 	if (++t->load.queued > t->load.queue_peak)
 		t->load.queue_peak = t->load.queued;
+	sim_publish(t);
 	/* unwatched, it still waits its turn; only a hang-up goes unseen */
 	ev.data.ptr = p;
 	p->watched = p->fd >= 0 &&
@@ -320,14 +336,20 @@ static void sim_queue_remove(struct sim_timer *t, struct sim_park *p)
 	sim_unwatch(t, p);
 }
 
-/** Start queued requests, oldest first, while a place is free. */
+/**
+ * Start queued requests, oldest first, while a place is free. One whose
+ * client a reap found gone is passed over: it waits for its epoll event,
+ * which drops it.
+ */
 static void sim_queue_start(struct sim_timer *t, uint64_t now_ns)
 {
-	struct sim_park *p;
+	struct sim_park *p, *next;
 	uint64_t wait;
 
-	while (t->qhead && sim_place_free(t)) {
-		p = t->qhead;
+	for (p = t->qhead; p && sim_place_free(t); p = next) {
+		next = p->qnext;
+		if (p->gone)
+			continue;
 		sim_queue_remove(t, p);
 		wait = now_ns > p->queued_ns ? now_ns - p->queued_ns : 0;
 		t->load.wait_ns += wait;
@@ -335,6 +357,7 @@ static void sim_queue_start(struct sim_timer *t, uint64_t now_ns)
 			t->load.wait_max_ns = wait;
 		sim_compute(t, p, now_ns);
 	}
+	sim_publish(t);
 }
 
 /**
@@ -502,11 +525,7 @@ static void sim_timer_gone(struct sim_timer *t, struct sim_park *p)
 	if (!p->gone && t->gone)
 		t->gone(t->gone_cls, p);
 	p->gone = true;
-	/*
-	 * Published only now: a sim_timer_reap() that sees the smaller
-	 * count must also see what the callback did (release/acquire).
-	 */
-	atomic_store_explicit(&t->nheld, t->held_len, memory_order_release);
+	sim_publish(t);		/* only now: see sim_publish() */
 	pthread_mutex_unlock(&t->lock);
 	sim_fire(p, SIM_WAKE_DROP);
 }
@@ -531,10 +550,10 @@ void sim_timer_reap(struct sim_timer *t, void (*then)(void *cls), void *cls)
 	size_t i;
 
 	/*
-	 * Nothing held, and every removal's callback already done (the
-	 * count drops only after it): no lock needed.
+	 * Nothing held or queued, and every removal's callback already done
+	 * (the count drops only after it): no lock needed.
 	 */
-	if (!atomic_load_explicit(&t->nheld, memory_order_acquire)) {
+	if (!atomic_load_explicit(&t->nwatched, memory_order_acquire)) {
 		then(cls);
 		return;
 	}
@@ -548,14 +567,24 @@ void sim_timer_reap(struct sim_timer *t, void (*then)(void *cls), void *cls)
 		if (t->gone)
 			t->gone(t->gone_cls, p);
 	}
+	for (p = t->qhead; p; p = p->qnext) {
+		/* an unwatched one gets no event: it is served */
+		if (p->gone || !p->watched || !sim_peer_gone(p->fd))
+			continue;
+		/* stays queued, never started: its event drops it */
+		p->gone = true;
+		if (t->gone)
+			t->gone(t->gone_cls, p);
+	}
 	then(cls);
 	pthread_mutex_unlock(&t->lock);
 }
 
 /**
  * @brief Wake everything still parked: delayed and queued requests are
- * answered, held ones dropped. Called with t->lock held and stopping set
- * (so no push can race with it); returns with the lock held.
+ * answered, held ones (and queued ones a reap found gone) dropped. Called
+ * with t->lock held and stopping set (so no push can race with it);
+ * returns with the lock held.
  */
 static void sim_timer_drain(struct sim_timer *t)
 {
@@ -573,7 +602,7 @@ static void sim_timer_drain(struct sim_timer *t)
 	t->qhead = t->qtail = NULL;
 	t->load.queued = 0;
 	t->load.computing = 0;
-	atomic_store_explicit(&t->nheld, 0, memory_order_release);
+	sim_publish(t);
 	pthread_mutex_unlock(&t->lock);
 	for (i = 0; i < hl; i++)
 		sim_fire(t->heap[i].p, SIM_WAKE_ANSWER);
@@ -581,7 +610,7 @@ static void sim_timer_drain(struct sim_timer *t)
 		sim_fire(t->held[i], SIM_WAKE_DROP);
 	for (; q; q = next) {
 		next = q->qnext;	/* q may be freed once resumed */
-		sim_fire(q, SIM_WAKE_ANSWER);
+		sim_fire(q, q->gone ? SIM_WAKE_DROP : SIM_WAKE_ANSWER);
 	}
 	pthread_mutex_lock(&t->lock);
 }
@@ -642,7 +671,7 @@ int sim_timer_new(size_t capacity, sim_timer_gone_fn gone, void *gone_cls,
 	t->ep = t->tfd = t->kfd = -1;
 	t->armed_ns = UINT64_MAX;
 	t->load.capacity = capacity;
-	atomic_init(&t->nheld, 0);
+	atomic_init(&t->nwatched, 0);
 	t->gone = gone;
 	t->gone_cls = gone_cls;
 	r = pthread_condattr_init(&ca);

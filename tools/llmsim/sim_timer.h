@@ -120,14 +120,14 @@ void sim_timer_hold(struct sim_timer *t, struct sim_park *p,
 void sim_timer_unparked(struct sim_timer *t, struct sim_park *p);
 
 /**
- * @brief Check the held requests' sockets now, from the calling thread,
- * report every client that hung up to the gone callback, then run
- * @p then(@p cls) before anything else can report one.
+ * @brief Check the held and queued requests' sockets now, from the
+ * calling thread, report every client that hung up to the gone callback,
+ * then run @p then(@p cls) before anything else can report one.
  *
  * The timer thread notices hang-ups by itself, a few microseconds late;
  * call this where that lag matters (before raising a concurrency peak).
- * Cheap when nothing is held. @p then runs under the timer's lock, like
- * the gone callback, and must not call back into the timer.
+ * Cheap when nothing is held or queued. @p then runs under the timer's
+ * lock, like the gone callback, and must not call back into the timer.
  */
 void sim_timer_reap(struct sim_timer *t, void (*then)(void *cls), void *cls);
 
