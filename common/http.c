@@ -38,6 +38,10 @@ struct http_client {
 	long reset_ms;               /**< max of x-ratelimit-reset-*, or -1 */
 	long limit_requests;         /**< x-ratelimit-limit-requests, or 0 */
 	long limit_tokens;           /**< x-ratelimit-limit-tokens, or 0 */
+	long remaining_requests;     /**< x-ratelimit-remaining-requests, -1 */
+	long remaining_tokens;       /**< x-ratelimit-remaining-tokens, -1 */
+	long reset_requests_ms;      /**< x-ratelimit-reset-requests, -1 */
+	long reset_tokens_ms;        /**< x-ratelimit-reset-tokens, -1 */
 	const atomic_bool *abort;    /**< cuts a call when set; may be NULL */
 	char errbuf[CURL_ERROR_SIZE];
 };
@@ -169,6 +173,27 @@ static long header_number(const char *value)
 	return errno || end == value || *end || n < 0 ? 0 : n;
 }
 
+/* A header's value as a count (0 included), or -1. */
+static long header_count(const char *value)
+{
+	long n = header_number(value);
+
+	return n > 0 || !strcmp(value, "0") ? n : -1;
+}
+
+/* A reset header: kept as it is, and the later of the two is the wait a
+ * 429 without Retry-After gets. */
+static void take_reset(struct http_client *c, const char *value, long *ret)
+{
+	unsigned ms;
+
+	if (backoff_parse_duration(value, &ms))
+		return;
+	*ret = (long)ms;
+	if ((long)ms > c->reset_ms)
+		c->reset_ms = ms;
+}
+
 static size_t on_header(char *data, size_t size, size_t n, void *p)
 {
 	struct http_client *c = p;
@@ -186,12 +211,17 @@ static size_t on_header(char *data, size_t size, size_t n, void *p)
 		if (!backoff_parse_retry_after(value, time(NULL), &ms))
 			c->retry_after_ms = ms;
 	} else if (!header_value(data, len, "x-ratelimit-reset-requests",
-				 value, sizeof(value)) ||
-		   !header_value(data, len, "x-ratelimit-reset-tokens", value,
+				 value, sizeof(value))) {
+		take_reset(c, value, &c->reset_requests_ms);
+	} else if (!header_value(data, len, "x-ratelimit-reset-tokens", value,
 				 sizeof(value))) {
-		if (!backoff_parse_duration(value, &ms) &&
-		    (long)ms > c->reset_ms)
-			c->reset_ms = ms;
+		take_reset(c, value, &c->reset_tokens_ms);
+	} else if (!header_value(data, len, "x-ratelimit-remaining-requests",
+				 value, sizeof(value))) {
+		c->remaining_requests = header_count(value);
+	} else if (!header_value(data, len, "x-ratelimit-remaining-tokens",
+				 value, sizeof(value))) {
+		c->remaining_tokens = header_count(value);
 	} else if (!header_value(data, len, "x-ratelimit-limit-requests",
 				 value, sizeof(value))) {
 		c->limit_requests = header_number(value);
@@ -397,6 +427,10 @@ enum http_result http_post_json(struct http_client *c, const char *url,
 	c->reset_ms = -1;
 	c->limit_requests = 0;
 	c->limit_tokens = 0;
+	c->remaining_requests = -1;
+	c->remaining_tokens = -1;
+	c->reset_requests_ms = -1;
+	c->reset_tokens_ms = -1;
 	c->errbuf[0] = '\0';
 	curl_easy_setopt(c->curl, CURLOPT_URL, url);
 	curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
@@ -414,6 +448,10 @@ enum http_result http_post_json(struct http_client *c, const char *url,
 							: c->reset_ms;
 	resp->limit_requests = c->limit_requests;
 	resp->limit_tokens = c->limit_tokens;
+	resp->remaining_requests = c->remaining_requests;
+	resp->remaining_tokens = c->remaining_tokens;
+	resp->reset_requests_ms = c->reset_requests_ms;
+	resp->reset_tokens_ms = c->reset_tokens_ms;
 	if (rc == CURLE_OK) {
 		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE,
 				  &resp->status);

@@ -73,6 +73,11 @@ struct http_response {
 			       *  x-ratelimit-reset-*, -1 when none came */
 	long limit_requests; /**< x-ratelimit-limit-requests, 0 if none */
 	long limit_tokens;   /**< x-ratelimit-limit-tokens, 0 if none */
+	long remaining_requests; /**< x-ratelimit-remaining-requests, -1 if
+				   *  none */
+	long remaining_tokens;   /**< x-ratelimit-remaining-tokens, -1 */
+	long reset_requests_ms;  /**< x-ratelimit-reset-requests, -1 */
+	long reset_tokens_ms;    /**< x-ratelimit-reset-tokens, -1 */
 };
 
 /**

@@ -1029,6 +1029,9 @@ struct outcome {
 	const char *metric;    /**< the observer's outcome */
 	long hint_ms;          /**< the server's Retry-After, -1: none */
 	long limit_requests, limit_tokens; /**< a 429's budgets */
+	long tokens;           /**< an answer's usage, -1: none */
+	long remaining_requests, reset_requests_ms; /**< its rate headers, */
+	long remaining_tokens, reset_tokens_ms;     /**< -1 when absent */
 	char detail[LLM_DETAIL_MAX]; /**< for the record's dead letter */
 	char reason[LLM_REASON_MAX]; /**< for the operator, if it pauses */
 };
@@ -1052,6 +1055,11 @@ static void observe(struct llm *llm, int64_t start, const struct outcome *o,
 		.seconds = (double)(mono_ns() - start) / 1e9,
 		.will_retry = will_retry,
 		.detail = o->blame == BLAME_NONE ? NULL : o->detail,
+		.tokens = o->tokens,
+		.remaining_requests = o->remaining_requests,
+		.reset_requests_ms = o->reset_requests_ms,
+		.remaining_tokens = o->remaining_tokens,
+		.reset_tokens_ms = o->reset_tokens_ms,
 	};
 
 	if (llm->observe)
@@ -1206,11 +1214,18 @@ static void judge_call(struct llm_worker *w, enum cfg_llm_mode mode,
 
 	memset(o, 0, sizeof(*o));
 	o->hint_ms = -1;
+	o->tokens = -1;
+	o->remaining_requests = o->reset_requests_ms = -1;
+	o->remaining_tokens = o->reset_tokens_ms = -1;
 	if (hr != HTTP_DONE) {
 		judge_transport(llm, hr, err, o);
 		return;
 	}
 	o->code = resp->status;
+	o->remaining_requests = resp->remaining_requests;
+	o->reset_requests_ms = resp->reset_requests_ms;
+	o->remaining_tokens = resp->remaining_tokens;
+	o->reset_tokens_ms = resp->reset_tokens_ms;
 	if (resp->status != 200) {
 		judge_status(w, resp, o);
 		return;
@@ -1218,6 +1233,8 @@ static void judge_call(struct llm_worker *w, enum cfg_llm_mode mode,
 	if (!parse_reply(w->tok, mode, resp->body, resp->body_len, reply,
 			 perr, sizeof(perr))) {
 		outcome_set(o, BLAME_NONE, LLM_FAULT_NONE, LLM_OK, "ok");
+		o->tokens = (long)(reply->prompt_tokens +
+				   reply->completion_tokens);
 		return;
 	}
 	outcome_set(o, BLAME_DOUBT, LLM_FAULT_FAILING, LLM_ERR_HTTP,

@@ -81,6 +81,12 @@ struct llm_call {
 	const char *detail;   /**< what went wrong ("HTTP 503: ..."), NULL
 			        *  for a call that worked; valid during the
 			        *  observer's call only */
+	long tokens;          /**< the answer's usage, prompt and completion,
+			        *  -1 when it has none */
+	/** The answer's x-ratelimit-remaining-* and -reset-* (ms), -1 for
+	 *  each that was absent: what is left of the account's budgets. */
+	long remaining_requests, reset_requests_ms;
+	long remaining_tokens, reset_tokens_ms;
 };
 
 /**

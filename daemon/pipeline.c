@@ -965,19 +965,34 @@ static enum limiter_outcome call_outcome(const struct llm_call *call)
 	return LIMITER_OTHER;
 }
 
+/* A reset header in ms as the limiter takes it (ns), -1 absent. */
+static int64_t reset_ns(long ms)
+{
+	return ms < 0 ? -1 : (int64_t)ms * 1000000;
+}
+
 /* Every LLM call (llm_observer_fn, in the thread that made it): the
- * limiter learns from it, then the next observer (health, metrics). The
- * calls open now stand for those open when it was sent. */
+ * limiter learns from it (the account's rate headers first, when the
+ * answer had them), then the next observer (health, metrics). The calls
+ * open now stand for those open when it was sent. */
 static void call_observed(void *arg, const struct llm_call *call)
 {
 	struct pipeline *pl = arg;
 
 	if (pl->limiter) {
 		unsigned open = admission_held(pl->admission);
+		int64_t now = mono_ns();
 
-		limiter_observe(pl->limiter, mono_ns(), call_outcome(call),
+		if (call->remaining_requests >= 0 ||
+		    call->remaining_tokens >= 0)
+			limiter_headers(pl->limiter, now,
+					call->remaining_requests,
+					reset_ns(call->reset_requests_ms),
+					call->remaining_tokens,
+					reset_ns(call->reset_tokens_ms));
+		limiter_observe(pl->limiter, now, call_outcome(call),
 				(int64_t)(call->seconds * 1e9),
-				open ? open : 1, -1);
+				open ? open : 1, call->tokens);
 		set_limit(pl, limiter_limit(pl->limiter));
 	}
 	if (pl->observer)

@@ -1,0 +1,61 @@
+"""e2e.adaptive_rpm: pool.concurrency = adaptive paces to the rate headers.
+
+llmsim allows 60 requests a minute (--rpm 60: a bucket of 60 that refills
+one a second) and says so in x-ratelimit-remaining/reset-requests, as
+OpenAI does. extractd runs with pool.max_in_flight = 64 and 64 workers on a
+backlog of 120 texts: the first 60 may pass at once and empty the
+bucket; the next 60 can only go at one a second. A fixed limit keeps
+calls open up to 64 (about 60 at once here) and waits out the 429s in
+its shared cool-down (e2e.server_rpm). Adaptive, the live limit is capped
+from the headers to what the budget pays for: every record is delivered,
+llmsim refuses at most a handful of calls, and it never sees more than a
+few open at once.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import harness  # noqa: E402
+import opshelp  # noqa: E402
+from harness import check, log, person_texts  # noqa: E402
+
+RPM = 60
+RECORDS = 120
+
+
+def body(h):
+    h.start_kafka(partitions=4)
+    h.start_llmsim(latency_ms=50, extra=["--rpm", str(RPM)])
+    coll = h.collector()
+    texts = person_texts(RECORDS, seed=47)
+    h.produce([(("r-%d" % i).encode(), t, None) for i, t in enumerate(texts)])
+    d = opshelp.start_extractd(h, {
+        "pool": {"workers": 64, "max_in_flight": 64,
+                 "concurrency": "adaptive"},
+    }, tag="adaptive")
+    d.wait_address()
+    coll.until(lambda c: c.count() >= RECORDS, "%d records" % RECORDS,
+               timeout=240, watch=[d])
+    samples = opshelp.parse_metrics(d.metrics())
+    stats = h.llm.stats()
+    log("limit %d, llmsim %r", samples["extractd_concurrency_limit"], stats)
+    refused = stats["by_status"].get("429", 0)
+    check(refused <= 10,
+          "llmsim refused %d calls with 429 for %d records at %d a minute",
+          refused, RECORDS, RPM)
+    check(stats["peak_concurrent"] <= 8,
+          "llmsim saw %d calls open at once: the rate headers did not cap "
+          "the limit (pool.max_in_flight 64)", stats["peak_concurrent"])
+    rc = d.terminate()
+    check(rc == 0, "extractd exit status %d", rc)
+    coll.poll(1.0)
+    check(coll.count(h.topics["dlq"]) == 0, "dead letters: %r",
+          coll.records[h.topics["dlq"]][:3])
+    check(coll.count() == RECORDS, "%d outputs for %d texts", coll.count(),
+          RECORDS)
+
+
+if __name__ == "__main__":
+    harness.run(body)
