@@ -1,10 +1,10 @@
 """e2e.adaptive_rpm: pool.concurrency = adaptive paces to the rate headers.
 
-llmsim allows 60 requests a minute (--rpm 60: a bucket of 60 that refills
-one a second) and says so in x-ratelimit-remaining/reset-requests, as
-OpenAI does. extractd runs with pool.max_in_flight = 64 and 64 workers on a
-backlog of 120 texts: the first 60 may pass at once and empty the
-bucket; the next 60 can only go at one a second. A fixed limit keeps
+llmsim allows 120 requests a minute (--rpm 120: a bucket of 120 that
+refills two a second) and says so in x-ratelimit-remaining/reset-requests,
+as OpenAI does. extractd runs with pool.max_in_flight = 64 and 64 workers
+on a backlog of 150 texts: the first 120 may pass at once and empty the
+bucket; the rest can only go at two a second. A fixed limit keeps
 calls open up to 64 (about 60 at once here) and waits out the 429s in
 its shared cool-down (e2e.server_rpm). Adaptive, the live limit is capped
 from the headers to what the budget pays for: every record is delivered,
@@ -21,8 +21,8 @@ import harness  # noqa: E402
 import opshelp  # noqa: E402
 from harness import check, log, person_texts  # noqa: E402
 
-RPM = 60
-RECORDS = 120
+RPM = 120
+RECORDS = 150
 
 
 def body(h):
