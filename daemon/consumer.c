@@ -3,9 +3,10 @@
  *
  * DESIGN
  * ------
- * The thread owns its rd_kafka_t, its partition table and its held
- * messages; nothing else touches them, except consumer_store(), which
- * only calls librdkafka (thread-safe) with the handle.
+ * The thread owns its rd_kafka_t, its partition table (the ledgers'
+ * assignment references) and its held messages; nothing else touches
+ * them, except the ledgers' store callback (store_position), which only
+ * calls librdkafka (thread-safe) with the handle.
  *
  * Admission: each message needs a slot (admission.h). When none is free
  * the message is held, every assigned partition is paused, and the loop
@@ -16,7 +17,7 @@
  * still arrives while paused joins the held queue.
  *
  * Offsets: enable.auto.offset.store=false; the delivery reports store the
- * contiguous delivered prefix (offsets.h), and auto-commit commits what is
+ * contiguous delivered prefix (ledger.h), and auto-commit commits what is
  * stored. On revoke, the callback waits (bounded) for the partitions'
  * work to be delivered, commits synchronously, then lets them go.
  *

@@ -104,9 +104,8 @@ bool pipeline_ordered(const struct pipeline *pl)
 static void release(struct pipeline *pl, struct job *job);
 
 /* The end of a job: free it, give its slot back, wake a drain wait. A
- * job that was not delivered gives its offset up (offsets.h): nothing
- * waits for it, and it is never committed past. Called without the
- * partition's lock. */
+ * job that was not delivered gives its offset up (ledger_abandon):
+ * nothing waits for it, and it is never committed past. */
 static void job_free(struct job *job)
 {
 	struct pipeline *pl = job->pl;
@@ -806,10 +805,10 @@ static bool release_one(struct pipeline *pl, struct job *job)
 
 /*
  * Hand a finished job on. Completion order: produce it now. Offset
- * order: it completes its offset in the sequencer; one thread at a time
- * (part->releasing) pops the ready jobs in order and produces them,
- * outside the partition's lock; a job completed meanwhile is left in the
- * sequencer for that thread, which pops it before it lets the role go.
+ * order: it completes its offset in the ledger; one thread at a time (the
+ * releaser role, ledger_release_begin) takes the ready jobs in order and
+ * produces them; a job completed meanwhile is left for that thread, which
+ * takes it before it lets the role go (ledger_release_next).
  */
 static void release(struct pipeline *pl, struct job *job)
 {

@@ -100,7 +100,7 @@ bool producer_too_large(struct producer *p, enum producer_dest dest,
  * transactions. Whoever produces holds the transaction lock, and so does
  * the committer, so a commit never splits a record's release (its
  * produce and the mark of its offset as produced). Lock order: the
- * transaction lock, then a partition's lock.
+ * transaction lock, then a ledger's (ledger.h).
  */
 bool producer_transactional(const struct producer *p);
 void producer_txn_lock(struct producer *p);
