@@ -639,7 +639,10 @@ def test_capacity_leave(sim):
     st = wait_stats(sim, lambda st: st["current_concurrent"] == 1,
                     "the retries left")
     assert st["requests"] == n + 2 and st["dropped"] == n + 1, st
-    assert st["peak_concurrent"] == 2 and st["queue_peak"] == 1, st
+    # A retry can be queued before the reaper has seen its predecessor
+    # hang up (a slow machine, a sanitizer build): then two wait at once,
+    # briefly. Each still counts once (above), and the queue empties.
+    assert st["peak_concurrent"] <= 3 and st["queue_peak"] <= 2, st
     assert st["queued"] == 0 and st["computing_peak"] == 1, st
     third = send_raw_chat(sim, text)
     wait_stats(sim, lambda st: st["queued"] == 1, "third queued")
