@@ -709,7 +709,8 @@ static bool sim_scripted_retry_after(struct MHD_Response *resp,
 		return true;
 	if (!script->retry_after_date)
 		return sim_header_ulong(resp, MHD_HTTP_HEADER_RETRY_AFTER,
-					(unsigned long long)script->retry_after_s);
+					(unsigned long long)
+						script->retry_after_s);
 	when = time(NULL) + script->retry_after_s;
 	if (!gmtime_r(&when, &tm) ||
 	    !strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm))

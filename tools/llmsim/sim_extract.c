@@ -56,7 +56,7 @@
 						 * answers of several MiB) */
 #define SIM_ANSWERS_MAX		100000u		/**< lines in the file */
 #define SIM_DELAY_MAX_MS	(24L * 3600 * 1000)	/**< as --latency-ms */
-#define SIM_RETRY_AFTER_MAX	86400L	/**< seconds of a scripted Retry-After */
+#define SIM_RETRY_AFTER_MAX	86400L	/**< a scripted Retry-After, s */
 #define SIM_JSON_FLAGS	(JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
 struct sim_rule {
