@@ -17,6 +17,7 @@ connection.
 Standard library only (tests/lib/llmsim.py starts each llmsim); every
 llmsim is killed in a finally block.
 """
+import email.utils
 import http.client
 import json
 import os
@@ -274,6 +275,81 @@ def test_scripted_errors(sim, workdir):
         assert r.returncode != 0, (entry, err_text)
         assert path + ":1: " in err_text and why in err_text, \
             (entry, err_text)
+
+
+def test_scripted_retry_after(sim, workdir):
+    """A scripted 429 with only Retry-After (--no-rate-headers), in
+    seconds or as an HTTP date, answered "times" times, then the
+    regex's Person."""
+    ann = "Ann RA-SECONDS is a 41-year-old nurse"
+    status, hdrs, data = sim.chat(payload(ann))
+    expect_error((status, hdrs, data), 429, "requests",
+                 "rate_limit_exceeded")
+    assert hdrs.get("retry-after") == "3", hdrs
+    assert "retry-after-ms" not in hdrs, hdrs
+    assert not any(k.startswith("x-ratelimit") for k in hdrs), hdrs
+    status, _, data = sim.chat(payload(ann))
+    assert status == 200, data
+    assert answer_text(json.loads(data), "json_schema") == compact(
+        {"name": "Ann RA-SECONDS", "age": 41, "occupation": "nurse"}), data
+    bob = "Bob RA-DATE is a 52-year-old baker"
+    before = time.time()
+    status, hdrs, data = sim.chat(payload(bob))
+    after = time.time()
+    expect_error((status, hdrs, data), 429)
+    when = email.utils.parsedate_to_datetime(hdrs["retry-after"])
+    assert hdrs["retry-after"].endswith(" GMT"), hdrs
+    # whole seconds: now + 4, rounded down
+    assert int(before) + 4 <= when.timestamp() <= after + 4, \
+        (before, hdrs["retry-after"])
+    assert "retry-after-ms" not in hdrs, hdrs
+    status, _, data = sim.chat(payload(bob))
+    assert status == 200, data
+    assert answer_text(json.loads(data), "json_schema") == compact(
+        {"name": "Bob RA-DATE", "age": 52, "occupation": "baker"}), data
+    for entry, why in (
+            ({"match": "x", "retry_after": 3, "content": "c"},
+             "need a \"status\""),
+            ({"match": "x", "status": 429, "retry_after": -1},
+             "must be integers"),
+            ({"match": "x", "status": 429, "retry_after": 1,
+              "retry_after_date": 1}, "not both"),
+            ({"match": "x", "content": "c", "times": 0},
+             "\"times\" must be")):
+        path = os.path.join(workdir, "bad-retry-after.jsonl")
+        with open(path, "w") as f:
+            f.write(json.dumps(entry) + "\n")
+        r = subprocess.run([LLMSIM, "--listen", "127.0.0.1:0",
+                            "--answers", path], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, timeout=10)
+        err_text = r.stderr.decode()
+        assert r.returncode != 0, (entry, err_text)
+        assert path + ":1: " in err_text and why in err_text, \
+            (entry, err_text)
+
+
+def test_stats_tokens_arrivals(sim):
+    """/stats "tokens" sums the answers' usage.total_tokens; the first and
+    latest arrivals are null after a reset, then ms apart as sent."""
+    sim.reset()
+    st = sim.stats()
+    assert st["tokens"] == 0, st
+    assert st["first_arrival_ms"] is None, st
+    assert st["last_arrival_ms"] is None, st
+    total = 0
+    for text in ("Ann Echo is a 41-year-old nurse",
+                 "Bo Li is a 7-year-old pupil"):
+        status, _, data = sim.chat(payload(text))
+        assert status == 200, data
+        total += json.loads(data)["usage"]["total_tokens"]
+        time.sleep(0.3)
+    status, _, data = sim.chat(payload("no person here"))
+    assert status == 200, data
+    total += json.loads(data)["usage"]["total_tokens"]
+    st = sim.stats()
+    assert st["tokens"] == total, (st, total)
+    gap = st["last_arrival_ms"] - st["first_arrival_ms"]
+    assert 600 <= gap < 10000, st
 
 
 def test_bad_requests(sim):
@@ -714,6 +790,12 @@ def main():
                             "echo_headers": True}) + "\n")
         f.write(json.dumps({"match": "SCRIPTED-503", "status": 503,
                             "content": "try later", "code": "busy"}) + "\n")
+        f.write(json.dumps({"match": "RA-SECONDS", "status": 429,
+                            "retry_after": 3, "times": 1,
+                            "type": "requests",
+                            "code": "rate_limit_exceeded"}) + "\n")
+        f.write(json.dumps({"match": "RA-DATE", "status": 429,
+                            "retry_after_date": 4, "times": 1}) + "\n")
 
     sims = {}
     failures = []
@@ -723,6 +805,7 @@ def main():
             sims[name] = Sim(workdir, name, *args)
 
         start("main", "--answers", answers)
+        start("bare", "--answers", answers, "--no-rate-headers")
         start("latency", "--latency-ms", "300")
         start("rpm", "--rpm", "3")
         start("tpm", "--tpm", "100")
@@ -749,6 +832,10 @@ def main():
             ("answers", lambda: test_answers(sims["main"])),
             ("scripted_errors",
              lambda: test_scripted_errors(sims["main"], workdir)),
+            ("scripted_retry_after",
+             lambda: test_scripted_retry_after(sims["bare"], workdir)),
+            ("stats_tokens_arrivals",
+             lambda: test_stats_tokens_arrivals(sims["bare"])),
             ("bad_requests", lambda: test_bad_requests(sims["main"])),
             ("stats_basic", lambda: test_stats_basic(sims["main"])),
             ("faults", lambda: test_faults(faults)),

@@ -32,14 +32,18 @@
  * An entry {"match": ..., "status": 400, "echo_headers": true} answers
  * with that HTTP error instead, in OpenAI's error shape, its message
  * quoting the request's headers verbatim (Authorization included), as
- * some gateways do.
+ * some gateways do; "retry_after": N or "retry_after_date": N add a
+ * Retry-After header (N seconds, or an HTTP date N s ahead), and
+ * "times": N makes any entry answer only the first N requests it matches.
  *
  * It answers POST /v1/chat/completions deterministically (sim_extract.c),
  * in the shape the request's mode asks for (sim_chat.c), within per-minute
  * budgets (sim_limit.c), after a simulated latency (sim_timer.c), with
  * seeded random faults, at most --capacity at once (sim_timer.c); GET
  * /stats and POST /reset expose exact counters that tests use as an
- * oracle.
+ * oracle (among them "tokens", the usage.total_tokens of the answers
+ * served, and "first_arrival_ms"/"last_arrival_ms", CLOCK_MONOTONIC, null
+ * before any request since the last reset).
  *
  * DESIGN
  * ------
@@ -197,6 +201,10 @@ struct sim_stats {
 	uint64_t dropped;		/**< ended without an answer */
 	uint64_t current;		/**< arrived, not answered */
 	uint64_t peak;			/**< max of current since reset */
+	uint64_t tokens;		/**< usage.total_tokens of the
+					 *   chat.completion answers */
+	uint64_t first_ns, last_ns;	/**< first and latest arrival
+					 *   (CLOCK_MONOTONIC), 0: none */
 };
 
 struct sim_server {
@@ -309,11 +317,15 @@ static void sim_stats_raise_peak(void *cls)
  */
 static void sim_stats_arrive(struct sim_server *s)
 {
+	uint64_t now = sim_now_ns();
 	bool over;
 
 	pthread_mutex_lock(&s->stats.lock);
 	s->stats.requests++;
 	s->stats.current++;
+	if (!s->stats.first_ns)
+		s->stats.first_ns = now;
+	s->stats.last_ns = now;
 	over = s->stats.current > s->stats.peak;
 	pthread_mutex_unlock(&s->stats.lock);
 	if (over)
@@ -344,6 +356,32 @@ static void sim_stats_classify(struct sim_server *s, enum sim_mode mode,
 	pthread_mutex_unlock(&s->stats.lock);
 }
 
+/** An answer's usage.total_tokens, counted when it is prepared. */
+static void sim_stats_tokens(struct sim_server *s, uint64_t tokens)
+{
+	pthread_mutex_lock(&s->stats.lock);
+	s->stats.tokens += tokens;
+	pthread_mutex_unlock(&s->stats.lock);
+}
+
+/** An arrival time as ms, or JSON null for none. */
+static bool sim_add_arrival(struct json_object *o, const char *key,
+			    uint64_t ns)
+{
+	struct json_object *n = NULL;
+
+	if (ns) {
+		n = json_object_new_int64((int64_t)(ns / SIM_NS_PER_MS));
+		if (!n)
+			return false;
+	}
+	if (json_object_object_add(o, key, n)) {
+		json_object_put(n);
+		return false;
+	}
+	return true;
+}
+
 /**
  * POST /reset: zero every counter; the peaks restart from what is open,
  * computing and queued now.
@@ -357,6 +395,8 @@ static void sim_stats_reset(struct sim_server *s)
 	memset(s->stats.by_fault, 0, sizeof(s->stats.by_fault));
 	s->stats.rate_limited = 0;
 	s->stats.dropped = 0;
+	s->stats.tokens = 0;
+	s->stats.first_ns = s->stats.last_ns = 0;
 	s->stats.peak = s->stats.current;
 	pthread_mutex_unlock(&s->stats.lock);
 	sim_timer_load_reset(s->timer);
@@ -437,6 +477,9 @@ static char *sim_stats_json(struct sim_server *s)
 		ok = sim_add_u64(sub, sim_fault_names[i], st.by_fault[i]);
 	ok = ok && sim_add_u64(o, "rate_limited", st.rate_limited) &&
 	     sim_add_u64(o, "dropped", st.dropped) &&
+	     sim_add_u64(o, "tokens", st.tokens) &&
+	     sim_add_arrival(o, "first_arrival_ms", st.first_ns) &&
+	     sim_add_arrival(o, "last_arrival_ms", st.last_ns) &&
 	     sim_add_u64(o, "capacity", load.capacity) &&
 	     sim_add_u64(o, "computing", load.computing) &&
 	     sim_add_u64(o, "computing_peak", load.computing_peak) &&
@@ -651,6 +694,31 @@ static int sim_scripted_error(struct sim_req *r, struct MHD_Connection *conn,
 }
 
 /**
+ * The Retry-After of an answers-file entry's scripted error, if it has
+ * one: N seconds, or the time N s from now as an HTTP date (IMF-fixdate).
+ * @returns false on out of memory.
+ */
+static bool sim_scripted_retry_after(struct MHD_Response *resp,
+				     const struct sim_script *script)
+{
+	char date[64];
+	time_t when;
+	struct tm tm;
+
+	if (script->retry_after_s < 0)
+		return true;
+	if (!script->retry_after_date)
+		return sim_header_ulong(resp, MHD_HTTP_HEADER_RETRY_AFTER,
+					(unsigned long long)
+						script->retry_after_s);
+	when = time(NULL) + script->retry_after_s;
+	if (!gmtime_r(&when, &tm) ||
+	    !strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm))
+		return false;
+	return sim_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, date);
+}
+
+/**
  * @brief Prepare the answer for a parsed request under @p fault. Error
  * faults become error bodies, and so do the answers-file entries that
  * script one; the others a chat.completion (truncated for malformed).
@@ -666,6 +734,7 @@ static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
 {
 	char *content = NULL, *body = NULL;
 	struct sim_script script;
+	uint64_t tokens;
 	size_t len;
 	int rc;
 
@@ -707,6 +776,8 @@ static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
 		if (script.status) {
 			rc = sim_scripted_error(r, conn, &script, content);
 			free(content);
+			if (!rc && !sim_scripted_retry_after(r->resp, &script))
+				rc = -ENOMEM;
 			return rc;
 		}
 		break;
@@ -717,10 +788,11 @@ static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
 					 SIM_FINISH_FILTERED :
 					 SIM_FINISH_DONE,
 				 seq, time(NULL), s->opt->cut_finish, &body,
-				 &len);
+				 &len, &tokens);
 	free(content);
 	if (rc)
 		return rc;
+	sim_stats_tokens(s, tokens);
 	if (fault == SIM_FAULT_MALFORMED)
 		len /= 2;	/* the top-level object never closes */
 	return sim_req_prepare(r, 200, body, len);

@@ -462,7 +462,8 @@ static char *sim_first_half(const char *s)
 int sim_chat_completion(const struct sim_chat_req *req, const char *content,
 			enum sim_finish how, uint64_t seq, time_t created,
 			const char *cut_finish,
-			char **ret_body, size_t *ret_len)
+			char **ret_body, size_t *ret_len,
+			uint64_t *ret_tokens)
 {
 	struct json_object *o, *choices, *choice, *msg, *usage;
 	const char *finish = "stop", *s;
@@ -540,6 +541,7 @@ int sim_chat_completion(const struct sim_chat_req *req, const char *content,
 	memcpy(body, s, len + 1);
 	*ret_body = body;
 	*ret_len = len;
+	*ret_tokens = (uint64_t)(prompt + completion);
 	r = 0;
 out:
 	json_object_put(o);

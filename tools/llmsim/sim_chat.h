@@ -70,13 +70,14 @@ enum sim_finish {
  * cut there, and its finish_reason is @p cut_finish ("length", as OpenAI
  * says; some servers say "tool_calls" or "stop"). @p seq makes the
  * response and tool-call ids unique.
- * @returns 0 with *ret_body malloc'd (*ret_len bytes, NUL-terminated), or
- * -ENOMEM.
+ * @returns 0 with *ret_body malloc'd (*ret_len bytes, NUL-terminated) and
+ * *ret_tokens its usage.total_tokens, or -ENOMEM.
  */
 int sim_chat_completion(const struct sim_chat_req *req, const char *content,
 			enum sim_finish finish, uint64_t seq, time_t created,
 			const char *cut_finish,
-			char **ret_body, size_t *ret_len);
+			char **ret_body, size_t *ret_len,
+			uint64_t *ret_tokens);
 
 /**
  * @brief An OpenAI error body:

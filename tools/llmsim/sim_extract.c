@@ -18,9 +18,17 @@
  * "Name: value" line each, as some gateways echo them (Authorization
  * included): what extractd must never let through to a dead letter.
  * "type" defaults to invalid_request_error (4xx) or server_error (5xx),
- * "code" to null.
+ * "code" to null. "retry_after": N adds "Retry-After: N" (seconds) to the
+ * error, "retry_after_date": N a Retry-After giving the time N s ahead as
+ * an HTTP date (both 0..86400), as servers that send no retry-after-ms and
+ * no x-ratelimit-* headers do (run llmsim with --no-rate-headers).
  *
- * Everything here is built once at startup and read-only afterwards, so
+ * Any rule may say "times": N (at least 1): it answers only the first N
+ * requests it matches, and later ones go on to the next rules and the
+ * regex (a 429 once, then the answer).
+ *
+ * Everything here is built once at startup and read-only afterwards but
+ * the "times" counts (atomics), so
  * any number of MHD threads may call sim_extract_answer() at once: PCRE2
  * allows concurrent matching against one compiled pattern as long as each
  * call has its own match data, which this file allocates per call.
@@ -31,6 +39,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +56,7 @@
 						 * answers of several MiB) */
 #define SIM_ANSWERS_MAX		100000u		/**< lines in the file */
 #define SIM_DELAY_MAX_MS	(24L * 3600 * 1000)	/**< as --latency-ms */
+#define SIM_RETRY_AFTER_MAX	86400L	/**< a scripted Retry-After, s */
 #define SIM_JSON_FLAGS	(JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
 struct sim_rule {
@@ -59,6 +69,10 @@ struct sim_rule {
 	bool echo_headers;	/**< "echo_headers" */
 	char *type;		/**< the error's type (with status) */
 	char *code;		/**< the error's code, or NULL */
+	long retry_after_s;	/**< Retry-After N s ahead, or -1 */
+	bool retry_after_date;	/**< as an HTTP date */
+	int64_t times;		/**< "times", or 0: every match */
+	_Atomic int64_t used;	/**< matches so far, while times > 0 */
 };
 
 #define SIM_SCRIPTED_MESSAGE	"llmsim: scripted error"
@@ -118,6 +132,64 @@ static int sim_rule_string(struct json_object *root, const char *key,
 	if (!json_object_is_type(v, json_type_string))
 		return -1;
 	*ret = json_object_get_string(v);
+	return 0;
+}
+
+/**
+ * @brief An optional integer member in min..max: 0 (*ret untouched when
+ * absent), or -1.
+ */
+static int sim_rule_int(struct json_object *root, const char *key,
+			int64_t min, int64_t max, int64_t *ret)
+{
+	struct json_object *v;
+	int64_t n = 0;
+
+	if (!json_object_object_get_ex(root, key, &v))
+		return 0;
+	if (json_object_is_type(v, json_type_int)) {
+		errno = 0;
+		n = json_object_get_int64(v);
+	}
+	if (!json_object_is_type(v, json_type_int) || errno || n < min ||
+	    n > max)
+		return -1;
+	*ret = n;
+	return 0;
+}
+
+/**
+ * @brief The Retry-After members of a scripted error ("retry_after",
+ * "retry_after_date": at most one); rule->retry_after_s stays -1 without.
+ * @returns 0, or -1 with the reason in @p err.
+ */
+static int sim_rule_retry_after(struct json_object *root,
+				struct sim_rule *rule, char *err,
+				size_t errlen)
+{
+	int64_t secs = -1, date = -1;
+
+	rule->retry_after_s = -1;
+	if (sim_rule_int(root, "retry_after", 0, SIM_RETRY_AFTER_MAX, &secs) ||
+	    sim_rule_int(root, "retry_after_date", 0, SIM_RETRY_AFTER_MAX,
+			 &date)) {
+		sim_errf(err, errlen, "\"retry_after\" and "
+			 "\"retry_after_date\" must be integers in 0..%ld",
+			 SIM_RETRY_AFTER_MAX);
+		return -1;
+	}
+	if (secs >= 0 && date >= 0) {
+		sim_errf(err, errlen, "\"retry_after\" or "
+			 "\"retry_after_date\", not both");
+		return -1;
+	}
+	if ((secs >= 0 || date >= 0) && !rule->status) {
+		sim_errf(err, errlen, "\"retry_after\" and "
+			 "\"retry_after_date\" need a \"status\"");
+		return -1;
+	}
+	rule->retry_after_date = date >= 0;
+	rule->retry_after_s = (long)(date >= 0 ? date : secs);
 	return 0;
 }
 
@@ -209,8 +281,14 @@ static int sim_rule_parse(const char *line, size_t len, struct sim_rule *rule,
 			 "want {\"match\": \"substring\", \"content\": ...}");
 		goto out;
 	}
-	if (sim_rule_error(root, rule, err, errlen))
+	if (sim_rule_error(root, rule, err, errlen) ||
+	    sim_rule_retry_after(root, rule, err, errlen))
 		goto out;
+	if (sim_rule_int(root, "times", 1, INT64_MAX, &rule->times)) {
+		sim_errf(err, errlen, "\"times\" must be a positive integer");
+		goto out;
+	}
+	atomic_init(&rule->used, 0);
 	if (!json_object_object_get_ex(root, "content", &c) &&
 	    !rule->status) {
 		sim_errf(err, errlen,
@@ -450,7 +528,8 @@ int sim_extract_answer(const struct sim_extract *x, const char *text,
 	int r;
 
 	if (ret_script)
-		*ret_script = (struct sim_script){ .delay_ms = -1 };
+		*ret_script = (struct sim_script){ .delay_ms = -1,
+						   .retry_after_s = -1 };
 	if (len > INT32_MAX)
 		len = INT32_MAX;	/* json-c lengths are int */
 	if (!invalid) {
@@ -458,6 +537,10 @@ int sim_extract_answer(const struct sim_extract *x, const char *text,
 			if (!sim_contains(text, len, x->rules[i].match,
 					  x->rules[i].match_len))
 				continue;
+			if (x->rules[i].times &&
+			    atomic_fetch_add(&x->rules[i].used, 1) >=
+				    x->rules[i].times)
+				continue;	/* spent */
 			content = strdup(x->rules[i].content);
 			if (!content)
 				return -ENOMEM;
@@ -469,6 +552,10 @@ int sim_extract_answer(const struct sim_extract *x, const char *text,
 					.echo_headers = x->rules[i].echo_headers,
 					.type = x->rules[i].type,
 					.code = x->rules[i].code,
+					.retry_after_s =
+						x->rules[i].retry_after_s,
+					.retry_after_date =
+						x->rules[i].retry_after_date,
 				};
 			return 0;
 		}

@@ -18,6 +18,9 @@ struct sim_script {
 				 *   quotes the request's headers */
 	const char *type;	/**< the error's type (set with status) */
 	const char *code;	/**< the error's code, or NULL (JSON null) */
+	long retry_after_s;	/**< "retry_after" or "retry_after_date": a
+				 *   Retry-After header N s ahead, or -1 */
+	bool retry_after_date;	/**< sent as an HTTP date, not seconds */
 };
 
 /**
@@ -26,8 +29,11 @@ struct sim_script {
  * is optional: when present, a non-negative integer that replaces
  * --latency-ms and --jitter-ms for that answer; NULL for no file). An
  * entry may instead script an HTTP error: {"match": ..., "status": 400,
- * "echo_headers": true, "content": "message", "type": ..., "code": ...},
- * everything but "match" and "status" (400..599) optional.
+ * "echo_headers": true, "content": "message", "type": ..., "code": ...,
+ * "retry_after": N | "retry_after_date": N}, everything but "match" and
+ * "status" (400..599) optional. Any entry may have "times": N, to answer
+ * only the first N requests it matches (later ones go on to the next
+ * entries and the regex).
  * @returns 0, or -1 with a message ("path:line: ...") in @p err.
  */
 int sim_extract_new(const char *answers_path, struct sim_extract **ret,
@@ -48,7 +54,8 @@ void sim_extract_free(struct sim_extract *x);
  * they match.
  *
  * Safe to call from many threads at once (the compiled pattern and the
- * answers are read-only after sim_extract_new()).
+ * answers are read-only after sim_extract_new(); the "times" counts are
+ * atomics).
  *
  * @param ret_script set from the matching entry: its delay (-1 when it
  *        has none, or when no entry answered: the caller's latency
