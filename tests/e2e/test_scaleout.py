@@ -187,8 +187,24 @@ def body(h):
     log("the last tenth flows, %.1fs in", time.monotonic() - t_start)
 
     inputs = feeder.inputs()
-    coll.until(lambda c: inputs <= set(c.coverage()),
-               "every input offset covered", watch=alive)
+    try:
+        coll.until(lambda c: inputs <= set(c.coverage()),
+                   "every input offset covered", watch=alive)
+    except harness.TestFailure:
+        # Lost (committed past, never out) or stalled (not committed),
+        # and whether the topics hold more than the reader saw.
+        missing = sorted(inputs - set(coll.coverage()))
+        log("%d input offsets have no output: %r; committed now: %r",
+            len(missing), missing[:20], h.committed(group))
+        log("records in the topics: %s=%d, %s=%d; the reader has %s",
+            out, sum(h.end_offsets(out).values()), dlq,
+            sum(h.end_offsets(dlq).values()), coll.summary())
+        for d in alive:
+            lines = [x for x in d.proc.log_text().splitlines()
+                     if '"progress"' in x or '"partitions ' in x]
+            log("extractd pid %d, last: %s", d.proc.pid,
+                " | ".join(lines[-4:]))
+        raise
     log("all %d inputs out %.1fs after the first instance started", total,
         time.monotonic() - t_start)
     seen = coll.check_covered(inputs, 2.0)
