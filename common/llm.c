@@ -573,6 +573,11 @@ enum llm_fault llm_paused(struct llm *llm, char *reason, size_t size,
 	return llmgate_paused(llm->gate, reason, size, ret_since);
 }
 
+void llm_set_pace(struct llm *llm, int64_t pace_ns, int64_t until_ns)
+{
+	llmgate_set_pace(llm->gate, pace_ns, until_ns);
+}
+
 void llm_stop(struct llm *llm)
 {
 	llmgate_stop(llm->gate);

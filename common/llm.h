@@ -146,6 +146,10 @@ enum llm_fault llm_paused(struct llm *llm, char *reason, size_t size,
 int llm_check_start(struct llm *llm, const char *api_key,
 		    struct http_share *share, char *err, size_t err_size);
 
+/** Start calls at least pace_ns apart until until_ns (monotonic), as the
+ * provider's rate headers ask; 0 stops pacing (llmgate_set_pace). */
+void llm_set_pace(struct llm *llm, int64_t pace_ns, int64_t until_ns);
+
 /** Wake every retry wait and make further waits fail (shutdown): calls
  * in progress finish, their records are abandoned if they need more. */
 void llm_stop(struct llm *llm);

@@ -47,6 +47,9 @@ struct llmgate {
 	int64_t cooldown_until;     /**< no call before (monotonic ns) */
 	struct ratelimit *learned_rpm; /**< from a 429's headers, set once */
 	struct ratelimit *learned_tpm;
+	int64_t pace_ns;            /**< calls start this far apart... */
+	int64_t pace_until;         /**< ...until then (monotonic ns) */
+	int64_t next_start;         /**< the next paced start may be then */
 };
 
 const char *llm_fault_name(enum llm_fault fault)
@@ -187,6 +190,17 @@ int llmgate_enter(struct llmgate *g, double tokens, bool probe,
 	}
 	lrpm = g->learned_rpm;
 	ltpm = g->learned_tpm;
+	if (g->pace_ns > 0 && !probe) {
+		int64_t now = mono_ns();
+
+		if (now < g->pace_until) {
+			int64_t start = g->next_start > now ? g->next_start
+							    : now;
+
+			g->next_start = start + g->pace_ns;
+			wait = start - now;
+		}
+	}
 	pthread_mutex_unlock(&g->lock);
 
 	wait = reserve(g->rpm, 1, wait);
@@ -251,6 +265,19 @@ void llmgate_cool_down(struct llmgate *g, int64_t until, long limit_requests,
 		g->learned_tpm = ratelimit_new(
 			LLMGATE_LEARNED_SHARE * (double)limit_tokens,
 			LLMGATE_LEARNED_SHARE * (double)limit_tokens / 60, now);
+	pthread_mutex_unlock(&g->lock);
+}
+
+void llmgate_set_pace(struct llmgate *g, int64_t pace_ns, int64_t until_ns)
+{
+	pthread_mutex_lock(&g->lock);
+	if (pace_ns > 0 && g->pace_ns > 0 && g->next_start > 0) {
+		/* Starts already promised at the old pace keep their place;
+		 * the next one moves to the new pace. */
+		g->next_start += pace_ns - g->pace_ns;
+	}
+	g->pace_ns = pace_ns > 0 ? pace_ns : 0;
+	g->pace_until = until_ns;
 	pthread_mutex_unlock(&g->lock);
 }
 

@@ -102,6 +102,13 @@ int llmgate_enter(struct llmgate *g, double tokens, bool probe,
 		  int64_t *ret_paused_ns);
 
 /**
+ * @brief Start calls at least pace_ns apart until until_ns (monotonic),
+ * as the provider's rate headers ask (pool.concurrency = adaptive:
+ * limiter_pace_ns); 0 stops pacing. Canaries are not paced.
+ */
+void llmgate_set_pace(struct llmgate *g, int64_t pace_ns, int64_t until_ns);
+
+/**
  * @brief While paused, make the calling thread the one that probes, if
  * nobody does. The prober waits *delay_ms (llmgate_wait), sends a canary,
  * reports it with llmgate_canary_done(), and goes on until a canary

@@ -71,6 +71,13 @@
  * same share and they settle (the bucket at 1/(N+1) full) without
  * talking. While the cap binds, ctrl does not grow, and a 429 does not cut
  * it: the answer's own headers (remaining 0) already cut the cap.
+ * A cap below one call (a budget of a few calls a second on a fast
+ * server, or one shared by several instances) cannot be kept by a
+ * number of calls in flight: even one call at a time would send one per
+ * latency. So the same headers also give a pace, the time between two
+ * call starts that spends R calls evenly over T (T / R; T when nothing is
+ * left), which the caller's gate keeps (llmgate_set_pace); N instances
+ * pacing to the same R and T settle as above.
  *
  * Every limit change names its reason; limiter_latency_ns() is an average
  * of answered calls' latency (weight LAT_ALPHA). One mutex guards it all;
@@ -131,6 +138,8 @@ struct limiter {
 	int64_t retry_ns;	/**< reset of a budget said exhausted */
 	int64_t retry_at;	/**< when it was said */
 	double tokens_per_call;	/**< average; 0 until known */
+	double pace_ns;		/**< from rate headers: calls start at
+				 *   least this far apart; 0: no pace */
 };
 
 struct limiter *limiter_new(unsigned min, unsigned max, unsigned initial)
@@ -394,10 +403,14 @@ static void budget(struct limiter *l, int64_t now_ns, double left,
 	int64_t until = now_ns + (reset_ns > l->lat_ns ? reset_ns :
 				  (int64_t)l->lat_ns);
 
+	double pace = left >= 1 ? reset_ns / left : reset_ns;
+
 	if (c < l->cap)
 		l->cap = c;
 	if (until > l->cap_until)
 		l->cap_until = until;
+	if (reset_ns > 0 && pace > l->pace_ns)
+		l->pace_ns = pace;
 	if (left <= 0 && reset_ns > 0) {
 		l->retry_ns = reset_ns;
 		l->retry_at = now_ns;
@@ -413,6 +426,7 @@ void limiter_headers(struct limiter *l, int64_t now_ns,
 	    (remaining_tokens >= 0 && l->tokens_per_call > 0)) {
 		l->cap = HUGE_VAL;
 		l->cap_until = now_ns;
+		l->pace_ns = 0;
 	}
 	if (remaining_requests >= 0)
 		budget(l, now_ns, (double)remaining_requests,
@@ -432,6 +446,19 @@ unsigned limiter_limit(struct limiter *l)
 	n = l->limit;
 	pthread_mutex_unlock(&l->lock);
 	return n;
+}
+
+int64_t limiter_pace_ns(struct limiter *l, int64_t now_ns,
+			int64_t *ret_until_ns)
+{
+	int64_t pace = 0;
+
+	pthread_mutex_lock(&l->lock);
+	if (now_ns < l->cap_until)
+		pace = (int64_t)l->pace_ns;
+	*ret_until_ns = l->cap_until;
+	pthread_mutex_unlock(&l->lock);
+	return pace;
 }
 
 const char *limiter_reason(struct limiter *l)

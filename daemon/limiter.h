@@ -66,6 +66,15 @@ void limiter_headers(struct limiter *l, int64_t now_ns,
 		     int64_t remaining_requests, int64_t reset_requests_ns,
 		     int64_t remaining_tokens, int64_t reset_tokens_ns);
 
+/**
+ * @brief The time between two call starts that the latest rate headers
+ * ask for (T / R of the tighter budget), 0 when they ask for none; it
+ * lapses at *ret_until_ns (the budget's reset), after which it is 0 until
+ * new headers come.
+ */
+int64_t limiter_pace_ns(struct limiter *l, int64_t now_ns,
+			int64_t *ret_until_ns);
+
 /** Why the limit last changed: a constant string ("start", "probe",
  * "growth", "rtt gradient", "429", "timeout", "5xx", "rate headers"). */
 const char *limiter_reason(struct limiter *l);

@@ -983,12 +983,17 @@ static void call_observed(void *arg, const struct llm_call *call)
 		int64_t now = mono_ns();
 
 		if (call->remaining_requests >= 0 ||
-		    call->remaining_tokens >= 0)
+		    call->remaining_tokens >= 0) {
+			int64_t pace, until;
+
 			limiter_headers(pl->limiter, now,
 					call->remaining_requests,
 					reset_ns(call->reset_requests_ms),
 					call->remaining_tokens,
 					reset_ns(call->reset_tokens_ms));
+			pace = limiter_pace_ns(pl->limiter, now, &until);
+			llm_set_pace(pl->llm, pace, until);
+		}
 		limiter_observe(pl->limiter, now, call_outcome(call),
 				(int64_t)(call->seconds * 1e9),
 				open ? open : 1, call->tokens);

@@ -474,6 +474,35 @@ static void rate_headers_cap(void **state)
 	limiter_free(l);
 }
 
+/* (5d) the same headers give a pace between call starts: T / R of the
+ * tighter budget, T when nothing is left; none without a reset; it lapses
+ * at the reset. */
+static void rate_headers_pace_between_starts(void **state)
+{
+	struct limiter *l = probed(1, 64, 40);
+	int64_t until;
+
+	(void)state;
+	assert_int_equal(limiter_pace_ns(l, 6 * SEC, &until), 0);
+	/* Full (reset 0): nothing to pace. */
+	limiter_headers(l, 6 * SEC, 180, 0, -1, -1);
+	assert_int_equal(limiter_pace_ns(l, 6 * SEC, &until), 0);
+	/* 20 left, full in 10 s: one call every 500 ms until then. */
+	limiter_headers(l, 6 * SEC, 20, 10 * SEC, -1, -1);
+	assert_int_equal(limiter_pace_ns(l, 6 * SEC, &until), 500 * MS);
+	assert_int_equal(until, 16 * SEC);
+	/* Nothing left: wait the whole reset. */
+	limiter_headers(l, 7 * SEC, 0, 2 * SEC, -1, -1);
+	assert_int_equal(limiter_pace_ns(l, 7 * SEC, &until), 2 * SEC);
+	/* Tokens the tighter budget: 1,000 a call, 4,000 left for 2 s. */
+	limiter_observe(l, 8 * SEC, LIMITER_OK, SEC, 1, 1000);
+	limiter_headers(l, 8 * SEC, 100, SEC, 4000, 2 * SEC);
+	assert_int_equal(limiter_pace_ns(l, 8 * SEC, &until), 500 * MS);
+	/* Past the reset, no new headers: no pace. */
+	assert_int_equal(limiter_pace_ns(l, 11 * SEC, &until), 0);
+	limiter_free(l);
+}
+
 /* (6) bounds, and a burst of 429s cuts once per latency. */
 static void bounds_and_bursts(void **state)
 {
@@ -586,6 +615,7 @@ int main(void)
 		cmocka_unit_test(rate_headers_pace),
 		cmocka_unit_test(rate_headers_shared),
 		cmocka_unit_test(rate_headers_cap),
+		cmocka_unit_test(rate_headers_pace_between_starts),
 		cmocka_unit_test(bounds_and_bursts),
 		cmocka_unit_test(concurrent_reports),
 	};

@@ -253,10 +253,41 @@ static void stop_and_cut(void **state)
 	llmgate_free(g);
 }
 
+/* A pace spaces call starts: each caller takes the next start; a canary
+ * is not paced; a pace that lapsed or was set to 0 spaces nothing. */
+static void paced_starts(void **state)
+{
+	struct extractd_config c = cfg();
+	struct llmgate *g = llmgate_new(&c);
+	int64_t paused_ns = 0, t0, pace = 40 * 1000000LL;
+	int i;
+
+	(void)state;
+	llmgate_set_pace(g, pace, mono_ns() + 60 * 1000000000LL);
+	t0 = mono_ns();
+	for (i = 0; i < 4; i++)
+		assert_int_equal(llmgate_enter(g, 1, false, &paused_ns), 0);
+	/* Starts at t0, +40, +80, +120 ms: at least 120 ms went by, and
+	 * the waits count as the gate's, not the record's. */
+	assert_true(mono_ns() - t0 >= 3 * pace);
+	assert_true(paused_ns >= 3 * pace - 1000000);
+	t0 = mono_ns();
+	assert_int_equal(llmgate_enter(g, 1, true, &paused_ns), 0);
+	llmgate_set_pace(g, 0, 0);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(llmgate_enter(g, 1, false, &paused_ns), 0);
+	llmgate_set_pace(g, 10 * pace, mono_ns() - 1);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(llmgate_enter(g, 1, false, &paused_ns), 0);
+	assert_true(mono_ns() - t0 < 10 * pace);
+	llmgate_free(g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(pause_and_resume),
+		cmocka_unit_test(paced_starts),
 		cmocka_unit_test(stale_canary),
 		cmocka_unit_test(told_in_order),
 		cmocka_unit_test(streak_of_doubts),
