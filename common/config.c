@@ -1667,8 +1667,8 @@ static int cfg_check_price(struct cfg_loader *ld)
 				"llm.price.cached_input",
 				"needs llm.price.input and llm.price.output");
 	for (i = 0; i < CFG_ARRAY_SIZE(caps); i++) {
-		double cap = *(double *)cfg_field(cfg,
-						  &cfg_table[cfg_find(caps[i])]);
+		const struct cfg_entry *e = &cfg_table[cfg_find(caps[i])];
+		double cap = *(double *)cfg_field(cfg, e);
 
 		if (cap > 0 && !cfg_priced(cfg))
 			return cfg_fail(ld, cfg_origin_of(ld, caps[i]), caps[i],

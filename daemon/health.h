@@ -13,8 +13,8 @@
  * and fails /healthz, so Kubernetes does.
  *
  * Ready (/readyz): not stopping, the LLM API not paused and no spending
- * cap reached (the reason is shown), no consumer seeing all its brokers down, and at least one
- * partition assigned.
+ * cap reached (the reason is shown), no consumer seeing all its brokers
+ * down, and at least one partition assigned.
  *
  * Failures in the log: while the LLM API is paused, an error line every
  * minute says so again; while calls fail, a warning every progress

@@ -60,7 +60,8 @@ static void zero_state(void **state)
 		"extractd_llm_request_duration_seconds",
 		"extractd_llm_retries_total", "extractd_reasks_total",
 		"extractd_inflight", "extractd_llm_tokens_total",
-		"extractd_cost_usd_total", "extractd_consumer_lag", "extractd_build_info",
+		"extractd_cost_usd_total", "extractd_consumer_lag",
+		"extractd_build_info",
 	};
 	struct metrics *m = metrics_new();
 	struct metrics_summary s;
