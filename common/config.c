@@ -188,6 +188,9 @@ static const struct cfg_entry cfg_table[] = {
 	CFG_UINT(llm, max_tokens, 0, 0, 1000000),
 	CFG_UINT(llm, max_tokens_limit, 4096, 1, 1000000),
 	CFG_STR(llm, ca_file, "", NULL, CFG_F_PATH),
+	CFG_DOUBLE(llm, price.input, 0.0, 0.0, 1e6),
+	CFG_DOUBLE(llm, price.cached_input, 0.0, 0.0, 1e6),
+	CFG_DOUBLE(llm, price.output, 0.0, 0.0, 1e6),
 
 	CFG_STR(schema, file, "schemas/person.schema.json", cfg_check_nonempty,
 		CFG_F_PATH),
@@ -202,6 +205,8 @@ static const struct cfg_entry cfg_table[] = {
 
 	CFG_UINT(rate, requests_per_minute, 0, 0, INT_MAX),
 	CFG_UINT(rate, tokens_per_minute, 0, 0, INT_MAX),
+	CFG_DOUBLE(rate, usd_per_hour, 0.0, 0.0, 1e9),
+	CFG_DOUBLE(rate, usd_per_day, 0.0, 0.0, 1e9),
 
 	CFG_UINT(retry, max_attempts, 6, 1, 100),
 	CFG_UINT(retry, base_delay_ms, 500, 0, 3600000),
@@ -1434,15 +1439,73 @@ static int cfg_check_includes(struct cfg_loader *ld, const char *path,
 	return ret;
 }
 
+/**
+ * @brief Apply every setting of group g (the root when prefix is NULL):
+ * a known setting is applied, a known group (llm, llm.price) is read in
+ * turn, anything else is an unknown setting.
+ * @returns 0, or -1 with the error written.
+ */
+static int cfg_read_group(struct cfg_loader *ld, const config_setting_t *g,
+			  const char *prefix)
+{
+	char *origin = NULL, *name = NULL, *file = NULL;
+	unsigned j, m = (unsigned)config_setting_length(g);
+	int ret = -1;
+
+	for (j = 0; j < m; j++) {
+		const config_setting_t *s = config_setting_get_elem(g, j);
+		struct cfg_value v = { .s = s, .seq = 1 };
+		int idx;
+
+		free(origin);
+		free(name);
+		free(file);
+		origin = cfg_file_origin(ld, s);
+		name = prefix ? str_printf("%s.%s", prefix,
+					   config_setting_name(s))
+			      : strdup(config_setting_name(s));
+		file = cfg_source_file(ld, s);
+		if (!origin || !name || !file) {
+			cfg_oom(ld);
+			goto out;
+		}
+		idx = cfg_find(name);
+		if (idx < 0 && cfg_group_known(name)) {
+			if (!config_setting_is_group(s)) {
+				cfg_fail(ld, origin, name,
+					 "must be a group: %s = { ... };",
+					 config_setting_name(s));
+				goto out;
+			}
+			if (cfg_read_group(ld, s, name) < 0)
+				goto out;
+			continue;
+		}
+		if (idx < 0 || !prefix) {
+			cfg_fail(ld, origin, name, "unknown setting");
+			goto out;
+		}
+		v.origin = origin;
+		v.file = file;
+		if (cfg_apply(ld, (size_t)idx, &v) < 0)
+			goto out;
+	}
+	ret = 0;
+out:
+	free(origin);
+	free(name);
+	free(file);
+	return ret;
+}
+
 static int cfg_read_file(struct cfg_loader *ld)
 {
 	const char *path = ld->path;
 	config_t lc;
 	config_setting_t *root;
 	struct stat st;
-	char *origin = NULL, *name = NULL, *file = NULL;
+	char *file = NULL;
 	int fd, ret = -1;
-	unsigned i, j, n, m;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -1477,57 +1540,10 @@ static int cfg_read_file(struct cfg_loader *ld)
 	}
 
 	root = config_root_setting(&lc);
-	n = (unsigned)config_setting_length(root);
-	for (i = 0; i < n; i++) {
-		const config_setting_t *g = config_setting_get_elem(root, i);
-		const char *gname = config_setting_name(g);
-
-		free(origin);
-		origin = cfg_file_origin(ld, g);
-		if (!origin)
-			goto oom;
-		if (!cfg_group_known(gname)) {
-			cfg_fail(ld, origin, gname, "unknown setting");
-			goto out;
-		}
-		if (!config_setting_is_group(g)) {
-			cfg_fail(ld, origin, gname,
-				 "must be a group: %s = { ... };", gname);
-			goto out;
-		}
-		m = (unsigned)config_setting_length(g);
-		for (j = 0; j < m; j++) {
-			const config_setting_t *s = config_setting_get_elem(g, j);
-			struct cfg_value v = { .s = s, .seq = 1 };
-			int idx;
-
-			free(origin);
-			free(name);
-			free(file);
-			origin = cfg_file_origin(ld, s);
-			name = str_printf("%s.%s", gname,
-					  config_setting_name(s));
-			file = cfg_source_file(ld, s);
-			if (!origin || !name || !file)
-				goto oom;
-			idx = cfg_find(name);
-			if (idx < 0) {
-				cfg_fail(ld, origin, name, "unknown setting");
-				goto out;
-			}
-			v.origin = origin;
-			v.file = file;
-			if (cfg_apply(ld, (size_t)idx, &v) < 0)
-				goto out;
-		}
-	}
+	if (cfg_read_group(ld, root, NULL) < 0)
+		goto out;
 	ret = 0;
-	goto out;
-oom:
-	cfg_oom(ld);
 out:
-	free(origin);
-	free(name);
 	free(file);
 	config_destroy(&lc);
 	return ret;
@@ -1618,6 +1634,51 @@ out:
  * message names the setting given last (an override beats the file beats
  * a default; between two in the file, the one later in the table).
  */
+/** The origin of a setting's value (NULL: its default). */
+static const char *cfg_origin_of(struct cfg_loader *ld, const char *path)
+{
+	return ld->cfg->meta->origin[cfg_find(path)];
+}
+
+/*
+ * llm.price: input and output together or not at all (a record's cost
+ * needs both), cached_input only with them; a spending cap needs a price.
+ */
+static int cfg_check_price(struct cfg_loader *ld)
+{
+	static const char *const caps[] = { "rate.usd_per_hour",
+					    "rate.usd_per_day" };
+	const struct extractd_config *cfg = ld->cfg;
+	const struct cfg_price *p = &cfg->llm.price;
+	size_t i;
+
+	if ((p->input > 0) != (p->output > 0)) {
+		const char *set = p->input > 0 ? "llm.price.input"
+					       : "llm.price.output";
+		const char *unset = p->input > 0 ? "llm.price.output"
+						 : "llm.price.input";
+
+		return cfg_fail(ld, cfg_origin_of(ld, set), set,
+				"needs %s too (dollars per million tokens, "
+				"> 0): a cost needs both prices", unset);
+	}
+	if (p->cached_input > 0 && !(p->input > 0))
+		return cfg_fail(ld, cfg_origin_of(ld, "llm.price.cached_input"),
+				"llm.price.cached_input",
+				"needs llm.price.input and llm.price.output");
+	for (i = 0; i < CFG_ARRAY_SIZE(caps); i++) {
+		const struct cfg_entry *e = &cfg_table[cfg_find(caps[i])];
+		double cap = *(double *)cfg_field(cfg, e);
+
+		if (cap > 0 && !cfg_priced(cfg))
+			return cfg_fail(ld, cfg_origin_of(ld, caps[i]), caps[i],
+					"a spending cap needs llm.price "
+					"(input and output, dollars per "
+					"million tokens)");
+	}
+	return 0;
+}
+
 static int cfg_check_relations(struct cfg_loader *ld)
 {
 	const struct cfg_meta *meta = ld->cfg->meta;
@@ -1646,6 +1707,8 @@ static int cfg_check_relations(struct cfg_loader *ld)
 				cfg_differ_rules[r].why);
 	}
 
+	if (cfg_check_price(ld) < 0)
+		return -1;
 	for (r = 0; r < CFG_ARRAY_SIZE(cfg_order_rules); r++) {
 		int lo = cfg_find(cfg_order_rules[r].lo);
 		int hi = cfg_find(cfg_order_rules[r].hi);
@@ -1750,6 +1813,11 @@ const char *cfg_origin(const struct extractd_config *cfg, const char *setting)
 	if (idx < 0 || !cfg->meta->origin[idx])
 		return CFG_DEFAULT_ORIGIN;
 	return cfg->meta->origin[idx];
+}
+
+bool cfg_priced(const struct extractd_config *cfg)
+{
+	return cfg->llm.price.input > 0 && cfg->llm.price.output > 0;
 }
 
 const char *cfg_setting_path(size_t i)

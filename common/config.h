@@ -94,6 +94,13 @@ struct extractd_config {
 		unsigned max_tokens_limit;   /**< a cut answer's retry asks for
 					       *  at most this, >= max_tokens */
 		char *ca_file;               /**< resolved path, "" = system */
+		/** Dollars per million tokens, 0 = unknown; input and
+		 *  output are set together (> 0) or not at all. */
+		struct cfg_price {
+			double input;
+			double cached_input; /**< 0: cached bill as input */
+			double output;
+		} price;
 	} llm;
 	struct {
 		char *file;          /**< resolved path */
@@ -108,6 +115,8 @@ struct extractd_config {
 	struct {
 		unsigned requests_per_minute; /**< 0 = unlimited */
 		unsigned tokens_per_minute;   /**< 0 = unlimited */
+		double usd_per_hour;          /**< spending caps, 0 = none; */
+		double usd_per_day;           /**< need llm.price */
 	} rate;
 	struct {
 		unsigned max_attempts;   /**< 1..100 */
@@ -162,6 +171,9 @@ void cfg_free(struct extractd_config *cfg);
  *          as cfg.
  */
 const char *cfg_origin(const struct extractd_config *cfg, const char *setting);
+
+/** Whether llm.price is set (input and output > 0): records have a cost. */
+bool cfg_priced(const struct extractd_config *cfg);
 
 /**
  * @brief The dotted path of the i-th known setting, in the order of the

@@ -742,11 +742,28 @@ void llm_reply_clear(struct llm_reply *r)
 	memset(r, 0, sizeof(*r));
 }
 
+/* A count in usage: usage.name, or usage.name.detail (the *_details
+ * objects); 0 when absent, null or negative. */
+static uint64_t usage_count(struct json_object *usage, const char *name,
+			    const char *detail)
+{
+	struct json_object *v;
+	int64_t n;
+
+	if (!json_object_object_get_ex(usage, name, &v))
+		return 0;
+	if (detail && (!json_object_is_type(v, json_type_object) ||
+		       !json_object_object_get_ex(v, detail, &v)))
+		return 0;
+	n = json_object_get_int64(v);
+	return n > 0 ? (uint64_t)n : 0;
+}
+
 static int parse_reply(struct json_tokener *tok, enum cfg_llm_mode mode,
 		       const char *body, size_t len, struct llm_reply *out,
 		       char *err, size_t err_size)
 {
-	struct json_object *root, *choices, *choice, *msg, *usage, *v;
+	struct json_object *root, *choices, *choice, *msg, *usage;
 	struct json_object *calls, *call, *fn;
 	const char *s;
 	char perr[128];
@@ -778,11 +795,13 @@ static int parse_reply(struct json_tokener *tok, enum cfg_llm_mode mode,
 	if ((s = get_string(root, "model")))
 		snprintf(out->model, sizeof(out->model), "%s", s);
 	if (json_object_object_get_ex(root, "usage", &usage)) {
-		if (json_object_object_get_ex(usage, "prompt_tokens", &v))
-			out->prompt_tokens = (uint64_t)json_object_get_int64(v);
-		if (json_object_object_get_ex(usage, "completion_tokens", &v))
-			out->completion_tokens =
-				(uint64_t)json_object_get_int64(v);
+		out->prompt_tokens = usage_count(usage, "prompt_tokens", NULL);
+		out->completion_tokens =
+			usage_count(usage, "completion_tokens", NULL);
+		out->cached_tokens = usage_count(usage, "prompt_tokens_details",
+						 "cached_tokens");
+		out->reasoning_tokens = usage_count(
+			usage, "completion_tokens_details", "reasoning_tokens");
 	}
 
 	if ((s = get_string(msg, "refusal"))) {
@@ -1035,6 +1054,8 @@ struct outcome {
 	long hint_ms;          /**< the server's Retry-After, -1: none */
 	long limit_requests, limit_tokens; /**< a 429's budgets */
 	long tokens;           /**< an answer's usage, -1: none */
+	uint64_t prompt_tokens, cached_tokens, completion_tokens; /**< by
+							 *  kind, 0: none */
 	long remaining_requests, reset_requests_ms; /**< its rate headers, */
 	long remaining_tokens, reset_tokens_ms;     /**< -1 when absent */
 	char detail[LLM_DETAIL_MAX]; /**< for the record's dead letter */
@@ -1061,6 +1082,9 @@ static void observe(struct llm *llm, int64_t start, const struct outcome *o,
 		.will_retry = will_retry,
 		.detail = o->blame == BLAME_NONE ? NULL : o->detail,
 		.tokens = o->tokens,
+		.prompt_tokens = o->prompt_tokens,
+		.cached_tokens = o->cached_tokens,
+		.completion_tokens = o->completion_tokens,
 		.remaining_requests = o->remaining_requests,
 		.reset_requests_ms = o->reset_requests_ms,
 		.remaining_tokens = o->remaining_tokens,
@@ -1240,6 +1264,9 @@ static void judge_call(struct llm_worker *w, enum cfg_llm_mode mode,
 		outcome_set(o, BLAME_NONE, LLM_FAULT_NONE, LLM_OK, "ok");
 		o->tokens = (long)(reply->prompt_tokens +
 				   reply->completion_tokens);
+		o->prompt_tokens = reply->prompt_tokens;
+		o->cached_tokens = reply->cached_tokens;
+		o->completion_tokens = reply->completion_tokens;
 		return;
 	}
 	outcome_set(o, BLAME_DOUBT, LLM_FAULT_FAILING, LLM_ERR_HTTP,
@@ -1827,6 +1854,8 @@ void llm_extract(struct llm_worker *w, const char *text, size_t len,
 		}
 		res->prompt_tokens += reply.prompt_tokens;
 		res->completion_tokens += reply.completion_tokens;
+		res->cached_tokens += reply.cached_tokens;
+		res->reasoning_tokens += reply.reasoning_tokens;
 		if (*reply.model && strcmp(reply.model, llm->model))
 			snprintf(res->served_model, sizeof(res->served_model),
 				 "%s", reply.model);

@@ -52,6 +52,9 @@ struct llm_result {
 	unsigned retries;   /**< calls that repeated a failed call */
 	uint64_t prompt_tokens;
 	uint64_t completion_tokens;
+	uint64_t cached_tokens;    /**< of prompt_tokens, served from the
+				     *  provider's prompt cache */
+	uint64_t reasoning_tokens; /**< of completion_tokens, reasoning */
 	char model[128];    /**< the configured model (llm.model) */
 	char served_model[128]; /**< the model the server says answered,
 				  *  when it is not model; else "" */
@@ -69,6 +72,10 @@ struct llm_reply {
 	char model[128];
 	uint64_t prompt_tokens;
 	uint64_t completion_tokens;
+	uint64_t cached_tokens;    /**< usage.prompt_tokens_details.
+				     *  cached_tokens, 0 when absent */
+	uint64_t reasoning_tokens; /**< usage.completion_tokens_details.
+				     *  reasoning_tokens, 0 when absent */
 };
 
 /** What one HTTP call to the API did, for metrics. */
@@ -83,6 +90,9 @@ struct llm_call {
 			        *  observer's call only */
 	long tokens;          /**< the answer's usage, prompt and completion,
 			        *  -1 when it has none */
+	/** The answer's usage by kind (0 when it has none): what the call
+	 *  costs (cached is part of prompt). */
+	uint64_t prompt_tokens, cached_tokens, completion_tokens;
 	/** The answer's x-ratelimit-remaining-* and -reset-* (ms), -1 for
 	 *  each that was absent: what is left of the account's budgets. */
 	long remaining_requests, reset_requests_ms;

@@ -70,6 +70,8 @@ struct metrics {
 	atomic_uint_fast64_t retries[RETRY_N];
 	atomic_uint_fast64_t reasks;
 	atomic_uint_fast64_t tokens_prompt, tokens_completion;
+	atomic_uint_fast64_t tokens_cached, tokens_reasoning;
+	_Atomic double cost_usd;
 	atomic_int_fast64_t inflight;
 	atomic_uint concurrency_limit;
 	atomic_uint paused;                   /**< enum llm_fault now */
@@ -133,18 +135,32 @@ static size_t error_index(const char *error)
 }
 
 void metrics_record(struct metrics *m, const char *error, unsigned reasks,
-		    uint64_t prompt_tokens, uint64_t completion_tokens)
+		    const struct metrics_usage *usage)
 {
+	double cost;
+
 	if (error)
 		bump(&m->dead[error_index(error)], 1);
 	else
 		bump(&m->records_ok, 1);
 	if (reasks)
 		bump(&m->reasks, reasks);
-	if (prompt_tokens)
-		bump(&m->tokens_prompt, prompt_tokens);
-	if (completion_tokens)
-		bump(&m->tokens_completion, completion_tokens);
+	if (usage->prompt)
+		bump(&m->tokens_prompt, usage->prompt);
+	if (usage->completion)
+		bump(&m->tokens_completion, usage->completion);
+	if (usage->cached)
+		bump(&m->tokens_cached, usage->cached);
+	if (usage->reasoning)
+		bump(&m->tokens_reasoning, usage->reasoning);
+	if (usage->cost_usd <= 0)
+		return;
+	/* No fetch_add for a double: compare and swap. */
+	cost = atomic_load_explicit(&m->cost_usd, memory_order_relaxed);
+	while (!atomic_compare_exchange_weak_explicit(
+		&m->cost_usd, &cost, cost + usage->cost_usd,
+		memory_order_relaxed, memory_order_relaxed))
+		;
 }
 
 static enum retry_reason retry_reason(const struct llm_call *call)
@@ -291,6 +307,10 @@ void metrics_summary(struct metrics *m, struct metrics_summary *ret)
 	ret->records_ok = load(&m->records_ok);
 	ret->tokens_prompt = load(&m->tokens_prompt);
 	ret->tokens_completion = load(&m->tokens_completion);
+	ret->tokens_cached = load(&m->tokens_cached);
+	ret->tokens_reasoning = load(&m->tokens_reasoning);
+	ret->cost_usd = atomic_load_explicit(&m->cost_usd,
+					     memory_order_relaxed);
 	for (i = 0; i < ARRAY_SIZE(error_names); i++)
 		ret->dead_letters += load(&m->dead[i]);
 	ret->inflight = atomic_load_explicit(&m->inflight,
@@ -440,11 +460,22 @@ static void render_rest(FILE *f, struct metrics *m, const char *version)
 
 	family(f, "extractd_llm_tokens_total", "counter",
 	       "Tokens the LLM API reported as used by delivered records, "
-	       "by kind.");
+	       "by kind (cached is part of prompt, reasoning of "
+	       "completion).");
 	fprintf(f, "extractd_llm_tokens_total{kind=\"prompt\"} %llu\n",
 		(unsigned long long)load(&m->tokens_prompt));
 	fprintf(f, "extractd_llm_tokens_total{kind=\"completion\"} %llu\n",
 		(unsigned long long)load(&m->tokens_completion));
+	fprintf(f, "extractd_llm_tokens_total{kind=\"cached\"} %llu\n",
+		(unsigned long long)load(&m->tokens_cached));
+	fprintf(f, "extractd_llm_tokens_total{kind=\"reasoning\"} %llu\n",
+		(unsigned long long)load(&m->tokens_reasoning));
+
+	family(f, "extractd_cost_usd_total", "counter",
+	       "Dollars the delivered records' LLM calls cost at llm.price "
+	       "(0 without a price).");
+	fprintf(f, "extractd_cost_usd_total %.9g\n",
+		atomic_load_explicit(&m->cost_usd, memory_order_relaxed));
 
 	family(f, "extractd_consumer_lag", "gauge",
 	       "Records behind the committed offset, per assigned input "

@@ -46,6 +46,8 @@ struct metrics_summary {
 	uint64_t records_ok;
 	uint64_t dead_letters;
 	uint64_t tokens_prompt, tokens_completion;
+	uint64_t tokens_cached, tokens_reasoning;
+	double cost_usd;    /**< of the records whose cost is known */
 	int64_t inflight;
 	int64_t lag;        /**< summed over partitions whose lag is known */
 	unsigned lag_parts; /**< partitions with a known lag (0: lag unknown) */
@@ -57,16 +59,24 @@ struct metrics *metrics_new(void);
 /** Free; NULL is fine. No writer may run any more. */
 void metrics_free(struct metrics *m);
 
+/** What a record's calls used, summed over them, and what they cost. */
+struct metrics_usage {
+	uint64_t prompt, completion; /**< tokens, as the API reported them */
+	uint64_t cached;             /**< of prompt: from the prompt cache */
+	uint64_t reasoning;          /**< of completion: reasoning */
+	double cost_usd;             /**< < 0: unknown (no llm.price) */
+};
+
 /**
  * @brief Count one delivered record (the delivery report path).
  * @param error NULL for an output record, else its extractd.error kind
  *        ("input", "validation", "llm_http", "llm_timeout", "llm_refusal",
  *        "output_too_large"; anything else counts as "other")
  * @param reasks LLM calls for the record that were re-asks
- * @param prompt_tokens, completion_tokens the record's token usage
+ * @param usage the record's token usage and cost
  */
 void metrics_record(struct metrics *m, const char *error, unsigned reasks,
-		    uint64_t prompt_tokens, uint64_t completion_tokens);
+		    const struct metrics_usage *usage);
 
 /**
  * @brief The llm observer (llm_observer_fn): count one LLM HTTP call, its

@@ -22,6 +22,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "secret.h"
+#include "spend.h"
 #include "stop.h"
 #include "str.h"
 
@@ -40,6 +41,7 @@ struct health {
 	struct stop *stop;
 	struct llm *llm;
 	struct metrics *metrics;
+	struct spend *spend;         /**< the spending caps, or NULL */
 	struct consumer **consumers; /**< [0, n) are started */
 	unsigned cap;
 	atomic_uint n;
@@ -176,6 +178,12 @@ int health_ready(void *arg, char *why, size_t why_size)
 			add_why(&w, "LLM API paused: %s", reason);
 		}
 	}
+	if (h->spend) {
+		char reason[256];
+
+		if (spend_over(h->spend, mono_ns(), reason, sizeof(reason)))
+			add_why(&w, "spending cap reached: %s", reason);
+	}
 	for (i = 0; i < n; i++) {
 		assigned += consumer_assigned(h->consumers[i]);
 		down = down || consumer_brokers_down(h->consumers[i]);
@@ -307,6 +315,11 @@ static void remind_pause(struct health *h, int64_t now)
 	LOG_ERROR("the LLM API is still paused: nothing is consumed",
 		  LOG_I("paused_s", (now - since) / 1000000000),
 		  LOG_S("reason", reason));
+}
+
+void health_set_spend(struct health *h, struct spend *spend)
+{
+	h->spend = spend;
 }
 
 void health_tick(struct health *h)

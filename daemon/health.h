@@ -12,9 +12,9 @@
  * poll). A wedged loop stops the watchdog, so systemd restarts the unit,
  * and fails /healthz, so Kubernetes does.
  *
- * Ready (/readyz): not stopping, the LLM API not paused (the reason is
- * shown), no consumer seeing all its brokers down, and at least one
- * partition assigned.
+ * Ready (/readyz): not stopping, the LLM API not paused and no spending
+ * cap reached (the reason is shown), no consumer seeing all its brokers
+ * down, and at least one partition assigned.
  *
  * Failures in the log: while the LLM API is paused, an error line every
  * minute says so again; while calls fail, a warning every progress
@@ -58,6 +58,13 @@ void health_tick(struct health *h);
  */
 struct llm_call;
 void health_llm_observe(void *arg, const struct llm_call *call);
+
+/**
+ * @brief Show the spending caps in /readyz (a reached cap makes it 503
+ * with the reason); call before the HTTP server starts. Not owned.
+ */
+struct spend;
+void health_set_spend(struct health *h, struct spend *spend);
 
 /** Free; NULL is fine. Stop the HTTP server first. */
 void health_free(struct health *h);

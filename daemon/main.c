@@ -40,6 +40,7 @@
 #include "schema.h"
 #include "secret.h"
 #include "shutdown.h"
+#include "spend.h"
 #include "stop.h"
 
 #include <errno.h>
@@ -252,6 +253,28 @@ static int wait_for_stop(int signals, struct stop *stop, struct health *h)
 
 /* Start, serve until a signal or a stop request, stop. Returns the exit
  * status. */
+#define HOUR_NS (3600LL * 1000000000)
+
+/* The spending caps (rate.usd_per_hour, rate.usd_per_day) as a struct
+ * spend; *ret NULL when none is set. -1 when out of memory. */
+static int spend_caps(const struct extractd_config *cfg, struct spend **ret)
+{
+	const double hour = cfg->rate.usd_per_hour, day = cfg->rate.usd_per_day;
+
+	*ret = NULL;
+	if (!(hour > 0) && !(day > 0))
+		return 0;
+	*ret = spend_new();
+	if (!*ret)
+		return -1;
+	/* Both are positive, and at most two: spend_cap() cannot refuse. */
+	if (hour > 0)
+		spend_cap(*ret, "rate.usd_per_hour", HOUR_NS, hour);
+	if (day > 0)
+		spend_cap(*ret, "rate.usd_per_day", 24 * HOUR_NS, day);
+	return 0;
+}
+
 static int run(struct extractd_config *cfg, struct schema *schema,
 	       char *api_key)
 {
@@ -263,6 +286,7 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 	struct consumer **consumers;
 	struct shutdown *sd;
 	struct health *health = NULL;
+	struct spend *spend = NULL;
 	struct httpd *httpd = NULL;
 	unsigned i, n_consumers = 0;
 	char err[1024], addr[300];
@@ -283,7 +307,8 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 		return 1;
 	}
 	if (!consumers || http_global_init() < 0 ||
-	    !(share = http_share_new()) || !(metrics = metrics_new())) {
+	    !(share = http_share_new()) || !(metrics = metrics_new()) ||
+	    spend_caps(cfg, &spend) < 0) {
 		LOG_ERROR("cannot start", LOG_S("error", "out of memory"));
 		goto out;
 	}
@@ -295,6 +320,7 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 		LOG_ERROR("cannot start", LOG_S("error", "out of memory"));
 		goto out;
 	}
+	health_set_spend(health, spend);
 	if (*cfg->http.listen) {
 		char why[512];
 
@@ -314,6 +340,7 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 			  rd_kafka_message_destroy, err, sizeof(err));
 	if (!pl)
 		goto fail;
+	pipeline_set_spend(pl, spend);
 	pipeline_observe_calls(pl, health_llm_observe, health);
 	if (llm_check_start(llm, api_key, share, err, sizeof(err)) < 0)
 		goto fail;
@@ -375,6 +402,7 @@ out:
 	if (pl)
 		pipeline_log_summary(pl, left);
 	pipeline_free(pl);
+	spend_free(spend);
 	metrics_free(metrics);
 	close(sigfd);
 	if (stop_failed(stop))

@@ -17,6 +17,7 @@
 #include "pool.h"
 #include "producer.h"
 #include "secret.h"
+#include "spend.h"
 #include "stop.h"
 
 #include <errno.h>
@@ -65,6 +66,7 @@ struct pipeline {
 	pipeline_msg_free_fn *msg_free; /**< frees an input message */
 	struct admission *admission;
 	struct limiter *limiter;  /**< pool.concurrency = adaptive, else NULL */
+	struct spend *spend;      /**< the spending caps, or NULL (main's) */
 	atomic_uint limit;        /**< the limit admission was last given */
 	llm_observer_fn *observer; /**< every LLM call goes on to it */
 	void *observer_arg;
@@ -339,10 +341,39 @@ static void add_number(rd_kafka_headers_t *h, const char *name,
 	add_header(h, name, text);
 }
 
+/* What a record's calls cost at llm.price, -1 without a price. */
+static double job_cost(const struct job *job)
+{
+	const struct extractd_config *cfg = job->pl->cfg;
+
+	if (!cfg_priced(cfg))
+		return -1;
+	return spend_cost(&cfg->llm.price, job->res.prompt_tokens,
+			  job->res.cached_tokens, job->res.completion_tokens);
+}
+
+/* The tokens of every call made for the record, by kind, and their cost:
+ * on outputs and dead letters alike (the calls were paid for). */
+static void add_usage(rd_kafka_headers_t *h, const struct job *job)
+{
+	const struct llm_result *res = &job->res;
+	double cost = job_cost(job);
+	char text[32];
+
+	add_number(h, "extractd.tokens.prompt", res->prompt_tokens);
+	add_number(h, "extractd.tokens.completion", res->completion_tokens);
+	add_number(h, "extractd.tokens.cached", res->cached_tokens);
+	add_number(h, "extractd.tokens.reasoning", res->reasoning_tokens);
+	if (cost < 0)
+		return;
+	spend_format(cost, text, sizeof(text));
+	add_header(h, "extractd.cost_usd", text);
+}
+
 static rd_kafka_headers_t *job_headers(const struct job *job)
 {
 	const struct llm_result *res = &job->res;
-	rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+	rd_kafka_headers_t *h = rd_kafka_headers_new(12);
 	char source[512], text[LLM_ANSWER_MAX + 1];
 
 	snprintf(source, sizeof(source), "%s/%d/%lld", ledger_topic(job->part),
@@ -357,11 +388,10 @@ static rd_kafka_headers_t *job_headers(const struct job *job)
 		add_number(h, "extractd.latency_ms",
 			   (uint64_t)(mono_ns() - job->consumed_ns) /
 				   1000000);
-		add_number(h, "extractd.tokens.prompt", res->prompt_tokens);
-		add_number(h, "extractd.tokens.completion",
-			   res->completion_tokens);
+		add_usage(h, job);
 		return h;
 	}
+	add_usage(h, job);
 	add_header(h, "extractd.error", job->error);
 	/* An API error body may echo the request (its Authorization
 	 * header), an answer anything: neither leaves unredacted, and
@@ -627,8 +657,14 @@ static void finish(struct job *job, rd_kafka_resp_err_t err)
 
 	metrics_record(pl->metrics,
 		       job->outcome == JOB_OUTPUT ? NULL : job->error,
-		       job->res.reasks, job->res.prompt_tokens,
-		       job->res.completion_tokens);
+		       job->res.reasks,
+		       &(struct metrics_usage){
+			       .prompt = job->res.prompt_tokens,
+			       .completion = job->res.completion_tokens,
+			       .cached = job->res.cached_tokens,
+			       .reasoning = job->res.reasoning_tokens,
+			       .cost_usd = job_cost(job),
+		       });
 	atomic_store(&pl->last_delivered_ms, wall_ms());
 	if (job->outcome != JOB_OUTPUT)
 		log_dead_letter(job);
@@ -978,6 +1014,12 @@ static void call_observed(void *arg, const struct llm_call *call)
 {
 	struct pipeline *pl = arg;
 
+	if (pl->spend)
+		spend_add(pl->spend, mono_ns(),
+			  spend_cost(&pl->cfg->llm.price, call->prompt_tokens,
+				     call->cached_tokens,
+				     call->completion_tokens));
+
 	if (pl->limiter) {
 		unsigned open = admission_held(pl->admission);
 		int64_t now = mono_ns();
@@ -1099,6 +1141,9 @@ void pipeline_log_summary(struct pipeline *pl, int undelivered)
 		 LOG_I("undelivered", undelivered),
 		 LOG_U("tokens_prompt", m.tokens_prompt),
 		 LOG_U("tokens_completion", m.tokens_completion),
+		 LOG_U("tokens_cached", m.tokens_cached),
+		 LOG_U("tokens_reasoning", m.tokens_reasoning),
+		 LOG_D("cost_usd", m.cost_usd, 6),
 		 LOG_I("first_consumed_ms", first),
 		 LOG_I("last_delivered_ms", last),
 		 LOG_D("busy_seconds",
@@ -1146,7 +1191,32 @@ struct metrics *pipeline_metrics(struct pipeline *pl)
 	return pl->metrics;
 }
 
+void pipeline_set_spend(struct pipeline *pl, struct spend *spend)
+{
+	pl->spend = spend;
+}
+
 bool pipeline_paused(const struct pipeline *pl)
 {
-	return atomic_load(&pl->llm_paused);
+	char why[256];
+	bool over;
+
+	if (atomic_load(&pl->llm_paused))
+		return true;
+	if (!pl->spend)
+		return false;
+	switch (spend_check(pl->spend, mono_ns(), &over, why, sizeof(why))) {
+	case SPEND_STOPPED:
+		LOG_WARN("spending cap reached: consumption paused until the "
+			 "window allows more; calls already sent finish, no "
+			 "record is dead-lettered for this",
+			 LOG_S("reason", why));
+		break;
+	case SPEND_RESUMED:
+		LOG_INFO("spending under its caps again: consumption resumed");
+		break;
+	case SPEND_SAME:
+		break;
+	}
+	return over;
 }

@@ -144,7 +144,15 @@ struct producer *pipeline_producer(struct pipeline *pl);
 struct stop *pipeline_stop(struct pipeline *pl);
 struct metrics *pipeline_metrics(struct pipeline *pl);
 
-/** Whether the LLM API is paused for the deployment: admit nothing. */
+/**
+ * @brief Count every LLM call's cost against spend's caps (spend.h);
+ * call before pipeline_observe_calls(), with llm.price set. Not owned.
+ */
+struct spend;
+void pipeline_set_spend(struct pipeline *pl, struct spend *spend);
+
+/** Whether to admit nothing: the LLM API is paused for the deployment,
+ * or a spending cap is reached (one log line each time that changes). */
 bool pipeline_paused(const struct pipeline *pl);
 
 /** Whether results leave in offset order: output.ordering = offset, and

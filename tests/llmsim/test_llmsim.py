@@ -11,8 +11,9 @@ headers, Authorization included, verbatim), every fault kind at rate 1, re-asks 
 exact concurrency oracle, /reset, 400/404/413, --rpm/--tpm limiting (and
 --no-rate-headers), --capacity (never more computing than N, the rest
 queued in order, a queued client that leaves freeing its place), seeded
-determinism, and a clean exit 0 on SIGTERM even with a held or queued
-connection.
+determinism, prompt caching (cached_tokens for a repeated prefix, from
+--cache-min-tokens) and --reasoning-tokens, and a clean exit 0 on SIGTERM
+even with a held or queued connection.
 
 Standard library only (tests/lib/llmsim.py starts each llmsim); every
 llmsim is killed in a finally block.
@@ -350,6 +351,87 @@ def test_stats_tokens_arrivals(sim):
     assert st["tokens"] == total, (st, total)
     gap = st["last_arrival_ms"] - st["first_arrival_ms"]
     assert 600 <= gap < 10000, st
+
+
+def usage_of(sim, p):
+    status, _, data = sim.chat(p)
+    assert status == 200, data
+    u = json.loads(data)["usage"]
+    assert u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"]
+    return u
+
+
+def cached_of(sim, p):
+    u = usage_of(sim, p)
+    cached = u["prompt_tokens_details"]["cached_tokens"]
+    assert 0 <= cached <= u["prompt_tokens"], u
+    return cached
+
+
+def with_system(p, system):
+    p["messages"][0]["content"] = system
+    return p
+
+
+def test_prompt_cache(sim):
+    """--cache-min-tokens 5: a prefix (everything but the last user
+    message: model, schema or tools, the messages before it) seen before
+    reports its tokens (its messages' bytes / 4) as cached_tokens; the
+    first time, another schema, another model, or a prefix under the
+    threshold report 0."""
+    system = "Cache test: extract the person described in the text."
+    first = with_system(payload("Ann Echo is a 41-year-old nurse"), system)
+    assert cached_of(sim, first) == 0
+    again = with_system(payload("Bo Li is a 7-year-old pupil"), system)
+    assert cached_of(sim, again) == len(system) // 4
+    # The same messages with the tool definitions: another prefix.
+    tools = with_system(payload("Bo Li is a 7-year-old pupil", "tools"),
+                        system)
+    assert cached_of(sim, tools) == 0
+    assert cached_of(sim, tools) == len(system) // 4
+    other = with_system(payload("Bo Li is a 7-year-old pupil",
+                                model="other-model"), system)
+    assert cached_of(sim, other) == 0
+    # A re-ask: its prefix runs to the assistant's answer.
+    text = "Cy Dee is a 30-year-old cook"
+    answer = '{"name":"Cy Dee","age":"thirty","occupation":"cook"}'
+    extra = [{"role": "assistant", "content": answer},
+             {"role": "user", "content": "Errors: /age. Answer again."}]
+    reask = with_system(payload(text, extra=extra), system)
+    assert cached_of(sim, reask) == 0
+    want = (len(system) + len(text) + len(answer)) // 4
+    assert cached_of(sim, reask) == want
+    # Under the threshold (4 tokens < 5): never cached.
+    short = with_system(payload("Ann Echo is a 41-year-old nurse"), "Who?" * 4)
+    assert cached_of(sim, short) == 0
+    assert cached_of(sim, short) == 0
+
+
+def test_prompt_cache_default(sim):
+    """By default a prefix counts as cached from 1024 tokens, as OpenAI's:
+    the usual short system message never is, a 4100-byte one is (1025)."""
+    p = payload("Ann Echo is a 41-year-old nurse")
+    assert cached_of(sim, p) == 0
+    assert cached_of(sim, p) == 0
+    long_system = "Extract the person. " * 205
+    p = with_system(payload("Bo Li is a 7-year-old pupil"), long_system)
+    cached_of(sim, p)
+    assert cached_of(sim, p) == len(long_system) // 4 == 1025
+    u = usage_of(sim, p)
+    assert u["completion_tokens_details"]["reasoning_tokens"] == 0, u
+
+
+def test_reasoning_tokens(plain, reasoning):
+    """--reasoning-tokens 7: each answer reports 7 reasoning tokens, part
+    of completion_tokens (7 more than without), the answer unchanged."""
+    for mode in ("json_schema", "tools"):
+        p = payload("Ann Echo is a 41-year-old nurse", mode)
+        base = usage_of(plain, p)
+        u = usage_of(reasoning, p)
+        assert u["completion_tokens_details"]["reasoning_tokens"] == 7, u
+        assert u["completion_tokens"] == base["completion_tokens"] + 7, \
+            (u, base)
+        assert u["prompt_tokens"] == base["prompt_tokens"], (u, base)
 
 
 def test_bad_requests(sim):
@@ -812,6 +894,8 @@ def main():
         start("rpm_bare", "--rpm", "2", "--no-rate-headers")
         start("capacity", "--capacity", "2", "--latency-ms", "200")
         start("capacity_leave", "--capacity", "1", "--latency-ms", "30000")
+        start("cache", "--cache-min-tokens", "5")
+        start("reasoning", "--reasoning-tokens", "7")
         start("seed_a", "--fault", "500=0.5", "--seed", "7")
         start("seed_b", "--fault", "500=0.5", "--seed", "7",
               "--latency-ms", "1", "--jitter-ms", "1")
@@ -836,6 +920,12 @@ def main():
              lambda: test_scripted_retry_after(sims["bare"], workdir)),
             ("stats_tokens_arrivals",
              lambda: test_stats_tokens_arrivals(sims["bare"])),
+            ("prompt_cache", lambda: test_prompt_cache(sims["cache"])),
+            ("prompt_cache_default",
+             lambda: test_prompt_cache_default(sims["main"])),
+            ("reasoning_tokens",
+             lambda: test_reasoning_tokens(sims["bare"],
+                                           sims["reasoning"])),
             ("bad_requests", lambda: test_bad_requests(sims["main"])),
             ("stats_basic", lambda: test_stats_basic(sims["main"])),
             ("faults", lambda: test_faults(faults)),

@@ -184,6 +184,12 @@ static void assert_defaults(const struct extractd_config *cfg)
 	assert_int_equal(cfg->pool.max_in_flight, 16);
 	assert_int_equal(cfg->rate.requests_per_minute, 0);
 	assert_int_equal(cfg->rate.tokens_per_minute, 0);
+	assert_true(cfg->rate.usd_per_hour == 0.0);
+	assert_true(cfg->rate.usd_per_day == 0.0);
+	assert_true(cfg->llm.price.input == 0.0);
+	assert_true(cfg->llm.price.cached_input == 0.0);
+	assert_true(cfg->llm.price.output == 0.0);
+	assert_false(cfg_priced(cfg));
 	assert_int_equal(cfg->retry.max_attempts, 6);
 	assert_int_equal(cfg->retry.base_delay_ms, 500);
 	assert_int_equal(cfg->retry.max_delay_ms, 30000);
@@ -354,6 +360,35 @@ struct error_case {
 };
 
 static const struct error_case error_cases[] = {
+	/* llm.price: a group inside llm; prices together; caps need them */
+	{ "llm: {\n price: { input = -0.5; };\n};\n",
+	  "@:2: llm.price.input: must be a number from 0 to 1e+06, "
+	  "got -0.5" },
+	{ "llm: { price: { output = \"2\"; }; };\n",
+	  "@:1: llm.price.output: must be a number from 0 to 1e+06, "
+	  "got '2'" },
+	{ "llm: { price: { input = 0.15; batch = 0.5; }; };\n",
+	  "@:1: llm.price.batch: unknown setting" },
+	{ "llm: { price = 0.15; };\n",
+	  "@:1: llm.price: must be a group: price = { ... };" },
+	{ "llm: { price: { input = 0.15; }; };\n",
+	  "@:1: llm.price.input: needs llm.price.output too (dollars per "
+	  "million tokens, > 0): a cost needs both prices" },
+	{ "llm: { price: { output = 0.6; }; };\n",
+	  "@:1: llm.price.output: needs llm.price.input too (dollars per "
+	  "million tokens, > 0): a cost needs both prices" },
+	{ "llm: { price: { cached_input = 0.075; }; };\n",
+	  "@:1: llm.price.cached_input: needs llm.price.input and "
+	  "llm.price.output" },
+	{ "rate: {\n usd_per_hour = 5.0; };\n",
+	  "@:2: rate.usd_per_hour: a spending cap needs llm.price (input and "
+	  "output, dollars per million tokens)" },
+	{ "rate: { usd_per_day = -1; };\n",
+	  "@:1: rate.usd_per_day: must be a number from 0 to 1e+09, got -1" },
+	{ "llm: { price: { input = 1; output = 2; }; };\n"
+	  "rate: { usd_per_day = 20; };\n"
+	  "kafka: { price: { input = 1; }; };\n",
+	  "@:3: kafka.price: unknown setting" },
 	/* ranges and types */
 	{ "pool: { workers = 0; };\n",
 	  "@:1: pool.workers: must be an integer from 1 to 4096, got 0" },
@@ -594,6 +629,37 @@ static void file_cannot_read(void **state)
 	/* A file in a missing directory, relative: same message shape. */
 	load_fails("no/such/dir/x.cfg", NULL, 0,
 		   "@: cannot read: No such file or directory");
+}
+
+/* llm.price in the file, overridden with -s; a cap beside it. */
+static void prices_and_caps(void **state)
+{
+	static const char *const ov[] = { "llm.price.output=0.6",
+					  "rate.usd_per_hour=2.5" };
+	static const char *const bad[] = { "llm.price.input=0" };
+	struct extractd_config *cfg;
+	char want[PATH_MAX];
+	const char *p;
+
+	(void)state;
+	p = write_file("price.cfg", "llm: {\n  price: {\n    input = 0.15;\n"
+				    "    cached_input = 0.075;\n"
+				    "    output = 1;\n  };\n};\n");
+	cfg = load_ok(p, ov, ARRAY_SIZE(ov));
+	assert_true(cfg->llm.price.input == 0.15);
+	assert_true(cfg->llm.price.cached_input == 0.075);
+	assert_true(cfg->llm.price.output == 0.6);
+	assert_true(cfg->rate.usd_per_hour == 2.5);
+	assert_true(cfg->rate.usd_per_day == 0.0);
+	assert_true(cfg_priced(cfg));
+	snprintf(want, sizeof(want), "%s:4", p);
+	assert_string_equal(cfg_origin(cfg, "llm.price.cached_input"), want);
+	assert_string_equal(cfg_origin(cfg, "llm.price.output"), "-s:1");
+	assert_string_equal(value_text(cfg, "llm.price.input"), "0.15");
+	cfg_free(cfg);
+	load_fails(p, bad, ARRAY_SIZE(bad),
+		   "@:5: llm.price.output: needs llm.price.input too (dollars "
+		   "per million tokens, > 0): a cost needs both prices");
 }
 
 static void overrides(void **state)
@@ -1332,6 +1398,7 @@ int main(void)
 		cmocka_unit_test(full_file),
 		cmocka_unit_test(file_errors),
 		cmocka_unit_test(file_cannot_read),
+		cmocka_unit_test(prices_and_caps),
 		cmocka_unit_test(overrides),
 		cmocka_unit_test(override_errors),
 		cmocka_unit_test(override_beats_file),

@@ -40,6 +40,45 @@ static void content_modes(void **state)
 	llm_reply_clear(&r);
 }
 
+/* The usage's details: cached prompt tokens and reasoning tokens when the
+ * provider reports them, 0 when absent, null or not an object. */
+static void usage_details(void **state)
+{
+	const char *full =
+		"{\"choices\":[{\"message\":{\"content\":\"{}\"},"
+		"\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":"
+		"2000,\"completion_tokens\":300,\"prompt_tokens_details\":{"
+		"\"cached_tokens\":1536,\"audio_tokens\":0},"
+		"\"completion_tokens_details\":{\"reasoning_tokens\":256}}}";
+	const char *odd =
+		"{\"choices\":[{\"message\":{\"content\":\"{}\"}}],"
+		"\"usage\":{\"prompt_tokens\":20,\"completion_tokens\":3,"
+		"\"prompt_tokens_details\":null,"
+		"\"completion_tokens_details\":{\"reasoning_tokens\":-4}}}";
+	const char *none =
+		"{\"choices\":[{\"message\":{\"content\":\"{}\"}}],"
+		"\"usage\":{\"prompt_tokens\":20,\"completion_tokens\":3}}";
+	struct llm_reply r;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(CFG_MODE_JSON_SCHEMA, full, &r, err), 0);
+	assert_int_equal(r.prompt_tokens, 2000);
+	assert_int_equal(r.cached_tokens, 1536);
+	assert_int_equal(r.completion_tokens, 300);
+	assert_int_equal(r.reasoning_tokens, 256);
+	llm_reply_clear(&r);
+	assert_int_equal(parse(CFG_MODE_JSON_SCHEMA, odd, &r, err), 0);
+	assert_int_equal(r.prompt_tokens, 20);
+	assert_int_equal(r.cached_tokens, 0);
+	assert_int_equal(r.reasoning_tokens, 0);
+	llm_reply_clear(&r);
+	assert_int_equal(parse(CFG_MODE_JSON_SCHEMA, none, &r, err), 0);
+	assert_int_equal(r.cached_tokens, 0);
+	assert_int_equal(r.reasoning_tokens, 0);
+	llm_reply_clear(&r);
+}
+
 static void tools_mode(void **state)
 {
 	const char *body =
@@ -225,6 +264,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(content_modes),
+		cmocka_unit_test(usage_details),
 		cmocka_unit_test(tools_mode),
 		cmocka_unit_test(md_json_mode),
 		cmocka_unit_test(md_json_extraction),

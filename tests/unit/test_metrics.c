@@ -60,7 +60,8 @@ static void zero_state(void **state)
 		"extractd_llm_request_duration_seconds",
 		"extractd_llm_retries_total", "extractd_reasks_total",
 		"extractd_inflight", "extractd_llm_tokens_total",
-		"extractd_consumer_lag", "extractd_build_info",
+		"extractd_cost_usd_total", "extractd_consumer_lag",
+		"extractd_build_info",
 	};
 	struct metrics *m = metrics_new();
 	struct metrics_summary s;
@@ -101,18 +102,22 @@ static void zero_state(void **state)
 
 static void records(void **state)
 {
+	static const struct metrics_usage nothing = { .cost_usd = -1 };
 	struct metrics *m = metrics_new();
 	struct metrics_summary s;
 	char *text;
 
 	(void)state;
-	metrics_record(m, NULL, 0, 100, 20);
-	metrics_record(m, NULL, 2, 300, 60);
-	metrics_record(m, "validation", 2, 50, 10);
-	metrics_record(m, "llm_refusal", 0, 0, 0);
-	metrics_record(m, "input", 0, 0, 0);
-	metrics_record(m, "output_too_large", 0, 0, 0);
-	metrics_record(m, "something new", 0, 0, 0);
+	metrics_record(m, NULL, 0, &(struct metrics_usage){ 100, 20, 0, 0,
+							     0.25 });
+	metrics_record(m, NULL, 2, &(struct metrics_usage){ 300, 60, 256, 16,
+							     0.5 });
+	metrics_record(m, "validation", 2, &(struct metrics_usage){ 50, 10, 0,
+								   0, -1 });
+	metrics_record(m, "llm_refusal", 0, &nothing);
+	metrics_record(m, "input", 0, &nothing);
+	metrics_record(m, "output_too_large", 0, &nothing);
+	metrics_record(m, "something new", 0, &nothing);
 	metrics_inflight_add(m, 5);
 	metrics_inflight_add(m, -2);
 	text = render(m);
@@ -137,6 +142,12 @@ static void records(void **state)
 				 "\"prompt\"}") == 450);
 	assert_true(sample(text, "extractd_llm_tokens_total{kind="
 				 "\"completion\"}") == 90);
+	assert_true(sample(text, "extractd_llm_tokens_total{kind="
+				 "\"cached\"}") == 256);
+	assert_true(sample(text, "extractd_llm_tokens_total{kind="
+				 "\"reasoning\"}") == 16);
+	/* An unknown cost (no price) adds nothing. */
+	assert_true(sample(text, "extractd_cost_usd_total") == 0.75);
 	assert_true(sample(text, "extractd_inflight") == 3);
 	free(text);
 	metrics_summary(m, &s);
@@ -306,7 +317,8 @@ static void *writer(void *arg)
 	for (i = 0; i < ROUNDS; i++) {
 		call(m, 200, "ok", 0.3, false);
 		call(m, 429, "http_error", 2, true);
-		metrics_record(m, i % 2 ? NULL : "validation", 1, 3, 2);
+		metrics_record(m, i % 2 ? NULL : "validation", 1,
+			       &(struct metrics_usage){ 3, 2, 1, 1, 0.125 });
 		metrics_inflight_add(m, 1);
 		metrics_inflight_add(m, -1);
 	}
@@ -365,6 +377,8 @@ static void concurrent(void **state)
 	assert_true(sample(text, "extractd_reasks_total") == THREADS * ROUNDS);
 	assert_true(sample(text, "extractd_llm_tokens_total{kind="
 				 "\"prompt\"}") == 3.0 * THREADS * ROUNDS);
+	assert_true(sample(text, "extractd_cost_usd_total") ==
+		    0.125 * THREADS * ROUNDS);
 	assert_true(sample(text, "extractd_inflight") == 0);
 	free(text);
 	metrics_free(m);

@@ -8,6 +8,16 @@
  *        [--api-key-file F] [--api-key-header NAME]
  *        [--refuse-mode MODE=STATUS,...] [--cut-finish-reason R]
  *        [--served-model NAME] [--capacity N] [--no-rate-headers]
+ *        [--cache-min-tokens N] [--reasoning-tokens N]
+ *
+ * Prompt caching, as OpenAI's: a request whose prefix (the model, the
+ * tool and schema definitions, and every message before the last user
+ * message) is one of the last SIM_CACHE_SLOTS prefixes answered reports
+ * that prefix's tokens (its messages' bytes / 4, as prompt_tokens counts)
+ * as usage.prompt_tokens_details.cached_tokens, when they are at least
+ * --cache-min-tokens (default 1024, OpenAI's minimum). --reasoning-tokens
+ * N: every answer reports N reasoning tokens, counted in
+ * completion_tokens as OpenAI does.
  *
  * --capacity N: at most N requests are in their latency ("computing") at
  * once; the others wait in a FIFO queue and start their latency when a
@@ -127,6 +137,7 @@
 #define SIM_CONN_LIMIT		10000u		/**< open connections */
 #define SIM_MAX_THREADS		64u
 #define SIM_CAPACITY_MAX	1000000ul	/**< --capacity */
+#define SIM_CACHE_SLOTS		1024u		/**< prefixes remembered */
 #define SIM_STOP_WAIT_MS	3000u		/**< drain at shutdown */
 #define SIM_STATUS_MAX		600u		/**< statuses are < this */
 #define SIM_LISTEN_BACKLOG	4096
@@ -188,6 +199,8 @@ struct sim_options {
 	const char *cut_finish;		/**< --cut-finish-reason */
 	const char *api_key_header;	/**< --api-key-header */
 	const char *served_model;	/**< --served-model, or NULL: echo */
+	unsigned long cache_min;	/**< --cache-min-tokens */
+	unsigned long reasoning;	/**< --reasoning-tokens */
 };
 
 /** Counters behind GET /stats; every field guarded by lock. */
@@ -205,6 +218,10 @@ struct sim_stats {
 					 *   chat.completion answers */
 	uint64_t first_ns, last_ns;	/**< first and latest arrival
 					 *   (CLOCK_MONOTONIC), 0: none */
+	/* Not stats (/reset leaves them): the prompt cache's recent
+	 * prefixes, a ring, under the same lock. */
+	uint64_t prefix[SIM_CACHE_SLOTS];
+	unsigned prefix_next, prefix_n;
 };
 
 struct sim_server {
@@ -726,6 +743,41 @@ static bool sim_scripted_retry_after(struct MHD_Response *resp,
  * with a delay answered, else left alone.
  * @returns 0, or -ENOMEM.
  */
+/**
+ * The prompt cache: whether the prefix @p hash is among the recent ones
+ * (then it is a hit), remembering it either way.
+ */
+static bool sim_cache_hit(struct sim_server *s, uint64_t hash)
+{
+	struct sim_stats *st = &s->stats;
+	bool hit = false;
+	unsigned i;
+
+	pthread_mutex_lock(&st->lock);
+	for (i = 0; i < st->prefix_n && !hit; i++)
+		hit = st->prefix[i] == hash;
+	if (!hit) {
+		st->prefix[st->prefix_next] = hash;
+		st->prefix_next = (st->prefix_next + 1) % SIM_CACHE_SLOTS;
+		if (st->prefix_n < SIM_CACHE_SLOTS)
+			st->prefix_n++;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return hit;
+}
+
+/** The cached tokens of @p req's answer (--cache-min-tokens). */
+static int64_t sim_cached_tokens(struct sim_server *s,
+				 const struct sim_chat_req *req)
+{
+	int64_t prefix = sim_prefix_tokens(req->prefix_bytes);
+
+	if (!sim_cache_hit(s, req->prefix_hash) || prefix <= 0 ||
+	    (uint64_t)prefix < s->opt->cache_min)
+		return 0;
+	return prefix;
+}
+
 static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
 			    struct MHD_Connection *conn,
 			    const struct sim_chat_req *req,
@@ -787,8 +839,10 @@ static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
 				 fault == SIM_FAULT_CONTENT_FILTER ?
 					 SIM_FINISH_FILTERED :
 					 SIM_FINISH_DONE,
-				 seq, time(NULL), s->opt->cut_finish, &body,
-				 &len, &tokens);
+				 seq, time(NULL), s->opt->cut_finish,
+				 sim_cached_tokens(s, req),
+				 (int64_t)s->opt->reasoning, &body, &len,
+				 &tokens);
 	free(content);
 	if (rc)
 		return rc;
@@ -1209,7 +1263,12 @@ static void sim_usage(FILE *f)
 	      "              [--api-key-file F] [--api-key-header NAME]\n"
 	      "              [--refuse-mode MODE=STATUS,...] [--cut-finish-reason R]\n"
 	      "              [--served-model NAME] [--capacity N]\n"
-	      "              [--no-rate-headers]\n"
+	      "              [--no-rate-headers] [--cache-min-tokens N]\n"
+	      "              [--reasoning-tokens N]\n"
+	      "cache-min-tokens: a repeated prefix (all but the last user\n"
+	      "         message) of at least N tokens is reported as\n"
+	      "         cached_tokens (default 1024)\n"
+	      "reasoning-tokens: N reasoning tokens in every answer's usage\n"
 	      "capacity: at most N requests in their latency at once, the rest\n"
 	      "         queued in arrival order (default 0: no limit)\n"
 	      "no-rate-headers: no x-ratelimit-* headers (429s keep\n"
@@ -1343,6 +1402,8 @@ static int sim_parse_args(int argc, char **argv, struct sim_options *o,
 		{ "served-model", required_argument, NULL, 'M' },
 		{ "capacity", required_argument, NULL, 'c' },
 		{ "no-rate-headers", no_argument, NULL, 'n' },
+		{ "cache-min-tokens", required_argument, NULL, 'm' },
+		{ "reasoning-tokens", required_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1385,6 +1446,8 @@ static int sim_parse_args(int argc, char **argv, struct sim_options *o,
 		case 't': target = &o->tpm; max = 1000000000000ul; break;
 		case 'T': target = &o->threads; max = SIM_MAX_THREADS; break;
 		case 'c': target = &o->capacity; max = SIM_CAPACITY_MAX; break;
+		case 'm': target = &o->cache_min; max = 1000000000ul; break;
+		case 'e': target = &o->reasoning; max = 1000000ul; break;
 		default:
 			sim_errf(err, errlen, "bad option (see --help)");
 			return -EINVAL;
@@ -1581,7 +1644,8 @@ int main(int argc, char **argv)
 {
 	struct sim_options opt = { .listen = "127.0.0.1:0", .seed = 1,
 				   .cut_finish = "length",
-				   .rate_headers = true };
+				   .rate_headers = true,
+				   .cache_min = 1024 };
 	struct sim_server srv = { 0 };
 	struct MHD_Daemon *d = NULL;
 	char err[SIM_ERR_LEN] = "";

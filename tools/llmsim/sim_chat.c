@@ -143,7 +143,7 @@ static int sim_scan_messages(struct json_object *messages,
 {
 	struct json_object *msg, *content;
 	const char *role;
-	size_t i, count, len;
+	size_t i, count, len, before_user = 0;
 
 	count = json_object_array_length(messages);
 	for (i = 0; i < count; i++) {
@@ -163,7 +163,13 @@ static int sim_scan_messages(struct json_object *messages,
 				 i);
 			return -EINVAL;
 		}
+		if (strcmp(role, "user") == 0) {
+			/* The prefix so far is what precedes this one. */
+			req->prefix_bytes = before_user;
+			req->last_user = i;
+		}
 		req->prompt_bytes += len + sim_tool_call_bytes(msg);
+		before_user = req->prompt_bytes;
 		if (!*ret_user && strcmp(role, "user") == 0)
 			*ret_user = msg;
 		if (strcmp(role, "assistant") == 0)
@@ -175,6 +181,56 @@ static int sim_scan_messages(struct json_object *messages,
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/** FNV-1a over @p len bytes, continuing from @p h. */
+static uint64_t sim_fnv(uint64_t h, const void *p, size_t len)
+{
+	const unsigned char *c = p;
+
+	while (len--) {
+		h ^= *c++;
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/** Adds @p o's JSON text (or a marker for absent) to hash @p h. */
+static uint64_t sim_fnv_json(uint64_t h, struct json_object *o)
+{
+	const char *s = o ? json_object_to_json_string_ext(
+				    o, JSON_C_TO_STRING_PLAIN)
+			  : "\x01";
+
+	return sim_fnv(h, s, strlen(s) + 1); /* the NUL separates */
+}
+
+/**
+ * The hash of what a provider's prompt cache keys on, the last user
+ * message aside: the model, the tool and schema definitions, and the
+ * messages before the last user message.
+ */
+static uint64_t sim_prefix_hash(struct json_object *root,
+				struct json_object *messages,
+				size_t last_user)
+{
+	static const char *const keys[] = { "model", "tools", "tool_choice",
+					    "response_format" };
+	uint64_t h = 0xcbf29ce484222325ULL;
+	struct json_object *v;
+	size_t i;
+
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		h = sim_fnv_json(h, json_object_object_get_ex(root, keys[i],
+							      &v) ? v : NULL);
+	for (i = 0; i < last_user; i++)
+		h = sim_fnv_json(h, json_object_array_get_idx(messages, i));
+	return h;
+}
+
+int64_t sim_prefix_tokens(size_t bytes)
+{
+	return (int64_t)(bytes / 4);
 }
 
 int sim_chat_parse(const char *body, size_t len, struct sim_chat_req *ret,
@@ -233,6 +289,7 @@ int sim_chat_parse(const char *body, size_t len, struct sim_chat_req *ret,
 	r = sim_scan_messages(messages, ret, &user, err, errlen);
 	if (r)
 		goto out;
+	ret->prefix_hash = sim_prefix_hash(root, messages, ret->last_user);
 
 	if (json_object_object_get_ex(root, "response_format", &rf))
 		type = sim_get_string(rf, "type");
@@ -461,11 +518,11 @@ static char *sim_first_half(const char *s)
 
 int sim_chat_completion(const struct sim_chat_req *req, const char *content,
 			enum sim_finish how, uint64_t seq, time_t created,
-			const char *cut_finish,
-			char **ret_body, size_t *ret_len,
+			const char *cut_finish, int64_t cached,
+			int64_t reasoning, char **ret_body, size_t *ret_len,
 			uint64_t *ret_tokens)
 {
-	struct json_object *o, *choices, *choice, *msg, *usage;
+	struct json_object *o, *choices, *choice, *msg, *usage, *details;
 	const char *finish = "stop", *s;
 	size_t answer_bytes = 0, len;
 	int64_t prompt, completion;
@@ -520,14 +577,23 @@ int sim_chat_completion(const struct sim_chat_req *req, const char *content,
 		goto out;
 
 	prompt = sim_tokens(req->prompt_bytes);
-	completion = sim_tokens(answer_bytes);
+	completion = sim_tokens(answer_bytes) + reasoning;
 	usage = sim_add_object(o, "usage");
 	if (!usage ||
 	    !sim_add(usage, "prompt_tokens", json_object_new_int64(prompt)) ||
 	    !sim_add(usage, "completion_tokens",
 		     json_object_new_int64(completion)) ||
 	    !sim_add(usage, "total_tokens",
-		     json_object_new_int64(prompt + completion)) ||
+		     json_object_new_int64(prompt + completion)))
+		goto out;
+	details = sim_add_object(usage, "prompt_tokens_details");
+	if (!details ||
+	    !sim_add(details, "cached_tokens", json_object_new_int64(cached)))
+		goto out;
+	details = sim_add_object(usage, "completion_tokens_details");
+	if (!details ||
+	    !sim_add(details, "reasoning_tokens",
+		     json_object_new_int64(reasoning)) ||
 	    !sim_add(o, "system_fingerprint",
 		     json_object_new_string("fp_llmsim")))
 		goto out;

@@ -33,6 +33,12 @@ struct sim_chat_req {
 	char *tool_name;	/**< forced (or first) tool, tools mode only */
 	bool tool_forced;	/**< tool_choice names a function */
 	size_t prompt_bytes;	/**< bytes of every message content */
+	size_t prefix_bytes;	/**< of prompt_bytes, before the last user
+				 *  message (the cacheable prefix) */
+	size_t last_user;	/**< index of the last user message */
+	uint64_t prefix_hash;	/**< FNV-1a of that prefix: model, tools,
+				 *  tool_choice, response_format and the
+				 *  messages before the last user message */
 	bool reask;		/**< an assistant message is present */
 	long max_tokens;	/**< the request's max_tokens, 0 when none */
 };
@@ -52,6 +58,10 @@ int sim_chat_parse(const char *body, size_t len, struct sim_chat_req *ret,
 /** Free what sim_chat_parse() allocated. Accepts a zeroed struct. */
 void sim_chat_req_done(struct sim_chat_req *req);
 
+/** A prefix of @p bytes in prompt tokens, as prompt_tokens counts them
+ * (four bytes a token), but 0 for an empty prefix. */
+int64_t sim_prefix_tokens(size_t bytes);
+
 /** How an answer ends (finish_reason), past the mode's usual one. */
 enum sim_finish {
 	SIM_FINISH_DONE,	/**< "stop" (or "tool_calls"): the whole answer */
@@ -69,14 +79,17 @@ enum sim_finish {
  * answer longer than the request's max_tokens (four bytes a token) is
  * cut there, and its finish_reason is @p cut_finish ("length", as OpenAI
  * says; some servers say "tool_calls" or "stop"). @p seq makes the
- * response and tool-call ids unique.
+ * response and tool-call ids unique. The usage reports @p cached of the
+ * prompt tokens in prompt_tokens_details.cached_tokens, and @p reasoning
+ * tokens more in completion_tokens, as completion_tokens_details.
+ * reasoning_tokens (OpenAI's shape: both details always present).
  * @returns 0 with *ret_body malloc'd (*ret_len bytes, NUL-terminated) and
  * *ret_tokens its usage.total_tokens, or -ENOMEM.
  */
 int sim_chat_completion(const struct sim_chat_req *req, const char *content,
 			enum sim_finish finish, uint64_t seq, time_t created,
-			const char *cut_finish,
-			char **ret_body, size_t *ret_len,
+			const char *cut_finish, int64_t cached,
+			int64_t reasoning, char **ret_body, size_t *ret_len,
 			uint64_t *ret_tokens);
 
 /**
