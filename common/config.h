@@ -94,6 +94,9 @@ struct extractd_config {
 		unsigned max_tokens_limit;   /**< a cut answer's retry asks for
 					       *  at most this, >= max_tokens */
 		char *ca_file;               /**< resolved path, "" = system */
+		char *prompt_cache_key;      /**< "auto" = derived from the
+					       *  schema and instructions, "" =
+					       *  not sent, else sent as is */
 	} llm;
 	struct {
 		char *file;          /**< resolved path */
@@ -118,6 +121,10 @@ struct extractd_config {
 	struct {
 		size_t max_bytes;        /**< 1..16 MiB, default 65536 */
 	} input;
+	struct {
+		unsigned entries;        /**< answer cache, 0 = off */
+		size_t max_bytes;        /**< its memory, at most */
+	} cache;
 	struct {
 		enum cfg_ordering ordering;
 		enum cfg_partitioning partitioning;
