@@ -95,7 +95,7 @@ struct cfg_entry {
 
 static cfg_check_fn cfg_check_nonempty, cfg_check_topic, cfg_check_url,
 	cfg_check_env_name, cfg_check_schema_name, cfg_check_listen,
-	cfg_check_header_name;
+	cfg_check_header_name, cfg_check_cache_key;
 
 static const char *const cfg_mode_names[] = {
 	[CFG_MODE_JSON_SCHEMA] = "json_schema",
@@ -191,6 +191,7 @@ static const struct cfg_entry cfg_table[] = {
 	CFG_DOUBLE(llm, price.input, 0.0, 0.0, 1e6),
 	CFG_DOUBLE(llm, price.cached_input, 0.0, 0.0, 1e6),
 	CFG_DOUBLE(llm, price.output, 0.0, 0.0, 1e6),
+	CFG_STR(llm, prompt_cache_key, "auto", cfg_check_cache_key, 0),
 
 	CFG_STR(schema, file, "schemas/person.schema.json", cfg_check_nonempty,
 		CFG_F_PATH),
@@ -214,6 +215,9 @@ static const struct cfg_entry cfg_table[] = {
 	CFG_UINT(retry, max_elapsed_ms, 300000, 1, 86400000),
 
 	CFG_SIZE(input, max_bytes, 65536, 1, 16777216),
+
+	CFG_UINT(cache, entries, 0, 0, 1000000),
+	CFG_SIZE(cache, max_bytes, 67108864, 65536, 2147483647),
 
 	CFG_ENUM(output, ordering, CFG_ORDER_COMPLETION, cfg_ordering_names),
 	CFG_ENUM(output, partitioning, CFG_PART_AUTO, cfg_partitioning_names),
@@ -843,6 +847,24 @@ static int cfg_check_schema_name(char *value, char *why, size_t why_size)
 		return 0;
 	snprintf(why, why_size, "must match ^[A-Za-z0-9_-]{1,64}$, got %s",
 		 cfg_quote_str(value, q, sizeof(q)));
+	return -1;
+}
+
+/** "auto", "" or a key: 1 to 64 printable ASCII characters. */
+static int cfg_check_cache_key(char *value, char *why, size_t why_size)
+{
+	const char *p;
+	char q[80];
+
+	for (p = value; *p; p++)
+		if (*p < 0x20 || *p > 0x7e)
+			break;
+	if (*p == '\0' && p - value <= 64)
+		return 0;
+	snprintf(why, why_size,
+		 "must be \"auto\" (derived from the schema and "
+		 "instructions), \"\" (not sent), or at most 64 printable "
+		 "ASCII characters, got %s", cfg_quote_str(value, q, sizeof(q)));
 	return -1;
 }
 

@@ -101,6 +101,9 @@ struct extractd_config {
 			double cached_input; /**< 0: cached bill as input */
 			double output;
 		} price;
+		char *prompt_cache_key;      /**< "auto" = derived from the
+					       *  schema and instructions, "" =
+					       *  not sent, else sent as is */
 	} llm;
 	struct {
 		char *file;          /**< resolved path */
@@ -127,6 +130,10 @@ struct extractd_config {
 	struct {
 		size_t max_bytes;        /**< 1..16 MiB, default 65536 */
 	} input;
+	struct {
+		unsigned entries;        /**< answer cache, 0 = off */
+		size_t max_bytes;        /**< its memory, at most */
+	} cache;
 	struct {
 		enum cfg_ordering ordering;
 		enum cfg_partitioning partitioning;

@@ -65,6 +65,7 @@
 #include "llmgate.h"
 #include "schema.h"
 #include "secret.h"
+#include "siphash.h"
 #include "str.h"
 
 #include <errno.h>
@@ -238,10 +239,15 @@ static void add_message(struct json_object *messages, const char *role,
 	json_object_array_add(messages, m);
 }
 
-/* The request fields other than max_tokens and messages, per format. */
+/*
+ * The request fields other than max_tokens and messages, per format:
+ * the same bytes for every record, so that with the system message
+ * after them they make one prefix the provider can cache.
+ */
 static struct json_object *request_head(const struct extractd_config *cfg,
 					enum cfg_llm_mode mode,
-					struct json_object *schema_doc)
+					struct json_object *schema_doc,
+					const char *cache_key)
 {
 	struct json_object *req = json_object_new_object();
 	struct json_object *fmt, *inner, *tool, *fn, *choice, *cfn;
@@ -250,6 +256,9 @@ static struct json_object *request_head(const struct extractd_config *cfg,
 			       json_object_new_string(cfg->llm.model));
 	json_object_object_add(req, "temperature",
 			       json_object_new_double(cfg->llm.temperature));
+	if (*cache_key)
+		json_object_object_add(req, "prompt_cache_key",
+				       json_object_new_string(cache_key));
 	switch (mode) {
 	case CFG_MODE_JSON_SCHEMA:
 		inner = json_object_new_object();
@@ -464,10 +473,37 @@ static const char *max_tokens_field(unsigned n, char *buf, size_t size)
 	return buf;
 }
 
-static int format_new(struct llm_format *f, const struct extractd_config *cfg,
-		      enum cfg_llm_mode mode, struct json_object *doc)
+/*
+ * The prompt_cache_key to send, into buf ("" = none): llm.prompt_cache_key,
+ * or for "auto" one derived from what every request of this deployment
+ * starts with (schema name, schema, instructions), the same in every
+ * process: "extractd-" and 16 hex digits of its SipHash under a zero key.
+ */
+static void cache_key(const struct extractd_config *cfg,
+		      struct json_object *doc, char *buf, size_t size)
 {
-	struct json_object *head = request_head(cfg, mode, doc), *msgs;
+	static const uint8_t zero[SIPHASH_KEY_BYTES];
+	char *text;
+
+	if (strcmp(cfg->llm.prompt_cache_key, "auto")) {
+		snprintf(buf, size, "%s", cfg->llm.prompt_cache_key);
+		return;
+	}
+	text = str_printf("%s\n%s\n%s", cfg->schema.name,
+			  json_object_to_json_string_ext(doc, LLM_JSON_FLAGS),
+			  cfg->schema.instructions);
+	snprintf(buf, size, "extractd-%016llx",
+		 text ? (unsigned long long)siphash24(zero, text,
+						      strlen(text))
+		      : 0ULL);
+	free(text);
+}
+
+static int format_new(struct llm_format *f, const struct extractd_config *cfg,
+		      enum cfg_llm_mode mode, struct json_object *doc,
+		      const char *key)
+{
+	struct json_object *head = request_head(cfg, mode, doc, key), *msgs;
 	const char *text = json_object_to_json_string_ext(head, LLM_JSON_FLAGS);
 	size_t n = strlen(text);
 	char mt[32];
@@ -501,6 +537,7 @@ struct llm *llm_new(const struct extractd_config *cfg,
 {
 	struct llm *llm = calloc(1, sizeof(*llm));
 	struct json_object *doc = schema_document(schema);
+	char key[80];
 	int i;
 
 	if (!llm || !(llm->gate = llmgate_new(cfg)))
@@ -534,9 +571,10 @@ struct llm *llm_new(const struct extractd_config *cfg,
 	    !(llm->where = http_url_public(llm->url, false)) ||
 	    !(llm->host = http_url_public(llm->url, true)))
 		goto oom;
+	cache_key(cfg, doc, key, sizeof(key));
 	for (i = 0; i < LLM_N_FORMATS; i++)
-		if (format_new(&llm->fmt[i], cfg, (enum cfg_llm_mode)i,
-			       doc) < 0)
+		if (format_new(&llm->fmt[i], cfg, (enum cfg_llm_mode)i, doc,
+			       key) < 0)
 			goto oom;
 	return llm;
 oom:
@@ -1763,6 +1801,32 @@ static struct json_object *first_messages(const struct llm_format *f,
 	return messages;
 }
 
+/* A request's body: the format's head, max_tokens, the messages. */
+static char *request_body(const struct llm *llm, enum cfg_llm_mode mode,
+			  unsigned max_tokens, struct json_object *messages)
+{
+	char mt[32];
+
+	return str_printf("%s%s,\"messages\":%s}", llm->fmt[mode].head,
+			  max_tokens_field(max_tokens, mt, sizeof(mt)),
+			  json_object_to_json_string_ext(messages,
+							 LLM_JSON_FLAGS));
+}
+
+char *llm_request_body(struct llm *llm, enum cfg_llm_mode mode,
+		       const char *text, size_t len)
+{
+	struct json_object *messages;
+	char *body;
+
+	if (mode >= LLM_N_FORMATS)
+		return NULL;
+	messages = first_messages(&llm->fmt[mode], text, len);
+	body = request_body(llm, mode, llm->max_tokens, messages);
+	json_object_put(messages);
+	return body;
+}
+
 /*
  * An answer cut at the token limit: ask once more with twice the room
  * (up to llm.max_tokens_limit). Returns the max_tokens to ask with, or 0
@@ -1819,16 +1883,12 @@ void llm_extract(struct llm_worker *w, const char *text, size_t len,
 	for (;;) {
 		struct llm_reply reply;
 		struct json_object *obj;
-		const char *msgs;
-		char *body, mt[32];
+		char *body;
 		enum llm_status st;
 		enum flaw flaw;
 		bool restart, cut;
 
-		msgs = json_object_to_json_string_ext(messages, LLM_JSON_FLAGS);
-		body = str_printf("%s%s,\"messages\":%s}", llm->fmt[mode].head,
-				  max_tokens_field(max_tokens, mt, sizeof(mt)),
-				  msgs);
+		body = request_body(llm, mode, max_tokens, messages);
 		if (!body) {
 			res->status = LLM_ERR_HTTP;
 			detail_set(res, "out of memory");
@@ -1878,6 +1938,7 @@ void llm_extract(struct llm_worker *w, const char *text, size_t len,
 		obj = judge(w, reply.answer, errors, sizeof(errors), &flaw);
 		if (obj) {
 			res->status = LLM_OK;
+			res->mode = mode;
 			res->output = strdup(
 				json_object_to_json_string_ext(obj,
 							       LLM_JSON_FLAGS));

@@ -58,6 +58,7 @@ struct llm_result {
 	char model[128];    /**< the configured model (llm.model) */
 	char served_model[128]; /**< the model the server says answered,
 				  *  when it is not model; else "" */
+	enum cfg_llm_mode mode; /**< LLM_OK: the request format it came in */
 };
 
 /** What one API answer held, mode aside. */
@@ -188,6 +189,16 @@ void llm_extract(struct llm_worker *w, const char *text, size_t len,
 		 struct llm_result *res);
 
 void llm_result_clear(struct llm_result *res);
+
+/**
+ * @brief The body of a record's first request in format mode (not
+ * CFG_MODE_AUTO), as llm_extract() sends it: every byte before the
+ * text's user message is the same for every record (the head, the
+ * system message), so the provider can cache that prefix.
+ * @returns a malloc'ed string, or NULL (out of memory, or mode auto).
+ */
+char *llm_request_body(struct llm *llm, enum cfg_llm_mode mode,
+		       const char *text, size_t len);
 
 /**
  * @brief Parse one chat-completions answer body in the given mode.

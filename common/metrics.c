@@ -69,6 +69,8 @@ struct metrics {
 	atomic_uint_fast64_t duration_us;       /**< the histogram's sum */
 	atomic_uint_fast64_t retries[RETRY_N];
 	atomic_uint_fast64_t reasks;
+	atomic_uint_fast64_t cache_hits, cache_misses;
+	atomic_uint_fast64_t cache_entries;
 	atomic_uint_fast64_t tokens_prompt, tokens_completion;
 	atomic_uint_fast64_t tokens_cached, tokens_reasoning;
 	_Atomic double cost_usd;
@@ -226,6 +228,19 @@ void metrics_llm_pause(struct metrics *m, enum llm_fault fault)
 void metrics_concurrency_limit(struct metrics *m, unsigned limit)
 {
 	atomic_store_explicit(&m->concurrency_limit, limit,
+			      memory_order_relaxed);
+}
+
+void metrics_answer_cache(struct metrics *m, bool hit, size_t entries)
+{
+	atomic_fetch_add_explicit(hit ? &m->cache_hits : &m->cache_misses, 1,
+				  memory_order_relaxed);
+	metrics_answer_cache_entries(m, entries);
+}
+
+void metrics_answer_cache_entries(struct metrics *m, size_t entries)
+{
+	atomic_store_explicit(&m->cache_entries, entries,
 			      memory_order_relaxed);
 }
 
@@ -443,6 +458,20 @@ static void render_rest(FILE *f, struct metrics *m, const char *version)
 	       "LLM calls that re-asked after an answer failed validation.");
 	fprintf(f, "extractd_reasks_total %llu\n",
 		(unsigned long long)load(&m->reasks));
+
+	family(f, "extractd_answer_cache_hits_total", "counter",
+	       "Records answered from the answer cache (cache.entries): no "
+	       "LLM call.");
+	fprintf(f, "extractd_answer_cache_hits_total %llu\n",
+		(unsigned long long)load(&m->cache_hits));
+	family(f, "extractd_answer_cache_misses_total", "counter",
+	       "Records looked up in the answer cache and not found there.");
+	fprintf(f, "extractd_answer_cache_misses_total %llu\n",
+		(unsigned long long)load(&m->cache_misses));
+	family(f, "extractd_answer_cache_entries", "gauge",
+	       "Validated answers the answer cache holds.");
+	fprintf(f, "extractd_answer_cache_entries %llu\n",
+		(unsigned long long)load(&m->cache_entries));
 
 	family(f, "extractd_inflight", "gauge",
 	       "Records admitted and not yet delivered (at most "

@@ -79,6 +79,15 @@ void metrics_record(struct metrics *m, const char *error, unsigned reasks,
 		    const struct metrics_usage *usage);
 
 /**
+ * @brief Count one answer-cache lookup (hit: the LLM was not called),
+ * and set the entries it now holds. Thread-safe and lock-free.
+ */
+void metrics_answer_cache(struct metrics *m, bool hit, size_t entries);
+
+/** Set the entries the answer cache holds (after an insert). */
+void metrics_answer_cache_entries(struct metrics *m, size_t entries);
+
+/**
  * @brief The llm observer (llm_observer_fn): count one LLM HTTP call, its
  * duration, and, when it is tried again, the retry with its reason.
  * Thread-safe and lock-free. arg is the struct metrics.

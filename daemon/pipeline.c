@@ -5,6 +5,7 @@
 #include "pipeline.h"
 
 #include "admission.h"
+#include "answercache.h"
 #include "clock.h"
 #include "config.h"
 #include "http.h"
@@ -51,6 +52,8 @@ struct job {
 	bool cut;                 /**< a topic refused its record as too
 				    *  large: the bounded dead letter */
 	bool delivered;           /**< its offset was marked delivered */
+	bool cached;              /**< its output came from the answer
+				    *  cache: no LLM call */
 	struct await *_Atomic await; /**< a worker waits for its delivery
 				    *  report (pipeline.await_lock), else
 				    *  NULL */
@@ -67,6 +70,7 @@ struct pipeline {
 	struct admission *admission;
 	struct limiter *limiter;  /**< pool.concurrency = adaptive, else NULL */
 	struct spend *spend;      /**< the spending caps, or NULL (main's) */
+	struct answercache *cache; /**< cache.entries > 0, else NULL */
 	atomic_uint limit;        /**< the limit admission was last given */
 	llm_observer_fn *observer; /**< every LLM call goes on to it */
 	void *observer_arg;
@@ -389,6 +393,8 @@ static rd_kafka_headers_t *job_headers(const struct job *job)
 			   (uint64_t)(mono_ns() - job->consumed_ns) /
 				   1000000);
 		add_usage(h, job);
+		if (job->cached)
+			add_header(h, "extractd.cached", "true");
 		return h;
 	}
 	add_usage(h, job);
@@ -886,6 +892,72 @@ static void release(struct pipeline *pl, struct job *job)
 	ledger_unref(part);
 }
 
+/*
+ * The answer cache (cache.entries): a text asked before in the request
+ * format in use gets the validated answer it got then, and no LLM call.
+ * An entry's value is the served model, a NUL, and the output. Model,
+ * schema and instructions are the process's, the same for every entry.
+ * Returns true when the job's result was filled from it.
+ */
+static bool answer_cached(struct job *job, const char *text, size_t len)
+{
+	struct pipeline *pl = job->pl;
+	struct answercache_stats st;
+	struct llm_result *res = &job->res;
+	enum cfg_llm_mode mode;
+	char *value = NULL;
+	size_t n = 0;
+	bool hit;
+
+	if (!pl->cache)
+		return false;
+	mode = llm_mode(pl->llm);
+	hit = answercache_get(pl->cache, mode, text, len, &value, &n) == 1;
+	if (hit) {
+		size_t served = strlen(value);
+
+		res->output = served < n ? strdup(value + served + 1) : NULL;
+		hit = res->output != NULL;
+		snprintf(res->served_model, sizeof(res->served_model), "%s",
+			 value);
+		snprintf(res->model, sizeof(res->model), "%s",
+			 pl->cfg->llm.model);
+		res->status = LLM_OK;
+		res->mode = mode;
+	}
+	free(value);
+	answercache_stats(pl->cache, &st);
+	metrics_answer_cache(pl->metrics, hit, st.entries);
+	job->cached = hit;
+	return hit;
+}
+
+/* Keep a validated answer for the next time its text comes (only an
+ * output, never a dead letter). */
+static void answer_keep(struct job *job, const char *text, size_t len)
+{
+	struct pipeline *pl = job->pl;
+	const struct llm_result *res = &job->res;
+	struct answercache_stats st;
+	size_t served, out;
+	char *value;
+
+	if (!pl->cache)
+		return;
+	served = strlen(res->served_model);
+	out = strlen(res->output);
+	value = malloc(served + 1 + out);
+	if (!value)
+		return;
+	memcpy(value, res->served_model, served + 1);
+	memcpy(value + served + 1, res->output, out);
+	answercache_put(pl->cache, res->mode, text, len, value,
+			served + 1 + out);
+	free(value);
+	answercache_stats(pl->cache, &st);
+	metrics_answer_cache_entries(pl->metrics, st.entries);
+}
+
 static void worker_run(void *arg, void *worker)
 {
 	struct job *job = arg;
@@ -897,11 +969,14 @@ static void worker_run(void *arg, void *worker)
 			sizeof(job->res.detail)) < 0) {
 		job->outcome = JOB_DEAD_LETTER;
 		job->error = "input";
+	} else if (answer_cached(job, text, len)) {
+		job->outcome = JOB_OUTPUT;
 	} else {
 		llm_extract(worker, text, len, &job->res);
 		switch (job->res.status) {
 		case LLM_OK:
 			job->outcome = JOB_OUTPUT;
+			answer_keep(job, text, len);
 			break;
 		case LLM_ABANDONED:
 			job->outcome = JOB_ABANDONED;
@@ -1070,9 +1145,14 @@ struct pipeline *pipeline_new(const struct extractd_config *cfg,
 	if (!pl || !(pl->admission = admission_new(cfg->pool.max_in_flight)) ||
 	    (cfg->pool.concurrency == CFG_CONC_ADAPTIVE &&
 	     !(pl->limiter = limiter_new(1, cfg->pool.max_in_flight,
-					 cfg->pool.max_in_flight)))) {
-		if (pl)
+					 cfg->pool.max_in_flight))) ||
+	    (cfg->cache.entries &&
+	     !(pl->cache = answercache_new(cfg->cache.entries,
+					   cfg->cache.max_bytes)))) {
+		if (pl) {
 			admission_free(pl->admission);
+			limiter_free(pl->limiter);
+		}
 		free(pl);
 		snprintf(err, err_size, "out of memory");
 		return NULL;
@@ -1160,6 +1240,7 @@ void pipeline_free(struct pipeline *pl)
 	producer_free(pl->producer);
 	admission_free(pl->admission);
 	limiter_free(pl->limiter);
+	answercache_free(pl->cache);
 	pthread_cond_destroy(&pl->drained);
 	pthread_mutex_destroy(&pl->lock);
 	pthread_mutex_destroy(&pl->await_lock);

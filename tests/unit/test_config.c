@@ -194,6 +194,9 @@ static void assert_defaults(const struct extractd_config *cfg)
 	assert_int_equal(cfg->retry.base_delay_ms, 500);
 	assert_int_equal(cfg->retry.max_delay_ms, 30000);
 	assert_int_equal(cfg->input.max_bytes, 65536);
+	assert_string_equal(cfg->llm.prompt_cache_key, "auto");
+	assert_int_equal(cfg->cache.entries, 0);
+	assert_int_equal(cfg->cache.max_bytes, 67108864);
 	assert_int_equal(cfg->output.ordering, CFG_ORDER_COMPLETION);
 	assert_int_equal(cfg->output.partitioning, CFG_PART_AUTO);
 	assert_int_equal(cfg->output.delivery, CFG_DELIVERY_AT_LEAST_ONCE);
@@ -513,6 +516,19 @@ static const struct error_case error_cases[] = {
 	{ "kafka: { input_topic = \"..\"; };\n",
 	  "@:1: kafka.input_topic: must be a Kafka topic name (1 to 249 of "
 	  "a-z A-Z 0-9 . _ -), got '..'" },
+	/* caches */
+	{ "llm: {\n  prompt_cache_key = \"tab\\there\";\n};\n",
+	  "@:2: llm.prompt_cache_key: must be \"auto\" (derived from the "
+	  "schema and instructions), \"\" (not sent), or at most 64 "
+	  "printable ASCII characters, got 'tab?here'" },
+	{ "llm: {\n  prompt_cache_key = 7;\n};\n",
+	  "@:2: llm.prompt_cache_key: must be a string, got 7" },
+	{ "cache: {\n  entries = -1;\n};\n",
+	  "@:2: cache.entries: must be an integer from 0 to 1000000, "
+	  "got -1" },
+	{ "cache: {\n  entries = 10;\n  max_bytes = 1024;\n};\n",
+	  "@:3: cache.max_bytes: must be an integer from 65536 to "
+	  "2147483647, got 1024" },
 	/* rules across settings */
 	{ "retry: {\n  max_delay_ms = 100;\n};\n",
 	  "@:2: retry.max_delay_ms: must be at least retry.base_delay_ms "

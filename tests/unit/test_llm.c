@@ -5,7 +5,12 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "config.h"
 #include "llm.h"
+#include "schema.h"
 
 static int parse(enum cfg_llm_mode mode, const char *body,
 		 struct llm_reply *r, char *err)
@@ -260,6 +265,146 @@ static void error_names(void **state)
 	assert_string_equal(llm_error_name(LLM_ERR_REFUSAL), "llm_refusal");
 }
 
+/* An llm made from the defaults and the overrides given. */
+static struct llm *make_llm(const char *const *ov, size_t n,
+			    struct extractd_config **ret_cfg,
+			    struct schema **ret_schema)
+{
+	char err[1024];
+	struct llm *llm;
+
+	if (cfg_load(NULL, ov, n, ret_cfg, err, sizeof(err)) < 0)
+		fail_msg("config: %s", err);
+	*ret_schema = schema_load_file(EXTRACTD_SOURCE_DIR
+				       "/schemas/person.schema.json",
+				       err, sizeof(err));
+	assert_non_null(*ret_schema);
+	llm = llm_new(*ret_cfg, *ret_schema, err, sizeof(err));
+	assert_non_null(llm);
+	return llm;
+}
+
+static void drop_llm(struct llm *llm, struct extractd_config *cfg,
+		     struct schema *schema)
+{
+	llm_free(llm);
+	schema_free(schema);
+	cfg_free(cfg);
+}
+
+/* Where the last user message starts in a body. */
+static const char *last_user(const char *body)
+{
+	const char *mark = "{\"role\":\"user\",\"content\":", *p, *last;
+
+	last = NULL;
+	for (p = body; (p = strstr(p, mark)); p++)
+		last = p;
+	assert_non_null(last);
+	return last;
+}
+
+/* The prompt_cache_key a body carries, into buf ("" when none). */
+static void key_of(const char *body, char *buf, size_t size)
+{
+	const char *p = strstr(body, "\"prompt_cache_key\":\"");
+
+	buf[0] = '\0';
+	if (p)
+		snprintf(buf, size, "%.*s", (int)strcspn(p + 20, "\""), p + 20);
+}
+
+/*
+ * Prompt caching: in every format, two records' first requests are the
+ * same bytes up to the last user message (model, settings, the key, the
+ * schema or tool, the system message), and that message, last, holds
+ * the text; the key is the same in another process, and follows
+ * llm.prompt_cache_key.
+ */
+static void stable_prefix(void **state)
+{
+	static const char *const texts[] = {
+		"Ann is 3.",
+		"Bob Stone, 40, says \"hi\"\nand goes.",
+	};
+	static const char *const keys[] = { "auto", "", "team-a" };
+	char ov[64], key[80], other[80];
+	size_t k;
+	int mode;
+
+	(void)state;
+	for (k = 0; k < 3; k++) {
+		const char *ovp[] = { ov };
+		struct extractd_config *cfg, *cfg2;
+		struct schema *schema, *schema2;
+		struct llm *llm, *llm2;
+
+		snprintf(ov, sizeof(ov), "llm.prompt_cache_key=\"%s\"",
+			 keys[k]);
+		llm = make_llm(ovp, 1, &cfg, &schema);
+		llm2 = make_llm(ovp, 1, &cfg2, &schema2);
+		for (mode = 0; mode < CFG_MODE_AUTO; mode++) {
+			char *a = llm_request_body(llm, mode, texts[0],
+						   strlen(texts[0]));
+			char *b = llm_request_body(llm, mode, texts[1],
+						   strlen(texts[1]));
+			char *c = llm_request_body(llm2, mode, texts[0],
+						   strlen(texts[0]));
+			const char *ua = last_user(a), *ub = last_user(b);
+
+			assert_int_equal(ua - a, ub - b);
+			assert_memory_equal(a, b, (size_t)(ua - a));
+			assert_string_equal(ua, "{\"role\":\"user\",\"content\":"
+					    "\"Ann is 3.\"}]}");
+			assert_string_equal(ub, "{\"role\":\"user\",\"content\":"
+					    "\"Bob Stone, 40, says \\\"hi\\\"\\n"
+					    "and goes.\"}]}");
+			/* The system message comes before the text. */
+			assert_non_null(strstr(a, "\"role\":\"system\""));
+			assert_true(strstr(a, "\"role\":\"system\"") < ua);
+			/* Another process sends the same bytes. */
+			assert_string_equal(a, c);
+			key_of(a, key, sizeof(key));
+			if (k == 0) {
+				assert_int_equal(strlen(key), 9 + 16);
+				assert_memory_equal(key, "extractd-", 9);
+				assert_int_equal(strspn(key + 9,
+							"0123456789abcdef"),
+						 16);
+			} else {
+				assert_string_equal(key, keys[k]);
+			}
+			free(a);
+			free(b);
+			free(c);
+		}
+		assert_null(llm_request_body(llm, CFG_MODE_AUTO, "x", 1));
+		drop_llm(llm2, cfg2, schema2);
+		drop_llm(llm, cfg, schema);
+	}
+
+	/* Other instructions, another derived key. */
+	{
+		const char *ovp[] = { "schema.instructions=\"Find the person.\"" };
+		struct extractd_config *cfg, *cfg2;
+		struct schema *schema, *schema2;
+		struct llm *llm = make_llm(ovp, 1, &cfg, &schema);
+		struct llm *llm2 = make_llm(NULL, 0, &cfg2, &schema2);
+		char *a = llm_request_body(llm, CFG_MODE_JSON_SCHEMA, "x", 1);
+		char *b = llm_request_body(llm2, CFG_MODE_JSON_SCHEMA, "x", 1);
+
+		key_of(a, key, sizeof(key));
+		key_of(b, other, sizeof(other));
+		assert_int_equal(strlen(key), 25);
+		assert_int_equal(strlen(other), 25);
+		assert_string_not_equal(key, other);
+		free(a);
+		free(b);
+		drop_llm(llm2, cfg2, schema2);
+		drop_llm(llm, cfg, schema);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -273,6 +418,7 @@ int main(void)
 		cmocka_unit_test(refusal),
 		cmocka_unit_test(malformed_bodies),
 		cmocka_unit_test(error_names),
+		cmocka_unit_test(stable_prefix),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
