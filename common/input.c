@@ -123,31 +123,32 @@ static bool array_index(const char *tok, size_t *ret)
 	return true;
 }
 
-struct json_object *input_pointer_get(struct json_object *doc,
-				      const char *ptr)
+bool input_pointer_get(struct json_object *doc, const char *ptr,
+		       struct json_object **ret_value)
 {
 	char *tok = malloc(strlen(ptr) + 1);
 	const char *p = ptr;
+	bool found = true;
 	size_t i;
 
 	if (!tok)
-		return NULL;
-	while (doc && *p == '/') {
+		return false;
+	while (found && *p == '/') {
 		p++;
 		next_token(&p, tok);
-		if (json_object_is_type(doc, json_type_object)) {
-			if (!json_object_object_get_ex(doc, tok, &doc))
-				doc = NULL;
-		} else if (json_object_is_type(doc, json_type_array) &&
-			   array_index(tok, &i) &&
-			   i < json_object_array_length(doc)) {
+		if (json_object_is_type(doc, json_type_object))
+			found = json_object_object_get_ex(doc, tok, &doc);
+		else if (json_object_is_type(doc, json_type_array) &&
+			 array_index(tok, &i) &&
+			 i < json_object_array_length(doc))
 			doc = json_object_array_get_idx(doc, i);
-		} else {
-			doc = NULL;
-		}
+		else
+			found = false;
 	}
 	free(tok);
-	return doc;
+	if (found)
+		*ret_value = doc;
+	return found;
 }
 
 static const char *type_words(struct json_object *v)
@@ -209,13 +210,14 @@ struct json_object *input_json(const char *rec, size_t len,
 		}
 		return NULL;
 	}
-	v = input_pointer_get(doc, pointer);
-	if (!v)
+	if (!input_pointer_get(doc, pointer, &v)) {
 		snprintf(detail, detail_size, "no %s in the input", pointer);
-	else if (!json_object_is_type(v, json_type_string))
+		json_object_put(doc);
+		return NULL;
+	}
+	if (!json_object_is_type(v, json_type_string)) {
 		snprintf(detail, detail_size, "%s is %s, not a string",
 			 *pointer ? pointer : "the input", type_words(v));
-	if (!v || !json_object_is_type(v, json_type_string)) {
 		json_object_put(doc);
 		return NULL;
 	}
@@ -238,12 +240,13 @@ int input_carry(struct json_object *doc, const char *const *pointers,
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		struct json_object *v = input_pointer_get(doc, pointers[i]);
+		struct json_object *v;
 
-		if (!v || input_pointer_last(pointers[i], name,
-					     sizeof(name)) < 0)
+		if (!input_pointer_get(doc, pointers[i], &v) ||
+		    input_pointer_last(pointers[i], name, sizeof(name)) < 0)
 			continue;
-		/* The output takes a reference; doc keeps its own. */
+		/* The output takes a reference (none for a JSON null); doc
+		 * keeps its own. */
 		if (json_object_object_add(out, name, json_object_get(v)) < 0) {
 			json_object_put(v);
 			return -1;

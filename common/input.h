@@ -43,12 +43,14 @@ int input_pointer_check(const char *ptr, char *why, size_t why_size);
 int input_pointer_last(const char *ptr, char *buf, size_t size);
 
 /**
- * @brief The value a checked pointer names in doc (borrowed: doc keeps
- * it), or NULL when there is none. An array token is "0" or a number
- * without leading zeros; "-" (past the end) names nothing.
+ * @brief Find the value a checked pointer names in doc. An array token is
+ * "0" or a number without leading zeros; "-" (past the end) names nothing.
+ * @param ret_value set to the value (borrowed: doc keeps it; NULL is
+ *        JSON null) when there is one
+ * @returns true when there is one.
  */
-struct json_object *input_pointer_get(struct json_object *doc,
-				      const char *ptr);
+bool input_pointer_get(struct json_object *doc, const char *ptr,
+		       struct json_object **ret_value);
 
 /**
  * @brief Parse a JSON record (all of it at most max_bytes) and find its

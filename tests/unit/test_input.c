@@ -69,17 +69,19 @@ static struct json_object *doc_of(const char *text)
 /* The text a pointer names in doc, as JSON, or "(none)". */
 static const char *at(struct json_object *doc, const char *ptr)
 {
-	struct json_object *v = input_pointer_get(doc, ptr);
+	struct json_object *v;
 
+	if (!input_pointer_get(doc, ptr, &v))
+		return "(none)";
 	return v ? json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN)
-		 : "(none)";
+		 : "null";
 }
 
 static void pointer_lookup(void **state)
 {
 	struct json_object *doc = doc_of(
 		"{\"id\": \"T-1\", \"a\": {\"b/c\": 1, \"m~n\": 2, "
-		"\"\": 3}, \"l\": [10, [20, 21]], \"01\": 4}");
+		"\"\": 3}, \"l\": [10, [20, 21]], \"01\": 4, \"z\": null}");
 
 	(void)state;
 	assert_string_equal(at(doc, "/id"), "\"T-1\"");
@@ -95,7 +97,10 @@ static void pointer_lookup(void **state)
 	assert_string_equal(at(doc, "/l/x"), "(none)");
 	assert_string_equal(at(doc, "/id/0"), "(none)");
 	assert_string_equal(at(doc, "/nope"), "(none)");
-	assert_true(input_pointer_get(doc, "") == doc);
+	assert_string_equal(at(doc, "/z"), "null");
+	assert_string_equal(at(doc, "/z/0"), "(none)");
+	assert_string_equal(at(doc, ""), json_object_to_json_string_ext(
+						 doc, JSON_C_TO_STRING_PLAIN));
 	json_object_put(doc);
 }
 
@@ -162,7 +167,7 @@ static void json_format(void **state)
 			    "input is not JSON: it ends inside a value at "
 			    "byte 12");
 	assert_string_equal(json_text("{} {}", "/body", 100, d, sizeof(d)),
-			    "input is not JSON: more follows the value at "
+			    "input is not JSON: unexpected character at "
 			    "byte 3");
 	assert_string_equal(json_text("", "/body", 100, d, sizeof(d)),
 			    "input is not JSON: it is empty");
@@ -190,26 +195,27 @@ static void json_format(void **state)
 	assert_string_equal(json_text("{\"body\": \"x\", \"pad\": "
 				      "\"0123456789\"}", "/body", 20, d,
 				      sizeof(d)),
-			    "input of 32 bytes is longer than "
+			    "input of 34 bytes is longer than "
 			    "input.max_bytes (20)");
 }
 
 static void carry_fields(void **state)
 {
 	static const char *const carry[] = { "/id", "/meta/customer",
-					     "/missing", "/n" };
+					     "/missing", "/n", "/z" };
 	struct json_object *doc = doc_of(
 		"{\"id\": \"T-1042\", \"meta\": {\"customer\": "
-		"\"acme\"}, \"n\": [1, {\"x\": null}]}");
+		"\"acme\"}, \"n\": [1, {\"x\": null}], \"z\": null}");
 	struct json_object *out = doc_of("{\"name\": \"Ann\"}");
 
 	(void)state;
-	assert_int_equal(input_carry(doc, carry, 4, out), 0);
+	assert_int_equal(input_carry(doc, carry, 5, out), 0);
 	json_object_put(doc); /* the output keeps its own references */
 	assert_string_equal(json_object_to_json_string_ext(
 				    out, JSON_C_TO_STRING_PLAIN),
 			    "{\"name\":\"Ann\",\"id\":\"T-1042\","
-			    "\"customer\":\"acme\",\"n\":[1,{\"x\":null}]}");
+			    "\"customer\":\"acme\",\"n\":[1,{\"x\":null}],"
+			    "\"z\":null}");
 	json_object_put(out);
 }
 
