@@ -32,10 +32,12 @@
  * Not thread-safe (neither is libconfig): load once, at start-up.
  */
 #include "config.h"
+#include "input.h"
 #include "str.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <json-c/json.h>
 #include <limits.h>
 #include <libconfig.h>
 #include <stdarg.h>
@@ -57,6 +59,7 @@ _Static_assert(sizeof(enum cfg_ordering) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_concurrency) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_partitioning) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_delivery) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_input_format) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_log_format) == sizeof(int), "enum size");
 
@@ -67,6 +70,7 @@ enum cfg_type {
 	CFG_T_DOUBLE,    /**< double; an integer is accepted */
 	CFG_T_ENUM,      /**< one of names[], stored as its index */
 	CFG_T_PROPS,     /**< kafka.properties: list of ("name", value) */
+	CFG_T_LIST,      /**< struct cfg_list of strings, each checked */
 	CFG_T_FORBIDDEN, /**< never accepted; why says what to do instead */
 };
 
@@ -95,7 +99,8 @@ struct cfg_entry {
 
 static cfg_check_fn cfg_check_nonempty, cfg_check_topic, cfg_check_url,
 	cfg_check_env_name, cfg_check_schema_name, cfg_check_listen,
-	cfg_check_header_name, cfg_check_cache_key;
+	cfg_check_header_name, cfg_check_cache_key, cfg_check_pointer,
+	cfg_check_carried;
 
 static const char *const cfg_mode_names[] = {
 	[CFG_MODE_JSON_SCHEMA] = "json_schema",
@@ -126,6 +131,11 @@ static const char *const cfg_delivery_names[] = {
 	[CFG_DELIVERY_AT_LEAST_ONCE] = "at-least-once",
 	[CFG_DELIVERY_EXACTLY_ONCE] = "exactly-once",
 	[CFG_DELIVERY_EXACTLY_ONCE + 1] = NULL,
+};
+static const char *const cfg_input_format_names[] = {
+	[CFG_INPUT_TEXT] = "text",
+	[CFG_INPUT_JSON] = "json",
+	[CFG_INPUT_JSON + 1] = NULL,
 };
 static const char *const cfg_log_level_names[] = {
 	[CFG_LOG_DEBUG] = "debug",
@@ -215,6 +225,8 @@ static const struct cfg_entry cfg_table[] = {
 	CFG_UINT(retry, max_elapsed_ms, 300000, 1, 86400000),
 
 	CFG_SIZE(input, max_bytes, 65536, 1, 16777216),
+	CFG_ENUM(input, format, CFG_INPUT_TEXT, cfg_input_format_names),
+	CFG_STR(input, text_pointer, "/text", cfg_check_pointer, 0),
 
 	CFG_UINT(cache, entries, 0, 0, 1000000),
 	CFG_SIZE(cache, max_bytes, 67108864, 65536, 2147483647),
@@ -224,6 +236,8 @@ static const struct cfg_entry cfg_table[] = {
 	CFG_ENUM(output, delivery, CFG_DELIVERY_AT_LEAST_ONCE,
 		 cfg_delivery_names),
 	CFG_UINT(output, transaction_ms, 100, 1, 60000),
+	{ .path = "output.carry", .type = CFG_T_LIST,
+	  .offset = CFG_OFF(output, carry), .check = cfg_check_carried },
 
 	CFG_UINT(shutdown, timeout_ms, 15000, 1000, 3600000),
 
@@ -909,6 +923,34 @@ bad:
 	return -1;
 }
 
+static int cfg_check_pointer(char *value, char *why, size_t why_size)
+{
+	char q[80], reason[160];
+
+	if (input_pointer_check(value, reason, sizeof(reason)) == 0)
+		return 0;
+	snprintf(why, why_size, "%s is not a JSON Pointer: %s",
+		 cfg_quote_str(value, q, sizeof(q)), reason);
+	return -1;
+}
+
+/* A pointer output.carry copies by: a field, so not "" (the whole input)
+ * and with a last token that names it. */
+static int cfg_check_carried(char *value, char *why, size_t why_size)
+{
+	char name[256], q[80];
+
+	if (cfg_check_pointer(value, why, why_size) < 0)
+		return -1;
+	if (input_pointer_last(value, name, sizeof(name)) < 0 || !*name) {
+		snprintf(why, why_size, "%s names no field to carry (its "
+			 "last token, at most 255 bytes, is the field's name "
+			 "in the output)", cfg_quote_str(value, q, sizeof(q)));
+		return -1;
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Storing values                                                      */
 /* ------------------------------------------------------------------ */
@@ -1290,6 +1332,91 @@ out:
 	return ret;
 }
 
+static void cfg_list_clear(struct cfg_list *list)
+{
+	size_t i;
+
+	for (i = 0; i < list->n; i++)
+		free(list->items[i]);
+	free(list->items);
+	list->items = NULL;
+	list->n = 0;
+}
+
+/**
+ * @brief Check and store a list of strings (output.carry): a libconfig
+ * array or list, each element checked by e->check, no two with the same
+ * last token. An element's error names its own line.
+ */
+static int cfg_apply_list(struct cfg_loader *ld, const struct cfg_entry *e,
+			  const struct cfg_value *v)
+{
+	struct cfg_list *field = cfg_field(ld->cfg, e);
+	struct cfg_list list = { NULL, 0 };
+	char got[96], why[256], a[256], b[256], q[80], q2[80];
+	char *origin = NULL;
+	unsigned i, j, n;
+	int ret = -1;
+
+	if (!v->s || (config_setting_type(v->s) != CONFIG_TYPE_ARRAY &&
+		      config_setting_type(v->s) != CONFIG_TYPE_LIST))
+		return cfg_fail(ld, v->origin, e->path,
+				"must be a list of JSON Pointers, e.g. "
+				"[ \"/id\", \"/customer\" ], got %s",
+				cfg_describe(v, got, sizeof(got)));
+	n = (unsigned)config_setting_length(v->s);
+	list.items = calloc(n ? n : 1, sizeof(*list.items));
+	if (!list.items)
+		return cfg_oom(ld);
+	for (i = 0; i < n; i++) {
+		const config_setting_t *el = config_setting_get_elem(v->s, i);
+		struct cfg_value ev = { .s = el };
+
+		free(origin);
+		origin = v->file ? cfg_file_origin(ld, el) : strdup(v->origin);
+		if (!origin)
+			goto oom;
+		if (config_setting_type(el) != CONFIG_TYPE_STRING) {
+			cfg_fail(ld, origin, e->path, "each entry must be a "
+				 "string, got %s",
+				 cfg_describe(&ev, got, sizeof(got)));
+			goto out;
+		}
+		list.items[i] = strdup(config_setting_get_string(el));
+		if (!list.items[i])
+			goto oom;
+		list.n++;
+		if (e->check && e->check(list.items[i], why, sizeof(why)) < 0) {
+			cfg_fail(ld, origin, e->path, "%s", why);
+			goto out;
+		}
+		input_pointer_last(list.items[i], b, sizeof(b));
+		for (j = 0; j < i; j++) {
+			input_pointer_last(list.items[j], a, sizeof(a));
+			if (strcmp(a, b) != 0)
+				continue;
+			cfg_fail(ld, origin, e->path, "%s and %s would both "
+				 "be carried as %s",
+				 cfg_quote_str(list.items[j], q, sizeof(q)),
+				 cfg_quote_str(list.items[i], q2, sizeof(q2)),
+				 cfg_quote_str(b, got, sizeof(got)));
+			goto out;
+		}
+	}
+	cfg_list_clear(field);
+	*field = list;
+	list.items = NULL;
+	list.n = 0;
+	ret = 0;
+	goto out;
+oom:
+	cfg_oom(ld);
+out:
+	cfg_list_clear(&list);
+	free(origin);
+	return ret;
+}
+
 /**
  * @brief Check v against cfg_table[idx] and store it in the config.
  * @returns 0, or -1 with "ORIGIN: setting: what is wrong" written.
@@ -1352,6 +1479,10 @@ static int cfg_apply(struct cfg_loader *ld, size_t idx,
 		if (cfg_props_list(ld, v) < 0)
 			return -1;
 		break;
+	case CFG_T_LIST:
+		if (cfg_apply_list(ld, e, v) < 0)
+			return -1;
+		break;
 	case CFG_T_FORBIDDEN:
 		return cfg_fail(ld, v->origin, e->path, "%s", e->why);
 	}
@@ -1388,6 +1519,7 @@ static int cfg_set_defaults(struct cfg_loader *ld, const char *dir)
 			cfg_store_enum(field, (int)e->def_num);
 			break;
 		case CFG_T_PROPS:
+		case CFG_T_LIST:
 		case CFG_T_FORBIDDEN:
 			break;
 		}
@@ -1731,6 +1863,11 @@ static int cfg_check_relations(struct cfg_loader *ld)
 
 	if (cfg_check_price(ld) < 0)
 		return -1;
+	if (ld->cfg->output.carry.n &&
+	    ld->cfg->input.format != CFG_INPUT_JSON)
+		return cfg_fail(ld, cfg_origin_of(ld, "output.carry"),
+				"output.carry", "needs input.format = \"json\": "
+				"fields are carried from JSON inputs");
 	for (r = 0; r < CFG_ARRAY_SIZE(cfg_order_rules); r++) {
 		int lo = cfg_find(cfg_order_rules[r].lo);
 		int hi = cfg_find(cfg_order_rules[r].hi);
@@ -1802,9 +1939,12 @@ void cfg_free(struct extractd_config *cfg)
 
 	if (!cfg)
 		return;
-	for (e = cfg_table; e < cfg_table + CFG_N; e++)
+	for (e = cfg_table; e < cfg_table + CFG_N; e++) {
 		if (e->type == CFG_T_STRING)
 			free(*(char **)cfg_field(cfg, e));
+		else if (e->type == CFG_T_LIST)
+			cfg_list_clear(cfg_field(cfg, e));
+	}
 	cfg_props_clear(cfg);
 	free(cfg->kafka.properties);
 	if (cfg->meta) {
@@ -1835,6 +1975,41 @@ const char *cfg_origin(const struct extractd_config *cfg, const char *setting)
 	if (idx < 0 || !cfg->meta->origin[idx])
 		return CFG_DEFAULT_ORIGIN;
 	return cfg->meta->origin[idx];
+}
+
+int cfg_check_carry_schema(const struct extractd_config *cfg,
+			   struct json_object *schema, char *err,
+			   size_t err_size)
+{
+	const struct cfg_list *carry = &cfg->output.carry;
+	const char *origin = cfg_origin(cfg, "output.carry");
+	struct json_object *props = NULL, *type = NULL;
+	char name[256];
+	size_t i;
+
+	if (!carry->n)
+		return 0;
+	if (json_object_object_get_ex(schema, "type", &type) &&
+	    !(json_object_is_type(type, json_type_string) &&
+	      !strcmp(json_object_get_string(type), "object"))) {
+		snprintf(err, err_size, "%s: output.carry: the schema does "
+			 "not describe an object, so no field can be carried "
+			 "into its outputs", origin);
+		return -1;
+	}
+	json_object_object_get_ex(schema, "properties", &props);
+	for (i = 0; i < carry->n; i++) {
+		input_pointer_last(carry->items[i], name, sizeof(name));
+		if (!json_object_is_type(props, json_type_object) ||
+		    !json_object_object_get_ex(props, name, NULL))
+			continue;
+		snprintf(err, err_size, "%s: output.carry: \"%s\" would be "
+			 "carried as \"%s\", which the schema's properties "
+			 "also define: the model's %s would be overwritten",
+			 origin, carry->items[i], name, name);
+		return -1;
+	}
+	return 0;
 }
 
 bool cfg_priced(const struct extractd_config *cfg)
@@ -1991,6 +2166,15 @@ int cfg_value_text(const struct extractd_config *cfg, const char *path,
 			cfg_out_add(&o, ")");
 		}
 		cfg_out_add(&o, ")");
+		break;
+	case CFG_T_LIST:
+		cfg_out_add(&o, "[");
+		for (i = 0; i < ((const struct cfg_list *)field)->n; i++) {
+			cfg_out_add(&o, "%s", i ? ", " : " ");
+			cfg_out_quoted(&o,
+				       ((const struct cfg_list *)field)->items[i]);
+		}
+		cfg_out_add(&o, " ]");
 		break;
 	case CFG_T_FORBIDDEN:
 		return -1;

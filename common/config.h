@@ -28,6 +28,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct json_object;
+
 /*
  * How the schema travels in a request (llm.c). The first five are request
  * formats, in the order llm.mode = "auto" tries them (the first the
@@ -56,6 +58,9 @@ enum cfg_concurrency { CFG_CONC_FIXED, CFG_CONC_ADAPTIVE };
  */
 enum cfg_partitioning { CFG_PART_AUTO, CFG_PART_KEY, CFG_PART_SOURCE };
 enum cfg_delivery { CFG_DELIVERY_AT_LEAST_ONCE, CFG_DELIVERY_EXACTLY_ONCE };
+/* input.format: a record is the text itself, or a JSON document whose
+ * input.text_pointer names the text (common/input.h). */
+enum cfg_input_format { CFG_INPUT_TEXT, CFG_INPUT_JSON };
 enum cfg_log_level { CFG_LOG_DEBUG, CFG_LOG_INFO, CFG_LOG_WARN, CFG_LOG_ERROR };
 enum cfg_log_format { CFG_LOG_JSON, CFG_LOG_TEXT };
 
@@ -128,7 +133,10 @@ struct extractd_config {
 		unsigned max_elapsed_ms; /**< a record's retries stop here */
 	} retry;
 	struct {
-		size_t max_bytes;        /**< 1..16 MiB, default 65536 */
+		size_t max_bytes;        /**< 1..16 MiB, default 65536: the
+					   *  whole record */
+		enum cfg_input_format format;
+		char *text_pointer;      /**< JSON Pointer, default "/text" */
 	} input;
 	struct {
 		unsigned entries;        /**< answer cache, 0 = off */
@@ -139,6 +147,13 @@ struct extractd_config {
 		enum cfg_partitioning partitioning;
 		enum cfg_delivery delivery;
 		unsigned transaction_ms; /**< exactly-once commit period */
+		/** JSON Pointers of the input fields copied into each output
+		 *  under their last token (input.format = json only); their
+		 *  last tokens differ. */
+		struct cfg_list {
+			char **items;
+			size_t n;
+		} carry;
 	} output;
 	struct {
 		unsigned timeout_ms;     /**< SIGTERM to exit, at most */
@@ -178,6 +193,17 @@ void cfg_free(struct extractd_config *cfg);
  *          as cfg.
  */
 const char *cfg_origin(const struct extractd_config *cfg, const char *setting);
+
+/**
+ * @brief The start-up check that needs the schema: no output.carry name
+ * (a pointer's last token) is one of the schema's top-level properties,
+ * and with output.carry the schema describes an object.
+ * @param schema the schema document (json-c)
+ * @returns 0, or -1 with "ORIGIN: output.carry: what is wrong" in err.
+ */
+int cfg_check_carry_schema(const struct extractd_config *cfg,
+			   struct json_object *schema, char *err,
+			   size_t err_size);
 
 /** Whether llm.price is set (input and output > 0): records have a cost. */
 bool cfg_priced(const struct extractd_config *cfg);

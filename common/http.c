@@ -30,6 +30,8 @@ struct http_share {
 struct http_client {
 	CURL *curl;
 	struct curl_slist *headers;  /**< owns the key's header line */
+	struct curl_slist *own_tail; /**< the last of the client's own lines;
+				       *  the extra ones follow it */
 	char *buf;                   /**< response body */
 	size_t len, cap, max;
 	bool too_large;
@@ -326,6 +328,8 @@ struct http_client *http_client_new(const struct http_client_opts *opts,
 	h = curl_slist_append(c->headers, "Expect:");
 	if (!h)
 		goto oom;
+	for (c->own_tail = c->headers; c->own_tail->next;)
+		c->own_tail = c->own_tail->next;
 
 	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
@@ -369,6 +373,23 @@ void http_client_free(struct http_client *c)
 	curl_slist_free_all(c->headers);
 	free(c->buf);
 	free(c);
+}
+
+int http_client_extra_headers(struct http_client *c, const char *const *lines,
+			      size_t n)
+{
+	size_t i;
+
+	curl_slist_free_all(c->own_tail->next);
+	c->own_tail->next = NULL;
+	for (i = 0; i < n; i++) {
+		if (!curl_slist_append(c->headers, lines[i])) {
+			curl_slist_free_all(c->own_tail->next);
+			c->own_tail->next = NULL;
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* What a failed transfer says about the endpoint (http.h). */

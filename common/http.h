@@ -95,6 +95,15 @@ struct http_client *http_client_new(const struct http_client_opts *opts,
 void http_client_free(struct http_client *c);
 
 /**
+ * @brief Header lines ("Name: value", checked by the caller) sent with
+ * every call from now on, after the client's own, in place of the ones
+ * set before; n = 0 sends none.
+ * @returns 0, or -1 when out of memory (then none are sent).
+ */
+int http_client_extra_headers(struct http_client *c, const char *const *lines,
+			      size_t n);
+
+/**
  * @brief POST a JSON body and wait for the answer.
  * @param err the transport error when the result is not HTTP_DONE
  */

@@ -690,6 +690,32 @@ struct llm_worker *llm_worker_new(struct llm *llm, const char *api_key,
 	return w;
 }
 
+int llm_worker_trace(struct llm_worker *w, const char *traceparent,
+		     const char *tracestate)
+{
+	char *lines[2] = { NULL, NULL };
+	size_t n = 0;
+	int r = -1;
+
+	if (traceparent) {
+		lines[n] = str_printf("traceparent: %s", traceparent);
+		if (!lines[n++])
+			goto out;
+	}
+	if (traceparent && tracestate) {
+		lines[n] = str_printf("tracestate: %s", tracestate);
+		if (!lines[n++])
+			goto out;
+	}
+	r = http_client_extra_headers(w->http, (const char *const *)lines, n);
+out:
+	if (r < 0)
+		http_client_extra_headers(w->http, NULL, 0);
+	free(lines[0]);
+	free(lines[1]);
+	return r;
+}
+
 void llm_worker_free(struct llm_worker *w)
 {
 	if (!w)

@@ -182,6 +182,16 @@ struct llm_worker *llm_worker_new(struct llm *llm, const char *api_key,
 void llm_worker_free(struct llm_worker *w);
 
 /**
+ * @brief Send the record's W3C trace context with the worker's calls
+ * from now on (each must have passed input_traceparent_ok() and
+ * input_tracestate_ok()); NULL traceparent: none (tracestate goes only
+ * with a traceparent).
+ * @returns 0, or -1 when out of memory (then none is sent).
+ */
+int llm_worker_trace(struct llm_worker *w, const char *traceparent,
+		     const char *tracestate);
+
+/**
  * @brief Extract one record's object from its text (blocking).
  * res is filled in; free what it holds with llm_result_clear().
  */

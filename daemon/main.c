@@ -479,6 +479,9 @@ int main(int argc, char **argv)
 			 cfg_origin(cfg, "schema.file"), why);
 		goto config_error;
 	}
+	if (cfg_check_carry_schema(cfg, schema_document(schema), err,
+				   sizeof(err)) < 0)
+		goto config_error;
 	api_key = read_api_key(cfg, err, sizeof(err));
 	if (!api_key && *err)
 		goto config_error;

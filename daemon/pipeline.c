@@ -10,6 +10,7 @@
 #include "config.h"
 #include "http.h"
 #include "input.h"
+#include "jsonparse.h"
 #include "llm.h"
 #include "log.h"
 #include "metrics.h"
@@ -23,6 +24,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +108,12 @@ bool pipeline_ordered(const struct pipeline *pl)
 #define OVERSIZE_LOG_NS 1000000000LL /**< at most one such warning */
 #define DEAD_LOG_BURST 10                 /**< dead-letter lines... */
 #define DEAD_LOG_NS (10LL * 1000000000)   /**< ...per this period */
+#define CUT_HEADERS 8192 /**< input header bytes a bounded dead letter
+			   *  carries, at most */
+#define OUTPUT_JSON_DEPTH 64 /**< an output's nesting, at most: as deep as
+			       *  llm.c takes answers */
+#define HEADER_FRAMING 16 /**< bytes a header takes besides its name and
+			    *  value, about */
 
 static void release(struct pipeline *pl, struct job *job);
 
@@ -298,13 +306,50 @@ static size_t key_bytes(const struct job *job)
 	return job->msg->key ? job->msg->key_len : 0;
 }
 
+/* Whether an input header is carried: names extractd.* are ours, and
+ * ours replace them. */
+static bool carried_header(const char *name)
+{
+	return strncmp(name, "extractd.", 9) != 0;
+}
+
+/*
+ * Put the input's headers on the job's record, unchanged and in their
+ * order, but for the extractd.* ones (ours replace them). A bounded dead
+ * letter carries them while they fit in CUT_HEADERS bytes. Returns about
+ * how many bytes they take (h NULL: only count).
+ */
+static size_t carry_headers(const struct job *job, rd_kafka_headers_t *h)
+{
+	const rd_kafka_headers_t *in = producer_input_headers(job->msg);
+	const char *name;
+	const void *value;
+	size_t i, size, bytes = 0;
+
+	for (i = 0; in && !rd_kafka_header_get_all(in, i, &name, &value,
+						   &size); i++) {
+		size_t n = strlen(name) + size + HEADER_FRAMING;
+
+		if (!carried_header(name))
+			continue;
+		if (job->cut && bytes + n > CUT_HEADERS)
+			break;
+		bytes += n;
+		if (h)
+			rd_kafka_header_add(h, name, -1, value,
+					    (ssize_t)size);
+	}
+	return bytes;
+}
+
 /* About how many bytes the job's record takes on the wire: value, key,
  * headers. */
 static size_t record_bytes(const struct job *job)
 {
 	const struct llm_result *res = &job->res;
 	size_t value = input_bytes(job), key = key_bytes(job);
-	size_t headers = 512; /* source, numbers, names, framing */
+	size_t headers = 512 + carry_headers(job, NULL); /* source, numbers,
+							   * names, framing */
 
 	if (job->outcome == JOB_OUTPUT)
 		return strlen(res->output) + key + strlen(res->model) + headers;
@@ -377,9 +422,10 @@ static void add_usage(rd_kafka_headers_t *h, const struct job *job)
 static rd_kafka_headers_t *job_headers(const struct job *job)
 {
 	const struct llm_result *res = &job->res;
-	rd_kafka_headers_t *h = rd_kafka_headers_new(12);
+	rd_kafka_headers_t *h = rd_kafka_headers_new(16);
 	char source[512], text[LLM_ANSWER_MAX + 1];
 
+	carry_headers(job, h);
 	snprintf(source, sizeof(source), "%s/%d/%lld", ledger_topic(job->part),
 		 (int)ledger_id(job->part), (long long)job->offset);
 	add_header(h, "extractd.source", source);
@@ -958,21 +1004,111 @@ static void answer_keep(struct job *job, const char *text, size_t len)
 	metrics_answer_cache_entries(pl->metrics, st.entries);
 }
 
+/*
+ * The record's text: with input.format = json, the string its
+ * input.text_pointer names in the document (*ret_doc, the caller puts
+ * it). Returns 0, or -1 with the job a dead letter "input".
+ */
+static int job_text(struct job *job, const char **text, size_t *len,
+		    struct json_object **ret_doc)
+{
+	const struct extractd_config *cfg = job->pl->cfg;
+	char *detail = job->res.detail;
+	size_t size = sizeof(job->res.detail);
+	int r = 0;
+
+	*text = job->msg->payload ? job->msg->payload : "";
+	*len = job->msg->payload ? job->msg->len : 0;
+	*ret_doc = NULL;
+	if (cfg->input.format == CFG_INPUT_JSON) {
+		*ret_doc = input_json(*text, *len, cfg->input.text_pointer,
+				      cfg->input.max_bytes, text, len, detail,
+				      size);
+		r = *ret_doc ? 0 : -1;
+	} else {
+		r = input_check(*text, *len, cfg->input.max_bytes, detail,
+				size);
+	}
+	if (r < 0) {
+		job->outcome = JOB_DEAD_LETTER;
+		job->error = "input";
+	}
+	return r;
+}
+
+/* Send the input's traceparent (and tracestate) with the worker's calls
+ * for this record, when they are well formed (input.h); else none. */
+static void trace_begin(struct job *job, struct llm_worker *worker)
+{
+	const rd_kafka_headers_t *in = producer_input_headers(job->msg);
+	char parent[64], state[520];
+	const void *v;
+	size_t n;
+	bool has_state = false;
+
+	if (!in || rd_kafka_header_get_last(in, "traceparent", &v, &n) ||
+	    !v || !input_traceparent_ok(v, n))
+		return;
+	memcpy(parent, v, n);
+	parent[n] = '\0';
+	if (!rd_kafka_header_get_last(in, "tracestate", &v, &n) && v &&
+	    input_tracestate_ok(v, n)) {
+		memcpy(state, v, n);
+		state[n] = '\0';
+		has_state = true;
+	}
+	/* Out of memory: the record goes without its trace context. */
+	(void)llm_worker_trace(worker, parent, has_state ? state : NULL);
+}
+
+/*
+ * Copy the output.carry fields of the input document into the job's
+ * validated output (after validation: the schema judges only what the
+ * model produced). Returns 0, or -1 when out of memory.
+ */
+static int carry_fields(struct job *job, struct json_object *doc)
+{
+	const struct cfg_list *carry = &job->pl->cfg->output.carry;
+	struct json_object *out;
+	struct jsonparse_error err;
+	const char *text;
+	char *copy;
+
+	out = jsonparse_once(job->res.output, strlen(job->res.output),
+			     OUTPUT_JSON_DEPTH, 0, &err);
+	if (!out)
+		return -1;
+	if (!json_object_is_type(out, json_type_object) ||
+	    input_carry(doc, (const char *const *)carry->items, carry->n,
+			out) < 0 ||
+	    !(text = json_object_to_json_string_ext(
+		      out, JSON_C_TO_STRING_PLAIN |
+				   JSON_C_TO_STRING_NOSLASHESCAPE)) ||
+	    !(copy = strdup(text))) {
+		json_object_put(out);
+		return -1;
+	}
+	json_object_put(out);
+	free(job->res.output);
+	job->res.output = copy;
+	return 0;
+}
+
 static void worker_run(void *arg, void *worker)
 {
 	struct job *job = arg;
 	struct pipeline *pl = job->pl;
-	const char *text = job->msg->payload ? job->msg->payload : "";
-	size_t len = job->msg->payload ? job->msg->len : 0;
+	struct json_object *doc;
+	const char *text;
+	size_t len;
 
-	if (input_check(text, len, pl->cfg->input.max_bytes, job->res.detail,
-			sizeof(job->res.detail)) < 0) {
-		job->outcome = JOB_DEAD_LETTER;
-		job->error = "input";
-	} else if (answer_cached(job, text, len)) {
+	if (job_text(job, &text, &len, &doc) == 0 &&
+	    answer_cached(job, text, len)) {
 		job->outcome = JOB_OUTPUT;
-	} else {
+	} else if (job->outcome != JOB_DEAD_LETTER) {
+		trace_begin(job, worker);
 		llm_extract(worker, text, len, &job->res);
+		(void)llm_worker_trace(worker, NULL, NULL);
 		switch (job->res.status) {
 		case LLM_OK:
 			job->outcome = JOB_OUTPUT;
@@ -987,6 +1123,16 @@ static void worker_run(void *arg, void *worker)
 			break;
 		}
 	}
+	if (job->outcome == JOB_OUTPUT && pl->cfg->output.carry.n &&
+	    carry_fields(job, doc) < 0) {
+		/* Not committed: done again after the restart. */
+		LOG_ERROR("out of memory carrying input fields into an "
+			  "output", LOG_I("partition", ledger_id(job->part)),
+			  LOG_I("offset", job->offset));
+		job->outcome = JOB_ABANDONED;
+		stop_request(pl->stop, true);
+	}
+	json_object_put(doc);
 	/* The LLM call is over: what is left (waiting for older offsets,
 	 * producing, the delivery report) needs no LLM slot. Give it back
 	 * now, while at most max_in_flight jobs are in that state, so the

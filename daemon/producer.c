@@ -490,6 +490,15 @@ void producer_wait_space(struct producer *p, int ms)
 	pthread_mutex_unlock(&p->space_lock);
 }
 
+const rd_kafka_headers_t *producer_input_headers(rd_kafka_message_t *msg)
+{
+	rd_kafka_headers_t *h = NULL;
+
+	if (rd_kafka_message_headers(msg, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return NULL;
+	return h;
+}
+
 int producer_send(struct producer *p, enum producer_dest dest,
 		  const void *value, size_t len, const void *key,
 		  size_t key_len, rd_kafka_headers_t *headers, void *opaque,

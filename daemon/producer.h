@@ -79,6 +79,13 @@ int producer_send(struct producer *p, enum producer_dest dest,
 		  size_t key_len, rd_kafka_headers_t *headers, void *opaque,
 		  rd_kafka_resp_err_t *ret_err);
 
+/**
+ * @brief The headers of an input message, for its output or dead letter
+ * to carry (librdkafka's: borrowed, valid while msg lives), or NULL when
+ * it has none.
+ */
+const rd_kafka_headers_t *producer_input_headers(rd_kafka_message_t *msg);
+
 /** After -ENOBUFS: wait until a delivery report was served, at most ms. */
 void producer_wait_space(struct producer *p, int ms);
 

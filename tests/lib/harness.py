@@ -1096,7 +1096,8 @@ class Harness:
         """Produce [(key, value, partition)]; returns [(partition, offset)].
 
         key and value are bytes or str (str goes as UTF-8); partition None
-        lets the partitioner pick. Every record must be acknowledged.
+        lets the partitioner pick; a fourth element, when present, is the
+        record's headers [(name, value)]. Every record must be acknowledged.
         conf: more producer settings (e.g. message.max.bytes).
         """
         topic = topic or self.topics["input"]
@@ -1115,10 +1116,13 @@ class Harness:
                     placed[idx] = (msg.partition(), msg.offset())
             return cb
 
-        for i, (key, value, part) in enumerate(records):
+        for i, rec in enumerate(records):
+            key, value, part = rec[:3]
             kw = {"key": key, "value": value, "on_delivery": on_delivery(i)}
             if part is not None:
                 kw["partition"] = part
+            if len(rec) > 3:
+                kw["headers"] = rec[3]
             while True:
                 try:
                     p.produce(topic, **kw)

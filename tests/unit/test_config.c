@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <json-c/json.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +195,9 @@ static void assert_defaults(const struct extractd_config *cfg)
 	assert_int_equal(cfg->retry.base_delay_ms, 500);
 	assert_int_equal(cfg->retry.max_delay_ms, 30000);
 	assert_int_equal(cfg->input.max_bytes, 65536);
+	assert_int_equal(cfg->input.format, CFG_INPUT_TEXT);
+	assert_string_equal(cfg->input.text_pointer, "/text");
+	assert_int_equal(cfg->output.carry.n, 0);
 	assert_string_equal(cfg->llm.prompt_cache_key, "auto");
 	assert_int_equal(cfg->cache.entries, 0);
 	assert_int_equal(cfg->cache.max_bytes, 67108864);
@@ -1346,6 +1350,98 @@ static void property_references(void **state)
 	unsetenv("EXTRACTD_TEST_EMPTY");
 }
 
+/* input.format, input.text_pointer and output.carry: JSON inputs and the
+ * fields carried from them. */
+static void json_inputs_and_carry(void **state)
+{
+	static const char *const ov[] = {
+		"output.carry=[\"/meta/customer\"]",
+	};
+	struct extractd_config *cfg;
+	struct json_object *schema;
+	char err[512];
+	const char *p;
+
+	(void)state;
+	p = write_file("carry.cfg",
+		       "input = { format = \"json\";\n"
+		       "  text_pointer = \"/body\"; };\n"
+		       "output = {\n"
+		       "  carry = [ \"/id\",\n"
+		       "            \"/a~1b\" ];\n"
+		       "};\n");
+	cfg = load_ok(p, NULL, 0);
+	assert_int_equal(cfg->input.format, CFG_INPUT_JSON);
+	assert_string_equal(cfg->input.text_pointer, "/body");
+	assert_int_equal(cfg->output.carry.n, 2);
+	assert_string_equal(cfg->output.carry.items[1], "/a~1b");
+	assert_string_equal(value_text(cfg, "output.carry"),
+			    "[ \"/id\", \"/a~1b\" ]");
+	/* A carried name the schema's properties define clashes. */
+	schema = json_tokener_parse("{\"type\": \"object\", \"properties\": "
+				    "{\"name\": {}, \"a/b\": {}}}");
+	assert_int_equal(cfg_check_carry_schema(cfg, schema, err,
+						sizeof(err)), -1);
+	expand(err + 256, 256, "@:4: output.carry: \"/a~1b\" would be "
+	       "carried as \"a/b\", which the schema's properties also "
+	       "define: the model's a/b would be overwritten", p);
+	assert_string_equal(err, err + 256);
+	json_object_put(schema);
+	schema = json_tokener_parse("{\"properties\": {\"name\": {}}}");
+	assert_int_equal(cfg_check_carry_schema(cfg, schema, err,
+						sizeof(err)), 0);
+	json_object_put(schema);
+	schema = json_tokener_parse("{\"type\": \"array\"}");
+	assert_int_equal(cfg_check_carry_schema(cfg, schema, err,
+						sizeof(err)), -1);
+	json_object_put(schema);
+	cfg_free(cfg);
+
+	/* From the command line, replacing the file's list. */
+	cfg = load_ok(p, ov, 1);
+	assert_int_equal(cfg->output.carry.n, 1);
+	assert_string_equal(cfg->output.carry.items[0], "/meta/customer");
+	cfg_free(cfg);
+
+	/* Carry without JSON inputs. */
+	p = write_file("carry.cfg", "output = { carry = [ \"/id\" ]; };\n");
+	load_fails(p, NULL, 0, "@:1: output.carry: needs input.format = "
+		   "\"json\": fields are carried from JSON inputs");
+	/* Bad pointers: the entry's own line. */
+	p = write_file("carry.cfg",
+		       "input = { format = \"json\"; };\n"
+		       "output = { carry = [ \"/id\",\n"
+		       "  \"id\" ]; };\n");
+	load_fails(p, NULL, 0, "@:3: output.carry: 'id' is not a JSON "
+		   "Pointer: a JSON Pointer is \"\" or starts with \"/\"");
+	p = write_file("carry.cfg",
+		       "input = { format = \"json\"; };\n"
+		       "output = { carry = [ \"/a~2\" ]; };\n");
+	load_fails(p, NULL, 0, "@:2: output.carry: '/a~2' is not a JSON "
+		   "Pointer: \"~\" at byte 2: in a JSON Pointer it is only "
+		   "\"~0\" (~) or \"~1\" (/)");
+	p = write_file("carry.cfg",
+		       "input = { format = \"json\"; };\n"
+		       "output = { carry = [ \"\" ]; };\n");
+	load_fails(p, NULL, 0, "@:2: output.carry: '' names no field to "
+		   "carry (its last token, at most 255 bytes, is the field's "
+		   "name in the output)");
+	p = write_file("carry.cfg",
+		       "input = { format = \"json\"; };\n"
+		       "output = { carry = [ \"/id\", \"/meta/id\" ]; };\n");
+	load_fails(p, NULL, 0, "@:2: output.carry: '/id' and '/meta/id' "
+		   "would both be carried as 'id'");
+	p = write_file("carry.cfg", "output = { carry = \"/id\"; };\n");
+	load_fails(p, NULL, 0, "@:1: output.carry: must be a list of JSON "
+		   "Pointers, e.g. [ \"/id\", \"/customer\" ], got '/id'");
+	p = write_file("carry.cfg", "input = { text_pointer = \"body\"; };\n");
+	load_fails(p, NULL, 0, "@:1: input.text_pointer: 'body' is not a "
+		   "JSON Pointer: a JSON Pointer is \"\" or starts with \"/\"");
+	p = write_file("carry.cfg", "input = { format = \"xml\"; };\n");
+	load_fails(p, NULL, 0, "@:1: input.format: must be one of text, "
+		   "json, got 'xml'");
+}
+
 /* The example file is the table written out: it loads, every setting is
  * in it, and every value equals the built-in default. */
 static void deploy_example_matches_defaults(void **state)
@@ -1423,6 +1519,7 @@ int main(void)
 		cmocka_unit_test(topics_differ),
 		cmocka_unit_test(secret_properties),
 		cmocka_unit_test(property_references),
+		cmocka_unit_test(json_inputs_and_carry),
 		cmocka_unit_test(deploy_example_matches_defaults),
 		cmocka_unit_test(free_and_hand_built),
 	};

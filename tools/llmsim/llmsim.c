@@ -53,7 +53,9 @@
  * /stats and POST /reset expose exact counters that tests use as an
  * oracle (among them "tokens", the usage.total_tokens of the answers
  * served, and "first_arrival_ms"/"last_arrival_ms", CLOCK_MONOTONIC, null
- * before any request since the last reset).
+ * before any request since the last reset; "traceparent", the requests
+ * that carried a W3C traceparent header, and "traceparent_last", the
+ * last one, or null).
  *
  * DESIGN
  * ------
@@ -218,6 +220,8 @@ struct sim_stats {
 					 *   chat.completion answers */
 	uint64_t first_ns, last_ns;	/**< first and latest arrival
 					 *   (CLOCK_MONOTONIC), 0: none */
+	uint64_t traceparent;		/**< requests with a traceparent */
+	char traceparent_last[64];	/**< the last one seen, cut; "" */
 	/* Not stats (/reset leaves them): the prompt cache's recent
 	 * prefixes, a ring, under the same lock. */
 	uint64_t prefix[SIM_CACHE_SLOTS];
@@ -332,13 +336,18 @@ static void sim_stats_raise_peak(void *cls)
  * lock), so a client retrying at once after giving up is never counted
  * twice, even with other arrivals racing.
  */
-static void sim_stats_arrive(struct sim_server *s)
+static void sim_stats_arrive(struct sim_server *s, const char *traceparent)
 {
 	uint64_t now = sim_now_ns();
 	bool over;
 
 	pthread_mutex_lock(&s->stats.lock);
 	s->stats.requests++;
+	if (traceparent) {
+		s->stats.traceparent++;
+		snprintf(s->stats.traceparent_last,
+			 sizeof(s->stats.traceparent_last), "%s", traceparent);
+	}
 	s->stats.current++;
 	if (!s->stats.first_ns)
 		s->stats.first_ns = now;
@@ -414,6 +423,8 @@ static void sim_stats_reset(struct sim_server *s)
 	s->stats.dropped = 0;
 	s->stats.tokens = 0;
 	s->stats.first_ns = s->stats.last_ns = 0;
+	s->stats.traceparent = 0;
+	s->stats.traceparent_last[0] = '\0';
 	s->stats.peak = s->stats.current;
 	pthread_mutex_unlock(&s->stats.lock);
 	sim_timer_load_reset(s->timer);
@@ -425,6 +436,21 @@ static bool sim_add_u64(struct json_object *o, const char *key, uint64_t v)
 	struct json_object *n = json_object_new_int64((int64_t)v);
 
 	if (!n)
+		return false;
+	if (json_object_object_add(o, key, n)) {
+		json_object_put(n);
+		return false;
+	}
+	return true;
+}
+
+/** Adds a string member, JSON null for ""; false on out of memory. */
+static bool sim_add_text(struct json_object *o, const char *key,
+			 const char *v)
+{
+	struct json_object *n = NULL;
+
+	if (*v && !(n = json_object_new_string(v)))
 		return false;
 	if (json_object_object_add(o, key, n)) {
 		json_object_put(n);
@@ -495,6 +521,8 @@ static char *sim_stats_json(struct sim_server *s)
 	ok = ok && sim_add_u64(o, "rate_limited", st.rate_limited) &&
 	     sim_add_u64(o, "dropped", st.dropped) &&
 	     sim_add_u64(o, "tokens", st.tokens) &&
+	     sim_add_u64(o, "traceparent", st.traceparent) &&
+	     sim_add_text(o, "traceparent_last", st.traceparent_last) &&
 	     sim_add_arrival(o, "first_arrival_ms", st.first_ns) &&
 	     sim_add_arrival(o, "last_arrival_ms", st.last_ns) &&
 	     sim_add_u64(o, "capacity", load.capacity) &&
@@ -1119,7 +1147,8 @@ static enum MHD_Result sim_req_begin(struct sim_server *s,
 	if (r->route != SIM_ROUTE_CHAT)
 		return MHD_YES;
 	r->counted = true;
-	sim_stats_arrive(s);
+	sim_stats_arrive(s, MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							"traceparent"));
 	v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 					MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (v && sim_parse_ulong(v, ~0ul, &cl) == 0 && cl > SIM_BODY_MAX) {
