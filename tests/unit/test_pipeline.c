@@ -382,7 +382,7 @@ static void rig_up(struct rig *r, const char *ordering, const char *slots)
 		fail_msg("pipeline_start: %s", err);
 	r->adm = pipeline_admission(r->pl);
 	r->ledger = ledger_new(store, &r->stored, "texts", 0,
-			       pipeline_ordered(r->pl));
+			       pipeline_order(r->pl));
 	assert_non_null(r->ledger);
 }
 
