@@ -119,7 +119,8 @@ static const char *const cfg_concurrency_names[] = {
 static const char *const cfg_ordering_names[] = {
 	[CFG_ORDER_COMPLETION] = "completion",
 	[CFG_ORDER_OFFSET] = "offset",
-	[CFG_ORDER_OFFSET + 1] = NULL,
+	[CFG_ORDER_KEY] = "key",
+	[CFG_ORDER_KEY + 1] = NULL,
 };
 static const char *const cfg_partitioning_names[] = {
 	[CFG_PART_AUTO] = "auto",
@@ -1833,6 +1834,33 @@ static int cfg_check_price(struct cfg_loader *ld)
 	return 0;
 }
 
+/*
+ * Key order with exactly-once: a transaction commits offsets, which only
+ * a contiguous prefix released in offset order can justify; key order
+ * releases keys out of offset order. Not supported: the setting given
+ * last is blamed.
+ */
+static int cfg_check_ordering(struct cfg_loader *ld)
+{
+	const struct extractd_config *cfg = ld->cfg;
+	const struct cfg_meta *meta = cfg->meta;
+	int ord = cfg_find("output.ordering");
+	int dlv = cfg_find("output.delivery");
+	int blamed;
+
+	if (cfg->output.ordering != CFG_ORDER_KEY ||
+	    cfg->output.delivery != CFG_DELIVERY_EXACTLY_ONCE)
+		return 0;
+	blamed = meta->seq[ord] > meta->seq[dlv] ||
+			 (meta->seq[ord] == meta->seq[dlv] && ord > dlv)
+		 ? ord
+		 : dlv;
+	return cfg_fail(ld, meta->origin[blamed], cfg_table[blamed].path,
+			"key order with exactly-once: not supported "
+			"(exactly-once releases in offset order: use "
+			"output.ordering = offset)");
+}
+
 static int cfg_check_relations(struct cfg_loader *ld)
 {
 	const struct cfg_meta *meta = ld->cfg->meta;
@@ -1861,7 +1889,7 @@ static int cfg_check_relations(struct cfg_loader *ld)
 				cfg_differ_rules[r].why);
 	}
 
-	if (cfg_check_price(ld) < 0)
+	if (cfg_check_price(ld) < 0 || cfg_check_ordering(ld) < 0)
 		return -1;
 	if (ld->cfg->output.carry.n &&
 	    ld->cfg->input.format != CFG_INPUT_JSON)

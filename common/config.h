@@ -45,7 +45,10 @@ enum cfg_llm_mode {
 	CFG_MODE_AUTO,
 };
 
-enum cfg_ordering { CFG_ORDER_COMPLETION, CFG_ORDER_OFFSET };
+/* output.ordering: completion (as answers finish), offset (per input
+ * partition, in offset order), key (per input partition and key, in
+ * offset order; different keys do not wait for each other). */
+enum cfg_ordering { CFG_ORDER_COMPLETION, CFG_ORDER_OFFSET, CFG_ORDER_KEY };
 /* pool.concurrency: how many LLM calls may be open at once. fixed:
  * pool.max_in_flight; adaptive: a live limit between 1 and it, found
  * from the API's latency, timeouts and 429s (daemon/limiter.c). */

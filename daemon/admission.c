@@ -12,10 +12,12 @@
 
 struct admission {
 	unsigned max;           /**< pool.max_in_flight */
-	pthread_mutex_t lock;   /**< guards held and limit */
+	pthread_mutex_t lock;   /**< guards held, limit, ended */
 	pthread_cond_t freed;   /**< a slot came free, or the limit rose */
 	unsigned held;          /**< slots held */
 	unsigned limit;         /**< slots there are now, 1..max */
+	pthread_cond_t ended_cond; /**< a job ended */
+	unsigned ended;         /**< jobs ended so far (wraps) */
 	atomic_uint early;      /**< jobs whose slot went back before their
 				  *  end */
 };
@@ -30,6 +32,7 @@ struct admission *admission_new(unsigned max_in_flight)
 	a->limit = max_in_flight;
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->freed, NULL);
+	pthread_cond_init(&a->ended_cond, NULL);
 	atomic_init(&a->early, 0);
 	return a;
 }
@@ -39,6 +42,7 @@ void admission_free(struct admission *a)
 	if (!a)
 		return;
 	pthread_cond_destroy(&a->freed);
+	pthread_cond_destroy(&a->ended_cond);
 	pthread_mutex_destroy(&a->lock);
 	free(a);
 }
@@ -99,8 +103,39 @@ void admission_end(struct admission *a, bool early)
 {
 	if (early)
 		atomic_fetch_sub(&a->early, 1);
-	else
-		put(a);
+	pthread_mutex_lock(&a->lock);
+	if (!early) {
+		a->held--;
+		pthread_cond_signal(&a->freed);
+	}
+	a->ended++;
+	pthread_cond_broadcast(&a->ended_cond);
+	pthread_mutex_unlock(&a->lock);
+}
+
+unsigned admission_ended(struct admission *a)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&a->lock);
+	n = a->ended;
+	pthread_mutex_unlock(&a->lock);
+	return n;
+}
+
+bool admission_wait_ended(struct admission *a, unsigned since, unsigned ms)
+{
+	struct timespec until = realtime_in_ns((int64_t)ms * 1000000);
+	bool ended;
+
+	pthread_mutex_lock(&a->lock);
+	while (a->ended == since &&
+	       pthread_cond_timedwait(&a->ended_cond, &a->lock, &until) !=
+		       ETIMEDOUT)
+		;
+	ended = a->ended != since;
+	pthread_mutex_unlock(&a->lock);
+	return ended;
 }
 
 void admission_set_limit(struct admission *a, unsigned n)

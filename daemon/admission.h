@@ -22,9 +22,10 @@
  *
  * DESIGN
  * ------
- * One mutex guards the slots held and the live limit, with a condition
- * variable for a consumer waiting for one; the early window is an atomic
- * counter. Any thread; no other lock is taken under the mutex. The
+ * One mutex guards the slots held, the live limit and the count of jobs
+ * ended, with a condition variable for a consumer waiting for a slot and
+ * one for a consumer waiting for a job's end; the early window is an
+ * atomic counter. Any thread; no other lock is taken under the mutex. The
  * consumer threads take slots, the workers and delivery reports give
  * them back.
  */
@@ -61,6 +62,14 @@ bool admission_call_done(struct admission *a);
 /** A job ended; early is what admission_call_done returned for it
  * (false if it never got there). */
 void admission_end(struct admission *a, bool early);
+
+/** Jobs ended so far (admission_end calls; a count that wraps). */
+unsigned admission_ended(struct admission *a);
+
+/** Wait at most ms for a job to end after since (what admission_ended
+ * said); true when one did. Key order waits so for a key to come free:
+ * a job gives its key back before it ends. */
+bool admission_wait_ended(struct admission *a, unsigned since, unsigned ms);
 
 /** The live limit: n slots (at least 1, at most max_in_flight). Slots
  * held over it stay held; no more are given until they are under it. */

@@ -16,6 +16,30 @@
  * the last message handed to us, so nothing is skipped; a message that
  * still arrives while paused joins the held queue.
  *
+ * Key order (output.ordering = key): at most one record of a key (per
+ * partition: keys are per partition anyway) is in flight at a time, so
+ * its records are produced in offset order, retries and re-asks
+ * included; a record without a key waits for nothing. The keys in flight
+ * live in each partition's ledger, under the ledger's lock (ledger.h):
+ * this thread takes a record's key when it admits the record, and the
+ * job gives it back at its end (delivery report thread, or the worker),
+ * then ends in admission, which wakes this thread if it waits for a key
+ * (admission_wait_ended). Admission picks the first held record whose
+ * key is free and has no held record before it (the keys passed over in
+ * one look are kept in a set of this thread's, so a key freed in the
+ * middle of the look cannot let a later record of it pass an earlier
+ * one); records of other keys pass a waiting one, and a key's own
+ * records keep their order. Held records still hold no slot. Their
+ * offsets are tracked as they arrive (admission goes out of offset
+ * order, the tracker takes offsets in order): a record dropped unadmitted
+ * (revoke, stop) is abandoned there, so the commit stops before it.
+ * Progress: a held record waits only for a record of its key in flight,
+ * which ends (its call is bounded, and a full held queue only pauses the
+ * fetching); the first held record is always the first of its key, so
+ * it goes next once that one ends. The held queue is longer in key
+ * order (4 x max_in_flight), so that other keys find their way past a
+ * busy one.
+ *
  * Offsets: enable.auto.offset.store=false; the delivery reports store the
  * contiguous delivered prefix (ledger.h), and auto-commit commits what is
  * stored. On revoke, the callback waits (bounded) for the partitions'
@@ -34,6 +58,7 @@
 #include "config.h"
 #include "kafka.h"
 #include "kafka_stats.h"
+#include "keyset.h"
 #include "ledger.h"
 #include "log.h"
 #include "metrics.h"
@@ -54,6 +79,15 @@
 #define REWIND_TIMEOUT_MS 10000 /**< committed offsets and seeks */
 #define TXN_TIMEOUT_MS 60000    /**< a transaction's commit, running */
 #define FIRST_ASSIGN_MS 5000    /**< at shutdown: see first_assignment() */
+#define KEY_WAIT_MS 10 /**< key order: a look for a new record at least
+			 *  this often while every held one waits */
+#define KEY_HOLD_FACTOR 4 /**< key order: held queue x max_in_flight */
+
+/* A message waiting for admission; in key order with its key's hash. */
+struct held {
+	rd_kafka_message_t *msg;
+	uint64_t key; /**< keyset_hash of its key; 0: it has none */
+};
 
 struct consumer {
 	struct pipeline *pl;
@@ -70,10 +104,14 @@ struct consumer {
 	struct ledger **parts; /**< by partition id; NULL: not ours */
 	size_t n_parts;
 
-	rd_kafka_message_t **held; /**< waiting for a slot, oldest first */
+	struct held *held;         /**< waiting for a slot (in key order,
+				     *  or for their key), oldest first */
 	size_t n_held, cap_held;
 	size_t hold_max;           /**< pause the partitions at this many */
 	bool paused;
+	enum ledger_order order;   /**< the pipeline's */
+	struct keyset *passed;     /**< key order: keys passed over in one
+				     *  look at the held queue */
 
 	atomic_int_fast64_t heartbeat_ns; /**< the loop's last turn */
 	atomic_uint assigned;     /**< partitions in the assignment */
@@ -106,11 +144,11 @@ static void store_position(void *arg, const char *topic, int32_t partition,
 /* A partition's ledger; without transactions it stores its delivered
  * prefix for auto-commit (with them the offsets go in the transaction). */
 static struct ledger *new_ledger(struct consumer *c, const char *topic,
-				 int32_t id, bool ordered)
+				 int32_t id, enum ledger_order order)
 {
 	return ledger_new(producer_transactional(c->producer) ? NULL
 							      : store_position,
-			  c, topic, id, ordered);
+			  c, topic, id, order);
 }
 
 static struct ledger *table_get(struct consumer *c, int32_t id)
@@ -168,36 +206,52 @@ static int held_push(struct consumer *c, rd_kafka_message_t *msg)
 {
 	if (c->n_held == c->cap_held) {
 		size_t cap = c->cap_held ? c->cap_held * 2 : 8;
-		rd_kafka_message_t **h = realloc(c->held, cap * sizeof(*h));
+		struct held *h = realloc(c->held, cap * sizeof(*h));
 
 		if (!h)
 			return -1;
 		c->held = h;
 		c->cap_held = cap;
 	}
-	c->held[c->n_held++] = msg;
+	c->held[c->n_held++] = (struct held){
+		.msg = msg,
+		.key = c->order == LEDGER_KEY && msg->key
+			       ? keyset_hash(msg->key, msg->key_len)
+			       : 0,
+	};
 	return 0;
 }
 
-static rd_kafka_message_t *held_pop(struct consumer *c)
+/* Take the i-th held message out of the queue. */
+static rd_kafka_message_t *held_take(struct consumer *c, size_t i)
 {
-	rd_kafka_message_t *msg = c->held[0];
+	rd_kafka_message_t *msg = c->held[i].msg;
 
-	memmove(c->held, c->held + 1, --c->n_held * sizeof(*c->held));
+	memmove(c->held + i, c->held + i + 1,
+		(--c->n_held - i) * sizeof(*c->held));
 	return msg;
 }
 
 /* Drop held messages of one partition (-1: all). They hold no slot and
- * no offset was tracked: they are fetched again by whoever owns them. */
+ * they are fetched again by whoever owns them; in key order their
+ * offsets were tracked, and are abandoned (the commit stops before
+ * them). */
 static void held_drop(struct consumer *c, int32_t id)
 {
 	size_t i, kept = 0;
 
 	for (i = 0; i < c->n_held; i++) {
-		if (id < 0 || c->held[i]->partition == id)
-			rd_kafka_message_destroy(c->held[i]);
-		else
+		rd_kafka_message_t *msg = c->held[i].msg;
+		struct ledger *part;
+
+		if (id >= 0 && msg->partition != id) {
 			c->held[kept++] = c->held[i];
+			continue;
+		}
+		part = table_get(c, msg->partition);
+		if (part && ledger_keyed(part))
+			ledger_abandon(part, msg->offset);
+		rd_kafka_message_destroy(msg);
 	}
 	c->n_held = kept;
 }
@@ -217,8 +271,7 @@ static void on_assign(struct consumer *c,
 
 		if (table_get(c, tp->partition))
 			continue;
-		part = new_ledger(c, tp->topic, tp->partition,
-				  pipeline_ordered(c->pl));
+		part = new_ledger(c, tp->topic, tp->partition, c->order);
 		if (!part || table_put(c, tp->partition, part) < 0) {
 			ledger_unref(part);
 			LOG_ERROR("out of memory on assignment");
@@ -307,7 +360,8 @@ static void rewind_to_committed(struct consumer *c)
 		 * auto.offset.reset = earliest does. */
 		if (tp->offset < 0)
 			tp->offset = RD_KAFKA_OFFSET_BEGINNING;
-		part = new_ledger(c, tp->topic, tp->partition, true);
+		part = new_ledger(c, tp->topic, tp->partition,
+				  LEDGER_OFFSET);
 		if (!part || table_put(c, tp->partition, part) < 0) {
 			ledger_unref(part);
 			LOG_ERROR("out of memory rewinding");
@@ -442,6 +496,9 @@ static void on_revoke(struct consumer *c,
 				   1000000;
 	int i;
 
+	/* Held records were not admitted: they are not waited for. */
+	for (i = 0; i < parts->cnt; i++)
+		held_drop(c, parts->elems[i].partition);
 	if (!lost) {
 		/* Let in-flight work of these partitions be delivered (and
 		 * so stored), then commit before another member reads. */
@@ -467,7 +524,6 @@ static void on_revoke(struct consumer *c,
 		int32_t id = parts->elems[i].partition;
 		struct ledger *part = table_get(c, id);
 
-		held_drop(c, id);
 		if (!part)
 			continue;
 		ledger_revoke(part);
@@ -598,9 +654,16 @@ struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
 	c->metrics = pipeline_metrics(pl);
 	c->stop = pipeline_stop(pl);
 	c->index = index;
-	c->hold_max = cfg->pool.max_in_flight > HOLD_MIN
-			      ? cfg->pool.max_in_flight
-			      : HOLD_MIN;
+	c->order = pipeline_order(pl);
+	c->hold_max = cfg->pool.max_in_flight;
+	if (c->order == LEDGER_KEY)
+		c->hold_max *= KEY_HOLD_FACTOR;
+	if (c->hold_max < HOLD_MIN)
+		c->hold_max = HOLD_MIN;
+	if (c->order == LEDGER_KEY && !(c->passed = keyset_new())) {
+		snprintf(err, err_size, "out of memory");
+		goto fail;
+	}
 	props = consumer_kafka_props(cfg);
 	if (!props) {
 		snprintf(err, err_size, "out of memory");
@@ -639,6 +702,37 @@ fail:
 	return NULL;
 }
 
+/* Key order: track a record's offset as it arrives (see DESIGN).
+ * Returns 0, or -1 when it was dropped. */
+static int track_arrival(struct consumer *c, rd_kafka_message_t *msg)
+{
+	struct ledger *part = table_get(c, msg->partition);
+	int r;
+
+	if (!part) {
+		/* Not (or no longer) assigned to us. */
+		rd_kafka_message_destroy(msg);
+		return -1;
+	}
+	r = ledger_track(part, msg->offset);
+	if (r == -ERANGE) {
+		LOG_DEBUG("offset already in flight, skipped",
+			  LOG_I("partition", msg->partition),
+			  LOG_I("offset", msg->offset));
+		rd_kafka_message_destroy(msg);
+		return -1;
+	}
+	if (r < 0) {
+		/* Not tracked: later offsets could be committed past it. */
+		LOG_ERROR("out of memory tracking a record",
+			  LOG_I("offset", msg->offset));
+		rd_kafka_message_destroy(msg);
+		stop_request(c->stop, true);
+		return -1;
+	}
+	return 0;
+}
+
 /* A polled message joins the held queue; admission takes it from there. */
 static void handle_message(struct consumer *c, rd_kafka_message_t *msg)
 {
@@ -648,20 +742,70 @@ static void handle_message(struct consumer *c, rd_kafka_message_t *msg)
 		rd_kafka_message_destroy(msg);
 		return;
 	}
+	if (c->order == LEDGER_KEY && track_arrival(c, msg) < 0)
+		return;
 	if (held_push(c, msg) < 0) {
-		/* Not tracked, not committed: fetched again later. */
+		/* Not committed: fetched again later. */
+		struct ledger *part = table_get(c, msg->partition);
+
+		if (part && ledger_keyed(part))
+			ledger_abandon(part, msg->offset);
 		rd_kafka_message_destroy(msg);
 		LOG_ERROR("out of memory holding a record");
 		stop_request(c->stop, true);
 	}
 }
 
-/* Hand the oldest held message to the pipeline; a slot is taken. */
-static void admit_one(struct consumer *c)
+/*
+ * Key order: the first held message that may go now, its key taken: one
+ * without a key, or whose key has no record in flight and no held record
+ * before it. Returns its index, or -1 when every held message waits for
+ * its key (or memory ran out: stopping).
+ */
+static long pick_keyed(struct consumer *c)
 {
-	rd_kafka_message_t *msg = held_pop(c);
-	struct ledger *part = table_get(c, msg->partition);
+	size_t i;
 
+	keyset_clear(c->passed);
+	for (i = 0; i < c->n_held; i++) {
+		const struct held *h = &c->held[i];
+		struct ledger *part = table_get(c, h->msg->partition);
+		/* The key within its partition; never 0 (an empty cell). */
+		uint64_t mark = (h->key ^ ((uint64_t)h->msg->partition *
+					   0x9e3779b97f4a7c15ULL)) | 1;
+		int r;
+
+		if (!part || !h->key)
+			return (long)i;
+		if (keyset_has(c->passed, mark))
+			continue;
+		r = ledger_key_take(part, h->key);
+		if (r == 1)
+			return (long)i;
+		if (r == 0)
+			r = keyset_add(c->passed, mark);
+		if (r < 0) {
+			LOG_ERROR("out of memory keeping key order");
+			stop_request(c->stop, true);
+			return -1;
+		}
+	}
+	return -1;
+}
+
+/* Hand the next held message to the pipeline (the oldest; in key order
+ * the first whose key is free); a slot is taken. Returns false when none
+ * may go now (key order): the caller gives the slot back. */
+static bool admit_one(struct consumer *c)
+{
+	long i = c->order == LEDGER_KEY ? pick_keyed(c) : 0;
+	rd_kafka_message_t *msg;
+	struct ledger *part;
+
+	if (i < 0)
+		return false;
+	msg = held_take(c, (size_t)i);
+	part = table_get(c, msg->partition);
 	if (part) {
 		pipeline_admit(c->pl, part, msg);
 	} else {
@@ -669,6 +813,7 @@ static void admit_one(struct consumer *c)
 		rd_kafka_message_destroy(msg);
 		admission_cancel(c->admission);
 	}
+	return true;
 }
 
 /*
@@ -676,17 +821,28 @@ static void admit_one(struct consumer *c)
  * the partitions when the held queue is full and resume them when it is
  * half empty (each pause makes librdkafka fetch again, so it must not
  * happen per record), then wait for what can move: a message when nothing
- * is held, else a slot. While the API refuses us nothing is admitted.
- * Returns the message polled, if any.
+ * is held, else a slot, or in key order when every held message waits
+ * for its key, a job's end or a new message. While the API refuses us
+ * nothing is admitted. Returns the message polled, if any.
  */
 static rd_kafka_message_t *admission_turn(struct consumer *c)
 {
+	unsigned ended;
+	bool blocked = false;
+
 	if (pipeline_paused(c->pl)) {
 		set_paused(c, true);
 		return rd_kafka_consumer_poll(c->rk, SLOT_WAIT_MS);
 	}
-	while (c->n_held && admission_try(c->admission))
-		admit_one(c);
+	/* Before the look: a key freed during it ends a job after it. */
+	ended = admission_ended(c->admission);
+	while (c->n_held && admission_try(c->admission)) {
+		if (!admit_one(c)) {
+			admission_cancel(c->admission);
+			blocked = true;
+			break;
+		}
+	}
 	if (c->n_held >= c->hold_max)
 		set_paused(c, true);
 	else if (c->n_held <= c->hold_max / 2)
@@ -694,6 +850,16 @@ static rd_kafka_message_t *admission_turn(struct consumer *c)
 
 	if (!c->n_held)
 		return rd_kafka_consumer_poll(c->rk, SLOT_WAIT_MS);
+	if (blocked) {
+		/* A slot is free, and every held message waits for a record
+		 * of its key in flight: a job's end frees a key, a new
+		 * message may bring another. */
+		rd_kafka_message_t *msg = rd_kafka_consumer_poll(c->rk, 0);
+
+		if (!msg)
+			admission_wait_ended(c->admission, ended, KEY_WAIT_MS);
+		return msg;
+	}
 	/* Slots are full and a message waits: only a slot can move it. Poll
 	 * (which serves the callbacks, and may hand over one more message)
 	 * only when no slot came for SLOT_WAIT_MS. Polling every few ms
@@ -701,7 +867,8 @@ static rd_kafka_message_t *admission_turn(struct consumer *c)
 	 * partitions in steady state; librdkafka fetches again only up to
 	 * fetch.wait.max.ms after the resume, and the slots idle meanwhile. */
 	if (admission_wait(c->admission, SLOT_WAIT_MS)) {
-		admit_one(c);
+		if (!admit_one(c))
+			admission_cancel(c->admission);
 		return NULL;
 	}
 	return rd_kafka_consumer_poll(c->rk, 0);
@@ -905,6 +1072,7 @@ void consumer_free(struct consumer *c)
 		ledger_unref(c->parts[i]);
 	free(c->parts);
 	free(c->held);
+	keyset_free(c->passed);
 	if (c->rk && !c->unclosed)
 		rd_kafka_destroy(c->rk);
 	/* Else destroying would wait for the close that did not finish:

@@ -4,6 +4,7 @@
 #include "ledger.h"
 
 #include "clock.h"
+#include "keyset.h"
 #include "offsets.h"
 #include "sequencer.h"
 
@@ -23,6 +24,8 @@ struct ledger {
 	void *store_arg;
 	struct sequencer *seq;    /**< offset order only, else NULL */
 	struct offtrack *track;
+	struct keyset *busy;      /**< key order only, else NULL: the keys
+				    *  with a record in flight */
 	bool revoked;             /**< no longer ours: store nothing */
 	bool broken;              /**< offset order: a job was abandoned, so
 				    *  nothing after it may be released */
@@ -36,7 +39,8 @@ struct ledger {
 };
 
 struct ledger *ledger_new(ledger_store_fn *store, void *arg,
-			  const char *topic, int32_t id, bool ordered)
+			  const char *topic, int32_t id,
+			  enum ledger_order order)
 {
 	struct ledger *l = calloc(1, sizeof(*l));
 
@@ -44,11 +48,14 @@ struct ledger *ledger_new(ledger_store_fn *store, void *arg,
 		return NULL;
 	l->topic = strdup(topic);
 	l->track = offtrack_new();
-	l->seq = ordered ? seq_new() : NULL;
-	if (!l->topic || !l->track || (ordered && !l->seq)) {
+	l->seq = order == LEDGER_OFFSET ? seq_new() : NULL;
+	l->busy = order == LEDGER_KEY ? keyset_new() : NULL;
+	if (!l->topic || !l->track || (order == LEDGER_OFFSET && !l->seq) ||
+	    (order == LEDGER_KEY && !l->busy)) {
 		free(l->topic);
 		offtrack_free(l->track);
 		seq_free(l->seq);
+		keyset_free(l->busy);
 		free(l);
 		return NULL;
 	}
@@ -76,6 +83,7 @@ void ledger_unref(struct ledger *l)
 	pthread_mutex_destroy(&l->lock);
 	offtrack_free(l->track);
 	seq_free(l->seq);
+	keyset_free(l->busy);
 	free(l->topic);
 	free(l);
 }
@@ -93,6 +101,28 @@ int32_t ledger_id(const struct ledger *l)
 bool ledger_ordered(const struct ledger *l)
 {
 	return l->seq != NULL;
+}
+
+bool ledger_keyed(const struct ledger *l)
+{
+	return l->busy != NULL;
+}
+
+int ledger_key_take(struct ledger *l, uint64_t hash)
+{
+	int r;
+
+	pthread_mutex_lock(&l->lock);
+	r = keyset_add(l->busy, hash);
+	pthread_mutex_unlock(&l->lock);
+	return r == 0 ? 1 : r == -EEXIST ? 0 : r;
+}
+
+void ledger_key_give(struct ledger *l, uint64_t hash)
+{
+	pthread_mutex_lock(&l->lock);
+	keyset_remove(l->busy, hash);
+	pthread_mutex_unlock(&l->lock);
 }
 
 int ledger_track(struct ledger *l, int64_t offset)

@@ -10,12 +10,18 @@
  * jobs, so they are produced in offset order); whether the partition is
  * still ours (revoked) and whether its order is broken (a job was
  * abandoned, so nothing after it may be released); with exactly-once,
- * the position produced and the position committed in a transaction.
+ * the position produced and the position committed in a transaction; in
+ * key order the keys that have a record in flight (keyset.h), so that the
+ * consumer admits at most one record of a key at a time.
  *
  * Who calls: the consumer makes a ledger at assignment, revokes it, waits
  * for it to drain, and reads and marks its transaction positions; the
  * pipeline tracks each admitted offset, completes, releases, and marks
- * each delivered or abandoned. A ledger is reference-counted (one
+ * each delivered or abandoned. In key order the consumer tracks each
+ * offset as its record arrives (records are admitted out of offset order,
+ * and the tracker takes offsets in order only), abandons those it drops
+ * unadmitted, and takes a record's key at its admission; the job gives
+ * the key back at its end, once delivered. A ledger is reference-counted (one
  * reference for the assignment, one per job), so a revoked partition's
  * ledger lives until its last job is gone.
  *
@@ -48,15 +54,23 @@ struct ledger;
 typedef void ledger_store_fn(void *arg, const char *topic, int32_t partition,
 			     int64_t position);
 
+/** How a partition's records are released (output.ordering). */
+enum ledger_order {
+	LEDGER_COMPLETION, /**< as they finish */
+	LEDGER_OFFSET,     /**< in offset order: a sequencer */
+	LEDGER_KEY,        /**< one record of a key in flight at a time */
+};
+
 /**
  * @brief The ledger of partition id of topic, with one reference; in
- * offset order (ordered) it keeps a sequencer. store (with arg) stores
- * the delivered prefix; NULL stores nothing (exactly-once: the offsets go
- * with the transactions).
+ * offset order it keeps a sequencer, in key order the keys in flight.
+ * store (with arg) stores the delivered prefix; NULL stores nothing
+ * (exactly-once: the offsets go with the transactions).
  * @returns the ledger, or NULL when out of memory.
  */
 struct ledger *ledger_new(ledger_store_fn *store, void *arg,
-			  const char *topic, int32_t id, bool ordered);
+			  const char *topic, int32_t id,
+			  enum ledger_order order);
 void ledger_ref(struct ledger *l);
 /** Drop a reference; the last one frees. NULL is fine. */
 void ledger_unref(struct ledger *l);
@@ -65,6 +79,20 @@ const char *ledger_topic(const struct ledger *l);
 int32_t ledger_id(const struct ledger *l);
 /** Whether it releases in offset order (it has a sequencer). */
 bool ledger_ordered(const struct ledger *l);
+/** Whether it keeps key order (it has the keys in flight). */
+bool ledger_keyed(const struct ledger *l);
+
+/**
+ * @brief Key order: take a key (keyset_hash of it) for a record about to
+ * be admitted.
+ * @returns 1 taken, 0 when a record of the key is in flight (the record
+ *          waits), -ENOMEM.
+ */
+int ledger_key_take(struct ledger *l, uint64_t hash);
+
+/** Key order: a key taken is free again (its record was delivered, or
+ * was not admitted after all). */
+void ledger_key_give(struct ledger *l, uint64_t hash);
 
 /**
  * @brief An offset was admitted.

@@ -11,6 +11,7 @@
 #include "http.h"
 #include "input.h"
 #include "jsonparse.h"
+#include "keyset.h"
 #include "llm.h"
 #include "log.h"
 #include "metrics.h"
@@ -102,6 +103,14 @@ bool pipeline_ordered(const struct pipeline *pl)
 	       pl->cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE;
 }
 
+enum ledger_order pipeline_order(const struct pipeline *pl)
+{
+	if (pipeline_ordered(pl))
+		return LEDGER_OFFSET;
+	return pl->cfg->output.ordering == CFG_ORDER_KEY ? LEDGER_KEY
+							 : LEDGER_COMPLETION;
+}
+
 #define QUEUE_WAIT_MS 10  /**< one wait for producer queue space */
 #define STOP_WAIT_NS (2LL * 1000000000) /**< at shutdown, a record that
 					  *  cannot move this long is left */
@@ -119,15 +128,21 @@ static void release(struct pipeline *pl, struct job *job);
 
 /* The end of a job: free it, give its slot back, wake a drain wait. A
  * job that was not delivered gives its offset up (ledger_abandon):
- * nothing waits for it, and it is never committed past. */
+ * nothing waits for it, and it is never committed past. In key order a
+ * delivered job gives its key back (before admission_end, which wakes a
+ * consumer waiting for a key); an undelivered one keeps it, so nothing
+ * of its key passes it (that only happens when stopping). */
 static void job_free(struct job *job)
 {
 	struct pipeline *pl = job->pl;
 	struct ledger *part = job->part;
+	const rd_kafka_message_t *msg = job->msg;
 
 	if (!job->delivered) {
 		atomic_fetch_add(&pl->n_abandoned, 1);
 		ledger_abandon(part, job->offset);
+	} else if (ledger_keyed(part) && msg->key) {
+		ledger_key_give(part, keyset_hash(msg->key, msg->key_len));
 	}
 	pl->msg_free(job->msg);
 	llm_result_clear(&job->res);
@@ -149,7 +164,8 @@ int pipeline_admit(struct pipeline *pl, struct ledger *part,
 	int64_t first = 0;
 	int r;
 
-	r = ledger_track(part, msg->offset);
+	/* In key order the consumer tracked it as it arrived. */
+	r = ledger_keyed(part) ? 0 : ledger_track(part, msg->offset);
 	if (r < 0 && r != -ERANGE) {
 		/* Out of memory: not tracked, so later offsets could be
 		 * committed past it. Stop; nothing past it is committed. */

@@ -8,7 +8,9 @@
  *   consumer thread ── admission slot ── pool queue ── worker thread
  *     (owns the job until pool_submit)     (llm_extract, then release)
  *   release: completion order → produce now;
- *            offset order → the partition's ledger, produce in order
+ *            offset order → the partition's ledger, produce in order;
+ *            key order → produce now (the consumer admitted no other
+ *            record of the key while this one is in flight)
  *   producer poll thread: delivery report → the ledger stores the
  *     contiguous delivered prefix (through the consumer's callback) →
  *     free the job → admission_end
@@ -83,6 +85,7 @@
 #ifndef EXTRACTD_PIPELINE_H
 #define EXTRACTD_PIPELINE_H
 
+#include "ledger.h"
 #include "llm.h"
 
 #include <librdkafka/rdkafka.h>
@@ -160,9 +163,17 @@ bool pipeline_paused(const struct pipeline *pl);
  * only a contiguous prefix can justify). */
 bool pipeline_ordered(const struct pipeline *pl);
 
+/** How partitions' records are released: their ledgers' order (offset
+ * when pipeline_ordered, key for output.ordering = key, else
+ * completion). */
+enum ledger_order pipeline_order(const struct pipeline *pl);
+
 /**
  * @brief Admit a message the consumer holds a slot for: track its offset,
- * make its job and queue it. Takes ownership of msg.
+ * make its job and queue it. Takes ownership of msg. In key order the
+ * consumer has tracked the offset already (ledger_track, as the record
+ * arrived) and taken its key (ledger_key_take), which the job gives back
+ * once delivered.
  * @returns 0, or -1 when the message was dropped (the slot is returned).
  */
 int pipeline_admit(struct pipeline *pl, struct ledger *part,

@@ -452,7 +452,7 @@ static const struct error_case error_cases[] = {
 	{ "log: { format = \"JSON\"; };\n",
 	  "@:1: log.format: must be one of json, text, got 'JSON'" },
 	{ "output: { ordering = \"fifo\"; };\n",
-	  "@:1: output.ordering: must be one of completion, offset, "
+	  "@:1: output.ordering: must be one of completion, offset, key, "
 	  "got 'fifo'" },
 	{ "output: { partitioning = \"random\"; };\n",
 	  "@:1: output.partitioning: must be one of auto, key, source, "
@@ -540,6 +540,12 @@ static const struct error_case error_cases[] = {
 	{ "retry: {\n  base_delay_ms = 40000;\n};\n",
 	  "@:2: retry.base_delay_ms: must be at most retry.max_delay_ms "
 	  "(30000), got 40000" },
+	/* key order needs at-least-once */
+	{ "output: {\n  ordering = \"key\";\n"
+	  "  delivery = \"exactly-once\";\n};\n",
+	  "@:3: output.delivery: key order with exactly-once: not supported "
+	  "(exactly-once releases in offset order: use output.ordering = "
+	  "offset)" },
 	/* the three topics differ; the setting given later is blamed */
 	{ "kafka: {\n  input_topic = \"a\";\n  dlq_topic = \"a\";\n};\n",
 	  "@:3: kafka.dlq_topic: must differ from kafka.input_topic (both "
@@ -821,6 +827,10 @@ static void override_errors(void **state)
 		{ { "kafka.properties.linger.ms={ x = 1; }" }, 1,
 		  "-s:1: kafka.properties.linger.ms: must be a string, number "
 		  "or boolean, got a group" },
+		{ { "output.delivery=exactly-once", "output.ordering=key" }, 2,
+		  "-s:2: output.ordering: key order with exactly-once: not "
+		  "supported (exactly-once releases in offset order: use "
+		  "output.ordering = offset)" },
 		/* topics */
 		{ { "kafka.dlq_topic=texts" }, 1,
 		  "-s:1: kafka.dlq_topic: must differ from kafka.input_topic "
@@ -1490,6 +1500,7 @@ static void free_and_hand_built(void **state)
 	assert_null(cfg_setting_path(1000));
 	assert_string_equal(cfg_mode_name((enum cfg_llm_mode)99), "(invalid)");
 	assert_string_equal(cfg_ordering_name(CFG_ORDER_OFFSET), "offset");
+	assert_string_equal(cfg_ordering_name(CFG_ORDER_KEY), "key");
 	/* A short error buffer is cut, not overrun. */
 	{
 		static const char *const ov[] = { "nope=1" };

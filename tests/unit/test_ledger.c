@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "clock.h"
+#include "keyset.h"
 #include "ledger.h"
 
 struct stored {
@@ -34,7 +35,8 @@ static void store(void *arg, const char *topic, int32_t partition,
 static void stores_the_delivered_prefix(void **state)
 {
 	struct stored st = { 0 };
-	struct ledger *l = ledger_new(store, &st, "texts", 3, false);
+	struct ledger *l = ledger_new(store, &st, "texts", 3,
+				      LEDGER_COMPLETION);
 	int64_t off;
 
 	(void)state;
@@ -65,7 +67,7 @@ static void stores_the_delivered_prefix(void **state)
 static void abandon_and_revoke(void **state)
 {
 	struct stored st = { 0 };
-	struct ledger *l = ledger_new(store, &st, "t", 0, false);
+	struct ledger *l = ledger_new(store, &st, "t", 0, LEDGER_COMPLETION);
 
 	(void)state;
 	assert_int_equal(ledger_track(l, 0), 0);
@@ -92,7 +94,7 @@ static void abandon_and_revoke(void **state)
 /* Exactly-once: nothing stored (the offsets go in the transaction). */
 static void no_store_callback(void **state)
 {
-	struct ledger *l = ledger_new(NULL, NULL, "t", 1, true);
+	struct ledger *l = ledger_new(NULL, NULL, "t", 1, LEDGER_OFFSET);
 	int64_t position = 0;
 
 	(void)state;
@@ -113,7 +115,7 @@ static int jobs[8];
  * in; one releaser at a time; none is left behind when the role goes. */
 static void releases_in_offset_order(void **state)
 {
-	struct ledger *l = ledger_new(NULL, NULL, "t", 0, true);
+	struct ledger *l = ledger_new(NULL, NULL, "t", 0, LEDGER_OFFSET);
 	bool broken = true;
 	int i;
 
@@ -146,7 +148,7 @@ static void releases_in_offset_order(void **state)
  * must be abandoned, and a broken partition produces nothing. */
 static void an_abandoned_job_breaks_the_order(void **state)
 {
-	struct ledger *l = ledger_new(NULL, NULL, "t", 0, true);
+	struct ledger *l = ledger_new(NULL, NULL, "t", 0, LEDGER_OFFSET);
 	bool broken = false;
 	int i;
 
@@ -173,7 +175,7 @@ static void an_abandoned_job_breaks_the_order(void **state)
  * redoes it); without, it still may. A rewind breaks it either way. */
 static void revoked_and_rewound(void **state)
 {
-	struct ledger *l = ledger_new(NULL, NULL, "t", 0, true);
+	struct ledger *l = ledger_new(NULL, NULL, "t", 0, LEDGER_OFFSET);
 
 	(void)state;
 	ledger_revoke(l);
@@ -181,9 +183,49 @@ static void revoked_and_rewound(void **state)
 	assert_false(ledger_may_produce(l, true));
 	ledger_unref(l);
 
-	l = ledger_new(NULL, NULL, "t", 0, true);
+	l = ledger_new(NULL, NULL, "t", 0, LEDGER_OFFSET);
 	ledger_rewound(l);
 	assert_false(ledger_may_produce(l, false));
+	ledger_unref(l);
+}
+
+/*
+ * Key order: a key is taken by one record at a time; other keys are not
+ * held up; given back, it is free again. Offsets tracked as they arrive
+ * and delivered out of order store only the delivered prefix, and a
+ * record dropped unadmitted (abandoned) stops it.
+ */
+static void keys_in_flight(void **state)
+{
+	struct stored st = { 0 };
+	struct ledger *l = ledger_new(store, &st, "t", 0, LEDGER_KEY);
+	uint64_t a = keyset_hash("a", 1), b = keyset_hash("b", 1);
+
+	(void)state;
+	assert_true(ledger_keyed(l));
+	assert_false(ledger_ordered(l));
+	assert_int_equal(ledger_key_take(l, a), 1);
+	assert_int_equal(ledger_key_take(l, a), 0);
+	assert_int_equal(ledger_key_take(l, b), 1);
+	ledger_key_give(l, a);
+	assert_int_equal(ledger_key_take(l, a), 1);
+	ledger_key_give(l, a);
+	ledger_key_give(l, b);
+
+	assert_int_equal(ledger_track(l, 0), 0); /* a, in flight */
+	assert_int_equal(ledger_track(l, 1), 0); /* a, held */
+	assert_int_equal(ledger_track(l, 2), 0); /* b, in flight */
+	ledger_delivered(l, 2);
+	assert_int_equal(st.calls, 0);
+	ledger_delivered(l, 0);
+	assert_int_equal(st.last, 1);
+	ledger_abandon(l, 1); /* dropped at a revoke */
+	assert_int_equal(ledger_wait_idle(l, mono_ns()), 0);
+	assert_int_equal(st.last, 1);
+	ledger_unref(l);
+
+	l = ledger_new(NULL, NULL, "t", 0, LEDGER_OFFSET);
+	assert_false(ledger_keyed(l));
 	ledger_unref(l);
 }
 
@@ -196,6 +238,7 @@ int main(void)
 		cmocka_unit_test(releases_in_offset_order),
 		cmocka_unit_test(an_abandoned_job_breaks_the_order),
 		cmocka_unit_test(revoked_and_rewound),
+		cmocka_unit_test(keys_in_flight),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

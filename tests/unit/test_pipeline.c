@@ -33,6 +33,7 @@
 #include "clock.h"
 #include "config.h"
 #include "http.h"
+#include "keyset.h"
 #include "ledger.h"
 #include "llm.h"
 #include "metrics.h"
@@ -390,7 +391,7 @@ static void rig_up(struct rig *r, const char *ordering, const char *slots)
 		fail_msg("pipeline_start: %s", err);
 	r->adm = pipeline_admission(r->pl);
 	r->ledger = ledger_new(store, &r->stored, "texts", 0,
-			       pipeline_ordered(r->pl));
+			       pipeline_order(r->pl));
 	assert_non_null(r->ledger);
 }
 
@@ -548,6 +549,60 @@ static void abandoned_jobs(void **state)
 	rig_down(&r);
 }
 
+/* Key order, as the consumer admits: offset tracked on arrival, key
+ * taken, then admitted. */
+static void admit_keyed(struct rig *r, const char *key, const char *text)
+{
+	rd_kafka_message_t *msg = message(r->admitted, text);
+
+	msg->key = (void *)key;
+	msg->key_len = strlen(key);
+	assert_int_equal(ledger_track(r->ledger, msg->offset), 0);
+	assert_int_equal(
+		ledger_key_take(r->ledger, keyset_hash(key, strlen(key))), 1);
+	assert_true(admission_wait(r->adm, 1000));
+	assert_int_equal(pipeline_admit(r->pl, r->ledger, msg), 0);
+	r->admitted++;
+}
+
+/*
+ * Key order: records of different keys leave as their answers come (b's
+ * fast answer before a's slow one); a key stays taken until its record
+ * is delivered, then is free for the next; the delivered prefix is
+ * stored whatever order the deliveries come in.
+ */
+static void key_order(void **state)
+{
+	uint64_t a = keyset_hash("a", 1), b = keyset_hash("b", 1);
+	struct rig r;
+
+	(void)state;
+	rig_up(&r, "key", "8");
+	assert_true(ledger_keyed(r.ledger));
+	admit_keyed(&r, "a", "delay=400");
+	admit_keyed(&r, "b", "delay=0");
+	assert_int_equal(wait_sent(1), 1);
+	assert_int_equal(fake.sent[0].offset, 1); /* b did not wait for a */
+	assert_int_equal(ledger_key_take(r.ledger, b), 0); /* b in flight */
+	fake.delivered(fake.sent[0].opaque, RD_KAFKA_RESP_ERR_NO_ERROR);
+	assert_int_equal(ledger_key_take(r.ledger, b), 1); /* free again */
+	ledger_key_give(r.ledger, b);
+	assert_int_equal(r.stored.calls, 0); /* offset 0 not delivered */
+	assert_int_equal(wait_sent(2), 2);
+	assert_int_equal(ledger_key_take(r.ledger, a), 0);
+	fake.delivered(fake.sent[1].opaque, RD_KAFKA_RESP_ERR_NO_ERROR);
+	assert_int_equal(r.stored.last, 2);
+	assert_int_equal(ledger_key_take(r.ledger, a), 1);
+	ledger_key_give(r.ledger, a);
+
+	/* A key's next record, after its first was delivered. */
+	admit_keyed(&r, "a", "delay=0");
+	assert_int_equal(wait_sent(3), 3);
+	fake.delivered(fake.sent[2].opaque, RD_KAFKA_RESP_ERR_NO_ERROR);
+	assert_int_equal(r.stored.last, 3);
+	rig_down(&r);
+}
+
 static int server_up(void **state)
 {
 	const union MHD_DaemonInfo *info;
@@ -582,6 +637,7 @@ int main(void)
 		cmocka_unit_test(early_window_bounds_the_jobs),
 		cmocka_unit_test(revoke_with_jobs_in_flight),
 		cmocka_unit_test(abandoned_jobs),
+		cmocka_unit_test(key_order),
 	};
 
 	return cmocka_run_group_tests(tests, server_up, server_down);
