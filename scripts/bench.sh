@@ -7,19 +7,35 @@
 # same Kafka, llmsim and records, the seed article's own stack as a pipeline
 # (scripts/bench/peer_instructor.py: asyncio, AsyncOpenAI, instructor,
 # aiokafka); then extractd at concurrency 256 on a million-record backlog
-# (peak RSS); then the seed's table, ours (scripts/demo.sh, unchanged).
+# (peak RSS); then the goodput runs (scripts/bench/goodput.py: against
+# llmsim at 1200 requests a minute, and serving 4 calls at once, with 256
+# calls allowed: records/s over the provider's limit, 429s per 1,000
+# records, p99, timeouts; extractd adaptive and fixed, one and three
+# instances, beside the Instructor peer and LiteLLM's Router,
+# scripts/bench/peer_litellm.py); then the seed's table, ours
+# (scripts/demo.sh, unchanged).
 #
 # Writes DIR/results.json (one object per run, fields in README.md and
 # DESIGN.md), DIR/*.png (gnuplot: throughput with the Little's-law line,
-# efficiency, CPU per record, RSS), DIR/data/*.dat and DIR/seed-table.txt.
+# efficiency, CPU per record, RSS; goodput.png), DIR/data/*.dat and
+# DIR/seed-table.txt.
 # Progress lines go to stdout as it runs.
 #
 #   --quick   fewer points (C = 1, 8, 64, 256 at jitter 0; 64 at jitter
 #             20; the peer at 8 and 64), 4 s of steady state a point, the
-#             backlog point for 10 s: about 4 minutes once built
+#             backlog point for 10 s: about 4 minutes once built, then
+#             the goodput runs at 15 s each
 #   --out DIR results directory (default build/bench)
 #   -- ...    passed to scripts/bench/bench.py (e.g. -- --concurrency 64,256
 #             --no-peer); see scripts/bench/bench.py --help
+#   -- --only goodput
+#             only the goodput runs (11 runs of 10 s warm-up and 30 s
+#             measured: about 11 minutes; --quick: 5 s and 15 s), no
+#             demo.sh; the other runs already in DIR/results.json stay.
+#             Three peers in one group need a real Kafka (KAFKA_BOOTSTRAP):
+#             on kafka-embedded those two runs are left out
+#   -- --no-goodput
+#             no goodput runs
 #
 # Environment: KAFKA_BOOTSTRAP (use that Kafka instead of kafka-embedded;
 # topics are created and deleted again), BENCH_BUILD_DIR (Release build,
@@ -29,7 +45,9 @@
 # Installs what is missing: scripts/deps.sh's packages, then gnuplot-nox and
 # python3-venv (here, not in deps.sh: only the benchmark needs them), then
 # the peer's pinned Python packages (scripts/bench/requirements.txt) into a
-# venv in the build directory with pip.
+# venv in the build directory with pip, and LiteLLM's, pinned with hashes
+# (scripts/bench/requirements-litellm.txt, pip --require-hashes), into
+# another.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -81,13 +99,33 @@ if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
 	echo "$want" >"$venv/.requirements.sha256"
 fi
 
+# -- the LiteLLM peer's venv, the same way, every package checked by hash
+lvenv=$build/litellm-venv
+lreq=scripts/bench/requirements-litellm.txt
+want=$(sha256sum "$lreq" | cut -d' ' -f1)
+if [ "$(cat "$lvenv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+	say "making the LiteLLM peer's venv in $lvenv (pip install" \
+		"--require-hashes -r $lreq)"
+	rm -rf "$lvenv"
+	/usr/bin/python3 -m venv "$lvenv"
+	"$lvenv/bin/pip" install -q --disable-pip-version-check \
+		--require-hashes -r "$lreq"
+	echo "$want" >"$lvenv/.requirements.sha256"
+fi
+
+only=
+for a in "${extra[@]}"; do
+	case $a in --only | --only=*) only=1 ;; esac
+done
+
 say "machine: $(nproc) cores, $(free -m | awk '/^Mem:/ {print $2}') MiB;" \
 	"load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 /usr/bin/python3 scripts/bench/bench.py --bin "$build/bin" --source . \
-	--out "$out" --peer-python "$venv/bin/python" "${quick[@]}" "${extra[@]}"
+	--out "$out" --peer-python "$venv/bin/python" \
+	--litellm-python "$lvenv/bin/python" "${quick[@]}" "${extra[@]}"
 
 # -- the seed's table, ours: demo.sh as it is (its own build type and dir)
-if [ "${BENCH_SKIP_DEMO:-0}" != 1 ]; then
+if [ "${BENCH_SKIP_DEMO:-0}" != 1 ] && [ -z "$only" ]; then
 	say "the seed's seven texts, the four ways (scripts/demo.sh), load" \
 		"$(cut -d' ' -f1 /proc/loadavg)"
 	BUILD_DIR=$demo_build scripts/demo.sh | tee "$out/seed-table.txt"

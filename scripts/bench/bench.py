@@ -331,9 +331,10 @@ class Bench:
                                              timeout=10, cached=False)[1]
         return n
 
-    def latencies(self, topic, header):
+    def latencies(self, topic, header, window=None):
         """(values of a numeric header, produce timestamps in ms) over
-        every record of topic."""
+        every record of topic, or over those with timestamps in
+        window = (from_ms, to_ms)."""
         c = Consumer({"bootstrap.servers": self.bootstrap,
                       "group.id": "bench-lat-" + uuid.uuid4().hex[:8],
                       "enable.auto.commit": False,
@@ -349,7 +350,10 @@ class Bench:
                     if m.error().code() == -191:  # _PARTITION_EOF
                         eof.add(m.partition())
                     continue
-                stamps.append(m.timestamp()[1])
+                ts = m.timestamp()[1]
+                if window and not window[0] <= ts < window[1]:
+                    continue
+                stamps.append(ts)
                 for k, v in m.headers() or ():
                     if k == header:
                         out.append(int(v))
@@ -358,7 +362,9 @@ class Bench:
 
     # -- one run
 
-    def extractd_config(self, run, c, ordering, jitter, input_topic):
+    def extractd_config(self, run, c, ordering, jitter, input_topic,
+                        pool=""):
+        """The config of a run; pool: more pool.* settings."""
         base = self.llmsims[jitter][1] + "/v1"
         text = """
 kafka: {
@@ -370,7 +376,7 @@ kafka: {
 llm: { base_url = "%s"; api_key_env = "OPENAI_API_KEY";
        model = "gpt-4o-mini"; mode = "json_schema"; timeout_ms = 30000; };
 schema: { file = "%s"; name = "Person"; };
-pool: { workers = %d; max_in_flight = %d; };
+pool: { workers = %d; max_in_flight = %d; %s};
 output: { ordering = "%s"; partitioning = "key";
           delivery = "at-least-once"; };
 http: { listen = ""; };
@@ -378,36 +384,51 @@ log: { level = "info"; format = "json"; };
 """ % (self.bootstrap, "bench-%s-%s" % (run, self.uid), input_topic,
             run + ".out", run + ".dlq", base,
             os.path.join(self.source, "schemas/person.schema.json"),
-            c, c, ordering)
+            c, c, pool, ordering)
         path = os.path.join(self.work, run + ".cfg")
         with open(path, "w") as f:
             f.write(text)
         return path
 
-    def start_system(self, system, run, c, mode, jitter, input_topic):
-        """(Proc, ready predicate) for one run."""
-        logpath = os.path.join(self.work, run + ".log")
+    def start_system(self, system, run, c, mode, jitter, input_topic,
+                     instance=0, pool="", peer_args=()):
+        """(Proc, ready marker) for one run, or for one of its instances
+        (instance > 0: its own log; every instance of a run is in the
+        run's consumer group). pool: more pool.* settings for extractd;
+        peer_args: more arguments for a peer. System "peer" is the
+        Instructor peer, "litellm" the LiteLLM one."""
+        logpath = os.path.join(self.work, run + (
+            ".%d" % instance if instance else "") + ".log")
         if system.startswith("extractd"):
-            cfg = self.extractd_config(run, c, mode, jitter, input_topic)
+            # One config for all the instances, written once: a rewrite
+            # could be read half-written by the instance before.
+            cfg = self.extractd_config(run, c, mode, jitter, input_topic,
+                                       pool) if not instance else \
+                os.path.join(self.work, run + ".cfg")
             env = dict(os.environ, OPENAI_API_KEY="sk-bench")
             binary = self.variants.get(system) or \
                 os.path.join(self.bin, "extractd")
             p = Proc([binary, "-c", cfg], logpath, env=env)
             marker = '"msg":"partitions assigned"'
         else:
-            argv = [self.args.peer_python,
-                    os.path.join(self.source, "scripts/bench/peer_instructor.py"),
+            python, script = (self.args.litellm_python, "peer_litellm.py") \
+                if system == "litellm" else \
+                (self.args.peer_python, "peer_instructor.py")
+            argv = [python,
+                    os.path.join(self.source, "scripts/bench", script),
                     "--bootstrap", self.bootstrap, "--input", input_topic,
                     "--output", run + ".out", "--dlq", run + ".dlq",
                     "--group", "bench-%s-%s" % (run, self.uid),
                     "--concurrency", str(c),
-                    "--base-url", self.llmsims[jitter][1] + "/v1"]
+                    "--base-url", self.llmsims[jitter][1] + "/v1"] + \
+                list(peer_args)
             p = Proc(argv, logpath)
             marker = '"msg": "ready"'
         return p, marker
 
     def final_line(self, p, system):
-        key = '"msg": "stopped"' if system == "peer" else '"msg":"stopped"'
+        key = '"msg":"stopped"' if system.startswith("extractd") else \
+            '"msg": "stopped"'
         for line in reversed(p.text().splitlines()):
             if key in line:
                 return json.loads(line)
@@ -668,7 +689,7 @@ def plots(out, results, gp_dir):
         return
     series = {}
     for r in results:
-        if "backlog" in r:
+        if "backlog" in r or r.get("kind") == "goodput":
             continue
         key = "%s-%s-j%d" % (r["system"], r["mode"], r["jitter_ms"])
         series.setdefault(key, []).append(r)
@@ -711,13 +732,15 @@ def plots(out, results, gp_dir):
 
 
 def table(results):
-    """results as a Markdown table (DIR/results.md)."""
+    """results as a Markdown table (DIR/results.md); "" for none."""
+    if all(r.get("kind") == "goodput" for r in results):
+        return ""
     head = ("| system | order | jitter ms | C | records | s | records/s | "
             "Little's law | efficiency | middle 80 % /s | CPU us/record | "
             "RSS MiB | p50/p99 ms | load1 | other cores |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
-        if "backlog" in r:
+        if "backlog" in r or r.get("kind") == "goodput":
             continue
         rows.append("| %s | %s | %d | %d | %d | %.1f | %.0f | %.0f | %.3f | "
                     "%s | %.0f | %.1f | %s/%s | %.2f | %.2f |" % (
@@ -741,6 +764,8 @@ def table(results):
 
 
 def main():
+    import goodput  # it imports this module, so not at the top
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", required=True)
     ap.add_argument("--source", required=True)
@@ -761,6 +786,18 @@ def main():
     ap.add_argument("--variant", action="append", metavar="NAME=BINARY",
                     help="also run another extractd binary at every point, "
                     "as system extractd-NAME (to compare a change)")
+    ap.add_argument("--litellm-python", default=None,
+                    help="the LiteLLM peer's venv python (goodput runs)")
+    ap.add_argument("--no-goodput", action="store_true",
+                    help="no goodput runs (goodput.py)")
+    ap.add_argument("--only", choices=("goodput",),
+                    help="only the goodput runs; the other runs already "
+                    "in DIR/results.json are kept")
+    ap.add_argument("--goodput-steady", type=float, default=None,
+                    help="seconds measured a goodput run (default 30, "
+                    "quick 15)")
+    ap.add_argument("--goodput-warmup", type=float, default=None,
+                    help="seconds of warm-up before (default 10, quick 5)")
     ap.add_argument("--plots-only", action="store_true")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--dump-stamps", action="store_true",
@@ -770,20 +807,32 @@ def main():
         args.steady = 4.0 if args.quick else 12.0
     if args.backlog_seconds is None:
         args.backlog_seconds = 10.0 if args.quick else 20.0
+    if args.goodput_steady is None:
+        args.goodput_steady = 15.0 if args.quick else 30.0
+    if args.goodput_warmup is None:
+        args.goodput_warmup = 5.0 if args.quick else 10.0
     if not args.peer_python:
         args.no_peer = True
+    if args.only == "goodput":
+        args.no_backlog = True
+        args.no_goodput = False
     gp_dir = os.path.dirname(os.path.abspath(__file__))
 
     if args.plots_only:
         with open(os.path.join(args.out, "results.json")) as f:
             results = json.load(f)
-        plots(os.path.abspath(args.out), results, gp_dir)
-        with open(os.path.join(args.out, "results.md"), "w") as f:
-            f.write(table(results))
+        report(os.path.abspath(args.out), results, gp_dir)
         return
 
-    pts = plan(args)
+    pts = [] if args.only else plan(args)
     b = Bench(args)
+    if args.only:
+        try:
+            with open(os.path.join(b.out, "results.json")) as f:
+                b.results = [r for r in json.load(f)
+                             if r.get("kind") != args.only]
+        except FileNotFoundError:
+            pass
     signal.signal(signal.SIGTERM, lambda s, f: sys.exit(128 + s))
     try:
         topics = {}
@@ -799,12 +848,15 @@ def main():
             topics[bl_topic] = args.partitions
             topics[bl_run + ".out"] = args.partitions
             topics[bl_run + ".dlq"] = args.partitions
+        if not args.no_goodput:
+            topics.update(goodput.topics(b, args))
         say("plan: %d points, %d runs, %.0fs of steady state each; "
             "machine: %d cores, load %.2f", len(pts),
             sum(len(p[3]) for p in pts), args.steady, os.cpu_count(),
             loadavg())
         b.start_kafka(topics)
-        for j in sorted({p[0] for p in pts} | {0}):
+        for j in sorted({p[0] for p in pts} |
+                        (set() if args.no_backlog else {0})):
             b.start_llmsim(j)
         for j, c, n, systems in pts:
             topic = "bench.in.j%d.c%d.%s" % (j, c, b.uid)
@@ -817,13 +869,24 @@ def main():
             say("million-record backlog: producing %d records", args.backlog)
             b.produce(bl_topic, args.backlog, small=True)
             b.run_backlog(bl_topic, args.backlog, 256, args.backlog_seconds)
+        if not args.no_goodput:
+            goodput.run(b, args)
     finally:
         b.close()
-    plots(b.out, b.results, gp_dir)
-    with open(os.path.join(b.out, "results.md"), "w") as f:
-        f.write(table(b.results))
-    sys.stdout.write(table(b.results))
+    sys.stdout.write(report(b.out, b.results, gp_dir))
     say("results: %s (and results.md)", os.path.join(b.out, "results.json"))
+
+
+def report(out, results, gp_dir):
+    """The plots and DIR/results.md; returns the tables."""
+    import goodput
+    if any(r.get("kind") != "goodput" for r in results):
+        plots(out, results, gp_dir)
+    goodput.plot(out, results, gp_dir)
+    text = table(results) + goodput.table(results)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(text)
+    return text
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def main():
                "--bin", a.bin, "--source", a.source, "--out", out,
                "--concurrency", ",".join(map(str, CONCURRENCY)),
                "--jitter", "0", "--steady", "1", "--no-peer",
-               "--backlog", "3000", "--backlog-seconds", "2"]
+               "--backlog", "3000", "--backlog-seconds", "2", "--no-goodput"]
         print("$ " + " ".join(cmd), flush=True)
         r = subprocess.run(cmd, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=240)
