@@ -76,6 +76,10 @@ struct metrics {
 	_Atomic double cost_usd;
 	atomic_int_fast64_t inflight;
 	atomic_uint concurrency_limit;
+	atomic_uint limit_reason;             /**< metrics_limit_reasons
+						*  index + 1; 0: none yet */
+	atomic_int_fast64_t llm_latency_ns;   /**< the limiter's */
+	atomic_int_fast64_t llm_pace_ns;
 	atomic_uint paused;                   /**< enum llm_fault now */
 	atomic_uint mode;                     /**< enum cfg_llm_mode in use
 						*  + 1; 0: none yet */
@@ -228,6 +232,26 @@ void metrics_llm_pause(struct metrics *m, enum llm_fault fault)
 void metrics_concurrency_limit(struct metrics *m, unsigned limit)
 {
 	atomic_store_explicit(&m->concurrency_limit, limit,
+			      memory_order_relaxed);
+}
+
+const char *const metrics_limit_reasons[] = {
+	"start", "probe", "growth", "rtt gradient", "429", "timeout", "5xx",
+	"rate headers", NULL,
+};
+
+void metrics_limiter(struct metrics *m, const char *reason,
+		     int64_t latency_ns, int64_t pace_ns)
+{
+	unsigned i;
+
+	for (i = 0; metrics_limit_reasons[i]; i++)
+		if (reason && !strcmp(reason, metrics_limit_reasons[i]))
+			atomic_store_explicit(&m->limit_reason, i + 1,
+					      memory_order_relaxed);
+	atomic_store_explicit(&m->llm_latency_ns, latency_ns,
+			      memory_order_relaxed);
+	atomic_store_explicit(&m->llm_pace_ns, pace_ns,
 			      memory_order_relaxed);
 }
 
@@ -422,6 +446,7 @@ static void render_histogram(FILE *f, struct metrics *m)
 
 static void render_rest(FILE *f, struct metrics *m, const char *version)
 {
+	unsigned reason;
 	size_t i;
 
 	family(f, "extractd_llm_retries_total", "counter",
@@ -486,6 +511,26 @@ static void render_rest(FILE *f, struct metrics *m, const char *version)
 	fprintf(f, "extractd_concurrency_limit %u\n",
 		atomic_load_explicit(&m->concurrency_limit,
 				     memory_order_relaxed));
+
+	reason = atomic_load_explicit(&m->limit_reason, memory_order_relaxed);
+	family(f, "extractd_concurrency_limit_reason", "gauge",
+	       "Why the live limit last changed (pool.concurrency = "
+	       "adaptive): 1 for the reason, 0 for the others.");
+	for (i = 0; metrics_limit_reasons[i]; i++)
+		fprintf(f, "extractd_concurrency_limit_reason{reason=\"%s\"} "
+			"%d\n", metrics_limit_reasons[i], reason == i + 1);
+	family(f, "extractd_llm_latency_seconds", "gauge",
+	       "The LLM calls' latency the adaptive limiter measures (an "
+	       "average of answered calls); 0 before any, or when fixed.");
+	fprintf(f, "extractd_llm_latency_seconds %.6f\n",
+		(double)atomic_load_explicit(&m->llm_latency_ns,
+					     memory_order_relaxed) / 1e9);
+	family(f, "extractd_llm_pace_seconds", "gauge",
+	       "The time between two LLM call starts that the provider's "
+	       "rate headers ask for now (adaptive); 0: none.");
+	fprintf(f, "extractd_llm_pace_seconds %.6f\n",
+		(double)atomic_load_explicit(&m->llm_pace_ns,
+					     memory_order_relaxed) / 1e9);
 
 	family(f, "extractd_llm_tokens_total", "counter",
 	       "Tokens the LLM API reported as used by delivered records, "

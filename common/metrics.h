@@ -109,6 +109,18 @@ void metrics_inflight_add(struct metrics *m, int delta);
 /** The live limit of LLM calls open at once (pool.concurrency). */
 void metrics_concurrency_limit(struct metrics *m, unsigned limit);
 
+/**
+ * @brief What the adaptive limiter says now (pool.concurrency =
+ * adaptive): why the limit last changed (one of metrics_limit_reasons;
+ * another string is not shown), the latency it measures (ns) and the
+ * pace between call starts from rate headers (ns, 0: none).
+ */
+void metrics_limiter(struct metrics *m, const char *reason,
+		     int64_t latency_ns, int64_t pace_ns);
+
+/** The reasons metrics_limiter() shows, NULL-terminated. */
+extern const char *const metrics_limit_reasons[];
+
 /** One partition's consumer lag as a consumer reports it. */
 struct metrics_lag {
 	const char *topic;	/**< copied */

@@ -60,24 +60,25 @@
  * headers said the budget was exhausted (remaining 0).
  *
  * Rate headers (cloud providers). remaining R calls until the budget is
- * full again in T: sending L calls per latency `lat` for T uses L x T /
- * lat calls, so the cap is R x lat / T (R when T is within one latency);
- * tokens count as calls of the mean tokens per call seen in `usage`. Each
- * answer's headers replace the cap, which lapses at the reset. Against a
- * fixed window this spends R evenly until the reset; against a token
- * bucket (OpenAI, llmsim: T is the time to full) the remaining budget
- * settles half full with the send rate equal to the refill rate. N
- * instances on one account read the same R and T, so each paces to the
- * same share and they settle (the bucket at 1/(N+1) full) without
- * talking. While the cap binds, ctrl does not grow, and a 429 does not cut
- * it: the answer's own headers (remaining 0) already cut the cap.
- * A cap below one call (a budget of a few calls a second on a fast
- * server, or one shared by several instances) cannot be kept by a
- * number of calls in flight: even one call at a time would send one per
- * latency. So the same headers also give a pace, the time between two
- * call starts that spends R calls evenly over T (T / R; T when nothing is
- * left), which the caller's gate keeps (llmgate_set_pace); N instances
- * pacing to the same R and T settle as above.
+ * full again in T. The budget is spent at HEADER_GAIN (g) x R / T calls
+ * a second: as a pace between call starts, T / (g x R) (T / g when
+ * nothing is left), which the caller's gate keeps (llmgate_set_pace), and
+ * as a cap of calls in flight, g x R x lat / T (at most R; R when T is
+ * within one latency), for servers slower than the pace. Tokens count as
+ * calls of the mean tokens per call seen in `usage`. Each answer's
+ * headers replace both, which lapse at the reset. Against a token bucket
+ * (OpenAI, llmsim: T is the time to full, refilled at r = (C - R) / T)
+ * a sender at g x R / T settles where that equals r: the bucket
+ * 1 / (g + 1) full. N instances on one account read the same R and T,
+ * so each paces to the same share and they settle, the bucket 1 /
+ * (g x N + 1) full, the group at the provider's rate, without talking.
+ * g > 1 makes that level low (a ninth of the bucket for one instance):
+ * the budget a sender keeps back is what it never spends, and from an
+ * empty bucket it reaches the provider's rate once the bucket has refilled
+ * to that level, not to half. Against a fixed window it spends R in the
+ * first 1/g of what is left and then waits for the reset: no 429s,
+ * in bursts. While the cap binds, ctrl does not grow, and a 429 does not
+ * cut it: the answer's own headers (remaining 0) already cut the cap.
  *
  * Every limit change names its reason; limiter_latency_ns() is an average
  * of answered calls' latency (weight LAT_ALPHA). One mutex guards it all;
@@ -102,6 +103,7 @@
 #define LAT_ALPHA	0.2	/**< a sample's weight in latency */
 #define TOKENS_ALPHA	0.1	/**< and in tokens per call */
 #define QUIET_NS	60000000000LL	/**< a 429's ceiling holds */
+#define HEADER_GAIN	8.0	/**< rate headers: send at this x R / T */
 #define LONG_AGO	(INT64_MIN / 4)	/**< "never", safe to add to */
 
 struct limiter {
@@ -387,12 +389,17 @@ void limiter_observe(struct limiter *l, int64_t now_ns,
 	pthread_mutex_unlock(&l->lock);
 }
 
-/* The calls a budget of `left` allows in flight until its reset. */
+/* The calls a budget of `left` allows in flight until its reset: at the
+ * rate HEADER_GAIN x left / reset, all of it when the reset is within a
+ * latency. */
 static double paced(const struct limiter *l, double left, int64_t reset_ns)
 {
+	double c;
+
 	if (l->lat_ns <= 0 || reset_ns <= l->lat_ns)
 		return left;
-	return left * l->lat_ns / reset_ns;
+	c = HEADER_GAIN * left * l->lat_ns / reset_ns;
+	return c < left ? c : left;
 }
 
 /* One budget's header pair; the lock is held. */
@@ -402,8 +409,7 @@ static void budget(struct limiter *l, int64_t now_ns, double left,
 	double c = paced(l, left, reset_ns);
 	int64_t until = now_ns + (reset_ns > l->lat_ns ? reset_ns :
 				  (int64_t)l->lat_ns);
-
-	double pace = left >= 1 ? reset_ns / left : reset_ns;
+	double pace = reset_ns / (HEADER_GAIN * (left >= 1 ? left : 1));
 
 	if (c < l->cap)
 		l->cap = c;

@@ -1259,17 +1259,16 @@ static void call_observed(void *arg, const struct llm_call *call)
 
 	if (pl->limiter) {
 		unsigned open = admission_held(pl->admission);
-		int64_t now = mono_ns();
+		int64_t now = mono_ns(), until, pace;
 
 		if (call->remaining_requests >= 0 ||
 		    call->remaining_tokens >= 0) {
-			int64_t pace, until;
-
 			limiter_headers(pl->limiter, now,
 					call->remaining_requests,
 					reset_ns(call->reset_requests_ms),
 					call->remaining_tokens,
 					reset_ns(call->reset_tokens_ms));
+			/* (until is set by the call: not in one expression) */
 			pace = limiter_pace_ns(pl->limiter, now, &until);
 			llm_set_pace(pl->llm, pace, until);
 		}
@@ -1277,6 +1276,9 @@ static void call_observed(void *arg, const struct llm_call *call)
 				(int64_t)(call->seconds * 1e9),
 				open ? open : 1, call->tokens);
 		set_limit(pl, limiter_limit(pl->limiter));
+		metrics_limiter(pl->metrics, limiter_reason(pl->limiter),
+				limiter_latency_ns(pl->limiter),
+				limiter_pace_ns(pl->limiter, now, &until));
 	}
 	if (pl->observer)
 		pl->observer(pl->observer_arg, call);

@@ -8,8 +8,9 @@ bucket; the rest can only go at two a second. A fixed limit keeps
 calls open up to 64 (about 60 at once here) and waits out the 429s in
 its shared cool-down (e2e.server_rpm). Adaptive, the live limit is capped
 from the headers to what the budget pays for: every record is delivered,
-llmsim refuses at most a handful of calls, and it never sees more than a
-few open at once.
+llmsim refuses at most a handful of calls, and it never sees half of the
+64 open at once (the first burst, while the bucket is nearly full, is
+spent quickly; then calls are spaced by the pace the headers give).
 """
 
 import os
@@ -40,12 +41,21 @@ def body(h):
                timeout=240, watch=[d])
     samples = opshelp.parse_metrics(d.metrics())
     stats = h.llm.stats()
-    log("limit %d, llmsim %r", samples["extractd_concurrency_limit"], stats)
+    log("limit %d, pace %.3f s, latency %.3f s, llmsim %r",
+        samples["extractd_concurrency_limit"],
+        samples["extractd_llm_pace_seconds"],
+        samples["extractd_llm_latency_seconds"], stats)
+    # The budget was spent to the end: the last answers' headers asked
+    # for a pace, and the limiter measured the calls' latency.
+    check(samples["extractd_llm_pace_seconds"] > 0,
+          "no pace exported while the budget paced the calls")
+    check(samples["extractd_llm_latency_seconds"] > 0,
+          "no latency exported")
     refused = stats["by_status"].get("429", 0)
     check(refused <= 10,
           "llmsim refused %d calls with 429 for %d records at %d a minute",
           refused, RECORDS, RPM)
-    check(stats["peak_concurrent"] <= 8,
+    check(stats["peak_concurrent"] <= 32,
           "llmsim saw %d calls open at once: the rate headers did not cap "
           "the limit (pool.max_in_flight 64)", stats["peak_concurrent"])
     rc = d.terminate()

@@ -454,29 +454,30 @@ static void rate_headers_cap(void **state)
 	/* 100 left, full in 1 s: nothing to pace. */
 	limiter_headers(l, 6 * SEC, 100, SEC, -1, -1);
 	assert_int_equal(limiter_limit(l), 40);
-	/* 200 left for 10 s at 1 s a call: 20 in flight. */
-	limiter_headers(l, 6 * SEC, 200, 10 * SEC, -1, -1);
-	assert_int_equal(limiter_limit(l), 20);
+	/* 20 left for 10 s at 1 s a call, spent at 8 x 20 / 10 s: 16 in
+	 * flight. */
+	limiter_headers(l, 6 * SEC, 20, 10 * SEC, -1, -1);
+	assert_int_equal(limiter_limit(l), 16);
 	assert_string_equal(limiter_reason(l), "rate headers");
-	/* 30 left for 10 s: 3; then 5 left: the floor. */
-	limiter_headers(l, 6 * SEC, 30, 10 * SEC, -1, -1);
-	assert_int_equal(limiter_limit(l), 3);
-	limiter_headers(l, 6 * SEC, 5, 10 * SEC, -1, -1);
+	/* 10 left for 10 s: 8; then 1 left: the floor. */
+	limiter_headers(l, 6 * SEC, 10, 10 * SEC, -1, -1);
+	assert_int_equal(limiter_limit(l), 8);
+	limiter_headers(l, 6 * SEC, 1, 10 * SEC, -1, -1);
 	assert_int_equal(limiter_limit(l), 1);
-	/* Tokens: 1,000 a call, 12,000 left for 2 s: 6. */
+	/* Tokens: 1,000 a call, 3,000 left for 10 s: 2.4, so 2. */
 	limiter_observe(l, 7 * SEC, LIMITER_OTHER, SEC, 1, -1);
 	limiter_observe(l, 7 * SEC, LIMITER_OK, SEC, 1, 1000);
-	limiter_headers(l, 7 * SEC, -1, -1, 12000, 2 * SEC);
-	assert_int_equal(limiter_limit(l), 6);
+	limiter_headers(l, 7 * SEC, -1, -1, 3000, 10 * SEC);
+	assert_int_equal(limiter_limit(l), 2);
 	/* The reset passes: the cap lapses at the next report. */
-	limiter_observe(l, 10 * SEC, LIMITER_OTHER, SEC, 1, -1);
+	limiter_observe(l, 18 * SEC, LIMITER_OTHER, SEC, 1, -1);
 	assert_int_equal(limiter_limit(l), 40);
 	limiter_free(l);
 }
 
-/* (5d) the same headers give a pace between call starts: T / R of the
- * tighter budget, T when nothing is left; none without a reset; it lapses
- * at the reset. */
+/* (5d) the same headers give a pace between call starts: T / (8 x R) of
+ * the tighter budget, T / 8 when nothing is left; none without a reset;
+ * it lapses at the reset. */
 static void rate_headers_pace_between_starts(void **state)
 {
 	struct limiter *l = probed(1, 64, 40);
@@ -487,17 +488,18 @@ static void rate_headers_pace_between_starts(void **state)
 	/* Full (reset 0): nothing to pace. */
 	limiter_headers(l, 6 * SEC, 180, 0, -1, -1);
 	assert_int_equal(limiter_pace_ns(l, 6 * SEC, &until), 0);
-	/* 20 left, full in 10 s: one call every 500 ms until then. */
+	/* 20 left, full in 10 s: spent at 8 x 20 / 10 s, one call every
+	 * 62.5 ms until then. */
 	limiter_headers(l, 6 * SEC, 20, 10 * SEC, -1, -1);
-	assert_int_equal(limiter_pace_ns(l, 6 * SEC, &until), 500 * MS);
+	assert_int_equal(limiter_pace_ns(l, 6 * SEC, &until), 62500 * 1000);
 	assert_int_equal(until, 16 * SEC);
-	/* Nothing left: wait the whole reset. */
+	/* Nothing left: as for one call left. */
 	limiter_headers(l, 7 * SEC, 0, 2 * SEC, -1, -1);
-	assert_int_equal(limiter_pace_ns(l, 7 * SEC, &until), 2 * SEC);
+	assert_int_equal(limiter_pace_ns(l, 7 * SEC, &until), 250 * MS);
 	/* Tokens the tighter budget: 1,000 a call, 4,000 left for 2 s. */
 	limiter_observe(l, 8 * SEC, LIMITER_OK, SEC, 1, 1000);
 	limiter_headers(l, 8 * SEC, 100, SEC, 4000, 2 * SEC);
-	assert_int_equal(limiter_pace_ns(l, 8 * SEC, &until), 500 * MS);
+	assert_int_equal(limiter_pace_ns(l, 8 * SEC, &until), 62500 * 1000);
 	/* Past the reset, no new headers: no pace. */
 	assert_int_equal(limiter_pace_ns(l, 11 * SEC, &until), 0);
 	limiter_free(l);

@@ -251,6 +251,39 @@ static const struct metrics_lag lag_two[] = {
 	{ "texts", 1, 40 },
 };
 
+/* The adaptive limiter's reason, latency and pace. */
+static void limiter_gauges(void **state)
+{
+	struct metrics *m = metrics_new();
+	char *text;
+
+	(void)state;
+	text = render(m);
+	assert_true(sample(text, "extractd_concurrency_limit_reason{reason="
+				 "\"429\"}") == 0);
+	assert_true(sample(text, "extractd_llm_pace_seconds") == 0);
+	free(text);
+	metrics_concurrency_limit(m, 3);
+	metrics_limiter(m, "rate headers", 250000000, 1500000000);
+	text = render(m);
+	assert_true(sample(text, "extractd_concurrency_limit") == 3);
+	assert_true(sample(text, "extractd_concurrency_limit_reason{reason="
+				 "\"rate headers\"}") == 1);
+	assert_true(sample(text, "extractd_concurrency_limit_reason{reason="
+				 "\"429\"}") == 0);
+	assert_true(sample(text, "extractd_llm_latency_seconds") == 0.25);
+	assert_true(sample(text, "extractd_llm_pace_seconds") == 1.5);
+	free(text);
+	/* A reason it does not know leaves the last one shown. */
+	metrics_limiter(m, "something else", 0, 0);
+	text = render(m);
+	assert_true(sample(text, "extractd_concurrency_limit_reason{reason="
+				 "\"rate headers\"}") == 1);
+	assert_true(sample(text, "extractd_llm_pace_seconds") == 0);
+	free(text);
+	metrics_free(m);
+}
+
 static void lag_table(void **state)
 {
 	struct metrics *m = metrics_new();
@@ -390,6 +423,7 @@ int main(void)
 		cmocka_unit_test(zero_state),
 		cmocka_unit_test(records),
 		cmocka_unit_test(calls_and_histogram),
+		cmocka_unit_test(limiter_gauges),
 		cmocka_unit_test(lag_table),
 		cmocka_unit_test(concurrent),
 	};
