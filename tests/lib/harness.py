@@ -627,8 +627,8 @@ def settle_unknown_offsets(bootstrap, topic, placed, sent, producer_conf):
     topics, always a partition's first record). Such a record never
     reached extractd, so a test that waits for its output would wait for
     ever. For each placed[i] = (partition, None): find sent[i] = (key,
-    value) in its partition among the offsets nobody else has; if the
-    broker does not have it, produce it again (synchronously) and take
+    value[, headers]) in its partition among the offsets nobody else
+    has; if the broker does not have it, produce it again (synchronously) and take
     that offset. Logs what it did; placed is updated in place.
     """
     unknown = [i for i, pl in enumerate(placed)
@@ -646,7 +646,8 @@ def settle_unknown_offsets(bootstrap, topic, placed, sent, producer_conf):
     try:
         for i in unknown:
             part = placed[i][0]
-            key, value = (_as_bytes(x) for x in sent[i])
+            key, value = (_as_bytes(x) for x in sent[i][:2])
+            headers = sent[i][2] if len(sent[i]) > 2 else None
             hi = c.get_watermark_offsets(TopicPartition(topic, part),
                                          timeout=10)[1]
             c.assign([TopicPartition(topic, part, 0)])
@@ -668,6 +669,7 @@ def settle_unknown_offsets(bootstrap, topic, placed, sent, producer_conf):
                 p = Producer(dict(producer_conf,
                                   **{"enable.idempotence": False}))
                 p.produce(topic, key=key, value=value, partition=part,
+                          headers=headers,
                           on_delivery=lambda err, msg: got.append(
                               None if err else msg.offset()))
                 p.flush(30)
@@ -1133,8 +1135,10 @@ class Harness:
         left = p.flush(60)
         check(left == 0 and not errors,
               "produce: %d undelivered, errors %s", left, errors[:3])
-        settle_unknown_offsets(self.kafka.bootstrap, topic, placed,
-                               [(k, v) for k, v, _ in records], settings)
+        settle_unknown_offsets(
+            self.kafka.bootstrap, topic, placed,
+            [(r[0], r[1], r[3] if len(r) > 3 else None) for r in records],
+            settings)
         log("produced %d records to %s", len(records), topic)
         return placed
 
