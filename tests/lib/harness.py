@@ -628,8 +628,8 @@ def settle_unknown_offsets(bootstrap, topic, placed, sent, producer_conf):
     reached extractd, so a test that waits for its output would wait for
     ever. For each placed[i] = (partition, None): find sent[i] = (key,
     value[, headers]) in its partition among the offsets nobody else
-    has; if the broker does not have it, produce it again (synchronously) and take
-    that offset. Logs what it did; placed is updated in place.
+    has; if the broker does not have it, produce it again (synchronously)
+    and take that offset. Logs what it did; placed is updated in place.
     """
     unknown = [i for i, pl in enumerate(placed)
                if pl is not None and (pl[1] is None or pl[1] < 0)]
