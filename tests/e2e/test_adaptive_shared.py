@@ -56,17 +56,18 @@ def body(h):
     for d in ds:
         d.wait_address()
 
-    # Once half the bucket is spent (or llmsim refused a call) the budget
-    # paces the group. From then on, every poll
-    # samples the sum of the live limits and llmsim's peak of open calls
-    # since the last poll (its counters are added up and reset).
+    # Once most of the bucket is spent (or llmsim refused a call) the
+    # budget paces the group: it settles a 25th full (8 x R / T each).
+    # From then on, every poll samples the sum of the live limits and
+    # llmsim's peak of open calls since the last poll (its counters are
+    # added up and reset).
     seen = {"paced": False, "429": 0, "peak": 0, "sums": []}
 
     def done(c):
         stats = h.llm.stats()
         if not seen["paced"]:
             seen["paced"] = (stats["by_status"].get("429", 0) > 0 or
-                             stats["requests"] >= RPM // 2)
+                             stats["requests"] >= RPM * 7 // 8)
         if seen["paced"]:
             seen["429"] += stats["by_status"].get("429", 0)
             if seen["sums"]:

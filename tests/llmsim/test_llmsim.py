@@ -779,7 +779,10 @@ def test_capacity_leave(sim):
     second = send_raw_chat(sim, text)
     wait_stats(sim, lambda st: st["queued"] == 1, "second queued")
     second.close()
-    st = wait_stats(sim, lambda st: st["queued"] == 0, "second left")
+    # The queue and the request counters are two structures: wait until
+    # both have seen it leave.
+    st = wait_stats(sim, lambda st: st["queued"] == 0 and
+                    st["dropped"] == 1, "second left")
     assert st["dropped"] == 1 and st["current_concurrent"] == 1, st
     assert st["computing"] == 1 and st["queue_peak"] == 1, st
     n = 20
