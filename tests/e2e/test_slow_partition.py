@@ -65,10 +65,13 @@ def body(h):
         got = by_part(c)
         check(SLOW_AT not in got[0], "the slow record came out before "
               "partition 1 was done (%d of %d)", len(got[1]), BACKLOG[1])
-        return len(got[1]) >= BACKLOG[1]
+        # Partition 0's records before the slow one may be fetched after
+        # all of partition 1 is out (a fetch of its own): wait for them
+        # too, still before the slow one.
+        return len(got[1]) >= BACKLOG[1] and len(got[0]) >= SLOW_AT
 
-    coll.until(p1_done, "all of partition 1 while partition 0's offset %d "
-               "is pending" % SLOW_AT, watch=[d])
+    coll.until(p1_done, "all of partition 1 and partition 0 up to offset "
+               "%d while that one is pending" % SLOW_AT, watch=[d])
     got = by_part(coll)
     check(got[0] == list(range(SLOW_AT)), "partition 0 while offset %d is "
           "pending: %r", SLOW_AT, got[0][:10])
