@@ -6,7 +6,11 @@
 # pool.max_in_flight), in completion and offset order; beside it, on the
 # same Kafka, llmsim and records, the seed article's own stack as a pipeline
 # (scripts/bench/peer_instructor.py: asyncio, AsyncOpenAI, instructor,
-# aiokafka); then extractd at concurrency 256 on a million-record backlog
+# aiokafka), and the design's cost floor (tools/floor: the bare loop of
+# blocking calls, one keep-alive libcurl handle per thread, json-c in and
+# out, no Kafka: extractd's CPU per record and efficiency are reported
+# divided by its, in results.md; -- --no-floor leaves it out);
+# then extractd at concurrency 256 on a million-record backlog
 # (peak RSS); then the goodput runs (scripts/bench/goodput.py: against
 # llmsim at 1200 requests a minute, and serving 4 calls at once, with 256
 # calls allowed: records/s over the provider's limit, 429s per 1,000

@@ -583,6 +583,72 @@ log: { level = "info"; format = "json"; };
             " (stopped at the time budget)" if timed_out else "")
         return res
 
+    def run_floor(self, c, jitter, records):
+        """The design's cost floor at C (tools/floor): the same calls to
+        the same llmsim, with nothing of extractd around them (no Kafka):
+        a row like run_one's, system "floor"."""
+        label = "floor jitter=%dms C=%d" % (jitter, c)
+        texts = os.path.join(self.work, "floor-texts.txt")
+        if not os.path.exists(texts):
+            with open(texts, "w") as f:
+                f.writelines(text_for(i) + "\n" for i in range(10000))
+        self.llm_call(jitter, "/reset", post=True)
+        llm_pid = self.llmsims[jitter][0].pid
+        llm0 = proc_cpu_s(llm_pid)
+        busy0, t0 = machine_busy_s(), time.monotonic()
+        r = subprocess.run(
+            [os.path.join(self.bin, "floor"),
+             "--base-url", self.llmsims[jitter][1] + "/v1",
+             "--schema", os.path.join(self.source,
+                                      "schemas/person.schema.json"),
+             "--texts", texts, "--concurrency", str(c),
+             "--requests", str(records)],
+            capture_output=True, text=True, timeout=600)
+        wall = time.monotonic() - t0
+        busy = machine_busy_s() - busy0
+        final = None
+        for line in reversed(r.stdout.splitlines()):
+            if '"msg":"stopped"' in line:
+                final = json.loads(line)
+                break
+        if r.returncode != 0 or final is None:
+            raise SystemExit("%s: exit status %d, %s\n%s" % (
+                label, r.returncode, final, r.stderr[-2000:]))
+        stats = self.llm_call(jitter, "/stats")
+        llm_cpu = proc_cpu_s(llm_pid) - llm0
+        secs = final["busy_seconds"]
+        littles = c / (LATENCY_MS / 1000.0)
+        thr = final["records"] / secs if secs else 0.0
+        cpu = final["cpu_s"]
+        others = max(0.0, busy - cpu - llm_cpu) / wall
+        res = {
+            "system": "floor", "mode": "completion", "concurrency": c,
+            "latency_ms": LATENCY_MS, "jitter_ms": jitter,
+            "records": final["records"], "dead_letters": final["errors"],
+            "seconds": round(secs, 3), "throughput": round(thr, 1),
+            "littles_law": round(littles, 1),
+            "efficiency": round(thr / littles, 4),
+            "cpu_s_per_record": round(cpu / max(final["records"], 1), 9),
+            "cpu_us_per_record": round(cpu / max(final["records"], 1)
+                                       * 1e6, 1),
+            "cpu_s": round(cpu, 3),
+            "rss_mb": round(final["rss_kb"] / 1024.0, 1),
+            "p50_ms": final["p50_ms"], "p99_ms": final["p99_ms"],
+            "llm_peak_concurrent": stats.get("peak_concurrent"),
+            "llm_requests": stats.get("requests"),
+            "load1": loadavg(), "other_cores_busy": round(others, 2),
+            "machine_cores_busy": round(busy / wall, 2),
+            "llmsim_cpu_s": round(llm_cpu, 2),
+        }
+        self.results.append(res)
+        self.save()
+        say("%s: %d calls in %.2fs = %.0f/s (Little %.0f/s, eff %.3f), "
+            "%.1f us CPU/call, p50 %s p99 %s ms | load %.2f, other procs "
+            "%.2f cores", label, final["records"], secs, thr, littles,
+            thr / littles, res["cpu_us_per_record"], res["p50_ms"],
+            res["p99_ms"], res["load1"], others)
+        return res
+
     def run_backlog(self, topic, n, c, seconds):
         """extractd at C over an n-record backlog for seconds: RSS."""
         run = "bench.extractd.backlog.c%d.%s" % (c, self.uid)
@@ -679,6 +745,8 @@ def plan(args):
             systems += [(name, "completion"), (name, "offset")]
         if j == 0 and c in peer_cs and not args.no_peer:
             systems.append(("peer", "completion"))
+        if not args.no_floor:
+            systems.append(("floor", "completion"))
         out.append((j, c, records, systems))
     return out
 
@@ -732,25 +800,37 @@ def plots(out, results, gp_dir):
 
 
 def table(results):
-    """results as a Markdown table (DIR/results.md); "" for none."""
+    """results as a Markdown table (DIR/results.md); "" for none. The
+    last two columns compare a run with the floor's at the same point
+    (tools/floor: the bare call loop): CPU per record and efficiency, each
+    divided by the floor's."""
     if all(r.get("kind") == "goodput" for r in results):
         return ""
+    floor = {(r["jitter_ms"], r["concurrency"]): r for r in results
+             if r.get("system") == "floor"}
     head = ("| system | order | jitter ms | C | records | s | records/s | "
             "Little's law | efficiency | middle 80 % /s | CPU us/record | "
-            "RSS MiB | p50/p99 ms | load1 | other cores |")
+            "RSS MiB | p50/p99 ms | load1 | other cores | CPU ÷ floor | "
+            "efficiency ÷ floor |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         if "backlog" in r or r.get("kind") == "goodput":
             continue
+        f = floor.get((r["jitter_ms"], r["concurrency"]))
+        vs = ("%.2f | %.3f" % (r["cpu_us_per_record"] /
+                               f["cpu_us_per_record"],
+                               r["efficiency"] / f["efficiency"])
+              if f and r is not f and f["cpu_us_per_record"] and
+              f["efficiency"] else "- | -")
         rows.append("| %s | %s | %d | %d | %d | %.1f | %.0f | %.0f | %.3f | "
-                    "%s | %.0f | %.1f | %s/%s | %.2f | %.2f |" % (
+                    "%s | %.0f | %.1f | %s/%s | %.2f | %.2f | %s |" % (
                         r["system"], r["mode"], r["jitter_ms"],
                         r["concurrency"], r["records"], r["seconds"],
                         r["throughput"], r["littles_law"], r["efficiency"],
                         "%.0f" % r["throughput_steady"]
                         if r.get("throughput_steady") else "-",
                         r["cpu_us_per_record"], r["rss_mb"], r["p50_ms"],
-                        r["p99_ms"], r["load1"], r["other_cores_busy"]))
+                        r["p99_ms"], r["load1"], r["other_cores_busy"], vs))
     for r in results:
         if "backlog" in r:
             rows.append("")
@@ -780,6 +860,9 @@ def main():
                     help="these instead, jitter 0 and 20 each, e.g. 64,256")
     ap.add_argument("--jitter", help="only these jitters (ms), e.g. 0")
     ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--no-floor", action="store_true",
+                    help="no floor runs (tools/floor: the bare call loop "
+                    "extractd's CPU and efficiency are compared with)")
     ap.add_argument("--no-backlog", action="store_true")
     ap.add_argument("--backlog", type=int, default=1000000)
     ap.add_argument("--backlog-seconds", type=float, default=None)
@@ -839,6 +922,8 @@ def main():
         for j, c, n, systems in pts:
             topics["bench.in.j%d.c%d.%s" % (j, c, b.uid)] = args.partitions
             for system, mode in systems:
+                if system == "floor":  # no Kafka
+                    continue
                 run = "bench.%s.%s.j%d.c%d.%s" % (system, mode, j, c, b.uid)
                 topics[run + ".out"] = args.partitions
                 topics[run + ".dlq"] = args.partitions
@@ -864,7 +949,10 @@ def main():
                 j, c, n, c * 1000 // LATENCY_MS)
             b.produce(topic, n)
             for system, mode in systems:
-                b.run_one(system, mode, c, j, topic, n, args.steady)
+                if system == "floor":
+                    b.run_floor(c, j, n)
+                else:
+                    b.run_one(system, mode, c, j, topic, n, args.steady)
         if not args.no_backlog:
             say("million-record backlog: producing %d records", args.backlog)
             b.produce(bl_topic, args.backlog, small=True)

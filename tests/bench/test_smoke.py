@@ -1,7 +1,8 @@
 """bench.smoke: the benchmark driver runs end to end on a tiny point.
 
 scripts/bench/bench.py at C = 2 and 4, jitter 0, 1 s of steady state,
-extractd in both orders, no peer (its venv needs PyPI), and a
+extractd in both orders and the floor (tools/floor: the bare call loop
+extractd's CPU is compared with), no peer (its venv needs PyPI), and a
 3,000-record backlog for 2 s. Proves the parts a full run relies on:
 results.json has one run per system, order and C, each with the fields
 DESIGN.md lists (system, mode, concurrency, latency_ms, records, seconds,
@@ -59,7 +60,8 @@ def main():
         points = [x for x in runs if "backlog" not in x]
         backlog = [x for x in runs if "backlog" in x]
         want = {("extractd", m, c) for m in ("completion", "offset")
-                for c in CONCURRENCY}
+                for c in CONCURRENCY} | \
+            {("floor", "completion", c) for c in CONCURRENCY}
         got = {(x["system"], x["mode"], x["concurrency"]) for x in points}
         check(got == want, "runs %r, want %r", sorted(got), sorted(want))
         for x in points + backlog:
@@ -82,7 +84,7 @@ def main():
                   x["cpu_s_per_record"])
             check(0 < x["rss_mb"] < 1024, "rss_mb %r", x["rss_mb"])
         for x in points:
-            check(not x["stopped_early"], "run stopped early: %r", x)
+            check(not x.get("stopped_early"), "run stopped early: %r", x)
             check(x["dead_letters"] == 0, "dead letters: %r", x)
             check(x["llm_peak_concurrent"] <= x["concurrency"],
                   "llmsim saw %d open at C = %d", x["llm_peak_concurrent"],
@@ -95,6 +97,14 @@ def main():
                   x["llm_requests"], x["records"], checks)
         check(len(backlog) == 1 and backlog[0]["backlog"] == 3000,
               "backlog runs %r", backlog)
+        # Each extractd row is compared with the floor at its point.
+        with open(os.path.join(out, "results.md")) as f:
+            md = [ln for ln in f if ln.startswith("| extractd ")]
+        check(len(md) == 2 * len(CONCURRENCY), "results.md rows %r", md)
+        for ln in md:
+            cells = [v.strip() for v in ln.strip().strip("|").split("|")]
+            check(float(cells[-2]) > 0 and float(cells[-1]) > 0,
+                  "no ratio to the floor in %r", ln)
         for name in ("results.md",) + PLOTS:
             path = os.path.join(out, name)
             check(os.path.isfile(path) and os.path.getsize(path) > 0,
