@@ -88,7 +88,7 @@ scripts/deps.sh
 # -- Release build of the three binaries
 say "building (Release) in $build"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" -j"$(nproc)" --target extractd llmsim kafka-embedded \
+cmake --build "$build" -j"$(nproc)" --target extractd llmsim kafka-embedded floor \
 	>/dev/null
 
 # -- the peer's venv, remade when requirements.txt changes
