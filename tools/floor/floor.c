@@ -41,7 +41,7 @@ struct texts {
 struct run {
 	const char *url;
 	const char *model;
-	struct json_object *schema;
+	const char *schema_path; /* each worker loads its own copy */
 	struct texts texts;
 	long requests;
 	atomic_long next;   /* the next call to make, 0..requests */
@@ -95,7 +95,8 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
 	return add;
 }
 
-static char *request_body(const struct run *r, const char *text)
+static char *request_body(const struct run *r, struct json_object *schema,
+			  const char *text)
 {
 	struct json_object *req = json_object_new_object();
 	struct json_object *fmt = json_object_new_object();
@@ -108,7 +109,7 @@ static char *request_body(const struct run *r, const char *text)
 	json_object_object_add(req, "model", json_object_new_string(r->model));
 	json_object_object_add(req, "temperature", json_object_new_double(0));
 	json_object_object_add(inner, "name", json_object_new_string("Person"));
-	json_object_object_add(inner, "schema", json_object_get(r->schema));
+	json_object_object_add(inner, "schema", json_object_get(schema));
 	json_object_object_add(inner, "strict", json_object_new_boolean(1));
 	json_object_object_add(fmt, "type",
 			       json_object_new_string("json_schema"));
@@ -159,10 +160,19 @@ static void *worker(void *arg)
 	CURL *h = curl_easy_init();
 	struct curl_slist *hdr = NULL;
 	struct buf b = { 0 };
+	struct json_object *schema = NULL;
 	long i, status;
 
-	if (!h) {
-		atomic_fetch_add(&r->errors, 1);
+	/*
+	 * json-c objects are not for sharing between threads (reference
+	 * counts and the serialising buffer each object keeps): each thread
+	 * puts its own copy of the schema in its requests.
+	 */
+	schema = json_object_from_file(r->schema_path);
+	if (!h || !schema) {
+		atomic_fetch_add(&r->errors, r->requests);
+		curl_easy_cleanup(h);
+		json_object_put(schema);
 		return NULL;
 	}
 	hdr = curl_slist_append(hdr, "Content-Type: application/json");
@@ -174,8 +184,8 @@ static void *worker(void *arg)
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 30000L);
 	while ((i = atomic_fetch_add(&r->next, 1)) < r->requests) {
-		char *body = request_body(r, r->texts.line[(size_t)i %
-							   r->texts.n]);
+		char *body = request_body(r, schema,
+					  r->texts.line[(size_t)i % r->texts.n]);
 		double t0 = now_s();
 		CURLcode cc;
 
@@ -190,6 +200,7 @@ static void *worker(void *arg)
 		r->lat_ms[i] = (now_s() - t0) * 1e3;
 		free(body);
 	}
+	json_object_put(schema);
 	free(b.p);
 	curl_slist_free_all(hdr);
 	curl_easy_cleanup(h);
@@ -254,6 +265,7 @@ int main(int argc, char **argv)
 	pthread_t *tid;
 	double t0, c0, secs, cpu;
 	long rss_kb;
+	struct json_object *json;
 	char *url;
 	int o;
 
@@ -274,11 +286,13 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	r.schema = json_object_from_file(schema);
-	if (!r.schema) {
+	r.schema_path = schema;
+	json = json_object_from_file(schema);
+	if (!json) {
 		fprintf(stderr, "floor: %s: not a JSON document\n", schema);
 		return 2;
 	}
+	json_object_put(json);
 	if (read_texts(texts, &r.texts) != 0) {
 		fprintf(stderr, "floor: %s: no texts\n", texts);
 		return 2;
@@ -320,7 +334,6 @@ int main(int argc, char **argv)
 	free(r.lat_ms);
 	free(tid);
 	free(url);
-	json_object_put(r.schema);
 	curl_global_cleanup();
 	return atomic_load(&r.errors) ? 1 : 0;
 }
