@@ -54,12 +54,16 @@ replace_once(unit "LoadCredential=openai-api-key:/etc/extractd/"
              "LoadCredential=openai-api-key:${confdir}/"
              "deploy/extractd.service")
 
-file(MAKE_DIRECTORY "${EXTRACTD_WORK_DIR}")
-file(WRITE "${EXTRACTD_WORK_DIR}/extractd.cfg" "${cfg}")
-file(WRITE "${EXTRACTD_WORK_DIR}/extractd.service" "${unit}")
+# A directory of its own: two installs from one build may run at once.
+string(RANDOM LENGTH 12 run)
+set(work "${EXTRACTD_WORK_DIR}/${run}")
+file(MAKE_DIRECTORY "${work}")
+file(WRITE "${work}/extractd.cfg" "${cfg}")
+file(WRITE "${work}/extractd.service" "${unit}")
 file(INSTALL DESTINATION "${confdir}" TYPE FILE
      PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ
-     FILES "${EXTRACTD_WORK_DIR}/extractd.cfg")
+     FILES "${work}/extractd.cfg")
 file(INSTALL DESTINATION "${prefix}/lib/systemd/system" TYPE FILE
      PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ
-     FILES "${EXTRACTD_WORK_DIR}/extractd.service")
+     FILES "${work}/extractd.service")
+file(REMOVE_RECURSE "${work}")
