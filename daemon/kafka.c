@@ -16,7 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* librdkafka's syslog levels onto ours; its lines go to our log. */
+/* librdkafka's syslog levels onto ours; its lines go to our log. A
+ * broker failure ("FAIL") above debug level is also sent to the error
+ * callback with the same text, which the consumer and the producer log:
+ * written here too, each failure would read twice. */
 static void on_log(const rd_kafka_t *rk, int level, const char *fac,
 		   const char *buf)
 {
@@ -25,6 +28,8 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac,
 			   : level <= 6 ? LOG_LVL_INFO
 					: LOG_LVL_DEBUG;
 
+	if (level < 7 && strcmp(fac, "FAIL") == 0)
+		return;
 	LOG_AT(lvl, "librdkafka", LOG_S("client", rd_kafka_name(rk)),
 	       LOG_S("facility", fac), LOG_S("text", buf));
 }

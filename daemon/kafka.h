@@ -44,7 +44,8 @@ void kafka_props_free(struct kafka_props *props);
 /**
  * @brief A librdkafka configuration: the brokers, then props' defaults,
  * then kafka.properties, then props' required settings; and our log
- * callback.
+ * callback, which leaves broker failures to the error callback the
+ * caller must set (they would otherwise be logged twice).
  * @returns the conf (the caller owns it), or NULL with err set; a refused
  *          kafka.properties entry reads "ORIGIN: kafka.properties: NAME:
  *          librdkafka's reason", secrets never shown.

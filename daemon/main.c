@@ -354,8 +354,16 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 		n_consumers++;
 		health_add_consumer(health, consumers[i]);
 	}
+	/* Where it reads, writes and asks, in one line. base_url's
+	 * userinfo was registered as a secret: the log redacts it. */
 	LOG_INFO("started", LOG_S("version", EXTRACTD_VERSION),
+		 LOG_S("brokers", cfg->kafka.brokers),
+		 LOG_S("group", cfg->kafka.group),
 		 LOG_S("input_topic", cfg->kafka.input_topic),
+		 LOG_S("output_topic", cfg->kafka.output_topic),
+		 LOG_S("dlq_topic", cfg->kafka.dlq_topic),
+		 LOG_S("base_url", cfg->llm.base_url),
+		 LOG_S("model", cfg->llm.model),
 		 LOG_S("mode", cfg_mode_name(cfg->llm.mode)),
 		 LOG_S("ordering", cfg_ordering_name(cfg->output.ordering)),
 		 LOG_U("workers", cfg->pool.workers),

@@ -15,7 +15,7 @@ packages=(
 	libmicrohttpd-dev libcmocka-dev libpcre2-dev libsystemd-dev
 	# tests and demo
 	kcat python3 python3-confluent-kafka python3-venv valgrind curl jq
-	prometheus python3-yaml systemd
+	prometheus python3-yaml systemd mandoc man-db
 	# sanitizer and fuzzer runtimes for clang
 	libclang-rt-14-dev
 	# scripts/kafka.sh: Apache Kafka from its Maven jars

@@ -7,10 +7,17 @@ of its stderr must parse as a JSON object with ts (ISO 8601 UTC, ms),
 level and msg. A "progress" line at info level carries records_per_s,
 inflight, lag, records and dead_letters, and its counts add up. With
 log.format = text the lines are for people: not JSON, timestamp first.
+
+The "started" line names where extractd reads, writes and asks: brokers,
+group, the three topics, base_url (its userinfo redacted), model and mode.
+A broker that refuses connections is logged once per failure: librdkafka
+reports it both as a log line and to the error callback, and only the
+latter is written.
 """
 
 import os
 import re
+import socket
 import sys
 import time
 
@@ -59,6 +66,18 @@ def body(h):
     for m in ("started", "record delivered", "stopping", "stopped"):
         check(m in msgs, "no %r line", m)
 
+    started = [l for l in lines if l["msg"] == "started"]
+    check(len(started) == 1, "%d started lines", len(started))
+    want = {"brokers": h.kafka.bootstrap, "group": d.group,
+            "input_topic": h.topics["input"],
+            "output_topic": h.topics["output"],
+            "dlq_topic": h.topics["dlq"], "base_url": h.llm.base_url,
+            "model": "gpt-4o-mini", "mode": "json_schema"}
+    for k, v in want.items():
+        check(started[0].get(k) == v, "started line: %s = %r, want %r",
+              k, started[0].get(k), v)
+    log("started line: %s", started[0])
+
     prog = [l for l in lines if l["msg"] == "progress"]
     p = prog[-1]
     log("progress: %s", p)
@@ -84,6 +103,56 @@ def body(h):
         check(re.match(r"^\d{4}-\d\d-\d\dT\S+Z (debug|info |warn |error) ",
                        line), "text line %r", line)
     log("text format: %d lines, e.g. %r", len(text_lines), text_lines[0])
+
+    broker_failure(h)
+
+
+def broker_failure(h):
+    """A broker that refuses: each failure one line; userinfo redacted."""
+    # Bound, never listening: every connection to it is refused.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    broker = "127.0.0.1:%d" % port
+    password = "pw-%s" % h.unique("userinfo")
+    url = h.llm.base_url.replace("http://", "http://user:%s@" % password, 1)
+    try:
+        d = opshelp.start_extractd(h, {"kafka": {"brokers": broker},
+                                       "llm": {"base_url": url}},
+                                   tag="refused")
+        end = time.monotonic() + 30
+        while True:
+            msgs = {l.get("msg") for l in opshelp._lines(d.proc.logpath)
+                    if "Connect to" in str(l.get("error"))}
+            if {"consumer error", "producer error"} <= msgs:
+                break
+            d.check_running()
+            check(time.monotonic() < end, "no connection failure from "
+                  "both clients in 30 s:\n%s", d.proc.tail())
+            time.sleep(0.1)
+        check(d.terminate() == 0, "extractd (refused broker) did not exit 0")
+    finally:
+        sock.close()
+    text = d.log_text()
+    lines = opshelp.json_lines(text)
+    check(password not in text, "the base_url password is in the log")
+    started = [l for l in lines if l["msg"] == "started"]
+    check(len(started) == 1, "%d started lines", len(started))
+    check(started[0].get("brokers") == broker, "started brokers %r",
+          started[0].get("brokers"))
+    check(started[0].get("base_url") ==
+          h.llm.base_url.replace("http://", "http://(redacted)@", 1),
+          "started base_url %r", started[0].get("base_url"))
+    errors = [l["error"] for l in lines
+              if l["msg"] in ("consumer error", "producer error")]
+    fails = [l for l in lines if l["msg"] == "librdkafka" and
+             l.get("facility") == "FAIL" and l["level"] != "debug"]
+    twice = [l for l in lines if l["msg"] == "librdkafka" and
+             any(e in l.get("text", "") for e in errors)]
+    check(not fails and not twice, "a broker failure logged twice: %s",
+          (fails + twice)[:3])
+    log("refused broker: %d error lines, none twice; base_url %s",
+        len(errors), started[0]["base_url"])
 
 
 if __name__ == "__main__":

@@ -1293,7 +1293,7 @@ static void sim_usage(FILE *f)
 	      "              [--refuse-mode MODE=STATUS,...] [--cut-finish-reason R]\n"
 	      "              [--served-model NAME] [--capacity N]\n"
 	      "              [--no-rate-headers] [--cache-min-tokens N]\n"
-	      "              [--reasoning-tokens N]\n"
+	      "              [--reasoning-tokens N] [-h | --help]\n"
 	      "cache-min-tokens: a repeated prefix (all but the last user\n"
 	      "         message) of at least N tokens is reported as\n"
 	      "         cached_tokens (default 1024)\n"
