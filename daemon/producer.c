@@ -313,7 +313,7 @@ struct kafka_props *producer_kafka_props(const struct extractd_config *cfg)
 	 * default of 1000000 fails such a dead letter (and a record near
 	 * llm.max_response_bytes) at produce time, which stops extractd on
 	 * the same record after every restart. The topics' own
-	 * max.message.bytes still applies on the brokers (README).
+	 * max.message.bytes still applies on the brokers (docs/delivery.md).
 	 *
 	 * batch.size 65536 (PRODUCER_SAFE_BYTES; librdkafka's default is
 	 * 1000000): a record larger than that goes alone in its batch, and

@@ -19,8 +19,8 @@
 # scripts/bench/peer_litellm.py); then the seed's table, ours
 # (scripts/demo.sh, unchanged).
 #
-# Writes DIR/results.json (one object per run, fields in README.md and
-# DESIGN.md), DIR/*.png (gnuplot: throughput with the Little's-law line,
+# Writes DIR/results.json (one object per run, fields in docs/benchmark.md
+# and DESIGN.md), DIR/*.png (gnuplot: throughput with the Little's-law line,
 # efficiency, CPU per record, RSS; goodput.png), DIR/data/*.dat and
 # DIR/seed-table.txt.
 # Progress lines go to stdout as it runs.

@@ -3,8 +3,8 @@
 
 Measures extractd, and the seed article's stack as a Kafka pipeline
 (peer_instructor.py), against llmsim at a fixed latency, on one Kafka, with
-the same records. See scripts/bench.sh for the command and the README for
-what the figures mean. Run by the system python3 (confluent_kafka from
+the same records. See scripts/bench.sh for the command and docs/benchmark.md
+for what the figures mean. Run by the system python3 (confluent_kafka from
 scripts/deps.sh); the peer runs in its own venv (--peer-python).
 
 A point is (jitter, concurrency C). Its input topic is produced first, as a

@@ -45,7 +45,7 @@ from harness import check, expected_person, log  # noqa: E402
 
 MIB = 1 << 20
 MAX_REASKS = 2
-DETAIL_MAX = 2048            # README: extractd.error.detail is capped at 2 KiB
+DETAIL_MAX = 2048            # docs/extraction.md: error.detail capped at 2 KiB
 ANSWER_MAX = 4096            # and extractd.error.answer at 4 KiB
 HUGE_ANSWER = 4 * MIB        # > llm.max_response_bytes (1 MiB by default)
 RSS_JUMP_MAX = 24 * MIB      # 16 workers may each keep a 1 MiB buffer
@@ -281,8 +281,8 @@ def check_outcome(h, r, case):
           "%s: extractd.error.answer of %d bytes, more than %d",
           r.where(), len(answer or b""), ANSWER_MAX)
     # The model's last answer goes with every dead letter that had one
-    # (README: "extractd.error.answer holds the last answer"), and none
-    # with a text that never reached the model.
+    # (docs/extraction.md: "extractd.error.answer holds the last
+    # answer"), and none with a text that never reached the model.
     if kind == "validation":
         check(answer, "%s: validation dead letter without "
               "extractd.error.answer", r.where())

@@ -1,5 +1,5 @@
-"""e2e.finish_reasons: answers that end early, as the README's table of
-how a record can end promises.
+"""e2e.finish_reasons: answers that end early, as docs/extraction.md's table
+of how a record can end promises.
 
   content_filter  llmsim --fault content_filter=1: a 200 whose answer the
                   provider's filter withheld (content and refusal null,

@@ -8,12 +8,13 @@ first output on, extractd's VmRSS is sampled every 0.5 s for 15 s: it must
 not grow (the peak at most RSS_GROWTH_MAX above the sample at 3 s, when
 librdkafka's fetch queues have filled) and must stay under RSS_MAX.
 
-What bounds it (README, "Memory"): 2 x max_in_flight jobs (each holds its
-input message and answer), the held queue (max(max_in_flight, 16) messages), and
-librdkafka's per-partition prefetch, which extractd's consumer defaults cap
-(queued.min.messages, queued.max.messages.kbytes; librdkafka's own defaults
-allow 64 MiB per consumer). Under a sanitizer RSS is not the program's
-(ASan's quarantine keeps freed memory), so the test is skipped there.
+What bounds it (docs/delivery.md, "Memory"): 2 x max_in_flight jobs (each
+holds its input message and answer), the held queue (max(max_in_flight,
+16) messages), and librdkafka's per-partition prefetch, which extractd's
+consumer defaults cap (queued.min.messages, queued.max.messages.kbytes;
+librdkafka's own defaults allow 64 MiB per consumer). Under a sanitizer
+RSS is not the program's (ASan's quarantine keeps freed memory), so the
+test is skipped there.
 """
 
 import os

@@ -1,6 +1,7 @@
 """e2e.record_errors: one record the API keeps failing, among records it
 answers, ends as a dead letter of the right kind after the right number of
-calls (README, "Surviving the LLM API"); the others are not held up.
+calls (docs/extraction.md, "Surviving the LLM API"); the others are not
+held up.
 
 llmsim --answers scripts, per text, an HTTP error or a slow answer; every
 other text is answered normally, so extractd's health check (a canary

@@ -1,6 +1,6 @@
 """e2e.sigint: SIGINT (Ctrl-C in a terminal) stops extractd as SIGTERM
-does (README, "Signals"): it stops consuming, lets the work in flight
-finish, flushes, commits and exits 0.
+does (docs/operations.md, "Signals and exit status"): it stops
+consuming, lets the work in flight finish, flushes, commits and exits 0.
 
 200 texts over 2 partitions, llmsim latency 300 ms, 8 in flight. Once 24
 records are out, extractd gets SIGINT. Proves:

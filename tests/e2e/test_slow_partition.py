@@ -1,6 +1,6 @@
 """e2e.slow_partition: in ordered mode a slow record holds back only its own
 partition, and an LLM call slower than max.poll.interval.ms does not cost
-the group membership (README, Guarantees and Scaling out).
+the group membership (docs/delivery.md, Guarantees and Scaling out).
 
 output.ordering = offset, 2 input partitions, BACKLOG[p] texts on
 partition p, 8 in flight (so 16 records in the pipeline at most), kafka max.poll.interval.ms = POLL_MS. The record at offset

@@ -7,9 +7,9 @@
   project version in CMakeLists.txt;
 - an unknown option exits 2 with the usage on stderr;
 - `--check-config` accepts deploy/extractd.cfg (in the source tree, as
-  README runs it, and in the image's layout), and the configurations
-  the deployment files use (the Kubernetes ConfigMap's, the compose
-  file's and the container image's command lines) pass it too;
+  the README's quick start runs it, and in the image's layout), and the
+  configurations the deployment files use (the Kubernetes ConfigMap's, the
+  compose file's and the container image's command lines) pass it too;
 - config guards, on config files written here: equal topics, a
   kafka.properties name or value librdkafka refuses (alone, in
   combination, an SSL file, an exactly-once rule) and a secret given
@@ -83,7 +83,7 @@ def body(a):
     check(rc == 2 and "Usage:" in err, "unknown option: status %d, %r",
           rc, err)
 
-    # In the source tree, as README's "Running it" runs it (deploy/schemas
+    # In the source tree, as README's quick start runs it (deploy/schemas
     # links to the top-level schemas/).
     rc, out, err = run(a, "-c", os.path.join(a.source, "deploy",
                                              "extractd.cfg"),

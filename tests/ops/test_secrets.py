@@ -55,7 +55,7 @@ def body(h):
     env = dict(os.environ)
     env["OPENAI_API_KEY"] = API_KEY
     # -s refuses a literal secret: the password comes from the
-    # environment, as README's configuration section shows.
+    # environment, as docs/configuration.md shows.
     env["EXTRACTD_OPS_SASL_PASSWORD"] = PASSWORD
     debug = {"log": {"level": "debug"}}
     common = ["kafka.properties.debug=all",
