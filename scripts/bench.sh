@@ -85,7 +85,7 @@ say() { printf '[bench] %s\n' "$*"; }
 # -- what it needs (gnuplot-nox and python3-venv are in deps.sh's list)
 scripts/deps.sh
 
-# -- Release build of the three binaries
+# -- Release build of the programs it runs
 say "building (Release) in $build"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j"$(nproc)" --target extractd llmsim kafka-embedded floor \
