@@ -1235,6 +1235,22 @@ def test_batch_invalid(sim):
     expect_error(sim.request("POST", "/v1/files", "{}"), 400)
     expect_error(sim.request("POST", "/v1/files", b"--x\r\nbroken",
                              headers=FORM_HEADERS), 400)
+    # past the chat body cap (8 MiB) a file still uploads whole; a body
+    # announced past 200 MB (and the form's room) is refused unread
+    big = (b"x" * 1023 + b"\n") * (10 << 10)
+    status, f = upload(sim, big, "big.jsonl")
+    assert status == 200 and f["bytes"] == len(big), f
+    status, _, data = sim.request("DELETE", "/v1/files/" + f["id"])
+    assert status == 200, data
+    s = socket.create_connection(("127.0.0.1", sim.port), timeout=5)
+    try:
+        s.sendall(b"POST /v1/files HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: " + FORM_HEADERS["Content-Type"].encode() +
+                  b"\r\nContent-Length: 300000000\r\n\r\n--")
+        head = s.recv(4096).decode("latin-1")
+        assert head.startswith("HTTP/1.1 413"), head
+    finally:
+        s.close()
     # a file's bytes come back as sent, CR LF and boundary-like text too
     tricky = b"--" + BOUNDARY.encode() + b"x\r\n\r\n\x00\xff end"
     status, f = upload(sim, tricky, "tricky.bin")

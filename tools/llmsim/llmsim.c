@@ -110,9 +110,14 @@
  *  - parked requests, and the capacity's counters in /stats: the timer's
  *    lock (sim_timer.c). /stats and /reset take it and stats.lock one
  *    after the other, never nested.
+ *  - files and batches, and their counters: the store's lock
+ *    (sim_batch.c), held while a batch's lines are answered
+ *    (sim_batch_line(), which takes stats.lock for the prompt cache and
+ *    the fault counts). /stats and /reset take it after the others, not
+ *    nested.
  * Lock order: the timer's lock may be held while taking stats.lock (the
- * gone callback); nothing else nests, and no lock is held across a call
- * into MHD.
+ * gone callback), and so may the store's (a batch's lines); nothing else
+ * nests, and no lock is held across a call into MHD.
  *
  * Shutdown: quiesce MHD (no new connections), stop the timer (it answers
  * every delayed request and drops every held one, then waits for their
