@@ -146,18 +146,28 @@ static int group_setup(void **state)
 	return 0;
 }
 
+/* SIGTERM an llmsim and reap it; its wait status, or -1. */
+static int sim_stop(struct sim *s)
+{
+	int status = -1;
+
+	if (s->pid <= 0)
+		return -1;
+	kill(s->pid, SIGTERM);
+	if (waitpid(s->pid, &status, 0) != s->pid)
+		status = -1;
+	s->pid = 0;
+	return status;
+}
+
 static int group_teardown(void **state)
 {
 	char cmd[300];
-	int i, status;
+	int i;
 
 	(void)state;
-	for (i = 0; i < SIM_COUNT; i++) {
-		if (sims[i].pid <= 0)
-			continue;
-		kill(sims[i].pid, SIGTERM);
-		waitpid(sims[i].pid, &status, 0);
-	}
+	for (i = 0; i < SIM_COUNT; i++)
+		sim_stop(&sims[i]);
 	http_global_cleanup();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	return system(cmd) == 0 ? 0 : -1;
@@ -580,6 +590,21 @@ static void test_new_refused(void **state)
 	assert_true(batch_status_final(BATCH_CANCELLED));
 }
 
+/* Last: every llmsim exits 0 on SIGTERM (clean, and under a sanitizer
+ * with nothing to report). */
+static void test_llmsim_exits_zero(void **state)
+{
+	int i, status;
+
+	(void)state;
+	for (i = 0; i < SIM_COUNT; i++) {
+		status = sim_stop(&sims[i]);
+		assert_true(status != -1);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -591,6 +616,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_and_key),
 		cmocka_unit_test(test_limits_and_transport),
 		cmocka_unit_test(test_new_refused),
+		cmocka_unit_test(test_llmsim_exits_zero),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
