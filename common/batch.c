@@ -93,7 +93,8 @@ struct batch_client *batch_client_new(const struct batch_client_opts *opts,
 
 	if (!opts->base_url || !*opts->base_url || !opts->max_file_bytes) {
 		snprintf(err, err_size,
-			 "batch client: a base URL and max_file_bytes are needed");
+			 "batch client: a base URL and max_file_bytes are "
+			 "needed");
 		return NULL;
 	}
 	c = calloc(1, sizeof(*c));
@@ -152,8 +153,9 @@ static enum batch_result finish(struct batch_client *c, const char *what,
 
 	c->status = 0;
 	if (hr == HTTP_ERR_TOO_LARGE) {
-		snprintf(err, err_size, "%s: the answer is larger than %zu bytes",
-			 what, c->max_bytes);
+		snprintf(err, err_size,
+			 "%s: the answer is larger than %zu bytes", what,
+			 c->max_bytes);
 		return BATCH_ERR_TOO_LARGE;
 	}
 	if (hr != HTTP_DONE) {
@@ -390,6 +392,8 @@ enum batch_result batch_file_upload(struct batch_client *c,
 static char *create_body(const char *input_file_id,
 			 const char *const *metadata, size_t n_pairs)
 {
+	const int flags = JSON_C_TO_STRING_PLAIN |
+			  JSON_C_TO_STRING_NOSLASHESCAPE;
 	struct json_object *o = json_object_new_object(), *m = NULL;
 	char *body = NULL;
 	const char *s;
@@ -410,14 +414,16 @@ static char *create_body(const char *input_file_id,
 			json_object_put(m);
 			goto out;
 		}
-		for (i = 0; i < n_pairs; i++)
+		for (i = 0; i < n_pairs; i++) {
+			const char *key = metadata[2 * i];
+			const char *value = metadata[2 * i + 1];
+
 			if (json_object_object_add(
-				    m, metadata[2 * i],
-				    json_object_new_string(metadata[2 * i + 1])))
+				    m, key, json_object_new_string(value)))
 				goto out;
+		}
 	}
-	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-						      JSON_C_TO_STRING_NOSLASHESCAPE);
+	s = json_object_to_json_string_ext(o, flags);
 	if (s)
 		body = strdup(s);
 out:

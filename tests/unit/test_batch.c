@@ -373,7 +373,8 @@ static void test_missing_batch(void **state)
 	assert_int_equal(batch_cancel(c, "batch_nope", &info, err,
 				      sizeof(err)),
 			 BATCH_ERR_NOT_FOUND);
-	assert_non_null(strstr(err, "POST /batches/batch_nope/cancel: HTTP 404"));
+	assert_non_null(
+		strstr(err, "POST /batches/batch_nope/cancel: HTTP 404"));
 	batch_client_free(c);
 }
 

@@ -45,13 +45,14 @@
 #include "sim_chat.h"
 
 #define SB_ID_LEN	48
-#define SB_LINES_MAX	50000u		/**< requests a batch may hold */
+#define SB_LINES_MAX	50000u		/**< requests in a batch */
 #define SB_FILES_MAX	10000u		/**< files stored at once */
-#define SB_STORE_MAX	(1ull << 30)	/**< bytes of files stored at once */
-#define SB_ERRORS_MAX	10u		/**< validation errors reported */
+#define SB_STORE_MAX	(1ull << 30)	/**< bytes of files stored */
+#define SB_ERRORS_MAX	10u		/**< validation errors told */
 #define SB_WINDOW_S	(24 * 3600)	/**< completion_window "24h" */
 #define SB_META_MAX	16u		/**< metadata pairs */
-#define SB_JSON_FLAGS	(JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+#define SB_JSON_FLAGS \
+	(JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 #define SB_ENDPOINT	"/v1/chat/completions"
 
 enum sb_status {
@@ -104,7 +105,7 @@ struct sb_batch {
 		failed_at, expired_at, cancelling_at, cancelled_at,
 		expires_at;
 	uint64_t due_ns;		/**< when the lines get answered */
-	bool expire;			/**< expires instead of completing */
+	bool expire;			/**< expires, not completes */
 	struct sb_line *lines;
 	size_t n;			/**< lines in the input */
 	uint64_t completed, failed;
@@ -307,7 +308,8 @@ static struct json_object *sb_file_json(const struct sb_file *f)
 {
 	struct json_object *o = json_object_new_object();
 
-	if (o && sb_add_str(o, "id", f->id) && sb_add_str(o, "object", "file") &&
+	if (o && sb_add_str(o, "id", f->id) &&
+	    sb_add_str(o, "object", "file") &&
 	    sb_add_int(o, "bytes", (int64_t)f->len) &&
 	    sb_add_int(o, "created_at", f->created_at) &&
 	    sb_add_null(o, "expires_at") &&
@@ -402,7 +404,8 @@ static int sb_multipart(const char *ctype, const char *body, size_t len,
 	    sb_param(ctype, strlen(ctype), "boundary", boundary,
 		     sizeof(boundary)) || !boundary[0]) {
 		snprintf(err, errlen,
-			 "Expected a multipart/form-data body with a boundary.");
+			 "Expected a multipart/form-data body with a "
+			 "boundary.");
 		return -1;
 	}
 	dlen = (size_t)snprintf(delim, sizeof(delim), "\r\n--%s", boundary);
@@ -466,23 +469,27 @@ static int sb_upload(struct sim_batch *b, const char *ctype, const char *body,
 	if (sb_multipart(ctype, body, len, &purpose, &file, err, sizeof(err)))
 		return sb_reply_error(ret, 400, err, NULL, NULL);
 	if (!purpose.data)
-		return sb_reply_error(ret, 400, "'purpose' is a required property",
+		return sb_reply_error(ret, 400,
+				      "'purpose' is a required property",
 				      "purpose", NULL);
 	if (!file.data)
 		return sb_reply_error(ret, 400, "'file' is a required property",
 				      "file", NULL);
 	if (purpose.len != 5 || memcmp(purpose.data, "batch", 5))
 		return sb_reply_error(ret, 400,
-				      "llmsim stores files for purpose 'batch' only.",
+				      "llmsim stores files for purpose "
+				      "'batch' only.",
 				      "purpose", NULL);
 	if (file.len > SIM_BATCH_FILE_MAX)
 		return sb_reply_error(ret, 400,
-				      "File is larger than 200 MB, the batch input limit.",
+				      "File is larger than 200 MB, the "
+				      "batch input limit.",
 				      "file", "file_too_large");
 	if (b->stats.files >= SB_FILES_MAX ||
 	    b->stats.file_bytes + file.len > SB_STORE_MAX)
 		return sb_reply_error(ret, 400,
-				      "llmsim's file storage is full (10000 files, 1 GiB): delete some.",
+				      "llmsim's file storage is full "
+				      "(10000 files, 1 GiB): delete some.",
 				      "file", "storage_limit");
 	data = malloc(file.len + 1);
 	if (!data)
@@ -668,8 +675,9 @@ static bool sb_put_failed(struct sim_batch *b, FILE *f,
 {
 	struct json_object *o = sb_out_line(b, l), *e;
 
-	if (!o || !sb_add_null(o, "response") || !(e = sb_add_obj(o, "error")) ||
-	    !sb_add_str(e, "code", code) || !sb_add_str(e, "message", message)) {
+	if (!o || !sb_add_null(o, "response") ||
+	    !(e = sb_add_obj(o, "error")) || !sb_add_str(e, "code", code) ||
+	    !sb_add_str(e, "message", message)) {
 		json_object_put(o);
 		return false;
 	}
@@ -695,7 +703,8 @@ static int sb_answer_line(struct sim_batch *b, struct sb_batch *bt,
 	if (!a.status) {
 		bt->failed++;
 		return sb_put_failed(b, err, l, "request_timeout",
-				     "The request timed out (llmsim's timeout fault).")
+				     "The request timed out (llmsim's "
+				     "timeout fault).")
 			       ? 0 : -ENOMEM;
 	}
 	/* A body that is not JSON (the malformed fault) goes as a string. */
@@ -711,7 +720,8 @@ static int sb_answer_line(struct sim_batch *b, struct sb_batch *bt,
 		bt->out_tok += sb_usage(usage, NULL, "completion_tokens");
 		bt->cached_tok += sb_usage(usage, "prompt_tokens_details",
 					   "cached_tokens");
-		bt->reasoning_tok += sb_usage(usage, "completion_tokens_details",
+		bt->reasoning_tok += sb_usage(usage,
+					      "completion_tokens_details",
 					      "reasoning_tokens");
 		b->stats.batch_tokens +=
 			(uint64_t)sb_usage(usage, NULL, "total_tokens");
@@ -834,12 +844,14 @@ static int sb_advance(struct sim_batch *b, struct sb_batch *bt)
 {
 	if (bt->status == SB_CANCELLING)
 		return sb_finish(b, bt, 0, SB_CANCELLED, "batch_cancelled",
-				 "The batch was cancelled before this request was executed.");
+				 "The batch was cancelled before this "
+				 "request was executed.");
 	if (bt->status != SB_IN_PROGRESS || sb_now_ns() < bt->due_ns)
 		return 0;
 	if (bt->expire)
 		return sb_finish(b, bt, bt->n / 2, SB_EXPIRED, "batch_expired",
-				 "This request could not be executed before the completion window expired.");
+				 "This request could not be executed "
+				 "before the completion window expired.");
 	return sb_finish(b, bt, bt->n, SB_COMPLETED, NULL, NULL);
 }
 
@@ -863,7 +875,8 @@ static bool sb_line_error(struct sb_batch *bt, size_t line, const char *code,
 		json_object_put(e);
 		return false;
 	}
-	return sb_add_str(e, "code", code) && sb_add_str(e, "message", message) &&
+	return sb_add_str(e, "code", code) &&
+	       sb_add_str(e, "message", message) &&
 	       sb_add_null(e, "param") &&
 	       (line ? sb_add_int(e, "line", (int64_t)line)
 		     : sb_add_null(e, "line"));
@@ -924,8 +937,9 @@ static int sb_read_lines(struct sb_batch *bt, const struct sb_file *f)
 		    !json_object_is_type(body, json_type_object)) {
 			json_object_put(o);
 			if (!sb_line_error(bt, lineno, "invalid_request",
-					   "A line needs custom_id, method \"POST\", url \""
-					   SB_ENDPOINT "\" and a body object."))
+					   "A line needs custom_id, method "
+					   "\"POST\", url \"" SB_ENDPOINT
+					   "\" and a body object."))
 				return -ENOMEM;
 			continue;
 		}
@@ -947,10 +961,12 @@ static int sb_read_lines(struct sb_batch *bt, const struct sb_file *f)
 		if (!l->custom_id || !l->body)
 			return -ENOMEM;
 	}
-	if (!bt->n && !bt->errors)
-		return sb_line_error(bt, 0, "empty_file",
-				     "The input file holds no requests.") ? 0
-									  : -ENOMEM;
+	if (!bt->n && !bt->errors) {
+		if (!sb_line_error(bt, 0, "empty_file",
+				   "The input file holds no requests."))
+			return -ENOMEM;
+		return 0;
+	}
 	/* custom_id must be unique within the batch */
 	sorted = malloc((bt->n ? bt->n : 1) * sizeof(*sorted));
 	if (!sorted)
@@ -1006,7 +1022,8 @@ static int sb_create(struct sim_batch *b, const char *body, size_t len,
 
 	if (!req || !json_object_is_type(req, json_type_object)) {
 		rc = sb_reply_error(ret, 400,
-				    "We could not parse the JSON body of your request.",
+				    "We could not parse the JSON body of "
+				    "your request.",
 				    NULL, NULL);
 		goto out;
 	}
@@ -1015,9 +1032,11 @@ static int sb_create(struct sim_batch *b, const char *body, size_t len,
 	window = sb_get_str(req, "completion_window");
 	if (!file_id || !endpoint || !window) {
 		rc = sb_reply_error(ret, 400,
-				    "input_file_id, endpoint and completion_window are required.",
-				    !file_id ? "input_file_id" :
-				    !endpoint ? "endpoint" : "completion_window",
+				    "input_file_id, endpoint and "
+				    "completion_window are required.",
+				    !file_id    ? "input_file_id"
+				    : !endpoint ? "endpoint"
+						: "completion_window",
 				    NULL);
 		goto out;
 	}
@@ -1036,7 +1055,9 @@ static int sb_create(struct sim_batch *b, const char *body, size_t len,
 	if (json_object_object_get_ex(req, "metadata", &meta) &&
 	    !sb_metadata_ok(meta)) {
 		rc = sb_reply_error(ret, 400,
-				    "metadata: at most 16 pairs, keys up to 64 characters, string values up to 512.",
+				    "metadata: at most 16 pairs, keys up "
+				    "to 64 characters, string values up to "
+				    "512.",
 				    "metadata", "invalid_value");
 		goto out;
 	}
@@ -1098,7 +1119,8 @@ static int sb_batch_op(struct sim_batch *b, const char *id, bool cancel,
 	char msg[160];
 
 	if (!bt) {
-		snprintf(msg, sizeof(msg), "No batch found with id '%.64s'.", id);
+		snprintf(msg, sizeof(msg), "No batch found with id '%.64s'.",
+			 id);
 		return sb_reply_error(ret, 404, msg, NULL, NULL);
 	}
 	if (sb_advance(b, bt))
