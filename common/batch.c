@@ -20,6 +20,8 @@
 #define BATCH_JSON_DEPTH 32
 #define BATCH_METADATA_MAX 16 /**< pairs the API takes */
 #define BATCH_WHAT_MAX (BATCH_ID_MAX + 32) /**< "METHOD /path" */
+#define BATCH_JSON_FLAGS \
+	(JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
 struct batch_client {
 	struct http_client *http;
@@ -392,8 +394,6 @@ enum batch_result batch_file_upload(struct batch_client *c,
 static char *create_body(const char *input_file_id,
 			 const char *const *metadata, size_t n_pairs)
 {
-	const int flags = JSON_C_TO_STRING_PLAIN |
-			  JSON_C_TO_STRING_NOSLASHESCAPE;
 	struct json_object *o = json_object_new_object(), *m = NULL;
 	char *body = NULL;
 	const char *s;
@@ -423,7 +423,7 @@ static char *create_body(const char *input_file_id,
 				goto out;
 		}
 	}
-	s = json_object_to_json_string_ext(o, flags);
+	s = json_object_to_json_string_ext(o, BATCH_JSON_FLAGS);
 	if (s)
 		body = strdup(s);
 out:
@@ -573,4 +573,110 @@ enum batch_result batch_file_delete(struct batch_client *c,
 		return BATCH_ERR_BAD_ANSWER;
 	}
 	return BATCH_OK;
+}
+
+char *batch_request_line(const char *custom_id, const char *body,
+			 size_t body_len, size_t *ret_len)
+{
+	static const char mid[] = ",\"method\":\"POST\","
+				  "\"url\":\"/v1/chat/completions\",\"body\":";
+	struct json_object *id = json_object_new_string(custom_id);
+	const char *quoted;
+	size_t qlen, n;
+	char *line = NULL;
+
+	if (memchr(body, '\n', body_len) || memchr(body, '\r', body_len))
+		goto out;
+	quoted = id ? json_object_to_json_string_ext(id, BATCH_JSON_FLAGS)
+		    : NULL;
+	if (!quoted)
+		goto out;
+	qlen = strlen(quoted);
+	n = sizeof("{\"custom_id\":") - 1 + qlen + sizeof(mid) - 1 +
+	    body_len + 2;
+	line = malloc(n + 1);
+	if (!line)
+		goto out;
+	snprintf(line, n + 1, "{\"custom_id\":%s%s", quoted, mid);
+	memcpy(line + n - body_len - 2, body, body_len);
+	memcpy(line + n - 2, "}\n", 3);
+	*ret_len = n;
+out:
+	json_object_put(id);
+	return line;
+}
+
+void batch_output_clear(struct batch_output *o)
+{
+	free(o->custom_id);
+	free(o->body);
+	memset(o, 0, sizeof(*o));
+}
+
+int batch_output_parse(const char *line, size_t len, struct batch_output *ret,
+		       char *err, size_t err_size)
+{
+	struct json_object *o, *resp, *v, *e;
+	struct jsonparse_error perr;
+	const char *s;
+
+	memset(ret, 0, sizeof(*ret));
+	o = jsonparse_once(line, len, BATCH_JSON_DEPTH, JSON_TOKENER_STRICT,
+			   &perr);
+	s = o ? get_string(o, "custom_id") : NULL;
+	if (!s) {
+		snprintf(err, err_size,
+			 "not a batch output line (no JSON object with a "
+			 "custom_id)");
+		goto fail;
+	}
+	ret->custom_id = strdup(s);
+	if (!ret->custom_id)
+		goto oom;
+	if (json_object_object_get_ex(o, "response", &resp) &&
+	    json_object_is_type(resp, json_type_object)) {
+		if (!json_object_object_get_ex(resp, "status_code", &v) ||
+		    !json_object_is_type(v, json_type_int) ||
+		    json_object_get_int64(v) < 100 ||
+		    json_object_get_int64(v) > 599) {
+			snprintf(err, err_size,
+				 "batch output line '%.64s': no status_code",
+				 ret->custom_id);
+			goto fail;
+		}
+		ret->status = (long)json_object_get_int64(v);
+		if (json_object_object_get_ex(resp, "body", &v) &&
+		    !json_object_is_type(v, json_type_null)) {
+			s = json_object_is_type(v, json_type_string)
+				    ? json_object_get_string(v)
+				    : json_object_to_json_string_ext(
+					      v, BATCH_JSON_FLAGS);
+			if (!s || !(ret->body = strdup(s)))
+				goto oom;
+			ret->body_len = strlen(ret->body);
+		}
+	}
+	if (json_object_object_get_ex(o, "error", &e) &&
+	    json_object_is_type(e, json_type_object)) {
+		s = get_string(e, "code");
+		snprintf(ret->error_code, sizeof(ret->error_code), "%s",
+			 s ? s : "error");
+		s = get_string(e, "message");
+		snprintf(ret->error_message, sizeof(ret->error_message), "%s",
+			 s ? s : "");
+	}
+	if (!ret->status && !ret->error_code[0]) {
+		snprintf(err, err_size,
+			 "batch output line '%.64s': neither a response nor "
+			 "an error", ret->custom_id);
+		goto fail;
+	}
+	json_object_put(o);
+	return 0;
+oom:
+	snprintf(err, err_size, "batch output line: out of memory");
+fail:
+	json_object_put(o);
+	batch_output_clear(ret);
+	return -1;
 }

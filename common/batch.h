@@ -160,4 +160,42 @@ enum batch_result batch_file_delete(struct batch_client *c,
 				    const char *file_id, char *err,
 				    size_t err_size);
 
+/**
+ * @brief One line of a batch's input file: {"custom_id": ID, "method":
+ * "POST", "url": "/v1/chat/completions", "body": BODY} and a newline,
+ * BODY the request's JSON text as it is (llm_request_body()), which
+ * must be one line, as JSONL wants.
+ * @returns the line, malloc'ed (*ret_len bytes, NUL-terminated), or NULL
+ *          when out of memory or when body holds a line break.
+ */
+char *batch_request_line(const char *custom_id, const char *body,
+			 size_t body_len, size_t *ret_len);
+
+/** One line of a batch's output or error file. */
+struct batch_output {
+	char *custom_id;      /**< as the input line gave it */
+	long status;          /**< the answer's HTTP status; 0 when none
+			        *  came (then error_code says why) */
+	char *body;           /**< the answer's body, JSON text (a chat
+			        *  completion, or an API error), NULL with
+			        *  no answer; a body that was no JSON
+			        *  object comes as its text */
+	size_t body_len;
+	char error_code[64];  /**< error.code ("batch_expired",
+			        *  "batch_cancelled", "request_timeout"...),
+			        *  "" when none */
+	char error_message[256]; /**< error.message, cut to fit, or "" */
+};
+
+/**
+ * @brief Read one output or error file line (without its newline).
+ * @returns 0 with *ret filled (free with batch_output_clear()), or -1
+ *          with the reason in err (not such a line, or out of memory).
+ */
+int batch_output_parse(const char *line, size_t len, struct batch_output *ret,
+		       char *err, size_t err_size);
+
+/** Free what batch_output_parse() filled in; accepts a zeroed one. */
+void batch_output_clear(struct batch_output *o);
+
 #endif

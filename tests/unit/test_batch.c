@@ -193,24 +193,29 @@ static struct batch_client *client_for(unsigned port, const char *key,
 	return c;
 }
 
-static const char *line(char *buf, size_t size, const char *id,
-			const char *text)
+/* An input line (batch_request_line()) asking about text. */
+static char *line(const char *id, const char *text)
 {
-	snprintf(buf, size,
-		 "{\"custom_id\":\"%s\",\"method\":\"POST\","
-		 "\"url\":\"/v1/chat/completions\",\"body\":{\"model\":"
-		 "\"gpt-4o-mini\",\"response_format\":{\"type\":"
+	char body[512];
+	size_t len;
+	char *out;
+
+	snprintf(body, sizeof(body),
+		 "{\"model\":\"gpt-4o-mini\",\"response_format\":{\"type\":"
 		 "\"json_object\"},\"messages\":[{\"role\":\"user\","
-		 "\"content\":\"%s\"}]}}\n",
-		 id, text);
-	return buf;
+		 "\"content\":\"%s\"}]}",
+		 text);
+	out = batch_request_line(id, body, strlen(body), &len);
+	assert_non_null(out);
+	assert_int_equal(strlen(out), len);
+	return out;
 }
 
 /* A JSONL of n lines: "r0".."r{n-1}", "Person N is a 2N-year-old cook";
  * with busy, the last one's text asks for the scripted 503. */
 static char *people(size_t n, bool busy)
 {
-	char id[32], text[96], buf[512];
+	char id[32], text[96], *l;
 	char *out = NULL;
 	size_t size = 0, i;
 	FILE *f = open_memstream(&out, &size);
@@ -224,7 +229,9 @@ static char *people(size_t n, bool busy)
 			snprintf(text, sizeof(text),
 				 "Person %zu is a %zu-year-old cook", i,
 				 20 + i);
-		fputs(line(buf, sizeof(buf), id, text), f);
+		l = line(id, text);
+		fputs(l, f);
+		free(l);
 	}
 	assert_int_equal(fclose(f), 0);
 	return out;
@@ -261,15 +268,96 @@ static void run_batch(struct batch_client *c, const char *jsonl,
 	wait_final(c, info->id, info);
 }
 
-static size_t count(const char *hay, const char *needle)
+/* Each line of a downloaded file, parsed (at most max). */
+static size_t outputs(const char *data, struct batch_output *out,
+		      size_t max)
 {
+	const char *p = data, *eol;
+	char err[256];
 	size_t n = 0;
 
-	while ((hay = strstr(hay, needle))) {
+	for (; *p; p = eol + 1) {
+		eol = strchr(p, '\n');
+		assert_non_null(eol);
+		assert_true(n < max);
+		if (batch_output_parse(p, (size_t)(eol - p), &out[n], err,
+				       sizeof(err)))
+			fail_msg("output line %zu: %s", n, err);
 		n++;
-		hay += strlen(needle);
 	}
 	return n;
+}
+
+/* Input lines: custom_id escaped as JSON wants, the body as it is, one
+ * line; a body with a line break is refused. */
+static void test_request_line(void **state)
+{
+	const char *body = "{\"model\":\"m\",\"n\":[1,2]}";
+	char *l;
+	size_t len;
+
+	(void)state;
+	l = batch_request_line("texts/0/42 \"q\"", body, strlen(body), &len);
+	assert_non_null(l);
+	assert_string_equal(l, "{\"custom_id\":\"texts/0/42 \\\"q\\\"\","
+			       "\"method\":\"POST\",\"url\":"
+			       "\"/v1/chat/completions\",\"body\":"
+			       "{\"model\":\"m\",\"n\":[1,2]}}\n");
+	assert_int_equal(len, strlen(l));
+	free(l);
+	assert_null(batch_request_line("x", "{\"a\":\n1}", 8, &len));
+	assert_null(batch_request_line("x", "{}\r", 3, &len));
+}
+
+/* Output lines: an answer, an error answer, no answer; lines that are
+ * not output lines are refused. */
+static void test_output_parse(void **state)
+{
+	static const char *const bad[] = {
+		"not json", "[]", "{}", "{\"custom_id\":\"x\"}",
+		"{\"custom_id\":\"x\",\"response\":{\"status_code\":\"200\"}}",
+		"{\"custom_id\":\"x\",\"response\":{\"status_code\":7}}",
+		"{\"custom_id\":\"x\",\"error\":null} trailing",
+	};
+	const char *ok = "{\"id\":\"r1\",\"custom_id\":\"t/0/1\","
+			 "\"response\":{\"status_code\":200,\"request_id\":"
+			 "\"q\",\"body\":{\"a\":\"x/y\"}},\"error\":null}";
+	const char *none = "{\"custom_id\":\"t/0/2\",\"response\":null,"
+			   "\"error\":{\"code\":\"batch_expired\","
+			   "\"message\":\"too late\"}}";
+	const char *text = "{\"custom_id\":\"t/0/3\",\"response\":"
+			   "{\"status_code\":200,\"body\":\"{\\\"cut\"},"
+			   "\"error\":null}";
+	struct batch_output o;
+	char err[256];
+	size_t i;
+
+	(void)state;
+	assert_int_equal(batch_output_parse(ok, strlen(ok), &o, err,
+					    sizeof(err)), 0);
+	assert_string_equal(o.custom_id, "t/0/1");
+	assert_int_equal(o.status, 200);
+	assert_string_equal(o.body, "{\"a\":\"x/y\"}");
+	assert_int_equal(o.body_len, strlen(o.body));
+	assert_string_equal(o.error_code, "");
+	batch_output_clear(&o);
+	assert_int_equal(batch_output_parse(none, strlen(none), &o, err,
+					    sizeof(err)), 0);
+	assert_int_equal(o.status, 0);
+	assert_null(o.body);
+	assert_string_equal(o.error_code, "batch_expired");
+	assert_string_equal(o.error_message, "too late");
+	batch_output_clear(&o);
+	assert_int_equal(batch_output_parse(text, strlen(text), &o, err,
+					    sizeof(err)), 0);
+	assert_string_equal(o.body, "{\"cut");
+	batch_output_clear(&o);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(batch_output_parse(bad[i], strlen(bad[i]), &o,
+						    err, sizeof(err)), -1);
+		assert_null(o.custom_id);
+		assert_true(err[0] != '\0');
+	}
 }
 
 /* Upload, create with metadata, poll until completed, download both
@@ -278,10 +366,11 @@ static void test_round_trip(void **state)
 {
 	struct batch_client *c = client_for(sims[SIM_MAIN].port, NULL, LIMIT);
 	const char *meta[] = { "source", "texts/0/100-104", "run", "unit" };
-	char err[512], file[BATCH_ID_MAX], *data = NULL;
+	char err[512], file[BATCH_ID_MAX], *data = NULL, want[96];
 	char *jsonl = people(5, true);
+	struct batch_output out[8];
 	struct batch_info info, done;
-	size_t len = 0;
+	size_t len = 0, i;
 
 	(void)state;
 	assert_int_equal(batch_file_upload(c, "people.jsonl", jsonl,
@@ -315,19 +404,29 @@ static void test_round_trip(void **state)
 					    &len, err, sizeof(err)),
 			 BATCH_OK);
 	assert_int_equal(strlen(data), len);
-	assert_int_equal(count(data, "\n"), 4);
-	assert_int_equal(count(data, "\"status_code\":200"), 4);
-	assert_non_null(strstr(data, "\"custom_id\":\"r0\""));
-	assert_non_null(strstr(data, "Person 3"));
-	assert_null(strstr(data, "\"custom_id\":\"r4\""));
+	assert_int_equal(outputs(data, out, 8), 4);
+	for (i = 0; i < 4; i++) {
+		snprintf(want, sizeof(want), "r%zu", i);
+		assert_string_equal(out[i].custom_id, want);
+		assert_int_equal(out[i].status, 200);
+		assert_string_equal(out[i].error_code, "");
+		snprintf(want, sizeof(want),
+			 "\\\"name\\\":\\\"Person %zu\\\",\\\"age\\\":%zu,",
+			 i, 20 + i);
+		assert_non_null(strstr(out[i].body, want));
+		assert_non_null(strstr(out[i].body, "\"chat.completion\""));
+		batch_output_clear(&out[i]);
+	}
 	free(data);
 	data = NULL;
 	assert_int_equal(batch_file_content(c, done.error_file_id, &data, &len,
 					    err, sizeof(err)),
 			 BATCH_OK);
-	assert_int_equal(count(data, "\n"), 1);
-	assert_non_null(strstr(data, "\"custom_id\":\"r4\""));
-	assert_non_null(strstr(data, "\"status_code\":503"));
+	assert_int_equal(outputs(data, out, 8), 1);
+	assert_string_equal(out[0].custom_id, "r4");
+	assert_int_equal(out[0].status, 503);
+	assert_non_null(strstr(out[0].body, "\"message\":\"try later\""));
+	batch_output_clear(&out[0]);
 	free(data);
 	data = NULL;
 
@@ -459,9 +558,10 @@ static void test_expired(void **state)
 {
 	struct batch_client *c = client_for(sims[SIM_EXPIRE].port, NULL,
 					    LIMIT);
-	char *jsonl = people(4, false), *data = NULL, err[512];
+	char *jsonl = people(4, false), *data = NULL, err[512], want[16];
+	struct batch_output out[4];
 	struct batch_info info;
-	size_t len;
+	size_t len, i;
 
 	(void)state;
 	run_batch(c, jsonl, &info);
@@ -472,7 +572,16 @@ static void test_expired(void **state)
 	assert_int_equal(batch_file_content(c, info.error_file_id, &data, &len,
 					    err, sizeof(err)),
 			 BATCH_OK);
-	assert_int_equal(count(data, "\"code\":\"batch_expired\""), 2);
+	assert_int_equal(outputs(data, out, 4), 2);
+	for (i = 0; i < 2; i++) {
+		snprintf(want, sizeof(want), "r%zu", i + 2);
+		assert_string_equal(out[i].custom_id, want);
+		assert_int_equal(out[i].status, 0);
+		assert_null(out[i].body);
+		assert_string_equal(out[i].error_code, "batch_expired");
+		assert_true(out[i].error_message[0] != '\0');
+		batch_output_clear(&out[i]);
+	}
 	free(data);
 	run_batch(c, jsonl, &info);
 	assert_int_equal(info.status, BATCH_COMPLETED);
@@ -609,6 +718,8 @@ static void test_llmsim_exits_zero(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_request_line),
+		cmocka_unit_test(test_output_parse),
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_missing_batch),
 		cmocka_unit_test(test_bad_ids),
