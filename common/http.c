@@ -432,13 +432,9 @@ static enum http_result transport_result(struct http_client *c, CURLcode rc)
 	}
 }
 
-enum http_result http_post_json(struct http_client *c, const char *url,
-				const char *body, size_t body_len,
-				struct http_response *resp, char *err,
-				size_t err_size)
+/* Forget the last call's answer, and aim at url. */
+static void call_begin(struct http_client *c, const char *url)
 {
-	CURLcode rc;
-
 	c->len = 0;
 	if (c->buf)
 		c->buf[0] = '\0';
@@ -454,9 +450,15 @@ enum http_result http_post_json(struct http_client *c, const char *url,
 	c->reset_tokens_ms = -1;
 	c->errbuf[0] = '\0';
 	curl_easy_setopt(c->curl, CURLOPT_URL, url);
-	curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE,
-			 (curl_off_t)body_len);
+	curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, NULL);
+}
+
+/* Make the call set up since call_begin() and report how it ended. */
+static enum http_result call_perform(struct http_client *c,
+				     struct http_response *resp, char *err,
+				     size_t err_size)
+{
+	CURLcode rc;
 
 	rc = curl_easy_perform(c->curl);
 	memset(resp, 0, sizeof(*resp));
@@ -487,4 +489,89 @@ enum http_result http_post_json(struct http_client *c, const char *url,
 	snprintf(err, err_size, "%s", *c->errbuf ? c->errbuf
 						  : curl_easy_strerror(rc));
 	return transport_result(c, rc);
+}
+
+enum http_result http_post_json(struct http_client *c, const char *url,
+				const char *body, size_t body_len,
+				struct http_response *resp, char *err,
+				size_t err_size)
+{
+	call_begin(c, url);
+	curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE,
+			 (curl_off_t)body_len);
+	return call_perform(c, resp, err, err_size);
+}
+
+enum http_result http_get(struct http_client *c, const char *url,
+			  struct http_response *resp, char *err,
+			  size_t err_size)
+{
+	call_begin(c, url);
+	curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
+	return call_perform(c, resp, err, err_size);
+}
+
+enum http_result http_delete(struct http_client *c, const char *url,
+			     struct http_response *resp, char *err,
+			     size_t err_size)
+{
+	call_begin(c, url);
+	curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, "DELETE");
+	return call_perform(c, resp, err, err_size);
+}
+
+enum http_result http_post_form(struct http_client *c, const char *url,
+				const struct http_form_part *parts, size_t n,
+				struct http_response *resp, char *err,
+				size_t err_size)
+{
+	curl_mime *mime = curl_mime_init(c->curl);
+	curl_mimepart *part;
+	enum http_result res;
+	size_t i;
+
+	if (!mime)
+		goto oom;
+	for (i = 0; i < n; i++) {
+		part = curl_mime_addpart(mime);
+		if (!part ||
+		    curl_mime_name(part, parts[i].name) != CURLE_OK ||
+		    curl_mime_data(part, parts[i].data, parts[i].len) !=
+			    CURLE_OK ||
+		    (parts[i].filename &&
+		     curl_mime_filename(part, parts[i].filename) != CURLE_OK) ||
+		    (parts[i].type &&
+		     curl_mime_type(part, parts[i].type) != CURLE_OK))
+			goto oom;
+	}
+	call_begin(c, url);
+	curl_easy_setopt(c->curl, CURLOPT_MIMEPOST, mime);
+	/* The client's list but its first line, "Content-Type:
+	 * application/json": libcurl writes the form's own, with its
+	 * boundary. */
+	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers->next);
+	res = call_perform(c, resp, err, err_size);
+	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
+	curl_easy_setopt(c->curl, CURLOPT_MIMEPOST, NULL);
+	curl_mime_free(mime);
+	return res;
+oom:
+	curl_mime_free(mime);
+	snprintf(err, err_size, "cannot build the form: out of memory");
+	return HTTP_ERR_TRANSPORT;
+}
+
+char *http_take_body(struct http_client *c, size_t *ret_len)
+{
+	char *body = c->buf;
+
+	if (!body)
+		body = calloc(1, 1);
+	else
+		c->buf = NULL;
+	*ret_len = body ? c->len : 0;
+	c->len = c->cap = 0;
+	return body;
 }

@@ -112,4 +112,41 @@ enum http_result http_post_json(struct http_client *c, const char *url,
 				struct http_response *resp, char *err,
 				size_t err_size);
 
+/** @brief GET url and wait for the answer (as http_post_json()). */
+enum http_result http_get(struct http_client *c, const char *url,
+			  struct http_response *resp, char *err,
+			  size_t err_size);
+
+/** @brief DELETE url and wait for the answer (as http_post_json()). */
+enum http_result http_delete(struct http_client *c, const char *url,
+			     struct http_response *resp, char *err,
+			     size_t err_size);
+
+/** One field of a multipart/form-data body. */
+struct http_form_part {
+	const char *name;
+	const char *data;       /**< its bytes (copied by libcurl when the
+				  *  form is built) */
+	size_t len;
+	const char *filename;   /**< NULL: a plain field; else a file's */
+	const char *type;       /**< NULL, or the part's Content-Type */
+};
+
+/**
+ * @brief POST a multipart/form-data body of n parts (a file upload) and
+ * wait for the answer (as http_post_json()); an out-of-memory while
+ * building the form is HTTP_ERR_TRANSPORT.
+ */
+enum http_result http_post_form(struct http_client *c, const char *url,
+				const struct http_form_part *parts, size_t n,
+				struct http_response *resp, char *err,
+				size_t err_size);
+
+/**
+ * @brief Take the last answer's body (NUL-terminated, *ret_len bytes):
+ * the caller frees it, and resp->body of that call is no longer valid.
+ * @returns the body, or NULL when out of memory.
+ */
+char *http_take_body(struct http_client *c, size_t *ret_len);
+
 #endif

@@ -12,8 +12,11 @@ exact concurrency oracle, /reset, 400/404/413, --rpm/--tpm limiting (and
 --no-rate-headers), --capacity (never more computing than N, the rest
 queued in order, a queued client that leaves freeing its place), seeded
 determinism, prompt caching (cached_tokens for a repeated prefix, from
---cache-min-tokens) and --reasoning-tokens, and a clean exit 0 on SIGTERM
-even with a held or queued connection.
+--cache-min-tokens) and --reasoning-tokens, the Files and Batch APIs
+(upload, create, poll, download, a line's fault in the error file,
+--batch-expire, cancel, delete, failed batches for bad input files, the
+key, the batch counters in /stats), and a clean exit 0 on SIGTERM even
+with a held or queued connection.
 
 Standard library only (tests/lib/llmsim.py starts each llmsim); every
 llmsim is killed in a finally block.
@@ -854,6 +857,422 @@ def test_shutdown_with_held(sim):
     assert outcome and outcome[0] != "answered", outcome
 
 
+# ---- files and batches -----------------------------------------------------
+
+BOUNDARY = "llmsim-test-boundary-5c1e"
+
+
+def form(fields):
+    """A multipart/form-data body: fields are (name, bytes, filename)."""
+    out = b""
+    for name, value, filename in fields:
+        disp = 'form-data; name="%s"' % name
+        if filename:
+            disp += '; filename="%s"' % filename
+        out += ("--%s\r\nContent-Disposition: %s\r\n" %
+                (BOUNDARY, disp)).encode()
+        if filename:
+            out += b"Content-Type: application/octet-stream\r\n"
+        out += b"\r\n" + value + b"\r\n"
+    return out + ("--%s--\r\n" % BOUNDARY).encode()
+
+
+FORM_HEADERS = {"Content-Type":
+                "multipart/form-data; boundary=" + BOUNDARY}
+
+
+def batch_line(custom_id, text, mode="json_schema"):
+    return {"custom_id": custom_id, "method": "POST",
+            "url": "/v1/chat/completions", "body": payload(text, mode)}
+
+
+def jsonl(lines):
+    return "".join(json.dumps(x) + "\n" for x in lines).encode()
+
+
+def upload(sim, data, filename="in.jsonl", purpose=b"batch"):
+    """Returns (status, parsed body)."""
+    status, _, body = sim.request(
+        "POST", "/v1/files",
+        form([("purpose", purpose, None), ("file", data, filename)]),
+        headers=FORM_HEADERS)
+    return status, json.loads(body)
+
+
+def check_file_object(f, size, filename, purpose="batch"):
+    assert f["object"] == "file" and f["id"].startswith("file-"), f
+    assert f["bytes"] == size and f["filename"] == filename, f
+    assert f["purpose"] == purpose and isinstance(f["created_at"], int), f
+    assert f["status"] == "processed", f
+
+
+BATCH_KEYS = ("id", "object", "endpoint", "errors", "input_file_id",
+              "completion_window", "status", "output_file_id",
+              "error_file_id", "created_at", "in_progress_at", "expires_at",
+              "finalizing_at", "completed_at", "failed_at", "expired_at",
+              "cancelling_at", "cancelled_at", "request_counts", "metadata")
+
+
+def create_batch(sim, file_id, metadata=None, expect=200):
+    req = {"input_file_id": file_id, "endpoint": "/v1/chat/completions",
+           "completion_window": "24h"}
+    if metadata is not None:
+        req["metadata"] = metadata
+    status, _, data = sim.request("POST", "/v1/batches", req)
+    assert status == expect, (status, data)
+    b = json.loads(data)
+    if expect == 200:
+        for k in BATCH_KEYS:
+            assert k in b, (k, b)
+        assert b["object"] == "batch" and b["id"].startswith("batch_"), b
+        assert b["status"] == "validating", b
+        assert b["input_file_id"] == file_id, b
+        assert b["completion_window"] == "24h", b
+        assert b["expires_at"] == b["created_at"] + 24 * 3600, b
+    return b
+
+
+def get_batch(sim, batch_id):
+    status, _, data = sim.request("GET", "/v1/batches/" + batch_id)
+    assert status == 200, (status, data)
+    return json.loads(data)
+
+
+def wait_batch(sim, batch_id, timeout=30.0):
+    """Poll until the batch ends; returns (batch, statuses seen)."""
+    end = time.monotonic() + timeout
+    seen = []
+    while True:
+        b = get_batch(sim, batch_id)
+        seen.append(b["status"])
+        if b["status"] not in ("validating", "in_progress", "finalizing",
+                               "cancelling"):
+            return b, seen
+        assert time.monotonic() < end, seen
+        time.sleep(0.05)
+
+
+def file_lines(sim, file_id):
+    """The JSONL lines of a file, parsed, by custom_id (in order)."""
+    if file_id is None:
+        return {}
+    status, hdrs, data = sim.request("GET", "/v1/files/%s/content" % file_id)
+    assert status == 200, (status, data)
+    out = {}
+    for line in data.decode().splitlines():
+        x = json.loads(line)
+        assert x["id"].startswith("batch_req_"), x
+        assert x["custom_id"] not in out, x
+        out[x["custom_id"]] = x
+    return out
+
+
+def test_batch_roundtrip(sim):
+    """Upload, create, poll until completed (never before
+    --batch-delay-ms), download: every Person right in the output file in
+    input order, a scripted 503 and a bad body in the error file with
+    their responses, request_counts, usage and /stats exact; metadata
+    kept; files listed and deleted."""
+    sim.reset()
+    people = [("p%04d" % i, "Person %d is a %d-year-old tester" %
+               (i, 20 + i % 50)) for i in range(300)]
+    lines = [batch_line(cid, text, MODES[i % len(MODES)])
+             for i, (cid, text) in enumerate(people)]
+    lines.append(batch_line("busy", "SCRIPTED-503 now"))
+    bad = batch_line("bad-body", "x")
+    bad["body"]["messages"] = []
+    lines.append(bad)
+    lines.append(batch_line("nobody", "The weather is nice today."))
+    data = jsonl(lines)
+    status, f = upload(sim, data, "people.jsonl")
+    assert status == 200, f
+    check_file_object(f, len(data), "people.jsonl")
+    status, _, got = sim.request("GET", "/v1/files/%s/content" % f["id"])
+    assert status == 200 and got == data, (status, len(got), len(data))
+    t0 = time.monotonic()
+    b = create_batch(sim, f["id"], metadata={"source": "texts/0/0-299"})
+    b, seen = wait_batch(sim, b["id"])
+    took = time.monotonic() - t0
+    assert took >= 1.0, (took, seen)    # --batch-delay-ms 1000
+    assert b["status"] == "completed", b
+    assert b["metadata"] == {"source": "texts/0/0-299"}, b
+    n = len(lines)
+    assert b["request_counts"] == {"total": n, "completed": n - 2,
+                                   "failed": 2}, b
+    for k in ("in_progress_at", "finalizing_at", "completed_at"):
+        assert isinstance(b[k], int) and b[k] >= b["created_at"], b
+    assert b["failed_at"] is None and b["cancelled_at"] is None, b
+    out = file_lines(sim, b["output_file_id"])
+    err = file_lines(sim, b["error_file_id"])
+    assert list(out) == [cid for cid, _ in people] + ["nobody"], list(out)
+    tokens = 0
+    for i, (cid, text) in enumerate(people):
+        x = out[cid]
+        assert x["error"] is None, x
+        r = x["response"]
+        assert r["status_code"] == 200 and r["request_id"], r
+        mode = MODES[i % len(MODES)]
+        name = "Person %d" % i
+        assert answer_text(r["body"], mode) == compact(
+            {"name": name, "age": 20 + i % 50, "occupation": "tester"}), r
+        tokens += r["body"]["usage"]["total_tokens"]
+    nobody = out["nobody"]["response"]["body"]
+    assert answer_text(nobody, "json_schema") is None, nobody
+    tokens += nobody["usage"]["total_tokens"]
+    assert set(err) == {"busy", "bad-body"}, err
+    busy = err["busy"]
+    assert busy["error"] is None, busy
+    assert busy["response"]["status_code"] == 503, busy
+    assert busy["response"]["body"]["error"]["code"] == "busy", busy
+    assert err["bad-body"]["response"]["status_code"] == 400, err
+    usage = b["usage"]
+    assert usage["total_tokens"] == tokens, (usage, tokens)
+    assert usage["input_tokens"] + usage["output_tokens"] == tokens, usage
+    # the files: output ones are batch_output, named after the batch
+    status, _, meta = sim.request("GET", "/v1/files/" + b["output_file_id"])
+    assert status == 200, meta
+    meta = json.loads(meta)
+    assert meta["purpose"] == "batch_output", meta
+    assert meta["filename"] == b["id"] + "_output.jsonl", meta
+    st = sim.stats()
+    assert st["batches_created"] == 1 and st["batch_requests"] == n, st
+    assert st["batch_tokens"] == tokens, (st, tokens)
+    assert st["requests"] == 0 and st["tokens"] == 0, st
+    assert st["files"] == 3, st
+    # delete: gone for good, and counted out
+    for fid in (f["id"], b["output_file_id"], b["error_file_id"]):
+        status, _, data = sim.request("DELETE", "/v1/files/" + fid)
+        assert status == 200, data
+        assert json.loads(data) == {"id": fid, "object": "file",
+                                    "deleted": True}, data
+        expect_error(sim.request("GET", "/v1/files/%s/content" % fid), 404)
+        expect_error(sim.request("DELETE", "/v1/files/" + fid), 404)
+    st = sim.stats()
+    assert st["files"] == 0 and st["file_bytes"] == 0, st
+    # the batch still answers, naming its (deleted) files
+    assert get_batch(sim, b["id"])["status"] == "completed"
+    sim.reset()
+    st = sim.stats()
+    assert st["batches_created"] == 0 and st["batch_requests"] == 0, st
+    assert st["batch_tokens"] == 0, st
+
+
+def run_batch(sim, lines):
+    status, f = upload(sim, jsonl(lines))
+    assert status == 200, f
+    b, _ = wait_batch(sim, create_batch(sim, f["id"])["id"])
+    return b, file_lines(sim, b["output_file_id"]), \
+        file_lines(sim, b["error_file_id"])
+
+
+def test_batch_faults(faults):
+    """A line's fault lands as a live request's would: an HTTP error in
+    the error file with its response, the timeout fault there with
+    error request_timeout and no response, the malformed one in the
+    output file with the cut body as a string; each counted in faults."""
+    lines = [batch_line("l%d" % i,
+                        "John Smith is a 30-year-old software engineer")
+             for i in range(3)]
+    for kind, status in (("500", 500), ("429", 429), ("quota", 429)):
+        sim = faults[kind]
+        before = sim.stats()
+        b, out, err = run_batch(sim, lines)
+        assert b["status"] == "completed", b
+        assert b["request_counts"] == {"total": 3, "completed": 0,
+                                       "failed": 3}, b
+        assert b["output_file_id"] is None and not out, b
+        for x in err.values():
+            assert x["error"] is None, x
+            assert x["response"]["status_code"] == status, x
+            assert x["response"]["body"]["error"]["message"], x
+        after = sim.stats()
+        assert after["faults"][kind] == before["faults"][kind] + 3, after
+        assert after["requests"] == before["requests"], after
+    b, out, err = run_batch(faults["timeout"], lines)
+    assert b["request_counts"]["failed"] == 3 and not out, b
+    for x in err.values():
+        assert x["response"] is None, x
+        assert x["error"]["code"] == "request_timeout", x
+        assert x["error"]["message"], x
+    b, out, err = run_batch(faults["malformed"], lines)
+    assert b["request_counts"]["completed"] == 3 and not err, b
+    for x in out.values():
+        body = x["response"]["body"]
+        assert isinstance(body, str) and body.startswith('{"id":'), x
+        try:
+            json.loads(body)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("malformed batch line is JSON: %r" % body)
+    b, out, err = run_batch(faults["invalid"], lines)
+    assert b["request_counts"]["completed"] == 3, b
+    for x in out.values():
+        got = json.loads(answer_text(x["response"]["body"], "json_schema"))
+        assert got["age"] == "thirty", got
+
+
+def test_batch_expire(sim):
+    """--batch-expire 1: the first batch expires, its first half
+    answered and the rest in the error file as batch_expired; the next
+    one completes."""
+    sim.reset()
+    lines = [batch_line("e%d" % i, "Ann Lee is a %d-year-old pupil" % i)
+             for i in range(1, 8)]
+    b, out, err = run_batch(sim, lines)
+    assert b["status"] == "expired", b
+    assert isinstance(b["expired_at"], int) and b["completed_at"] is None, b
+    assert b["request_counts"] == {"total": 7, "completed": 3,
+                                   "failed": 4}, b
+    assert list(out) == ["e1", "e2", "e3"], out
+    assert list(err) == ["e4", "e5", "e6", "e7"], err
+    for x in err.values():
+        assert x["response"] is None, x
+        assert x["error"]["code"] == "batch_expired", x
+    assert sim.stats()["batch_requests"] == 3
+    b, out, err = run_batch(sim, lines)
+    assert b["status"] == "completed" and len(out) == 7 and not err, b
+    st = sim.stats()
+    assert st["batches_created"] == 2 and st["batch_requests"] == 10, st
+
+
+def test_batch_cancel(sim):
+    """--batch-delay-ms 60000: in progress until cancelled; the cancel
+    answers "cancelling", then it is "cancelled" with every line in the
+    error file as batch_cancelled and none answered; a second cancel
+    returns it as it is; a completed batch cannot be cancelled."""
+    sim.reset()
+    lines = [batch_line("c%d" % i, "Bo Li is a 7-year-old pupil")
+             for i in range(4)]
+    status, f = upload(sim, jsonl(lines))
+    assert status == 200, f
+    b = create_batch(sim, f["id"])
+    got = get_batch(sim, b["id"])
+    assert got["status"] == "in_progress", got
+    assert got["request_counts"] == {"total": 4, "completed": 0,
+                                     "failed": 0}, got
+    status, _, data = sim.request("POST", "/v1/batches/%s/cancel" % b["id"])
+    assert status == 200, data
+    c = json.loads(data)
+    assert c["status"] == "cancelling" and c["cancelling_at"], c
+    got = get_batch(sim, b["id"])
+    assert got["status"] == "cancelled" and got["cancelled_at"], got
+    assert got["output_file_id"] is None, got
+    assert got["request_counts"] == {"total": 4, "completed": 0,
+                                     "failed": 4}, got
+    err = file_lines(sim, got["error_file_id"])
+    assert list(err) == ["c0", "c1", "c2", "c3"], err
+    for x in err.values():
+        assert x["error"]["code"] == "batch_cancelled", x
+    status, _, data = sim.request("POST", "/v1/batches/%s/cancel" % b["id"])
+    assert status == 200 and json.loads(data)["status"] == "cancelled", data
+    st = sim.stats()
+    assert st["batches_created"] == 1 and st["batch_requests"] == 0, st
+
+
+def test_batch_cancel_done(sim):
+    """A completed batch (--batch-delay-ms 0) cannot be cancelled: 400."""
+    b, _, _ = run_batch(sim, [batch_line("x", "Bo Li is a 7-year-old pupil")])
+    assert b["status"] == "completed", b
+    expect_error(sim.request("POST", "/v1/batches/%s/cancel" % b["id"]), 400,
+                 "invalid_request_error")
+
+
+def test_batch_invalid(sim):
+    """Input files that are not batch lines make failed batches naming
+    the lines; bad requests get OpenAI's error shape."""
+    good = batch_line("g", "Bo Li is a 7-year-old pupil")
+    wrong_url = dict(good, custom_id="u", url="/v1/embeddings")
+    no_body = {"custom_id": "n", "method": "POST",
+               "url": "/v1/chat/completions"}
+    for data, codes in (
+            (jsonl([good]) + b"{not json\n" + jsonl([wrong_url, no_body]),
+             [("invalid_json_line", 2), ("invalid_request", 3),
+              ("invalid_request", 4)]),
+            (jsonl([good, good]), [("duplicate_custom_id", None)]),
+            (b"\n\n", [("empty_file", None)])):
+        status, f = upload(sim, data)
+        assert status == 200, f
+        b = create_batch(sim, f["id"])
+        got = get_batch(sim, b["id"])
+        assert got["status"] == "failed" and got["failed_at"], got
+        assert got["errors"]["object"] == "list", got
+        assert [(e["code"], e["line"]) for e in got["errors"]["data"]] == \
+            codes, got["errors"]
+        assert all(e["message"] for e in got["errors"]["data"]), got
+        assert got["output_file_id"] is None, got
+    status, f = upload(sim, jsonl([good]))
+    fid = f["id"]
+    for req, param in (
+            ({"input_file_id": "file-nope", "endpoint": "/v1/chat/completions",
+              "completion_window": "24h"}, "input_file_id"),
+            ({"input_file_id": fid, "endpoint": "/v1/embeddings",
+              "completion_window": "24h"}, "endpoint"),
+            ({"input_file_id": fid, "endpoint": "/v1/chat/completions",
+              "completion_window": "1h"}, "completion_window"),
+            ({"input_file_id": fid, "endpoint": "/v1/chat/completions",
+              "completion_window": "24h", "metadata": {"n": 1}}, "metadata"),
+            ({"endpoint": "/v1/chat/completions",
+              "completion_window": "24h"}, "input_file_id")):
+        r = sim.request("POST", "/v1/batches", req)
+        expect_error(r, 400, "invalid_request_error")
+        assert json.loads(r[2])["error"]["param"] == param, (req, r)
+    expect_error(sim.request("POST", "/v1/batches", "{nope"), 400)
+    expect_error(sim.request("GET", "/v1/batches/batch_nope"), 404)
+    expect_error(sim.request("POST", "/v1/batches/batch_nope/cancel"), 404)
+    expect_error(sim.request("GET", "/v1/files/file-nope/content"), 404)
+    expect_error(sim.request("GET", "/v1/batches"), 405)
+    expect_error(sim.request("DELETE", "/v1/batches/x"), 405)
+    expect_error(sim.request("GET", "/v1/files/%s/other" % fid), 404)
+    # uploads: purpose batch only, both fields needed, a real form
+    status, err = upload(sim, b"x", purpose=b"fine-tune")
+    assert status == 400 and err["error"]["param"] == "purpose", err
+    status, _, data = sim.request(
+        "POST", "/v1/files", form([("purpose", b"batch", None)]),
+        headers=FORM_HEADERS)
+    assert status == 400 and json.loads(data)["error"]["param"] == "file", \
+        data
+    expect_error(sim.request("POST", "/v1/files", "{}"), 400)
+    expect_error(sim.request("POST", "/v1/files", b"--x\r\nbroken",
+                             headers=FORM_HEADERS), 400)
+    # past the chat body cap (8 MiB) a file still uploads whole; a body
+    # announced past 200 MB (and the form's room) is refused unread
+    big = (b"x" * 1023 + b"\n") * (10 << 10)
+    status, f = upload(sim, big, "big.jsonl")
+    assert status == 200 and f["bytes"] == len(big), f
+    status, _, data = sim.request("DELETE", "/v1/files/" + f["id"])
+    assert status == 200, data
+    s = socket.create_connection(("127.0.0.1", sim.port), timeout=5)
+    try:
+        s.sendall(b"POST /v1/files HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: " + FORM_HEADERS["Content-Type"].encode() +
+                  b"\r\nContent-Length: 300000000\r\n\r\n--")
+        head = s.recv(4096).decode("latin-1")
+        assert head.startswith("HTTP/1.1 413"), head
+    finally:
+        s.close()
+    # a file's bytes come back as sent, CR LF and boundary-like text too
+    tricky = b"--" + BOUNDARY.encode() + b"x\r\n\r\n\x00\xff end"
+    status, f = upload(sim, tricky, "tricky.bin")
+    assert status == 200, f
+    check_file_object(f, len(tricky), "tricky.bin")
+    status, _, data = sim.request("GET", "/v1/files/%s/content" % f["id"])
+    assert status == 200 and data == tricky, data
+
+
+def test_batch_key(sim, key):
+    """With --api-key-file the files and batches need the key too."""
+    expect_error(sim.request("GET", "/v1/batches/batch_x"), 401,
+                 "invalid_request_error", "invalid_api_key")
+    expect_error(sim.request("POST", "/v1/files", form([]),
+                             headers=dict(FORM_HEADERS,
+                                          Authorization="Bearer wrong")),
+                 401)
+    expect_error(sim.request("GET", "/v1/batches/batch_x",
+                             headers={"Authorization": "Bearer " + key}),
+                 404)
+
+
 # ---- runner ----------------------------------------------------------------
 
 def main():
@@ -903,6 +1322,13 @@ def main():
         start("seed_b", "--fault", "500=0.5", "--seed", "7",
               "--latency-ms", "1", "--jitter-ms", "1")
         start("shutdown", "--fault", "timeout=1", "--latency-ms", "5")
+        start("batch", "--answers", answers, "--batch-delay-ms", "1000")
+        start("batch_expire", "--batch-expire", "1")
+        start("batch_cancel", "--batch-delay-ms", "60000")
+        key_file = os.path.join(workdir, "key")
+        with open(key_file, "w") as f:
+            f.write("sk-llmsim-batch-key\n")
+        start("batch_key", "--api-key-file", key_file)
         fault_kinds = ("429", "quota", "500", "503", "timeout", "malformed",
                        "invalid", "refusal", "content_filter", "length",
                        "403")
@@ -942,6 +1368,15 @@ def main():
             ("capacity_leave",
              lambda: test_capacity_leave(sims["capacity_leave"])),
             ("seeded", lambda: test_seeded(sims["seed_a"], sims["seed_b"])),
+            ("batch_roundtrip", lambda: test_batch_roundtrip(sims["batch"])),
+            ("batch_faults", lambda: test_batch_faults(faults)),
+            ("batch_expire", lambda: test_batch_expire(sims["batch_expire"])),
+            ("batch_cancel", lambda: test_batch_cancel(sims["batch_cancel"])),
+            ("batch_cancel_done",
+             lambda: test_batch_cancel_done(sims["main"])),
+            ("batch_invalid", lambda: test_batch_invalid(sims["main"])),
+            ("batch_key", lambda: test_batch_key(sims["batch_key"],
+                                                 "sk-llmsim-batch-key")),
             ("shutdown_with_held",
              lambda: test_shutdown_with_held(sims["shutdown"])),
         ]

@@ -16,7 +16,10 @@ and, as the seed (seed/learn-async.md) does it, the seven
 seed texts at once with AsyncOpenAI and asyncio.gather. Each call's raw
 completion is checked too: its id, object, finish_reason and usage. And an
 error as OpenAI sends it: from an llmsim with --fault 429=1.0, the SDK must
-raise its RateLimitError with OpenAI's error code and headers.
+raise its RateLimitError with OpenAI's error code and headers. And the
+Files and Batch APIs through the SDK's types: the seven texts uploaded,
+batched, followed until completed, downloaded (each line's body a
+ChatCompletion holding the right Person), deleted, and a batch cancelled.
 
 One file, two roles:
 - the driver (this file run by ctest with the machine's python3, standard
@@ -251,10 +254,13 @@ def driver(args):
     tmp = tempfile.mkdtemp(prefix="extractd-sdk-")
     sims = []
     try:
-        for tag, faults in (("ok", None), ("429", {"429": "1.0"}),
-                            ("invalid", {"invalid": "1.0"})):
+        # The 429 one keeps its batches in progress (for the cancel).
+        for tag, faults, extra in (
+                ("ok", None, ()),
+                ("429", {"429": "1.0"}, ("--batch-delay-ms", "600000")),
+                ("invalid", {"invalid": "1.0"}, ())):
             sims.append(Llmsim(llmsim, tmp, "llmsim-" + tag, latency_ms=5,
-                               faults=faults))
+                               faults=faults, extra=extra))
         base, errors, invalid = (s.base_url for s in sims)
         say("llmsim at %s; one answering 429 at %s; one whose first answers "
             "are invalid at %s", base, errors, invalid)
@@ -459,11 +465,89 @@ def client(base_url, errors_url, invalid_url):
         failed.append("rate-limit-error")
         say("FAIL RateLimitError: %s: %s", type(e).__name__, str(e)[:3000])
 
+    try:
+        batch_check(openai, Person, base_url, errors_url)
+        passed.append("batch")
+    except Exception as e:
+        failed.append("batch")
+        say("FAIL batch: %s: %s", type(e).__name__, str(e)[:3000])
+
     say("passed: %s", ", ".join(passed) or "none")
     if failed:
         say("failed: %s", ", ".join(failed))
         return 1
     return 0
+
+
+def batch_check(openai, Person, base_url, slow_url):
+    """The Files and Batch APIs through the SDK's own types: the seed's
+    texts uploaded (files.create), batched (batches.create), followed
+    (batches.retrieve) until completed, the output downloaded
+    (files.content), each line's body a ChatCompletion holding the right
+    Person; the input deleted (files.delete); and on the llmsim whose
+    batches stay in progress, batches.cancel then "cancelled"."""
+    import time
+    from openai.types.chat import ChatCompletion
+
+    sdk = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0)
+    lines = [{"custom_id": "seed-%d" % i, "method": "POST",
+              "url": "/v1/chat/completions",
+              "body": {"model": "gpt-4o-mini",
+                       "response_format": {"type": "json_object"},
+                       "messages": [{"role": "user", "content": s[0]}]}}
+             for i, s in enumerate(SEED)]
+    data = "".join(json.dumps(x) + "\n" for x in lines).encode()
+    f = sdk.files.create(file=("seed.jsonl", data), purpose="batch")
+    assert f.object == "file" and f.bytes == len(data), f
+    assert f.purpose == "batch" and f.filename == "seed.jsonl", f
+    b = sdk.batches.create(input_file_id=f.id,
+                           endpoint="/v1/chat/completions",
+                           completion_window="24h",
+                           metadata={"source": "seed"})
+    assert b.status == "validating" and b.input_file_id == f.id, b
+    end = time.monotonic() + 30
+    while b.status in ("validating", "in_progress", "finalizing"):
+        assert time.monotonic() < end, b
+        time.sleep(0.05)
+        b = sdk.batches.retrieve(b.id)
+    assert b.status == "completed", b
+    assert b.metadata == {"source": "seed"}, b
+    counts = b.request_counts
+    assert (counts.total, counts.completed, counts.failed) == \
+        (len(SEED), len(SEED), 0), counts
+    assert b.error_file_id is None and b.output_file_id, b
+    out = sdk.files.content(b.output_file_id).content.decode()
+    got = {}
+    for line in out.splitlines():
+        x = json.loads(line)
+        assert x["error"] is None and x["response"]["status_code"] == 200, x
+        completion = ChatCompletion.model_validate(x["response"]["body"])
+        got[x["custom_id"]] = Person.model_validate_json(
+            completion.choices[0].message.content)
+    for i, (_, name, age, occ) in enumerate(SEED):
+        p = got["seed-%d" % i]
+        assert (p.name, p.age, p.occupation) == (name, age, occ), p
+    deleted = sdk.files.delete(f.id)
+    assert deleted.deleted and deleted.id == f.id, deleted
+    try:
+        sdk.files.content(f.id)
+        raise AssertionError("a deleted file's content came back")
+    except openai.NotFoundError:
+        pass
+
+    slow = openai.OpenAI(base_url=slow_url, api_key="sk-test",
+                         max_retries=0)
+    f = slow.files.create(file=("one.jsonl", data), purpose="batch")
+    b = slow.batches.create(input_file_id=f.id,
+                            endpoint="/v1/chat/completions",
+                            completion_window="24h")
+    assert slow.batches.retrieve(b.id).status == "in_progress"
+    c = slow.batches.cancel(b.id)
+    assert c.status == "cancelling" and c.cancelling_at, c
+    c = slow.batches.retrieve(b.id)
+    assert c.status == "cancelled" and c.request_counts.completed == 0, c
+    say("ok batch: %d lines through files.create, batches.create/retrieve, "
+        "files.content, files.delete; batches.cancel", len(SEED))
 
 
 def main():

@@ -9,6 +9,15 @@
  *        [--refuse-mode MODE=STATUS,...] [--cut-finish-reason R]
  *        [--served-model NAME] [--capacity N] [--no-rate-headers]
  *        [--cache-min-tokens N] [--reasoning-tokens N]
+ *        [--batch-delay-ms N] [--batch-expire N]
+ *
+ * Files and batches (sim_batch.c): POST /v1/files, GET and DELETE
+ * /v1/files/ID, GET /v1/files/ID/content, POST /v1/batches, GET
+ * /v1/batches/ID, POST /v1/batches/ID/cancel, as OpenAI's. A batch's lines
+ * are answered as chat requests are (sim_batch_line()) once
+ * --batch-delay-ms have passed; --batch-expire N makes the first N
+ * batches expire instead. /stats adds batches_created, batch_requests,
+ * batch_tokens, files and file_bytes.
  *
  * Prompt caching, as OpenAI's: a request whose prefix (the model, the
  * tool and schema definitions, and every message before the last user
@@ -101,9 +110,14 @@
  *  - parked requests, and the capacity's counters in /stats: the timer's
  *    lock (sim_timer.c). /stats and /reset take it and stats.lock one
  *    after the other, never nested.
+ *  - files and batches, and their counters: the store's lock
+ *    (sim_batch.c), held while a batch's lines are answered
+ *    (sim_batch_line(), which takes stats.lock for the prompt cache and
+ *    the fault counts). /stats and /reset take it after the others, not
+ *    nested.
  * Lock order: the timer's lock may be held while taking stats.lock (the
- * gone callback); nothing else nests, and no lock is held across a call
- * into MHD.
+ * gone callback), and so may the store's (a batch's lines); nothing else
+ * nests, and no lock is held across a call into MHD.
  *
  * Shutdown: quiesce MHD (no new connections), stop the timer (it answers
  * every delayed request and drops every held one, then waits for their
@@ -130,12 +144,15 @@
 #include <json-c/json.h>
 #include <microhttpd.h>
 
+#include "sim_batch.h"
 #include "sim_chat.h"
 #include "sim_extract.h"
 #include "sim_limit.h"
 #include "sim_timer.h"
 
 #define SIM_BODY_MAX		(8u << 20)	/**< request body cap (413) */
+#define SIM_BATCH_BODY_MAX	(SIM_BATCH_FILE_MAX + (1u << 20)) /**< an
+					 *   upload: the file, the form */
 #define SIM_CONN_LIMIT		10000u		/**< open connections */
 #define SIM_MAX_THREADS		64u
 #define SIM_CAPACITY_MAX	1000000ul	/**< --capacity */
@@ -203,6 +220,8 @@ struct sim_options {
 	const char *served_model;	/**< --served-model, or NULL: echo */
 	unsigned long cache_min;	/**< --cache-min-tokens */
 	unsigned long reasoning;	/**< --reasoning-tokens */
+	unsigned long batch_delay_ms;	/**< --batch-delay-ms */
+	unsigned long batch_expire;	/**< --batch-expire */
 };
 
 /** Counters behind GET /stats; every field guarded by lock. */
@@ -233,6 +252,7 @@ struct sim_server {
 	struct sim_extract *extract;	/**< read-only after start */
 	struct sim_limit limit;
 	struct sim_timer *timer;
+	struct sim_batch *batch;	/**< /v1/files, /v1/batches */
 	struct sim_stats stats;
 	_Atomic uint64_t fault_rng;	/**< splitmix64 state: faults only */
 	_Atomic uint64_t delay_rng;	/**< splitmix64 state: jitter only */
@@ -245,6 +265,7 @@ enum sim_route {
 	SIM_ROUTE_STATS,
 	SIM_ROUTE_RESET,
 	SIM_ROUTE_HEALTH,
+	SIM_ROUTE_BATCH,		/**< sim_batch.c's */
 	SIM_ROUTE_BAD_METHOD,
 	SIM_ROUTE_NOT_FOUND,
 };
@@ -254,8 +275,8 @@ struct sim_req {
 	enum sim_route route;
 	bool counted;			/**< in stats.requests/current */
 	bool answered;			/**< left stats.current */
-	bool too_big;			/**< body over SIM_BODY_MAX */
-	char *body;			/**< chat body so far */
+	bool too_big;			/**< body over its cap */
+	char *body;			/**< chat or batch body so far */
 	size_t len, cap;
 	struct MHD_Response *resp;	/**< prepared answer, not queued */
 	unsigned status;
@@ -428,6 +449,7 @@ static void sim_stats_reset(struct sim_server *s)
 	s->stats.peak = s->stats.current;
 	pthread_mutex_unlock(&s->stats.lock);
 	sim_timer_load_reset(s->timer);
+	sim_batch_stats_reset(s->batch);
 }
 
 /** Adds an integer member; false on out of memory. */
@@ -483,6 +505,7 @@ static struct json_object *sim_add_obj(struct json_object *parent,
  */
 static char *sim_stats_json(struct sim_server *s)
 {
+	struct sim_batch_stats bst;
 	struct sim_timer_load load;
 	struct sim_stats st;
 	struct json_object *o, *sub;
@@ -495,6 +518,7 @@ static char *sim_stats_json(struct sim_server *s)
 	st = s->stats;
 	pthread_mutex_unlock(&s->stats.lock);
 	sim_timer_load(s->timer, &load);
+	sim_batch_stats(s->batch, &bst);
 
 	o = json_object_new_object();
 	if (!o)
@@ -532,7 +556,12 @@ static char *sim_stats_json(struct sim_server *s)
 	     sim_add_u64(o, "queue_peak", load.queue_peak) &&
 	     sim_add_u64(o, "queue_wait_ms", load.wait_ns / SIM_NS_PER_MS) &&
 	     sim_add_u64(o, "queue_wait_max_ms",
-			 load.wait_max_ns / SIM_NS_PER_MS);
+			 load.wait_max_ns / SIM_NS_PER_MS) &&
+	     sim_add_u64(o, "batches_created", bst.batches_created) &&
+	     sim_add_u64(o, "batch_requests", bst.batch_requests) &&
+	     sim_add_u64(o, "batch_tokens", bst.batch_tokens) &&
+	     sim_add_u64(o, "files", bst.files) &&
+	     sim_add_u64(o, "file_bytes", bst.file_bytes);
 	if (ok) {
 		text = json_object_to_json_string_ext(o, SIM_JSON_FLAGS);
 		if (text)
@@ -548,8 +577,8 @@ static char *sim_stats_json(struct sim_server *s)
  * @brief Make @p body (malloc'd; always taken) the prepared answer of @p r.
  * @returns 0, or -ENOMEM.
  */
-static int sim_req_prepare(struct sim_req *r, unsigned status, char *body,
-			   size_t len)
+static int sim_req_prepare_type(struct sim_req *r, unsigned status,
+				char *body, size_t len, const char *type)
 {
 	r->resp = MHD_create_response_from_buffer(len, body,
 						  MHD_RESPMEM_MUST_FREE);
@@ -559,9 +588,16 @@ static int sim_req_prepare(struct sim_req *r, unsigned status, char *body,
 	}
 	r->status = status;
 	if (MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-				    "application/json") != MHD_YES)
+				    type) != MHD_YES)
 		return -ENOMEM;
 	return 0;
+}
+
+/** sim_req_prepare_type() for a JSON body. */
+static int sim_req_prepare(struct sim_req *r, unsigned status, char *body,
+			   size_t len)
+{
+	return sim_req_prepare_type(r, status, body, len, "application/json");
 }
 
 /** Prepare an OpenAI-shaped error answer. @returns 0, or -ENOMEM. */
@@ -705,13 +741,36 @@ static enum MHD_Result sim_echo_header(void *cls, enum MHD_ValueKind kind,
 	return MHD_YES;
 }
 
+/** An answer, before it becomes an HTTP response or a batch line. */
+struct sim_answer {
+	unsigned status;
+	char *body;		/**< malloc'd */
+	size_t len;
+	uint64_t tokens;	/**< usage.total_tokens of a completion, or 0 */
+	struct sim_script script; /**< the answers-file entry's extras */
+};
+
+/** An OpenAI error body as the answer. @returns 0, or -ENOMEM. */
+static int sim_answer_error(struct sim_answer *a, unsigned status,
+			    const char *message, const char *type,
+			    const char *code)
+{
+	a->body = sim_chat_error(message, type, NULL, code);
+	if (!a->body)
+		return -ENOMEM;
+	a->status = status;
+	a->len = strlen(a->body);
+	return 0;
+}
+
 /**
- * @brief Prepare an answers-file entry's scripted error: its status, an
- * OpenAI error body whose message is @p message, followed with
- * echo_headers by the request's headers, verbatim.
+ * @brief An answers-file entry's scripted error: its status, an OpenAI
+ * error body whose message is @p message, followed with echo_headers by
+ * the request's headers, verbatim (none for a batch line: @p conn NULL).
  * @returns 0, or -ENOMEM.
  */
-static int sim_scripted_error(struct sim_req *r, struct MHD_Connection *conn,
+static int sim_scripted_error(struct sim_answer *a,
+			      struct MHD_Connection *conn,
 			      const struct sim_script *script,
 			      const char *message)
 {
@@ -721,19 +780,21 @@ static int sim_scripted_error(struct sim_req *r, struct MHD_Connection *conn,
 	int rc;
 
 	if (!script->echo_headers)
-		return sim_req_prepare_error(r, script->status, message,
-					     script->type, script->code);
+		return sim_answer_error(a, script->status, message,
+					script->type, script->code);
 	f = open_memstream(&text, &size);
 	if (!f)
 		return -ENOMEM;
 	fprintf(f, "%s\nRequest headers:", message);
-	MHD_get_connection_values(conn, MHD_HEADER_KIND, sim_echo_header, f);
+	if (conn)
+		MHD_get_connection_values(conn, MHD_HEADER_KIND,
+					  sim_echo_header, f);
 	if (fclose(f)) {
 		free(text);
 		return -ENOMEM;
 	}
-	rc = sim_req_prepare_error(r, script->status, text, script->type,
-				   script->code);
+	rc = sim_answer_error(a, script->status, text, script->type,
+			      script->code);
 	free(text);
 	return rc;
 }
@@ -763,14 +824,6 @@ static bool sim_scripted_retry_after(struct MHD_Response *resp,
 	return sim_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, date);
 }
 
-/**
- * @brief Prepare the answer for a parsed request under @p fault. Error
- * faults become error bodies, and so do the answers-file entries that
- * script one; the others a chat.completion (truncated for malformed).
- * *ret_delay_ms is set to the answers-file entry's "delay_ms" when one
- * with a delay answered, else left alone.
- * @returns 0, or -ENOMEM.
- */
 /**
  * The prompt cache: whether the prefix @p hash is among the recent ones
  * (then it is a hit), remembering it either way.
@@ -806,41 +859,49 @@ static int64_t sim_cached_tokens(struct sim_server *s,
 	return prefix;
 }
 
-static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
-			    struct MHD_Connection *conn,
-			    const struct sim_chat_req *req,
-			    enum sim_fault fault, uint64_t seq,
-			    long *ret_delay_ms)
+/**
+ * @brief The answer to a parsed request under @p fault. Error faults
+ * become error bodies, and so do the answers-file entries that script
+ * one; the others a chat.completion (truncated for malformed). a->script
+ * is the answers-file entry that answered (delay_ms -1, status 0 when
+ * none did). @p conn is the live request's connection (for
+ * echo_headers), NULL for a batch line.
+ * @returns 0 with *a filled, or -ENOMEM.
+ */
+static int sim_chat_answer(struct sim_server *s, struct MHD_Connection *conn,
+			   const struct sim_chat_req *req,
+			   enum sim_fault fault, uint64_t seq,
+			   struct sim_answer *a)
 {
-	char *content = NULL, *body = NULL;
-	struct sim_script script;
-	uint64_t tokens;
-	size_t len;
+	char *content = NULL;
 	int rc;
 
+	memset(a, 0, sizeof(*a));
+	a->script.delay_ms = -1;
+	a->script.retry_after_s = -1;
 	switch (fault) {
 	case SIM_FAULT_429:
-		return sim_req_prepare_error(r, 429,
+		return sim_answer_error(a, 429,
 			"Rate limit reached for requests (simulated by llmsim). Please try again in 1s.",
 			"requests", "rate_limit_exceeded");
 	case SIM_FAULT_QUOTA:
-		return sim_req_prepare_error(r, 429,
+		return sim_answer_error(a, 429,
 			"You exceeded your current quota, please check your plan and billing details (simulated by llmsim).",
 			"insufficient_quota", "insufficient_quota");
 	case SIM_FAULT_500:
-		return sim_req_prepare_error(r, 500,
+		return sim_answer_error(a, 500,
 			"The server had an error while processing your request. Sorry about that! (simulated by llmsim)",
 			"server_error", NULL);
 	case SIM_FAULT_503:
-		return sim_req_prepare_error(r, 503,
+		return sim_answer_error(a, 503,
 			"The engine is currently overloaded, please try again later. (simulated by llmsim)",
 			"server_error", NULL);
 	case SIM_FAULT_400:
-		return sim_req_prepare_error(r, 400,
+		return sim_answer_error(a, 400,
 			"Invalid parameter: 'response_format' of type 'json_schema' is not supported by this server (simulated by llmsim).",
 			"invalid_request_error", "invalid_parameter");
 	case SIM_FAULT_403:
-		return sim_req_prepare_error(r, 403,
+		return sim_answer_error(a, 403,
 			"Country, region, or territory not supported (simulated by llmsim).",
 			"request_forbidden", "unsupported_country_region_territory");
 	case SIM_FAULT_REFUSAL:
@@ -848,16 +909,12 @@ static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
 	default:
 		rc = sim_extract_answer(s->extract, req->text, req->text_len,
 					fault == SIM_FAULT_INVALID, &content,
-					&script);
+					&a->script);
 		if (rc)
 			return rc;
-		if (script.delay_ms >= 0)
-			*ret_delay_ms = script.delay_ms;
-		if (script.status) {
-			rc = sim_scripted_error(r, conn, &script, content);
+		if (a->script.status) {
+			rc = sim_scripted_error(a, conn, &a->script, content);
 			free(content);
-			if (!rc && !sim_scripted_retry_after(r->resp, &script))
-				rc = -ENOMEM;
 			return rc;
 		}
 		break;
@@ -869,15 +926,43 @@ static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
 					 SIM_FINISH_DONE,
 				 seq, time(NULL), s->opt->cut_finish,
 				 sim_cached_tokens(s, req),
-				 (int64_t)s->opt->reasoning, &body, &len,
-				 &tokens);
+				 (int64_t)s->opt->reasoning, &a->body, &a->len,
+				 &a->tokens);
 	free(content);
 	if (rc)
 		return rc;
-	sim_stats_tokens(s, tokens);
+	a->status = 200;
 	if (fault == SIM_FAULT_MALFORMED)
-		len /= 2;	/* the top-level object never closes */
-	return sim_req_prepare(r, 200, body, len);
+		a->len /= 2;	/* the top-level object never closes */
+	return 0;
+}
+
+/**
+ * @brief Prepare the live answer for a parsed request under @p fault
+ * (sim_chat_answer()). *ret_delay_ms is set to the answers-file entry's
+ * "delay_ms" when one with a delay answered, else left alone.
+ * @returns 0, or -ENOMEM.
+ */
+static int sim_chat_prepare(struct sim_server *s, struct sim_req *r,
+			    struct MHD_Connection *conn,
+			    const struct sim_chat_req *req,
+			    enum sim_fault fault, uint64_t seq,
+			    long *ret_delay_ms)
+{
+	struct sim_answer a;
+	int rc;
+
+	rc = sim_chat_answer(s, conn, req, fault, seq, &a);
+	if (rc)
+		return rc;
+	if (a.script.delay_ms >= 0)
+		*ret_delay_ms = a.script.delay_ms;
+	sim_stats_tokens(s, a.tokens);
+	rc = sim_req_prepare(r, a.status, a.body, a.len);
+	if (!rc && a.script.status &&
+	    !sim_scripted_retry_after(r->resp, &a.script))
+		rc = -ENOMEM;
+	return rc;
 }
 
 /**
@@ -969,6 +1054,45 @@ static bool sim_authorized(struct sim_server *s, struct MHD_Connection *conn)
 	       !strcmp(auth + 7, key);
 }
 
+/** --served-model: the model every answer names. @returns 0 or -ENOMEM. */
+static int sim_serve_model(struct sim_server *s, struct sim_chat_req *req)
+{
+	char *m;
+
+	if (!s->opt->served_model)
+		return 0;
+	m = strdup(s->opt->served_model);
+	if (!m)
+		return -ENOMEM;
+	free(req->model);
+	req->model = m;
+	return 0;
+}
+
+/**
+ * @brief --refuse-mode's answer to a request in a refused format: a
+ * server that does not take this request format, as llama-cpp-python
+ * answers json_schema (a 500) or others an unknown field (a 400).
+ * @returns 0 with *a filled, or -ENOMEM.
+ */
+static int sim_refuse_answer(struct sim_server *s,
+			     const struct sim_chat_req *req,
+			     struct sim_answer *a)
+{
+	unsigned status = s->opt->refuse[req->mode];
+	char msg[256];
+
+	snprintf(msg, sizeof(msg),
+		 "The request format '%s' is not supported by this "
+		 "server (llmsim --refuse-mode).",
+		 sim_mode_name(req->mode));
+	memset(a, 0, sizeof(*a));
+	return sim_answer_error(a, status, msg,
+				status >= 500 ? "internal_server_error"
+					      : "invalid_request_error",
+				NULL);
+}
+
 /**
  * @brief POST /v1/chat/completions with its whole body: answer now, or
  * park the connection until its latency is over (queued first while
@@ -1006,33 +1130,18 @@ static enum MHD_Result sim_chat(struct sim_server *s,
 				      "invalid_request_error", NULL);
 	if (rc)
 		return MHD_NO;
-	if (s->opt->served_model) {
-		char *m = strdup(s->opt->served_model);
-
-		if (!m) {
-			sim_chat_req_done(&req);
-			return MHD_NO;
-		}
-		free(req.model);
-		req.model = m;
+	if (sim_serve_model(s, &req)) {
+		sim_chat_req_done(&req);
+		return MHD_NO;
 	}
 
 	if (s->opt->refuse[req.mode]) {
-		/* A server that does not take this request format, as
-		 * llama-cpp-python answers json_schema (a 500) or others
-		 * an unknown field (a 400). */
-		char msg[256];
+		struct sim_answer a;
 
-		snprintf(msg, sizeof(msg),
-			 "The request format '%s' is not supported by this "
-			 "server (llmsim --refuse-mode).",
-			 sim_mode_name(req.mode));
 		sim_stats_classify(s, req.mode, SIM_FAULT_NONE, false);
-		ret = sim_send_error(s, conn, r, s->opt->refuse[req.mode], msg,
-				     s->opt->refuse[req.mode] >= 500
-					     ? "internal_server_error"
-					     : "invalid_request_error",
-				     NULL);
+		if (sim_refuse_answer(s, &req, &a) == 0 &&
+		    sim_req_prepare(r, a.status, a.body, a.len) == 0)
+			ret = sim_req_send(s, conn, r);
 		goto out;
 	}
 	now = sim_now_ns();
@@ -1078,10 +1187,12 @@ static void sim_req_append(struct sim_req *r, const char *data, size_t n)
 	size_t need, ncap;
 	char *grown;
 
-	if (r->too_big || r->route != SIM_ROUTE_CHAT)
+	if (r->too_big ||
+	    (r->route != SIM_ROUTE_CHAT && r->route != SIM_ROUTE_BATCH))
 		return;
 	need = r->len + n;
-	if (need > SIM_BODY_MAX) {
+	if (need > (r->route == SIM_ROUTE_CHAT ? SIM_BODY_MAX
+					       : SIM_BATCH_BODY_MAX)) {
 		r->too_big = true;
 		goto drop;
 	}
@@ -1106,6 +1217,107 @@ drop:
 	r->len = r->cap = 0;
 }
 
+/* ---- the files and batches endpoints ---------------------------------- */
+
+/** Count a fault drawn for a batch line in /stats "faults". */
+static void sim_stats_fault(struct sim_server *s, enum sim_fault fault)
+{
+	if (fault == SIM_FAULT_NONE)
+		return;
+	pthread_mutex_lock(&s->stats.lock);
+	s->stats.by_fault[fault]++;
+	pthread_mutex_unlock(&s->stats.lock);
+}
+
+/**
+ * @brief sim_batch_answer_fn: a batch line answered as a live request is
+ * (--served-model, --refuse-mode, the extraction, a fault drawn), but
+ * with no rate limit, latency or capacity: the batch's delay stands for
+ * them. Its fault counts in /stats "faults"; the live request counters
+ * are left alone.
+ */
+static int sim_batch_line(void *cls, const char *body, size_t len,
+			  struct sim_batch_answer *ret)
+{
+	struct sim_server *s = cls;
+	struct sim_chat_req req;
+	struct sim_answer a;
+	enum sim_fault fault;
+	char err[SIM_ERR_LEN];
+	int rc;
+
+	memset(ret, 0, sizeof(*ret));
+	ret->seq = atomic_fetch_add_explicit(&s->seq, 1, memory_order_relaxed);
+	rc = sim_chat_parse(body, len, &req, err, sizeof(err));
+	if (rc == -EINVAL) {
+		memset(&a, 0, sizeof(a));
+		rc = sim_answer_error(&a, 400, err, "invalid_request_error",
+				      NULL);
+		goto done;
+	}
+	if (rc)
+		return rc;
+	rc = sim_serve_model(s, &req);
+	if (rc)
+		goto out;
+	if (s->opt->refuse[req.mode]) {
+		rc = sim_refuse_answer(s, &req, &a);
+		goto out_done;
+	}
+	fault = sim_draw_fault(s, req.reask);
+	sim_stats_fault(s, fault);
+	if (fault == SIM_FAULT_TIMEOUT)
+		goto out;	/* status 0: no answer */
+	rc = sim_chat_answer(s, NULL, &req, fault, ret->seq, &a);
+out_done:
+	sim_chat_req_done(&req);
+done:
+	if (!rc) {
+		ret->status = a.status;
+		ret->body = a.body;
+		ret->len = a.len;
+	}
+	return rc;
+out:
+	sim_chat_req_done(&req);
+	return rc;
+}
+
+/**
+ * @brief A request to /v1/files or /v1/batches with its whole body (the
+ * same key as chat requests, when --api-key-file asks for one).
+ */
+static enum MHD_Result sim_batch_api(struct sim_server *s,
+				     struct MHD_Connection *conn,
+				     struct sim_req *r, const char *url,
+				     const char *method)
+{
+	struct sim_batch_reply rep;
+
+	if (!sim_authorized(s, conn))
+		return sim_send_error(s, conn, r, 401,
+				      "Incorrect API key provided.",
+				      "invalid_request_error",
+				      "invalid_api_key");
+	if (r->too_big)
+		return sim_send_error(s, conn, r, 413,
+				      "Request body too large for llmsim (200 MB files).",
+				      "invalid_request_error",
+				      "request_too_large");
+	if (sim_batch_handle(s->batch, method, url,
+			     MHD_lookup_connection_value(
+				     conn, MHD_HEADER_KIND,
+				     MHD_HTTP_HEADER_CONTENT_TYPE),
+			     r->body ? r->body : "", r->len, &rep))
+		return MHD_NO;
+	free(r->body);
+	r->body = NULL;
+	if (sim_req_prepare_type(r, rep.status, rep.body, rep.len,
+				 rep.content_type))
+		return MHD_NO;
+	return sim_req_send(s, conn, r);
+}
+
 /* ---- MHD callbacks ---------------------------------------------------- */
 
 static enum sim_route sim_route_of(const char *url, const char *method)
@@ -1122,6 +1334,8 @@ static enum sim_route sim_route_of(const char *url, const char *method)
 		return post ? SIM_ROUTE_RESET : SIM_ROUTE_BAD_METHOD;
 	if (strcmp(url, "/healthz") == 0)
 		return get ? SIM_ROUTE_HEALTH : SIM_ROUTE_BAD_METHOD;
+	if (sim_batch_route(url))
+		return SIM_ROUTE_BATCH;
 	return SIM_ROUTE_NOT_FOUND;
 }
 
@@ -1144,6 +1358,19 @@ static enum MHD_Result sim_req_begin(struct sim_server *s,
 		return MHD_NO;
 	r->route = sim_route_of(url, method);
 	*req_cls = r;
+	if (r->route == SIM_ROUTE_BATCH) {
+		v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (v && sim_parse_ulong(v, ~0ul, &cl) == 0 &&
+		    cl > SIM_BATCH_BODY_MAX) {
+			r->too_big = true;
+			return sim_send_error(s, conn, r, 413,
+					      "Request body too large for llmsim (200 MB files).",
+					      "invalid_request_error",
+					      "request_too_large");
+		}
+		return MHD_YES;
+	}
 	if (r->route != SIM_ROUTE_CHAT)
 		return MHD_YES;
 	r->counted = true;
@@ -1221,6 +1448,8 @@ static enum MHD_Result sim_handle(void *cls, struct MHD_Connection *conn,
 	}
 	if (r->route == SIM_ROUTE_CHAT)
 		return sim_chat(s, conn, r);
+	if (r->route == SIM_ROUTE_BATCH)
+		return sim_batch_api(s, conn, r, url, method);
 	return sim_admin(s, conn, r, url, method);
 }
 
@@ -1293,11 +1522,39 @@ static void sim_usage(FILE *f)
 	      "              [--refuse-mode MODE=STATUS,...] [--cut-finish-reason R]\n"
 	      "              [--served-model NAME] [--capacity N]\n"
 	      "              [--no-rate-headers] [--cache-min-tokens N]\n"
-	      "              [--reasoning-tokens N] [-h | --help]\n"
+	      "              [--reasoning-tokens N] [--batch-delay-ms N]\n"
+	      "              [--batch-expire N] [-h | --help]\n"
 	      "cache-min-tokens: a repeated prefix (all but the last user\n"
 	      "         message) of at least N tokens is reported as\n"
 	      "         cached_tokens (default 1024)\n"
 	      "reasoning-tokens: N reasoning tokens in every answer's usage\n"
+	      "Files and batches (OpenAI's subset, in memory):\n"
+	      "  POST /v1/files (multipart/form-data: purpose=batch, file)\n"
+	      "  GET /v1/files/ID, GET /v1/files/ID/content, DELETE /v1/files/ID\n"
+	      "  POST /v1/batches {input_file_id, endpoint \"/v1/chat/completions\",\n"
+	      "         completion_window \"24h\", metadata?}\n"
+	      "  GET /v1/batches/ID, POST /v1/batches/ID/cancel\n"
+	      "  Input lines: {custom_id, method \"POST\", url\n"
+	      "  \"/v1/chat/completions\", body}; a file with a bad line, a\n"
+	      "  duplicate custom_id or no line makes a failed batch (errors.data).\n"
+	      "  A batch is validating when created, in_progress for\n"
+	      "  --batch-delay-ms, then completed: every line answered as a chat\n"
+	      "  request is (extraction, --answers, --refuse-mode, a fault drawn;\n"
+	      "  no --rpm/--tpm, latency or capacity). Output file: 2xx answers\n"
+	      "  {id, custom_id, response {status_code, request_id, body}, error\n"
+	      "  null}; error file: other statuses (response set, error null),\n"
+	      "  the timeout fault (response null, error request_timeout). The\n"
+	      "  malformed fault's cut body is a JSON string. request_counts:\n"
+	      "  completed, the output file's lines; failed, the error file's;\n"
+	      "  usage sums the answers'. A batch cancelled while in progress\n"
+	      "  answers no line: all go to the error file as batch_cancelled.\n"
+	      "batch-delay-ms: how long a batch stays in_progress (default 0)\n"
+	      "batch-expire: the first N batches created expire instead: their\n"
+	      "         first half of lines answered, the rest in the error file\n"
+	      "         with code batch_expired\n"
+	      "  /stats adds batches_created, batch_requests (lines answered),\n"
+	      "  batch_tokens (their usage), files and file_bytes (stored now);\n"
+	      "  a batch line's fault counts in faults, nothing else live.\n"
 	      "capacity: at most N requests in their latency at once, the rest\n"
 	      "         queued in arrival order (default 0: no limit)\n"
 	      "no-rate-headers: no x-ratelimit-* headers (429s keep\n"
@@ -1433,6 +1690,8 @@ static int sim_parse_args(int argc, char **argv, struct sim_options *o,
 		{ "no-rate-headers", no_argument, NULL, 'n' },
 		{ "cache-min-tokens", required_argument, NULL, 'm' },
 		{ "reasoning-tokens", required_argument, NULL, 'e' },
+		{ "batch-delay-ms", required_argument, NULL, 'B' },
+		{ "batch-expire", required_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1477,6 +1736,8 @@ static int sim_parse_args(int argc, char **argv, struct sim_options *o,
 		case 'c': target = &o->capacity; max = SIM_CAPACITY_MAX; break;
 		case 'm': target = &o->cache_min; max = 1000000000ul; break;
 		case 'e': target = &o->reasoning; max = 1000000ul; break;
+		case 'B': target = &o->batch_delay_ms; max = max_ms; break;
+		case 'X': target = &o->batch_expire; max = 1000000000ul; break;
 		default:
 			sim_errf(err, errlen, "bad option (see --help)");
 			return -EINVAL;
@@ -1656,11 +1917,22 @@ static int sim_server_init(struct sim_server *s, const struct sim_options *o,
 		sim_errf(err, errlen, "timer: %s", strerror(-r));
 		return -1;
 	}
+	r = sim_batch_new(&(struct sim_batch_opts){
+				  .delay_ms = o->batch_delay_ms,
+				  .expire = o->batch_expire,
+				  .answer = sim_batch_line,
+				  .answer_cls = s },
+			  &s->batch);
+	if (r) {
+		sim_errf(err, errlen, "batches: %s", strerror(-r));
+		return -1;
+	}
 	return 0;
 }
 
 static void sim_server_done(struct sim_server *s)
 {
+	sim_batch_free(s->batch);
 	sim_timer_free(s->timer);
 	if (s->stats_ok)
 		pthread_mutex_destroy(&s->stats.lock);
