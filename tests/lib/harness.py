@@ -1231,6 +1231,23 @@ class Harness:
         topics = topics or [self.topics["output"], self.topics["dlq"]]
         return Collector(self, topics, isolation)
 
+    def stop_all_out(self, coll, daemons, records):
+        """SIGTERM each of daemons (Extractd, or opshelp's Daemon) in turn:
+        each must exit 0; then coll, read a second more, must hold exactly
+        records outputs and no dead letter."""
+        for d in daemons:
+            d.proc.signal(signal.SIGTERM)
+            rc = d.proc.wait(60)
+            check(rc is not None, "extractd still running 60s after "
+                  "SIGTERM")
+            check(rc == 0, "extractd exit status %d after SIGTERM", rc)
+        coll.poll(1.0)
+        dlq = self.topics["dlq"]
+        check(coll.count(dlq) == 0, "dead letters: %r",
+              coll.records[dlq][:3])
+        check(coll.count() == records, "%d outputs for %d texts",
+              coll.count(), records)
+
     def stop_at_end(self, group, *daemons):
         """SIGTERM each of daemons (Extractd) in turn: each must exit 0, and
         group must then have committed the input topic's end offsets."""
