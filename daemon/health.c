@@ -8,6 +8,7 @@
  * is atomic: the consumer count n (a consumer's pointer is written before
  * n is raised with release order, so a probe that loads n with acquire
  * order sees every pointer below it) and the main loop's heartbeat. The
+ * clock they are judged by is set before the HTTP server starts. The
  * watchdog and progress fields are the main thread's alone. Everything
  * else is read through stop.h (stopping), the llm (paused), the
  * consumers' atomics (heartbeat, assignment, brokers down) and the
@@ -43,6 +44,7 @@ struct health {
 	struct metrics *metrics;
 	struct spend *spend;         /**< the spending caps, or NULL */
 	struct consumer **consumers; /**< [0, n) are started */
+	int64_t (*now_ns)(void);     /**< mono_ns, or a test's clock */
 	unsigned cap;
 	atomic_uint n;
 	atomic_int_fast64_t main_ns; /**< the main loop's last tick */
@@ -80,10 +82,18 @@ struct health *health_new(struct stop *stop, struct llm *llm,
 	h->cap = n_consumers;
 	pthread_mutex_init(&h->failed_lock, NULL);
 	atomic_init(&h->n, 0);
+	h->now_ns = mono_ns;
 	atomic_init(&h->main_ns, mono_ns());
 	h->watchdog_usec = notify_watchdog_usec();
 	h->progress_ns = mono_ns();
 	return h;
+}
+
+void health_set_clock(struct health *h, int64_t (*now_ns)(void))
+{
+	h->now_ns = now_ns;
+	atomic_store(&h->main_ns, now_ns());
+	h->progress_ns = now_ns();
 }
 
 void health_add_consumer(struct health *h, struct consumer *c)
@@ -139,7 +149,7 @@ static int stalled_consumer(struct health *h, int64_t now, int64_t stale_ns,
 int health_healthy(void *arg, char *why, size_t why_size)
 {
 	struct health *h = arg;
-	int64_t now = mono_ns(), quiet;
+	int64_t now = h->now_ns(), quiet;
 	struct textbuf w;
 	int i;
 
@@ -324,7 +334,7 @@ void health_set_spend(struct health *h, struct spend *spend)
 
 void health_tick(struct health *h)
 {
-	int64_t now = mono_ns();
+	int64_t now = h->now_ns();
 
 	atomic_store(&h->main_ns, now);
 	if (h->watchdog_usec)

@@ -26,6 +26,7 @@
 #include "httpd.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct consumer;
 struct llm;
@@ -65,6 +66,16 @@ void health_llm_observe(void *arg, const struct llm_call *call);
  */
 struct spend;
 void health_set_spend(struct health *h, struct spend *spend);
+
+/**
+ * @brief The clock the heartbeats are judged by (mono_ns unless set): a
+ * test's seam, so a loop can look as silent as the test needs without
+ * waiting. now_ns must read like mono_ns (the consumers' heartbeats are
+ * mono_ns times), and be safe to call from the HTTP server's thread.
+ * Call before the HTTP server starts; the main loop counts as just
+ * ticked.
+ */
+void health_set_clock(struct health *h, int64_t (*now_ns)(void));
 
 /** Free; NULL is fine. Stop the HTTP server first. */
 void health_free(struct health *h);

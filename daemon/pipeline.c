@@ -1259,7 +1259,7 @@ static void call_observed(void *arg, const struct llm_call *call)
 
 	if (pl->limiter) {
 		unsigned open = admission_held(pl->admission);
-		int64_t now = mono_ns(), until, pace;
+		int64_t now = mono_ns(), until, pace = -1;
 
 		if (call->remaining_requests >= 0 ||
 		    call->remaining_tokens >= 0) {
@@ -1276,9 +1276,12 @@ static void call_observed(void *arg, const struct llm_call *call)
 				(int64_t)(call->seconds * 1e9),
 				open ? open : 1, call->tokens);
 		set_limit(pl, limiter_limit(pl->limiter));
+		/* limiter_observe() leaves the pace as the headers set it: an
+		 * answer without headers shows what earlier ones asked for. */
+		if (pace < 0)
+			pace = limiter_pace_ns(pl->limiter, now, &until);
 		metrics_limiter(pl->metrics, limiter_reason(pl->limiter),
-				limiter_latency_ns(pl->limiter),
-				limiter_pace_ns(pl->limiter, now, &until));
+				limiter_latency_ns(pl->limiter), pace);
 	}
 	if (pl->observer)
 		pl->observer(pl->observer_arg, call);

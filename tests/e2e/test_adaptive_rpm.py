@@ -58,13 +58,7 @@ def body(h):
     check(stats["peak_concurrent"] <= 32,
           "llmsim saw %d calls open at once: the rate headers did not cap "
           "the limit (pool.max_in_flight 64)", stats["peak_concurrent"])
-    rc = d.terminate()
-    check(rc == 0, "extractd exit status %d", rc)
-    coll.poll(1.0)
-    check(coll.count(h.topics["dlq"]) == 0, "dead letters: %r",
-          coll.records[h.topics["dlq"]][:3])
-    check(coll.count() == RECORDS, "%d outputs for %d texts", coll.count(),
-          RECORDS)
+    h.stop_all_out(coll, [d], RECORDS)
 
 
 if __name__ == "__main__":

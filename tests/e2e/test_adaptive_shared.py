@@ -97,14 +97,7 @@ def body(h):
           seen["peak"])
     check(seen["429"] <= 15, "llmsim refused %d calls with 429 for %d "
           "records", seen["429"], RECORDS)
-    for d in ds:
-        rc = d.terminate()
-        check(rc == 0, "extractd exit status %d", rc)
-    coll.poll(1.0)
-    check(coll.count(h.topics["dlq"]) == 0, "dead letters: %r",
-          coll.records[h.topics["dlq"]][:3])
-    check(coll.count() == RECORDS, "%d outputs for %d texts", coll.count(),
-          RECORDS)
+    h.stop_all_out(coll, ds, RECORDS)
 
 
 if __name__ == "__main__":

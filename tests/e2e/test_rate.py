@@ -17,12 +17,11 @@ refills) does not. The 200 records all come out, with no dead letter.
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import harness  # noqa: E402
-from harness import check, log, person_texts  # noqa: E402
+from harness import check, person_texts  # noqa: E402
 
 N = 200
 RPM = 600
@@ -43,38 +42,8 @@ def body(h):
         "rate": {"requests_per_minute": RPM},
         "pool": {"workers": 32, "max_in_flight": 32},
     })
-    before = time.monotonic()   # the last poll that saw no request
-    closest = None              # the smallest margin under the bound
-    first = None                # (time, count) of the first poll with one
-    end = before + harness.DEADLINE
-    while True:
-        d.check_running()
-        asked = time.monotonic()    # llmsim counts after this
-        n = h.llm.stats()["requests"]
-        t = time.monotonic()        # and before this
-        if n == 0:
-            before = asked
-        else:
-            bound = BURST + RATE * (t - before) + SLACK
-            check(n <= bound, "%d requests %.2fs after the first: more "
-                  "than the bucket allows (%.1f)", n, t - before, bound)
-            closest = min(closest if closest is not None else bound,
-                          bound - n)
-            if first is None:
-                first = (t, n)
-        if n >= N:
-            break
-        check(t < end, "only %d of %d requests after %ds", n, N,
-              harness.DEADLINE)
-        time.sleep(POLL)
-    # The rate past the burst, from the first poll that saw a request.
-    rate = (n - max(first[1], BURST)) / (t - first[0])
-    log("%d requests in %.1fs after the first: %.2f/s (budget %.0f/s); "
-        "at its closest, %.1f requests under the bound", n, t - before,
-        rate, RATE, closest)
-    check(rate >= MIN_SHARE * RATE, "%.2f requests a second with a "
-          "backlog: less than %d%% of the %.0f/s budget", rate,
-          MIN_SHARE * 100, RATE)
+    harness.check_bucket(h, d, N, "requests", RATE, BURST, SLACK,
+                         min_share=MIN_SHARE, poll=POLL)
     coll.until(lambda c: c.count() >= N, "%d records" % N, watch=[d])
     check(coll.count(h.topics["dlq"]) == 0, "dead letters: %d",
           coll.count(h.topics["dlq"]))

@@ -33,7 +33,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import harness  # noqa: E402
-from harness import check, log, person_texts  # noqa: E402
+from harness import check, person_texts  # noqa: E402
 
 N = 300
 TPM = 36000
@@ -64,41 +64,8 @@ def body(h):
     h.llm.reset()
     h.produce([(None, t, None) for t in person_texts(N, seed=11)])
 
-    before = time.monotonic()   # the last poll that saw no call
-    closest = None              # the smallest margin under the bound
-    first = None                # (time, tokens) of the first poll with one
-    end = before + harness.DEADLINE
-    while True:
-        d.check_running()
-        asked = time.monotonic()    # llmsim counts after this
-        st = h.llm.stats()
-        t = time.monotonic()        # and before this
-        n, tokens = st["requests"], st["tokens"]
-        if n == 0:
-            before = asked
-        else:
-            bound = BURST + RATE * (t - before) + SLACK
-            check(tokens <= bound, "%d tokens served %.2fs after the "
-                  "first call: more than the bucket allows (%.0f)",
-                  tokens, t - before, bound)
-            closest = min(closest if closest is not None else bound,
-                          bound - tokens)
-            if first is None:
-                first = (t, tokens)
-        if n >= N:
-            break
-        check(t < end, "only %d of %d calls, %d tokens, after %ds: "
-              "starved (budget %.0f tokens/s)", n, N, tokens,
-              harness.DEADLINE, RATE)
-        time.sleep(POLL)
-    # The rate past the burst, from the first poll that saw a call.
-    rate = (tokens - max(first[1], BURST)) / (t - first[0])
-    log("%d calls, %d tokens in %.1fs after the first: %.0f tokens/s "
-        "(budget %.0f/s); at its closest, %.0f tokens under the bound",
-        n, tokens, t - before, rate, RATE, closest)
-    check(rate >= MIN_SHARE * RATE, "%.0f tokens a second with a "
-          "backlog: less than %d%% of the %.0f/s budget", rate,
-          MIN_SHARE * 100, RATE)
+    harness.check_bucket(h, d, N, "tokens", RATE, BURST, SLACK,
+                         min_share=MIN_SHARE, poll=POLL)
     coll.until(lambda c: c.count() >= N, "%d records" % N, watch=[d])
     check(coll.count(h.topics["dlq"]) == 0, "dead letters: %d",
           coll.count(h.topics["dlq"]))

@@ -392,6 +392,60 @@ class Llmsim(llmsim.Llmsim):
             latency_ms, jitter_ms)
 
 
+def check_bucket(h, d, calls, key, rate, burst, slack, min_share=0.5,
+                 poll=0.1):
+    """Poll llmsim's /stats every poll seconds until it has seen calls
+    requests, and check that stats[key] ("requests", or "tokens" served)
+    keeps within a token bucket of burst that refills at rate a
+    second, from the first request on:
+
+      - never ahead of it: at every poll, stats[key] <= burst + rate x
+        (time since the first request) + slack, timed from the last poll
+        that still saw no request (before the first, so the bound errs
+        on the generous side by up to a poll interval: slack). A slow
+        machine only lowers the count;
+      - not starved: past the burst, at least min_share of rate a second
+        from the first poll that saw a request to the last.
+
+    d (the Extractd spending it) must run throughout; what was seen is
+    logged."""
+    before = time.monotonic()   # the last poll that saw no request
+    closest = None              # the smallest margin under the bound
+    first = None                # (time, amount) of the first poll with one
+    end = before + DEADLINE
+    while True:
+        d.check_running()
+        asked = time.monotonic()    # llmsim counts after this
+        st = h.llm.stats()
+        t = time.monotonic()        # and before this
+        n, amount = st["requests"], st[key]
+        if n == 0:
+            before = asked
+        else:
+            bound = burst + rate * (t - before) + slack
+            check(amount <= bound, "%d %s %.2fs after the first call: "
+                  "more than the bucket allows (%.1f)", amount, key,
+                  t - before, bound)
+            closest = min(closest if closest is not None else bound,
+                          bound - amount)
+            if first is None:
+                first = (t, amount)
+        if n >= calls:
+            break
+        check(t < end, "only %d of %d calls, %d %s, after %ds: starved "
+              "(budget %.0f %s a second)", n, calls, amount, key,
+              DEADLINE, rate, key)
+        time.sleep(poll)
+    # The rate past the burst, from the first poll that saw a request.
+    spent = (amount - max(first[1], burst)) / (t - first[0])
+    log("%d calls, %d %s in %.1fs after the first: %.1f %s a second "
+        "(budget %.1f); at its closest, %.1f %s under the bound", n,
+        amount, key, t - before, spent, key, rate, closest, key)
+    check(spent >= min_share * rate, "%.1f %s a second with a backlog: "
+          "less than %d%% of the budget of %.1f", spent, key,
+          min_share * 100, rate)
+
+
 def _cfg_value(v):
     if isinstance(v, (list, tuple)):
         return "(%s)" % ", ".join(_cfg_value(x) for x in v)
@@ -1176,6 +1230,23 @@ class Harness:
     def collector(self, topics=None, isolation="read_committed"):
         topics = topics or [self.topics["output"], self.topics["dlq"]]
         return Collector(self, topics, isolation)
+
+    def stop_all_out(self, coll, daemons, records):
+        """SIGTERM each of daemons (Extractd, or opshelp's Daemon) in turn:
+        each must exit 0; then coll, read a second more, must hold exactly
+        records outputs and no dead letter."""
+        for d in daemons:
+            d.proc.signal(signal.SIGTERM)
+            rc = d.proc.wait(60)
+            check(rc is not None, "extractd still running 60s after "
+                  "SIGTERM")
+            check(rc == 0, "extractd exit status %d after SIGTERM", rc)
+        coll.poll(1.0)
+        dlq = self.topics["dlq"]
+        check(coll.count(dlq) == 0, "dead letters: %r",
+              coll.records[dlq][:3])
+        check(coll.count() == records, "%d outputs for %d texts",
+              coll.count(), records)
 
     def stop_at_end(self, group, *daemons):
         """SIGTERM each of daemons (Extractd) in turn: each must exit 0, and

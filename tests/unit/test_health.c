@@ -1,13 +1,15 @@
 /*
  * Unit tests for daemon/health: a wedged consumer poll loop fails
  * /healthz, named, and starves the systemd watchdog; a loop that turns
- * again ends both.
+ * again ends both. So does a wedged main loop (no health_tick).
  *
  * The consumers are fakes linked in their place: this file defines the
  * consumer_* functions health.c reads, so the linker takes them instead
  * of daemon/consumer.c's (which needs a broker). A fake's heartbeat is
  * set in the past to make its loop as silent as the test needs, without
- * waiting. /healthz is asked over HTTP (httpd on a free loopback port);
+ * waiting. The main loop's heartbeat is health's own: health judges it
+ * by the test's clock (health_set_clock), which runs ahead of mono_ns
+ * by a skew the test sets. /healthz is asked over HTTP (httpd on a free loopback port);
  * the watchdog pings are read from a datagram socket given to libsystemd
  * as $NOTIFY_SOCKET, with $WATCHDOG_USEC and $WATCHDOG_PID set for this
  * process, as systemd sets them for a unit with WatchdogSec=.
@@ -19,6 +21,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +63,15 @@ bool consumer_brokers_down(const struct consumer *c)
 {
 	(void)c;
 	return false;
+}
+
+/* ---- the test's clock: mono_ns, ahead by skew ---- */
+
+static atomic_int_fast64_t skew;
+
+static int64_t test_now(void)
+{
+	return mono_ns() + atomic_load(&skew);
 }
 
 /* ---- the fixture ---- */
@@ -104,6 +116,8 @@ static int setup(void **state)
 	assert_non_null(f->metrics);
 	f->health = health_new(f->stop, NULL, f->metrics, N_CONSUMERS);
 	assert_non_null(f->health);
+	atomic_store(&skew, 0);
+	health_set_clock(f->health, test_now);
 	for (i = 0; i < N_CONSUMERS; i++) {
 		f->consumers[i].heartbeat_ns = mono_ns();
 		health_add_consumer(f->health, &f->consumers[i]);
@@ -242,6 +256,34 @@ static void watchdog_at_half(void **state)
 	assert_int_equal(pings(f), 1);
 }
 
+/*
+ * The main loop wedged: no health_tick for 31 s while both consumer loops
+ * turn. /healthz is 503 naming the main loop (and no consumer), and
+ * nothing fed the watchdog meanwhile: only the main loop's tick does, not
+ * the probe. Once the loop ticks again: 200, and fed.
+ */
+static void wedged_main_loop(void **state)
+{
+	struct fixture *f = *state;
+	char body[512];
+	unsigned i;
+
+	health_tick(f->health);
+	assert_int_equal(pings(f), 1);
+
+	atomic_fetch_add(&skew, 31 * SEC);
+	for (i = 0; i < N_CONSUMERS; i++)
+		f->consumers[i].heartbeat_ns = test_now();
+	assert_int_equal(get(f, "/healthz", body, sizeof(body)), 503);
+	assert_non_null(strstr(body, "main loop silent for 3"));
+	assert_null(strstr(body, "consumer"));
+	assert_int_equal(pings(f), 0);
+
+	health_tick(f->health);
+	assert_int_equal(get(f, "/healthz", body, sizeof(body)), 200);
+	assert_int_equal(pings(f), 1);
+}
+
 /* Stopping: draining is work, so a silent loop keeps /healthz 200. */
 static void stopping(void **state)
 {
@@ -261,6 +303,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(wedged_consumer, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(watchdog_at_half, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(wedged_main_loop, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(stopping, setup, teardown),
 	};
