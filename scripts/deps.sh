@@ -10,10 +10,10 @@
 #   demo   scripts/demo.sh beyond build: kcat
 #   test   scripts/test.sh beyond build: Python with confluent-kafka, kcat,
 #          valgrind, Prometheus (promtool), systemd, mandoc and man-db (the
-#          man page checks), clang and its sanitizer
-#          and fuzzer runtimes, ...; then the JSON-Schema-Test-Suite for
-#          unit.test_schema_suite (scripts/schema-suite.sh fetch, into a
-#          cache outside the repository)
+#          man page checks), clang and its sanitizer and fuzzer runtimes,
+#          ...; then the JSON-Schema-Test-Suite for unit.test_schema_suite
+#          (scripts/schema-suite.sh fetch, into a cache outside the
+#          repository)
 #   bench  scripts/bench.sh beyond build: gnuplot, python3-venv, kcat
 #   kafka  scripts/kafka.sh's real Apache Kafka: a JRE and Maven (the
 #          jars come from Maven Central), kcat
