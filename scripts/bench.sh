@@ -46,10 +46,10 @@
 # default build/bench-release), BENCH_DEMO_BUILD_DIR (demo.sh's
 # RelWithDebInfo build, default build/bench-demo), BENCH_SKIP_DEMO=1.
 #
-# Installs what is missing: scripts/deps.sh's packages, then gnuplot-nox and
-# python3-venv (here, not in deps.sh: only the benchmark needs them), then
-# the peer's pinned Python packages (scripts/bench/requirements.txt) into a
-# venv in the build directory with pip, and LiteLLM's, pinned with hashes
+# Installs what is missing: scripts/deps.sh's build and bench packages
+# (gnuplot-nox, python3-venv, kcat, ...), then the peer's pinned Python
+# packages (scripts/bench/requirements.txt) into a venv in the build
+# directory with pip, and LiteLLM's, pinned with hashes
 # (scripts/bench/requirements-litellm.txt, pip --require-hashes), into
 # another.
 set -euo pipefail
@@ -82,8 +82,8 @@ out=$(cd "$out" && pwd)
 
 say() { printf '[bench] %s\n' "$*"; }
 
-# -- what it needs (gnuplot-nox and python3-venv are in deps.sh's list)
-scripts/deps.sh
+# -- what it needs
+scripts/deps.sh build bench
 
 # -- Release build of the programs it runs
 say "building (Release) in $build"

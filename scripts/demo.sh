@@ -6,7 +6,8 @@
 # Kafka: $KAFKA_BOOTSTRAP if set, else kafka-embedded (librdkafka's mock
 # cluster). LLM: the real API when OPENAI_API_KEY is set (OPENAI_BASE_URL
 # optional), else llmsim with the article's latency (about 0.85 s a call).
-# Build: in $BUILD_DIR (default build), after scripts/deps.sh; with
+# Build: in $BUILD_DIR (default build), after scripts/deps.sh build demo
+# (the compiler, cmake, the -dev libraries and kcat; nothing else); with
 # DEMO_BIN_DIR set, the binaries already built there (ops.demo's way):
 # nothing is installed or built.
 set -euo pipefail
@@ -18,7 +19,7 @@ build=${BUILD_DIR:-build}
 if [ -n "${DEMO_BIN_DIR:-}" ]; then
 	bin=$DEMO_BIN_DIR
 else
-	scripts/deps.sh
+	scripts/deps.sh build demo
 	cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build "$build" -j"$(nproc)" \
 		--target extractd llmsim kafka-embedded >/dev/null

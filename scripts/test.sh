@@ -64,7 +64,15 @@ KAFKA_TOOL_MISSING=4
 # The e2e tests asan_kafka runs on a real broker.
 ASAN_KAFKA_TESTS='^e2e\.(exactly_once|exactly_once_multi|scaleout|commit_prefix)$'
 
-scripts/deps.sh
+# What the passes need (scripts/deps.sh's purposes): the whole suite in
+# the default pass has the benchmark's smoke test and tests that start a
+# Java Kafka, and the real-Kafka passes need Java too.
+purposes=(build test)
+case " $PASSES " in
+*" default "*) purposes+=(bench kafka) ;;
+*" kafka "* | *" asan_kafka "*) purposes+=(kafka) ;;
+esac
+scripts/deps.sh "${purposes[@]}"
 
 # ---------------------------------------------------------------- helpers
 

@@ -3,8 +3,8 @@ proves, and runs with what the binaries need. (No Docker engine here: the
 file is checked, not built.)
 
 - The build stage (FROM debian:bookworm) installs exactly the build
-  packages of scripts/deps.sh (its package list up to the "# tests and
-  demo" comment): a package added to one and not the other fails here.
+  packages of scripts/deps.sh (its build=( ... ) list, the "build"
+  purpose): a package added to one and not the other fails here.
 - The runtime stage is debian:bookworm-slim, runs as a non-root USER, and
   installs a package for every shared library the built extractd and
   llmsim link (their DT_NEEDED entries, mapped to Debian packages with
@@ -30,14 +30,10 @@ SANITIZER_LIB = re.compile(r"^lib(asan|ubsan|tsan|lsan)\.so")
 
 def deps_build_packages(source):
     text = open(os.path.join(source, "scripts", "deps.sh")).read()
-    m = re.search(r"^packages=\((.*?)^\)", text, re.S | re.M)
-    check(m is not None, "no packages=( ... ) in scripts/deps.sh")
-    block = m.group(1)
-    check("# tests and demo" in block, "scripts/deps.sh's list has no "
-          "'# tests and demo' comment ending its build packages")
-    build = block.split("# tests and demo", 1)[0]
+    m = re.search(r"^build=\((.*?)^\)", text, re.S | re.M)
+    check(m is not None, "no build=( ... ) list in scripts/deps.sh")
     words = []
-    for line in build.splitlines():
+    for line in m.group(1).splitlines():
         line = line.split("#", 1)[0]
         words += line.split()
     check(words, "no build packages in scripts/deps.sh")

@@ -62,6 +62,15 @@
  * REQUEST_TIMED_OUT, _TRANSPORT: disconnect, ...) or its number. From a
  * shell: echo 'broker-down 1' | socat - UNIX-CONNECT:SOCKET.
  *
+ * Caveat for consumer groups: the mock (librdkafka 2.0) starts every
+ * rebalance of a group it has seen with a wait of the last joiner's
+ * session.timeout.ms less one second, even after the only member left
+ * cleanly: with the default 45 s, a consumer that restarts in the same
+ * group gets its partitions after about 44 s (the very first join waits
+ * 3 s). The mock has no setting for this; consumers that set
+ * session.timeout.ms = 6000 (a real broker's minimum) get them within
+ * about 5 s (extractd: -s kafka.properties.session.timeout.ms=6000).
+ *
  * Caveat for Produce errors: the mock (librdkafka 2.0) does not check an
  * idempotent producer's sequence numbers, so with several requests in
  * flight a batch behind a failed one is accepted, and the client then
@@ -130,7 +139,12 @@ static void usage(FILE *out)
 		"                               API: Produce, OffsetCommit, ... or a\n"
 		"                               number; ERR: REQUEST_TIMED_OUT, ... or\n"
 		"                               a number; brokers are 1..N\n"
-		"  -h, --help                   this text\n",
+		"  -h, --help                   this text\n"
+		"\n"
+		"A consumer that restarts in a group waits session.timeout.ms - 1 s\n"
+		"(44 s by default) for its partitions here; with\n"
+		"session.timeout.ms=6000 about 5 s (extractd:\n"
+		"-s kafka.properties.session.timeout.ms=6000).\n",
 		KE_MAX_BROKERS);
 }
 
