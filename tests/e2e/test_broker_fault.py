@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import harness  # noqa: E402
 from harness import check, log, person_texts  # noqa: E402
 
-from confluent_kafka import Consumer  # noqa: E402
+from confluent_kafka import Consumer, KafkaError, KafkaException  # noqa
 from confluent_kafka.admin import AdminClient, ConfigResource  # noqa: E402
 
 NODES = 3
@@ -193,7 +193,18 @@ def body(h):
             check(len(pm.replicas) == NODES, "%s[%d] has replicas %r", t, p,
                   pm.replicas)
     res = ConfigResource(ConfigResource.Type.TOPIC, out)
-    conf = admin.describe_configs([res])[res].result(timeout=30)
+    deadline = time.monotonic() + 30
+    while True:
+        # describe_configs asks any broker, which may not have learnt of
+        # the topic yet (UNKNOWN_TOPIC_OR_PART): ask again until one has.
+        try:
+            conf = admin.describe_configs([res])[res].result(timeout=30)
+            break
+        except KafkaException as e:
+            check(e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART and
+                  time.monotonic() < deadline,
+                  "describe_configs %s: %s", out, e)
+            time.sleep(0.2)
     check(conf["min.insync.replicas"].value == "2",
           "min.insync.replicas of %s is %s", out,
           conf["min.insync.replicas"].value)
