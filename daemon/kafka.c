@@ -42,9 +42,11 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac,
  * (the 1-s scan, the group's heartbeats and commits, the statistics). Idle,
  * that was 0.5-1.5 ms of CPU a second per client, more than the rest of
  * extractd. A timer slack of 2 ms on that thread alone lets its wait end
- * after the timer is due instead; its timers are all 100 ms or longer,
- * and its work on events (rebalances, requests) wakes it at once as
- * before. The broker threads (linger.ms) keep the default slack.
+ * after the timer is due instead. Its timers pace periodic work
+ * (heartbeats, commits, the topic scan, statistics) and retry backoffs:
+ * they may now fire up to 2 ms late; an event (a rebalance, a request's
+ * answer) or a timer due at once still runs at once. The broker threads
+ * (linger.ms) keep the default slack.
  */
 #define MAIN_TIMER_SLACK_NS 2000000UL
 
