@@ -75,6 +75,9 @@
 
 #define REVOKE_WAIT_MS 10000 /**< bound on a revoke's wait, and commit */
 #define SLOT_WAIT_MS 100                   /**< poll at least this often */
+#define IDLE_POLL_MS 1000 /**< nothing held: a message, a rebalance, a
+			    *  transaction's period or consumer_wake() end
+			    *  the poll sooner */
 #define HOLD_MIN 16       /**< held queue at least this long */
 #define REWIND_TIMEOUT_MS 10000 /**< committed offsets and seeks */
 #define TXN_TIMEOUT_MS 60000    /**< a transaction's commit, running */
@@ -116,6 +119,7 @@ struct consumer {
 	atomic_int_fast64_t heartbeat_ns; /**< the loop's last turn */
 	atomic_uint assigned;     /**< partitions in the assignment */
 	atomic_bool brokers_down; /**< all brokers down since last contact */
+	int64_t next_txn_ns;      /**< exactly-once: the next commit; 0: none */
 	bool unclosed;            /**< its close did not finish in time */
 	bool assigned_once;       /**< the group gave it an assignment */
 };
@@ -816,6 +820,19 @@ static bool admit_one(struct consumer *c)
 	return true;
 }
 
+/* How long a poll with nothing held may wait: a message or a rebalance
+ * ends it at once, the stop wakes it (consumer_wake); only a transaction
+ * due to commit must not wait behind it. */
+static int idle_poll_ms(const struct consumer *c)
+{
+	int64_t left;
+
+	if (!c->next_txn_ns)
+		return IDLE_POLL_MS;
+	left = (c->next_txn_ns - mono_ns()) / 1000000 + 1;
+	return left <= 0 ? 0 : left < IDLE_POLL_MS ? (int)left : IDLE_POLL_MS;
+}
+
 /*
  * One turn of admission: admit held messages while slots are free, pause
  * the partitions when the held queue is full and resume them when it is
@@ -849,7 +866,7 @@ static rd_kafka_message_t *admission_turn(struct consumer *c)
 		set_paused(c, false);
 
 	if (!c->n_held)
-		return rd_kafka_consumer_poll(c->rk, SLOT_WAIT_MS);
+		return rd_kafka_consumer_poll(c->rk, idle_poll_ms(c));
 	if (blocked) {
 		/* A slot is free, and every held message waits for a record
 		 * of its key in flight: a job's end frees a key, a new
@@ -979,9 +996,10 @@ static void *consumer_main(void *arg)
 	struct pipeline *pl = c->pl;
 	bool txn = producer_transactional(c->producer);
 	int64_t txn_period = (int64_t)c->cfg->output.transaction_ms * 1000000;
-	int64_t next_txn = mono_ns() + txn_period;
 
 	thread_enter("consumer-%u", c->index);
+	if (txn)
+		c->next_txn_ns = mono_ns() + txn_period;
 
 	while (!stop_stopping(c->stop)) {
 		rd_kafka_message_t *msg;
@@ -990,9 +1008,9 @@ static void *consumer_main(void *arg)
 		msg = admission_turn(c);
 		if (msg)
 			handle_message(c, msg);
-		if (txn && mono_ns() >= next_txn) {
+		if (txn && mono_ns() >= c->next_txn_ns) {
 			txn_commit(c, TXN_TIMEOUT_MS);
-			next_txn = mono_ns() + txn_period;
+			c->next_txn_ns = mono_ns() + txn_period;
 		}
 	}
 
@@ -1044,6 +1062,19 @@ void consumer_join(struct consumer *c)
 	if (c->started)
 		pthread_join(c->thread, NULL);
 	c->started = false;
+}
+
+void consumer_wake(struct consumer *c)
+{
+	rd_kafka_queue_t *q;
+
+	if (!c || !c->rk)
+		return;
+	q = rd_kafka_queue_get_consumer(c->rk);
+	if (q) {
+		rd_kafka_queue_yield(q);
+		rd_kafka_queue_destroy(q);
+	}
 }
 
 int64_t consumer_heartbeat_ns(const struct consumer *c)

@@ -40,6 +40,13 @@ int consumer_start(struct consumer *c, char *err, size_t err_size);
  */
 void consumer_join(struct consumer *c);
 
+/**
+ * @brief End the consumer loop's wait for a message now (it waits up to
+ * a second when nothing is held), so that it sees the stop at once. Any
+ * thread, after stop_begin(); NULL is fine.
+ */
+void consumer_wake(struct consumer *c);
+
 /** Free a joined (or never started) consumer; NULL is fine. */
 void consumer_free(struct consumer *c);
 

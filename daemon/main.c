@@ -384,6 +384,8 @@ out:
 	sd = shutdown_begin(stop, llm, metrics, cfg->shutdown.timeout_ms,
 			    &signals);
 	for (i = 0; i < n_consumers; i++)
+		consumer_wake(consumers[i]);
+	for (i = 0; i < n_consumers; i++)
 		consumer_join(consumers[i]);
 	httpd_stop(httpd); /* its probes read the consumers */
 	/* Consumers' handles stay open until here: late delivery reports

@@ -204,13 +204,18 @@ static int32_t key_else_source(const rd_kafka_topic_t *rkt, const void *key,
 		rkt, key, keylen, partition_cnt, rkt_opaque, msg_opaque);
 }
 
+/* The poll thread serves the delivery reports as they come; with none
+ * it sleeps. producer_free() wakes it to quit (its queue's yield); the
+ * timeout only backs that up. */
+#define POLL_IDLE_MS 1000
+
 static void *poll_main(void *arg)
 {
 	struct producer *p = arg;
 
 	thread_enter("producer");
 	while (!atomic_load(&p->quit)) {
-		if (rd_kafka_poll(p->rk, 100) > 0) {
+		if (rd_kafka_poll(p->rk, POLL_IDLE_MS) > 0) {
 			/* Messages were delivered: their queue space frees
 			 * as the reports return. */
 			pthread_mutex_lock(&p->space_lock);
@@ -662,7 +667,13 @@ int producer_free(struct producer *p)
 		left = rd_kafka_outq_len(p->rk);
 	}
 	if (p->started) {
+		rd_kafka_queue_t *q = rd_kafka_queue_get_main(p->rk);
+
 		atomic_store(&p->quit, true);
+		if (q) {
+			rd_kafka_queue_yield(q); /* ends its poll's wait */
+			rd_kafka_queue_destroy(q);
+		}
 		pthread_join(p->thread, NULL);
 	}
 	if (p->out)
