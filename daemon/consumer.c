@@ -681,9 +681,8 @@ struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
 	rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
 	rd_kafka_conf_set_error_cb(conf, on_error);
 	rd_kafka_conf_set_stats_cb(conf, on_stats);
-	c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+	c->rk = kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
 	if (!c->rk) {
-		rd_kafka_conf_destroy(conf);
 		snprintf(err, err_size, "cannot create the consumer: %s", why);
 		goto fail;
 	}

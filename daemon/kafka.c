@@ -74,6 +74,25 @@ static rd_kafka_resp_err_t on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf,
 		rk, "extractd-timer-slack", on_thread_start, opaque);
 }
 
+rd_kafka_t *kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf,
+		      char *err, size_t err_size)
+{
+	rd_kafka_t *rk;
+
+	if (rd_kafka_conf_interceptor_add_on_new(conf, "extractd-timer-slack",
+						 on_new, NULL)) {
+		rd_kafka_conf_destroy(conf);
+		snprintf(err, err_size, "its thread hook was refused");
+		return NULL;
+	}
+	rk = rd_kafka_new(type, conf, err, err_size);
+	/* On failure the conf is not destroyed: librdkafka 2.0's failure
+	 * path has freed its interceptors already, and destroying the conf
+	 * would free them again (librdkafka issue 4142, fixed upstream in
+	 * 2025). */
+	return rk;
+}
+
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *name,
 		   const char *value, char *err, size_t err_size)
 {
@@ -269,12 +288,6 @@ rd_kafka_conf_t *kafka_conf_new(const struct extractd_config *cfg,
 	if (set_pairs(conf, props->required, props->role, err, err_size) < 0)
 		goto fail;
 	rd_kafka_conf_set_log_cb(conf, on_log);
-	if (rd_kafka_conf_interceptor_add_on_new(conf, "extractd-timer-slack",
-						 on_new, NULL)) {
-		snprintf(err, err_size, "cannot configure the %s: its "
-			 "thread hook was refused", props->role);
-		goto fail;
-	}
 	return conf;
 fail:
 	rd_kafka_conf_destroy(conf);

@@ -54,6 +54,20 @@ rd_kafka_conf_t *kafka_conf_new(const struct extractd_config *cfg,
 				const struct kafka_props *props, char *err,
 				size_t err_size);
 
+/**
+ * @brief rd_kafka_new() with extractd's thread hook: librdkafka's main
+ * thread gets a 2-ms timer slack (it would otherwise spin up to a
+ * millisecond before each of its timers). Takes conf in every case: the
+ * client owns it, or on failure it is given up without being destroyed,
+ * because librdkafka 2.0 frees a failed client's interceptors with the
+ * conf's own (destroying the conf would free them twice): a small leak on
+ * a path that ends the program. kafka_check() does without the hook, so
+ * that its failures, which are config errors, cost nothing.
+ * @returns the client, or NULL with librdkafka's reason in err
+ */
+rd_kafka_t *kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf,
+		      char *err, size_t err_size);
+
 /** Set one property, with librdkafka's reason in err on failure. */
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *name,
 		   const char *value, char *err, size_t err_size);

@@ -410,9 +410,8 @@ struct producer *producer_new(const struct extractd_config *cfg,
 		rd_kafka_conf_destroy(conf);
 		goto fail;
 	}
-	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+	p->rk = kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
 	if (!p->rk) {
-		rd_kafka_conf_destroy(conf);
 		snprintf(err, err_size, "cannot create the producer: %s", why);
 		goto fail;
 	}
