@@ -1248,6 +1248,26 @@ class Harness:
         check(coll.count() == records, "%d outputs for %d texts",
               coll.count(), records)
 
+    def until_committed_end(self, group, watch=(), timeout=DEADLINE):
+        """Poll until group has committed the input topic's end offsets
+        (extractd commits as it goes), with watch alive meanwhile. For a
+        run that redoes records an earlier run already delivered: every
+        input has an output then, while the redo may still be in flight,
+        and only the commits tell that it is done."""
+        end_at = time.monotonic() + timeout
+        end = self.end_offsets()
+        while True:
+            committed = self.committed(group)
+            if committed == end:
+                log("committed %r == end offsets, still running", committed)
+                return
+            for p in watch:
+                p.check_running()
+            check(time.monotonic() < end_at, "timed out after %.0fs "
+                  "waiting for the commits to reach the end: committed "
+                  "%r, end offsets %r", timeout, committed, end)
+            time.sleep(POLL)
+
     def stop_at_end(self, group, *daemons):
         """SIGTERM each of daemons (Extractd) in turn: each must exit 0, and
         group must then have committed the input topic's end offsets."""
