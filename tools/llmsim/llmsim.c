@@ -1094,6 +1094,29 @@ static int sim_refuse_answer(struct sim_server *s,
 }
 
 /**
+ * @brief The refusals every API request gets before its route: a wrong or
+ * missing key (401), a body over the route's cap (413, too_big_msg).
+ * @returns true when it answered, with the answer's result in *ret
+ */
+static bool sim_refused(struct sim_server *s, struct MHD_Connection *conn,
+			struct sim_req *r, const char *too_big_msg,
+			enum MHD_Result *ret)
+{
+	if (!sim_authorized(s, conn))
+		*ret = sim_send_error(s, conn, r, 401,
+				      "Incorrect API key provided.",
+				      "invalid_request_error",
+				      "invalid_api_key");
+	else if (r->too_big)
+		*ret = sim_send_error(s, conn, r, 413, too_big_msg,
+				      "invalid_request_error",
+				      "request_too_large");
+	else
+		return false;
+	return true;
+}
+
+/**
  * @brief POST /v1/chat/completions with its whole body: answer now, or
  * park the connection until its latency is over (queued first while
  * --capacity is full; or forever, for the timeout fault).
@@ -1111,16 +1134,9 @@ static enum MHD_Result sim_chat(struct sim_server *s,
 	char err[SIM_ERR_LEN];
 	int rc;
 
-	if (!sim_authorized(s, conn))
-		return sim_send_error(s, conn, r, 401,
-				      "Incorrect API key provided.",
-				      "invalid_request_error",
-				      "invalid_api_key");
-	if (r->too_big)
-		return sim_send_error(s, conn, r, 413,
-				      "Request body too large for llmsim (8 MiB).",
-				      "invalid_request_error",
-				      "request_too_large");
+	if (sim_refused(s, conn, r, "Request body too large for llmsim (8 MiB).",
+			&ret))
+		return ret;
 	rc = sim_chat_parse(r->body ? r->body : "", r->len, &req, err,
 			    sizeof(err));
 	free(r->body);
@@ -1293,17 +1309,12 @@ static enum MHD_Result sim_batch_api(struct sim_server *s,
 				     const char *method)
 {
 	struct sim_batch_reply rep;
+	enum MHD_Result ret;
 
-	if (!sim_authorized(s, conn))
-		return sim_send_error(s, conn, r, 401,
-				      "Incorrect API key provided.",
-				      "invalid_request_error",
-				      "invalid_api_key");
-	if (r->too_big)
-		return sim_send_error(s, conn, r, 413,
-				      "Request body too large for llmsim (200 MB files).",
-				      "invalid_request_error",
-				      "request_too_large");
+	if (sim_refused(s, conn, r,
+			"Request body too large for llmsim (200 MB files).",
+			&ret))
+		return ret;
 	if (sim_batch_handle(s->batch, method, url,
 			     MHD_lookup_connection_value(
 				     conn, MHD_HEADER_KIND,
