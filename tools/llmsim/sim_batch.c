@@ -43,6 +43,7 @@
 #include <json-c/json.h>
 
 #include "sim_chat.h"
+#include "sim_util.h"
 
 #define SB_ID_LEN	48
 #define SB_LINES_MAX	50000u		/**< requests in a batch */
@@ -181,52 +182,35 @@ static int sb_reply_error(struct sim_batch_reply *ret, unsigned status,
 
 /* ---- json helpers ----------------------------------------------------- */
 
-/** Adds @p v (NULL: JSON null is not meant; out of memory). */
-static bool sb_add(struct json_object *o, const char *key,
-		   struct json_object *v)
-{
-	if (!v)
-		return false;
-	if (json_object_object_add(o, key, v)) {
-		json_object_put(v);
-		return false;
-	}
-	return true;
-}
-
-static bool sb_add_null(struct json_object *o, const char *key)
-{
-	return json_object_object_add(o, key, NULL) == 0;
-}
 
 static bool sb_add_str(struct json_object *o, const char *key, const char *s)
 {
-	return sb_add(o, key, json_object_new_string(s));
+	return sim_add(o, key, json_object_new_string(s));
 }
 
 /** A string, or null for "". */
 static bool sb_add_str_null(struct json_object *o, const char *key,
 			    const char *s)
 {
-	return *s ? sb_add_str(o, key, s) : sb_add_null(o, key);
+	return *s ? sb_add_str(o, key, s) : sim_add_null(o, key);
 }
 
 static bool sb_add_int(struct json_object *o, const char *key, int64_t v)
 {
-	return sb_add(o, key, json_object_new_int64(v));
+	return sim_add(o, key, json_object_new_int64(v));
 }
 
 /** A timestamp, or null for 0. */
 static bool sb_add_time(struct json_object *o, const char *key, int64_t v)
 {
-	return v ? sb_add_int(o, key, v) : sb_add_null(o, key);
+	return v ? sb_add_int(o, key, v) : sim_add_null(o, key);
 }
 
 static struct json_object *sb_add_obj(struct json_object *o, const char *key)
 {
 	struct json_object *sub = json_object_new_object();
 
-	return sb_add(o, key, sub) ? sub : NULL;
+	return sim_add(o, key, sub) ? sub : NULL;
 }
 
 static const char *sb_get_str(struct json_object *o, const char *key)
@@ -312,11 +296,11 @@ static struct json_object *sb_file_json(const struct sb_file *f)
 	    sb_add_str(o, "object", "file") &&
 	    sb_add_int(o, "bytes", (int64_t)f->len) &&
 	    sb_add_int(o, "created_at", f->created_at) &&
-	    sb_add_null(o, "expires_at") &&
+	    sim_add_null(o, "expires_at") &&
 	    sb_add_str(o, "filename", f->filename) &&
 	    sb_add_str(o, "purpose", f->purpose) &&
 	    sb_add_str(o, "status", "processed") &&
-	    sb_add_null(o, "status_details"))
+	    sim_add_null(o, "status_details"))
 		return o;
 	json_object_put(o);
 	return NULL;
@@ -530,7 +514,7 @@ static int sb_file_op(struct sim_batch *b, const char *method, const char *id,
 	o = json_object_new_object();
 	if (!o || !sb_add_str(o, "id", f->id) ||
 	    !sb_add_str(o, "object", "file") ||
-	    !sb_add(o, "deleted", json_object_new_boolean(1))) {
+	    !sim_add(o, "deleted", json_object_new_boolean(1))) {
 		json_object_put(o);
 		return -ENOMEM;
 	}
@@ -581,9 +565,9 @@ static struct json_object *sb_batch_json(const struct sb_batch *bt)
 		return NULL;
 	if (!sb_add_str(o, "id", bt->id) || !sb_add_str(o, "object", "batch") ||
 	    !sb_add_str(o, "endpoint", SB_ENDPOINT) ||
-	    !sb_add_null(o, "model") ||
-	    !(bt->errors ? sb_add(o, "errors", json_object_get(bt->errors))
-			 : sb_add_null(o, "errors")) ||
+	    !sim_add_null(o, "model") ||
+	    !(bt->errors ? sim_add(o, "errors", json_object_get(bt->errors))
+			 : sim_add_null(o, "errors")) ||
 	    !sb_add_str(o, "input_file_id", bt->input_file_id) ||
 	    !sb_add_str(o, "completion_window", "24h") ||
 	    !sb_add_str(o, "status", sb_status_names[bt->status]) ||
@@ -615,9 +599,9 @@ static struct json_object *sb_batch_json(const struct sb_batch *bt)
 	if (!det || !sb_add_int(det, "reasoning_tokens", bt->reasoning_tok) ||
 	    !sb_add_int(sub, "total_tokens", bt->in_tok + bt->out_tok))
 		goto oom;
-	if (!(bt->metadata ? sb_add(o, "metadata",
+	if (!(bt->metadata ? sim_add(o, "metadata",
 				    json_object_get(bt->metadata))
-			   : sb_add_null(o, "metadata")))
+			   : sim_add_null(o, "metadata")))
 		goto oom;
 	return o;
 oom:
@@ -675,7 +659,7 @@ static bool sb_put_failed(struct sim_batch *b, FILE *f,
 {
 	struct json_object *o = sb_out_line(b, l), *e;
 
-	if (!o || !sb_add_null(o, "response") ||
+	if (!o || !sim_add_null(o, "response") ||
 	    !(e = sb_add_obj(o, "error")) || !sb_add_str(e, "code", code) ||
 	    !sb_add_str(e, "message", message)) {
 		json_object_put(o);
@@ -735,8 +719,8 @@ static int sb_answer_line(struct sim_batch *b, struct sb_batch *bt,
 		json_object_put(o);
 		return -ENOMEM;
 	}
-	/* sb_add() releases the body when it fails */
-	if (!sb_add(resp, "body", body) || !sb_add_null(o, "error")) {
+	/* sim_add() releases the body when it fails */
+	if (!sim_add(resp, "body", body) || !sim_add_null(o, "error")) {
 		json_object_put(o);
 		return -ENOMEM;
 	}
@@ -864,7 +848,7 @@ static bool sb_line_error(struct sb_batch *bt, size_t line, const char *code,
 	if (!bt->errors) {
 		bt->errors = json_object_new_object();
 		if (!bt->errors || !sb_add_str(bt->errors, "object", "list") ||
-		    !sb_add(bt->errors, "data", json_object_new_array()))
+		    !sim_add(bt->errors, "data", json_object_new_array()))
 			return false;
 	}
 	json_object_object_get_ex(bt->errors, "data", &data);
@@ -877,9 +861,9 @@ static bool sb_line_error(struct sb_batch *bt, size_t line, const char *code,
 	}
 	return sb_add_str(e, "code", code) &&
 	       sb_add_str(e, "message", message) &&
-	       sb_add_null(e, "param") &&
+	       sim_add_null(e, "param") &&
 	       (line ? sb_add_int(e, "line", (int64_t)line)
-		     : sb_add_null(e, "line"));
+		     : sim_add_null(e, "line"));
 }
 
 static int sb_cmp_line(const void *a, const void *b)

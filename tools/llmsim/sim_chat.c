@@ -357,24 +357,6 @@ void sim_chat_req_done(struct sim_chat_req *req)
 	req->model = req->text = req->tool_name = NULL;
 }
 
-/** Adds @p v under @p key; false on out of memory (v is released). */
-static bool sim_add(struct json_object *o, const char *key,
-		    struct json_object *v)
-{
-	if (!v)
-		return false;
-	if (json_object_object_add(o, key, v)) {
-		json_object_put(v);
-		return false;
-	}
-	return true;
-}
-
-/** Like sim_add() for a value that may legitimately be JSON null. */
-static bool sim_add_null(struct json_object *o, const char *key)
-{
-	return json_object_object_add(o, key, NULL) == 0;
-}
 
 /** Tokens for @p bytes of text: about four bytes a token, at least one. */
 static int64_t sim_tokens(size_t bytes)
