@@ -37,6 +37,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <json-c/json.h>
 #include <limits.h>
 #include <libconfig.h>
@@ -60,6 +61,7 @@ _Static_assert(sizeof(enum cfg_concurrency) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_partitioning) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_delivery) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_input_format) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_batch_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum cfg_log_format) == sizeof(int), "enum size");
 
@@ -67,6 +69,7 @@ enum cfg_type {
 	CFG_T_STRING,    /**< char *, strdup'ed */
 	CFG_T_UINT,      /**< unsigned */
 	CFG_T_SIZE,      /**< size_t */
+	CFG_T_U64,       /**< uint64_t */
 	CFG_T_DOUBLE,    /**< double; an integer is accepted */
 	CFG_T_ENUM,      /**< one of names[], stored as its index */
 	CFG_T_PROPS,     /**< kafka.properties: list of ("name", value) */
@@ -76,6 +79,8 @@ enum cfg_type {
 
 /** Relative values resolve against the directory of the file they are in. */
 #define CFG_F_PATH 0x1u
+/** A CFG_T_DOUBLE's min is itself refused: the value must be above it. */
+#define CFG_F_ABOVE_MIN 0x2u
 
 /**
  * Extra rule for a string setting. May rewrite value in place (shorten
@@ -89,8 +94,9 @@ struct cfg_entry {
 	enum cfg_type type;
 	size_t offset;             /**< of the field in extractd_config */
 	const char *def_str;       /**< CFG_T_STRING default */
-	double def_num;            /**< UINT, SIZE, DOUBLE, ENUM default */
-	double min, max;           /**< UINT, SIZE, DOUBLE bounds */
+	double def_num;            /**< UINT, SIZE, U64, DOUBLE, ENUM
+				     *  default */
+	double min, max;           /**< UINT, SIZE, U64, DOUBLE bounds */
 	const char *const *names;  /**< CFG_T_ENUM, NULL-terminated */
 	cfg_check_fn *check;       /**< CFG_T_STRING extra rule, or NULL */
 	unsigned flags;            /**< CFG_F_* */
@@ -138,6 +144,12 @@ static const char *const cfg_input_format_names[] = {
 	[CFG_INPUT_JSON] = "json",
 	[CFG_INPUT_JSON + 1] = NULL,
 };
+static const char *const cfg_batch_mode_names[] = {
+	[CFG_BATCH_OFF] = "off",
+	[CFG_BATCH_BACKLOG] = "backlog",
+	[CFG_BATCH_ALWAYS] = "always",
+	[CFG_BATCH_ALWAYS + 1] = NULL,
+};
 static const char *const cfg_log_level_names[] = {
 	[CFG_LOG_DEBUG] = "debug",
 	[CFG_LOG_INFO] = "info",
@@ -163,6 +175,8 @@ static const char *const cfg_log_format_names[] = {
 	CFG_NUM(grp, name, CFG_T_UINT, def, lo, hi)
 #define CFG_SIZE(grp, name, def, lo, hi)                                     \
 	CFG_NUM(grp, name, CFG_T_SIZE, def, lo, hi)
+#define CFG_U64(grp, name, def, lo, hi)                                      \
+	CFG_NUM(grp, name, CFG_T_U64, def, lo, hi)
 #define CFG_DOUBLE(grp, name, def, lo, hi)                                   \
 	CFG_NUM(grp, name, CFG_T_DOUBLE, def, lo, hi)
 #define CFG_ENUM(grp, name, def, nm)                                         \
@@ -202,6 +216,9 @@ static const struct cfg_entry cfg_table[] = {
 	CFG_DOUBLE(llm, price.input, 0.0, 0.0, 1e6),
 	CFG_DOUBLE(llm, price.cached_input, 0.0, 0.0, 1e6),
 	CFG_DOUBLE(llm, price.output, 0.0, 0.0, 1e6),
+	{ .path = "llm.price.batch_factor", .type = CFG_T_DOUBLE,
+	  .offset = CFG_OFF(llm, price.batch_factor), .def_num = 0.5,
+	  .min = 0.0, .max = 1.0, .flags = CFG_F_ABOVE_MIN },
 	CFG_STR(llm, prompt_cache_key, "auto", cfg_check_cache_key, 0),
 
 	CFG_STR(schema, file, "schemas/person.schema.json", cfg_check_nonempty,
@@ -240,6 +257,14 @@ static const struct cfg_entry cfg_table[] = {
 	{ .path = "output.carry", .type = CFG_T_LIST,
 	  .offset = CFG_OFF(output, carry), .check = cfg_check_carried },
 
+	CFG_ENUM(batch, mode, CFG_BATCH_OFF, cfg_batch_mode_names),
+	CFG_U64(batch, min_backlog, 1000, 1, 1e9),
+	CFG_UINT(batch, max_requests, 50000, 1, 50000),
+	CFG_DOUBLE(batch, max_wait_s, 60.0, 0.1, 86400.0),
+	CFG_UINT(batch, poll_ms, 10000, 10, 3600000),
+	CFG_UINT(batch, max_pending, 100000, 1, 10000000),
+	CFG_STR(batch, state_topic, "extractd.batches", cfg_check_topic, 0),
+
 	CFG_UINT(shutdown, timeout_ms, 15000, 1000, 3600000),
 
 	CFG_STR(http, listen, "127.0.0.1:9464", cfg_check_listen, 0),
@@ -268,6 +293,12 @@ static const struct {
 	  "every dead letter would be read again as input, and fail again" },
 	{ "kafka.output_topic", "kafka.dlq_topic",
 	  "dead letters would be mixed into the outputs" },
+	{ "kafka.input_topic", "batch.state_topic",
+	  "the batch state would be read as input" },
+	{ "kafka.output_topic", "batch.state_topic",
+	  "the batch state would be mixed into the outputs" },
+	{ "kafka.dlq_topic", "batch.state_topic",
+	  "the batch state would be mixed into the dead letters" },
 };
 
 /** Where values came from; hangs off extractd_config.meta. */
@@ -1456,6 +1487,7 @@ static int cfg_apply(struct cfg_loader *ld, size_t idx,
 		break;
 	case CFG_T_UINT:
 	case CFG_T_SIZE:
+	case CFG_T_U64:
 		if (!cfg_int_of(v, &i) || i < (long long)e->min ||
 		    i > (long long)e->max)
 			return cfg_fail(ld, v->origin, e->path,
@@ -1465,14 +1497,20 @@ static int cfg_apply(struct cfg_loader *ld, size_t idx,
 					cfg_describe(v, got, sizeof(got)));
 		if (e->type == CFG_T_UINT)
 			*(unsigned *)field = (unsigned)i;
-		else
+		else if (e->type == CFG_T_SIZE)
 			*(size_t *)field = (size_t)i;
+		else
+			*(uint64_t *)field = (uint64_t)i;
 		break;
 	case CFG_T_DOUBLE:
 		if (!cfg_number_of(v, &d) || !(d >= e->min && d <= e->max))
 			return cfg_fail(ld, v->origin, e->path,
 					"must be a number from %g to %g, got %s",
 					e->min, e->max,
+					cfg_describe(v, got, sizeof(got)));
+		if ((e->flags & CFG_F_ABOVE_MIN) && d == e->min)
+			return cfg_fail(ld, v->origin, e->path,
+					"must be more than %g, got %s", e->min,
 					cfg_describe(v, got, sizeof(got)));
 		*(double *)field = d;
 		break;
@@ -1512,6 +1550,9 @@ static int cfg_set_defaults(struct cfg_loader *ld, const char *dir)
 			break;
 		case CFG_T_SIZE:
 			*(size_t *)field = (size_t)e->def_num;
+			break;
+		case CFG_T_U64:
+			*(uint64_t *)field = (uint64_t)e->def_num;
 			break;
 		case CFG_T_DOUBLE:
 			*(double *)field = e->def_num;
@@ -1834,6 +1875,24 @@ static int cfg_check_price(struct cfg_loader *ld)
 	return 0;
 }
 
+/**
+ * @brief Of two settings that cannot go together, the one given last
+ * (an override beats the file beats a default; between two in the file,
+ * the one later in the table), to blame.
+ * @returns its index in cfg_table.
+ */
+static int cfg_given_last(struct cfg_loader *ld, const char *a,
+			  const char *b)
+{
+	const struct cfg_meta *meta = ld->cfg->meta;
+	int ia = cfg_find(a), ib = cfg_find(b);
+
+	return meta->seq[ia] > meta->seq[ib] ||
+			       (meta->seq[ia] == meta->seq[ib] && ia > ib)
+		       ? ia
+		       : ib;
+}
+
 /*
  * Key order with exactly-once: a transaction commits offsets, which only
  * a contiguous prefix released in offset order can justify; key order
@@ -1843,22 +1902,56 @@ static int cfg_check_price(struct cfg_loader *ld)
 static int cfg_check_ordering(struct cfg_loader *ld)
 {
 	const struct extractd_config *cfg = ld->cfg;
-	const struct cfg_meta *meta = cfg->meta;
-	int ord = cfg_find("output.ordering");
-	int dlv = cfg_find("output.delivery");
 	int blamed;
 
 	if (cfg->output.ordering != CFG_ORDER_KEY ||
 	    cfg->output.delivery != CFG_DELIVERY_EXACTLY_ONCE)
 		return 0;
-	blamed = meta->seq[ord] > meta->seq[dlv] ||
-			 (meta->seq[ord] == meta->seq[dlv] && ord > dlv)
-		 ? ord
-		 : dlv;
-	return cfg_fail(ld, meta->origin[blamed], cfg_table[blamed].path,
+	blamed = cfg_given_last(ld, "output.ordering", "output.delivery");
+	return cfg_fail(ld, cfg->meta->origin[blamed], cfg_table[blamed].path,
 			"key order with exactly-once: not supported "
 			"(exactly-once releases in offset order: use "
 			"output.ordering = offset)");
+}
+
+/*
+ * A batch answers minutes to hours after the live calls admitted beside
+ * it. Offset and key order would hold every later record of its
+ * partition (or key) back behind the whole batch, and so would
+ * exactly-once, which releases in offset order: batches go with
+ * completion order and at-least-once only.
+ */
+static int cfg_check_batch(struct cfg_loader *ld)
+{
+	const struct extractd_config *cfg = ld->cfg;
+	int blamed;
+
+	if (cfg->batch.mode == CFG_BATCH_OFF)
+		return 0;
+	if (cfg->output.delivery == CFG_DELIVERY_EXACTLY_ONCE) {
+		blamed = cfg_given_last(ld, "batch.mode", "output.delivery");
+		return cfg_fail(ld, cfg->meta->origin[blamed],
+				cfg_table[blamed].path,
+				"batch.mode = %s with exactly-once: not "
+				"supported (exactly-once releases in offset "
+				"order, so every later record would wait for "
+				"a batch's answers: use output.delivery = "
+				"at-least-once)",
+				cfg_batch_mode_name(cfg->batch.mode));
+	}
+	if (cfg->output.ordering != CFG_ORDER_COMPLETION) {
+		blamed = cfg_given_last(ld, "batch.mode", "output.ordering");
+		return cfg_fail(ld, cfg->meta->origin[blamed],
+				cfg_table[blamed].path,
+				"batch.mode = %s with output.ordering = %s: "
+				"not supported (batches answer out of offset "
+				"order, and every later record would wait for "
+				"a batch's answers: use output.ordering = "
+				"completion)",
+				cfg_batch_mode_name(cfg->batch.mode),
+				cfg_ordering_name(cfg->output.ordering));
+	}
+	return 0;
 }
 
 static int cfg_check_relations(struct cfg_loader *ld)
@@ -1889,7 +1982,8 @@ static int cfg_check_relations(struct cfg_loader *ld)
 				cfg_differ_rules[r].why);
 	}
 
-	if (cfg_check_price(ld) < 0 || cfg_check_ordering(ld) < 0)
+	if (cfg_check_price(ld) < 0 || cfg_check_ordering(ld) < 0 ||
+	    cfg_check_batch(ld) < 0)
 		return -1;
 	if (ld->cfg->output.carry.n &&
 	    ld->cfg->input.format != CFG_INPUT_JSON)
@@ -2167,6 +2261,9 @@ int cfg_value_text(const struct extractd_config *cfg, const char *path,
 	case CFG_T_SIZE:
 		cfg_out_add(&o, "%zu", *(const size_t *)field);
 		break;
+	case CFG_T_U64:
+		cfg_out_add(&o, "%" PRIu64, *(const uint64_t *)field);
+		break;
 	case CFG_T_DOUBLE:
 		cfg_format_double(*(const double *)field, num, sizeof(num));
 		cfg_out_add(&o, "%s%s", num,
@@ -2226,4 +2323,11 @@ const char *cfg_ordering_name(enum cfg_ordering ordering)
 	if ((unsigned)ordering >= CFG_ARRAY_SIZE(cfg_ordering_names) - 1)
 		return "(invalid)";
 	return cfg_ordering_names[ordering];
+}
+
+const char *cfg_batch_mode_name(enum cfg_batch_mode mode)
+{
+	if ((unsigned)mode >= CFG_ARRAY_SIZE(cfg_batch_mode_names) - 1)
+		return "(invalid)";
+	return cfg_batch_mode_names[mode];
 }

@@ -14,7 +14,9 @@
  * reads "-s:N: setting: what is wrong" (N counts the -s options from 1).
  * Relative paths (schema.file, llm.api_key_file) resolve against the
  * directory of the config file, or the working directory without one.
- * Rules across settings are checked last: the three topics differ.
+ * Rules across settings are checked last: the three topics and
+ * batch.state_topic differ; batches need completion order and
+ * at-least-once delivery.
  *
  * Secrets: a kafka.properties value "${env:NAME}" or "${file:PATH}" is
  * read from the environment or a file while loading, so none need be in
@@ -27,6 +29,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct json_object;
 
@@ -64,6 +67,12 @@ enum cfg_delivery { CFG_DELIVERY_AT_LEAST_ONCE, CFG_DELIVERY_EXACTLY_ONCE };
 /* input.format: a record is the text itself, or a JSON document whose
  * input.text_pointer names the text (common/input.h). */
 enum cfg_input_format { CFG_INPUT_TEXT, CFG_INPUT_JSON };
+/*
+ * batch.mode: which records go through the Batch API instead of a live
+ * call. off: none; backlog: those admitted while their partition's lag
+ * is above batch.min_backlog; always: all of them.
+ */
+enum cfg_batch_mode { CFG_BATCH_OFF, CFG_BATCH_BACKLOG, CFG_BATCH_ALWAYS };
 enum cfg_log_level { CFG_LOG_DEBUG, CFG_LOG_INFO, CFG_LOG_WARN, CFG_LOG_ERROR };
 enum cfg_log_format { CFG_LOG_JSON, CFG_LOG_TEXT };
 
@@ -108,6 +117,9 @@ struct extractd_config {
 			double input;
 			double cached_input; /**< 0: cached bill as input */
 			double output;
+			double batch_factor; /**< share of the prices paid
+					       *  for a Batch API answer's
+					       *  tokens, 0 < f <= 1 */
 		} price;
 		char *prompt_cache_key;      /**< "auto" = derived from the
 					       *  schema and instructions, "" =
@@ -158,6 +170,25 @@ struct extractd_config {
 			size_t n;
 		} carry;
 	} output;
+	struct {
+		enum cfg_batch_mode mode;
+		uint64_t min_backlog;    /**< backlog: a partition's lag, in
+					   *  records, above which new records
+					   *  are batched; 1..10^9 */
+		unsigned max_requests;   /**< requests in one batch file,
+					   *  1..50000 (OpenAI's limit) */
+		double max_wait_s;       /**< a batch file is closed this long
+					   *  after its first record, full or
+					   *  not; 0.1..86400 */
+		unsigned poll_ms;        /**< a submitted batch's status is
+					   *  asked this often */
+		unsigned max_pending;    /**< records in open and submitted
+					   *  batches, all partitions; the
+					   *  input waits above it */
+		char *state_topic;       /**< compacted topic of the batches
+					   *  in flight; not one of the three
+					   *  kafka topics */
+	} batch;
 	struct {
 		unsigned timeout_ms;     /**< SIGTERM to exit, at most */
 	} shutdown;
@@ -241,5 +272,6 @@ bool cfg_secret_property(const char *name);
 /** Names for the enums, as they are written in the config file. */
 const char *cfg_mode_name(enum cfg_llm_mode mode);
 const char *cfg_ordering_name(enum cfg_ordering ordering);
+const char *cfg_batch_mode_name(enum cfg_batch_mode mode);
 
 #endif

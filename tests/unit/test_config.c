@@ -190,6 +190,7 @@ static void assert_defaults(const struct extractd_config *cfg)
 	assert_true(cfg->llm.price.input == 0.0);
 	assert_true(cfg->llm.price.cached_input == 0.0);
 	assert_true(cfg->llm.price.output == 0.0);
+	assert_true(cfg->llm.price.batch_factor == 0.5);
 	assert_false(cfg_priced(cfg));
 	assert_int_equal(cfg->retry.max_attempts, 6);
 	assert_int_equal(cfg->retry.base_delay_ms, 500);
@@ -205,6 +206,13 @@ static void assert_defaults(const struct extractd_config *cfg)
 	assert_int_equal(cfg->output.partitioning, CFG_PART_AUTO);
 	assert_int_equal(cfg->output.delivery, CFG_DELIVERY_AT_LEAST_ONCE);
 	assert_int_equal(cfg->output.transaction_ms, 100);
+	assert_int_equal(cfg->batch.mode, CFG_BATCH_OFF);
+	assert_true(cfg->batch.min_backlog == 1000);
+	assert_int_equal(cfg->batch.max_requests, 50000);
+	assert_true(cfg->batch.max_wait_s == 60.0);
+	assert_int_equal(cfg->batch.poll_ms, 10000);
+	assert_int_equal(cfg->batch.max_pending, 100000);
+	assert_string_equal(cfg->batch.state_topic, "extractd.batches");
 	assert_string_equal(cfg->http.listen, "127.0.0.1:9464");
 	assert_int_equal(cfg->log.level, CFG_LOG_INFO);
 	assert_int_equal(cfg->log.format, CFG_LOG_JSON);
@@ -540,6 +548,64 @@ static const struct error_case error_cases[] = {
 	{ "retry: {\n  base_delay_ms = 40000;\n};\n",
 	  "@:2: retry.base_delay_ms: must be at most retry.max_delay_ms "
 	  "(30000), got 40000" },
+	/* batches */
+	{ "llm: { price: { batch_factor = 0; }; };\n",
+	  "@:1: llm.price.batch_factor: must be more than 0, got 0" },
+	{ "llm: { price: { batch_factor = 1.01; }; };\n",
+	  "@:1: llm.price.batch_factor: must be a number from 0 to 1, "
+	  "got 1.01" },
+	{ "batch: { mode = \"later\"; };\n",
+	  "@:1: batch.mode: must be one of off, backlog, always, got 'later'" },
+	{ "batch: { min_backlog = 0; };\n",
+	  "@:1: batch.min_backlog: must be an integer from 1 to 1000000000, "
+	  "got 0" },
+	{ "batch: { min_backlog = 1000000001; };\n",
+	  "@:1: batch.min_backlog: must be an integer from 1 to 1000000000, "
+	  "got 1000000001" },
+	{ "batch: { max_requests = 50001; };\n",
+	  "@:1: batch.max_requests: must be an integer from 1 to 50000, "
+	  "got 50001" },
+	{ "batch: { max_wait_s = 0.05; };\n",
+	  "@:1: batch.max_wait_s: must be a number from 0.1 to 86400, "
+	  "got 0.05" },
+	{ "batch: { poll_ms = 9; };\n",
+	  "@:1: batch.poll_ms: must be an integer from 10 to 3600000, got 9" },
+	{ "batch: { max_pending = 0; };\n",
+	  "@:1: batch.max_pending: must be an integer from 1 to 10000000, "
+	  "got 0" },
+	{ "batch: { state_topic = \"a/b\"; };\n",
+	  "@:1: batch.state_topic: must be a Kafka topic name (1 to 249 of "
+	  "a-z A-Z 0-9 . _ -), got 'a/b'" },
+	{ "batch: {\n  state_topic = \"persons\";\n};\n",
+	  "@:2: batch.state_topic: must differ from kafka.output_topic (both "
+	  "are 'persons'): the batch state would be mixed into the outputs" },
+	{ "batch: {\n  state_topic = \"texts.dlq\";\n};\n",
+	  "@:2: batch.state_topic: must differ from kafka.dlq_topic (both "
+	  "are 'texts.dlq'): the batch state would be mixed into the dead "
+	  "letters" },
+	{ "kafka: {\n  input_topic = \"extractd.batches\";\n};\n",
+	  "@:2: kafka.input_topic: must differ from batch.state_topic (both "
+	  "are 'extractd.batches'): the batch state would be read as input" },
+	/* batches answer out of offset order; of two in the file, the one
+	 * later in the table is blamed */
+	{ "output: {\n  ordering = \"offset\";\n};\n"
+	  "batch: {\n  mode = \"backlog\";\n};\n",
+	  "@:5: batch.mode: batch.mode = backlog with output.ordering = "
+	  "offset: not supported (batches answer out of offset order, and "
+	  "every later record would wait for a batch's answers: use "
+	  "output.ordering = completion)" },
+	{ "batch: {\n  mode = \"always\";\n};\n"
+	  "output: {\n  ordering = \"key\";\n};\n",
+	  "@:2: batch.mode: batch.mode = always with output.ordering = "
+	  "key: not supported (batches answer out of offset order, and every "
+	  "later record would wait for a batch's answers: use "
+	  "output.ordering = completion)" },
+	{ "output: {\n  delivery = \"exactly-once\";\n};\n"
+	  "batch: {\n  mode = \"always\";\n};\n",
+	  "@:5: batch.mode: batch.mode = always with exactly-once: not "
+	  "supported (exactly-once releases in offset order, so every later "
+	  "record would wait for a batch's answers: use output.delivery = "
+	  "at-least-once)" },
 	/* key order needs at-least-once */
 	{ "output: {\n  ordering = \"key\";\n"
 	  "  delivery = \"exactly-once\";\n};\n",
@@ -655,6 +721,59 @@ static void file_cannot_read(void **state)
 	/* A file in a missing directory, relative: same message shape. */
 	load_fails("no/such/dir/x.cfg", NULL, 0,
 		   "@: cannot read: No such file or directory");
+}
+
+/* The batch group: every setting read, written back, and its names. */
+static void batch_settings(void **state)
+{
+	static const char *const ov[] = { "batch.min_backlog=1000000000",
+					  "llm.price.batch_factor=1" };
+	struct extractd_config *cfg;
+	char want[PATH_MAX];
+	const char *p;
+
+	(void)state;
+	p = write_file("batch.cfg", "batch: {\n"
+				    "  mode = \"backlog\";\n"
+				    "  min_backlog = 5000;\n"
+				    "  max_requests = 1;\n"
+				    "  max_wait_s = 0.25;\n"
+				    "  poll_ms = 10;\n"
+				    "  max_pending = 10000000;\n"
+				    "  state_topic = \"bt\";\n"
+				    "};\n"
+				    "llm: { price: { batch_factor = 0.4; }; "
+				    "};\n");
+	cfg = load_ok(p, NULL, 0);
+	assert_int_equal(cfg->batch.mode, CFG_BATCH_BACKLOG);
+	assert_true(cfg->batch.min_backlog == 5000);
+	assert_int_equal(cfg->batch.max_requests, 1);
+	assert_true(cfg->batch.max_wait_s == 0.25);
+	assert_int_equal(cfg->batch.poll_ms, 10);
+	assert_int_equal(cfg->batch.max_pending, 10000000);
+	assert_string_equal(cfg->batch.state_topic, "bt");
+	assert_true(cfg->llm.price.batch_factor == 0.4);
+	assert_string_equal(cfg_batch_mode_name(cfg->batch.mode), "backlog");
+	assert_string_equal(value_text(cfg, "batch.mode"), "\"backlog\"");
+	assert_string_equal(value_text(cfg, "batch.min_backlog"), "5000");
+	assert_string_equal(value_text(cfg, "batch.max_wait_s"), "0.25");
+	assert_string_equal(value_text(cfg, "llm.price.batch_factor"), "0.4");
+	snprintf(want, sizeof(want), "%s:8", p);
+	assert_string_equal(cfg_origin(cfg, "batch.state_topic"), want);
+	cfg_free(cfg);
+
+	/* The bounds themselves are taken; an integer is a number. */
+	cfg = load_ok(p, ov, ARRAY_SIZE(ov));
+	assert_true(cfg->batch.min_backlog == 1000000000);
+	assert_true(cfg->llm.price.batch_factor == 1.0);
+	assert_string_equal(value_text(cfg, "batch.min_backlog"),
+			    "1000000000");
+	cfg_free(cfg);
+
+	assert_string_equal(cfg_batch_mode_name(CFG_BATCH_OFF), "off");
+	assert_string_equal(cfg_batch_mode_name(CFG_BATCH_ALWAYS), "always");
+	assert_string_equal(cfg_batch_mode_name((enum cfg_batch_mode)3),
+			    "(invalid)");
 }
 
 /* llm.price in the file, overridden with -s; a cap beside it. */
@@ -827,6 +946,20 @@ static void override_errors(void **state)
 		{ { "kafka.properties.linger.ms={ x = 1; }" }, 1,
 		  "-s:1: kafka.properties.linger.ms: must be a string, number "
 		  "or boolean, got a group" },
+		{ { "batch.mode=backlog", "output.delivery=exactly-once" }, 2,
+		  "-s:2: output.delivery: batch.mode = backlog with "
+		  "exactly-once: not supported (exactly-once releases in offset "
+		  "order, so every later record would wait for a batch's "
+		  "answers: use output.delivery = at-least-once)" },
+		{ { "output.ordering=offset", "batch.mode=backlog" }, 2,
+		  "-s:2: batch.mode: batch.mode = backlog with output.ordering "
+		  "= offset: not supported (batches answer out of offset "
+		  "order, and every later record would wait for a batch's "
+		  "answers: use output.ordering = completion)" },
+		{ { "batch.state_topic=texts" }, 1,
+		  "-s:1: batch.state_topic: must differ from kafka.input_topic "
+		  "(both are 'texts'): the batch state would be read as "
+		  "input" },
 		{ { "output.delivery=exactly-once", "output.ordering=key" }, 2,
 		  "-s:2: output.ordering: key order with exactly-once: not "
 		  "supported (exactly-once releases in offset order: use "
@@ -1522,6 +1655,7 @@ int main(void)
 		cmocka_unit_test(file_errors),
 		cmocka_unit_test(file_cannot_read),
 		cmocka_unit_test(prices_and_caps),
+		cmocka_unit_test(batch_settings),
 		cmocka_unit_test(overrides),
 		cmocka_unit_test(override_errors),
 		cmocka_unit_test(override_beats_file),
