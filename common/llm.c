@@ -1890,11 +1890,18 @@ static unsigned more_room(struct llm *llm, const struct llm_reply *reply,
 	return 0;
 }
 
-void llm_extract(struct llm_worker *w, const char *text, size_t len,
-		 struct llm_result *res)
+/*
+ * One record's extraction, starting in format mode. With batch (a Batch
+ * API's answer body to the request llm_request_body() builds in mode),
+ * that body is the first call's reply; a body that is not a chat
+ * completion leaves the first call to the live API. Every other call
+ * is live.
+ */
+static void extract(struct llm_worker *w, const char *text, size_t len,
+		    enum cfg_llm_mode mode, const char *batch,
+		    size_t batch_len, struct llm_result *res)
 {
 	struct llm *llm = w->llm;
-	enum cfg_llm_mode mode = llm_mode(llm);
 	struct json_object *messages = first_messages(&llm->fmt[mode], text,
 						      len);
 	char errors[LLM_DETAIL_MAX];
@@ -1909,20 +1916,34 @@ void llm_extract(struct llm_worker *w, const char *text, size_t len,
 	for (;;) {
 		struct llm_reply reply;
 		struct json_object *obj;
-		char *body;
+		char *body, perr[256];
 		enum llm_status st;
 		enum flaw flaw;
-		bool restart, cut;
+		bool restart = false, batched = false, cut;
 
-		body = request_body(llm, mode, max_tokens, messages);
-		if (!body) {
-			res->status = LLM_ERR_HTTP;
-			detail_set(res, "out of memory");
-			break;
+		if (batch) {
+			/* Once, for the first call. Why a body is not a
+			 * chat completion (perr) matters no more once the
+			 * live call has answered instead. */
+			batched = parse_reply(w->tok, mode, batch, batch_len,
+					      &reply, perr, sizeof(perr)) == 0;
+			batch = NULL;
 		}
-		st = call_model(w, mode, body, strlen(body), &reply, res,
-				&deadline, &restart);
-		free(body);
+		if (batched) {
+			st = LLM_OK;
+			res->attempts++;
+			res->batched = true;
+		} else {
+			body = request_body(llm, mode, max_tokens, messages);
+			if (!body) {
+				res->status = LLM_ERR_HTTP;
+				detail_set(res, "out of memory");
+				break;
+			}
+			st = call_model(w, mode, body, strlen(body), &reply,
+					res, &deadline, &restart);
+			free(body);
+		}
 		if (restart) {
 			/* The server takes another format now: start over
 			 * in it. */
@@ -1942,6 +1963,11 @@ void llm_extract(struct llm_worker *w, const char *text, size_t len,
 		res->completion_tokens += reply.completion_tokens;
 		res->cached_tokens += reply.cached_tokens;
 		res->reasoning_tokens += reply.reasoning_tokens;
+		if (batched) {
+			res->batch_prompt_tokens += reply.prompt_tokens;
+			res->batch_completion_tokens += reply.completion_tokens;
+			res->batch_cached_tokens += reply.cached_tokens;
+		}
 		if (*reply.model && strcmp(reply.model, llm->model))
 			snprintf(res->served_model, sizeof(res->served_model),
 				 "%s", reply.model);
@@ -2024,4 +2050,22 @@ void llm_extract(struct llm_worker *w, const char *text, size_t len,
 		res->reasks++;
 	}
 	json_object_put(messages);
+}
+
+void llm_extract(struct llm_worker *w, const char *text, size_t len,
+		 struct llm_result *res)
+{
+	extract(w, text, len, llm_mode(w->llm), NULL, 0, res);
+}
+
+void llm_extract_answered(struct llm_worker *w, const char *text, size_t len,
+			  enum cfg_llm_mode mode, const char *answer,
+			  size_t answer_len, struct llm_result *res)
+{
+	/* No request is built in any other mode: no answer can be ours. */
+	if (mode >= LLM_N_FORMATS) {
+		mode = llm_mode(w->llm);
+		answer = NULL;
+	}
+	extract(w, text, len, mode, answer, answer_len, res);
 }

@@ -55,6 +55,11 @@ struct llm_result {
 	uint64_t cached_tokens;    /**< of prompt_tokens, served from the
 				     *  provider's prompt cache */
 	uint64_t reasoning_tokens; /**< of completion_tokens, reasoning */
+	/** Of prompt_tokens, completion_tokens and cached_tokens, those of
+	 *  the Batch API's answer (billed at llm.price.batch_factor). */
+	uint64_t batch_prompt_tokens, batch_completion_tokens,
+		batch_cached_tokens;
+	bool batched;       /**< the first answer came from a batch */
 	char model[128];    /**< the configured model (llm.model) */
 	char served_model[128]; /**< the model the server says answered,
 				  *  when it is not model; else "" */
@@ -197,6 +202,21 @@ int llm_worker_trace(struct llm_worker *w, const char *traceparent,
  */
 void llm_extract(struct llm_worker *w, const char *text, size_t len,
 		 struct llm_result *res);
+
+/**
+ * @brief llm_extract() for a record whose first call a Batch API has
+ * answered: answer is the body of that 200 chat-completions answer to
+ * the request llm_request_body(llm, mode, text, len) built. It is
+ * parsed in mode, its usage counted (res->batch_*; one of
+ * res->attempts) and judged as a live answer is; what follows (re-asks,
+ * more room, retries, a new format after a pause) goes to the live API.
+ * A body that is not a chat completion (or a mode no request is built
+ * in) does not lose the record: its first call is made live instead, at
+ * the live price, and res->batched stays false.
+ */
+void llm_extract_answered(struct llm_worker *w, const char *text, size_t len,
+			  enum cfg_llm_mode mode, const char *answer,
+			  size_t answer_len, struct llm_result *res);
 
 void llm_result_clear(struct llm_result *res);
 

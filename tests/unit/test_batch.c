@@ -18,6 +18,7 @@
 
 #include "batch.h"
 #include "http.h"
+#include "simproc.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,20 +33,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef LLMSIM_PATH
-#error "LLMSIM_PATH: the llmsim binary (tests/unit/CMakeLists.txt)"
-#endif
-
 #define KEY "sk-batch-test-Key-4f2a9c"
 #define WRONG_KEY "sk-batch-test-WRONG-77e1b0"
 #define LIMIT (16u << 20)
 
 enum { SIM_MAIN, SIM_EXPIRE, SIM_SLOW, SIM_COUNT };
-
-struct sim {
-	pid_t pid;
-	unsigned port;
-};
 
 static struct sim sims[SIM_COUNT];
 static char dir[] = "/tmp/test_batch.XXXXXX";
@@ -67,63 +59,6 @@ static void write_file(const char *name, const char *text)
 	assert_int_equal(fclose(f), 0);
 }
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
-/* Start llmsim with extra arguments (NULL-terminated); wait for its
- * port file. */
-static void sim_start(struct sim *s, const char *name, ...)
-{
-	char portfile[256], log[256], buf[32];
-	const char *argv[16];
-	size_t n = 0;
-	va_list ap;
-	FILE *f;
-	int i, fd;
-
-	snprintf(portfile, sizeof(portfile), "%s/%s.port", dir, name);
-	snprintf(log, sizeof(log), "%s/%s.log", dir, name);
-	argv[n++] = LLMSIM_PATH;
-	argv[n++] = "--listen";
-	argv[n++] = "127.0.0.1:0";
-	argv[n++] = "--port-file";
-	argv[n++] = portfile;
-	va_start(ap, name);
-	while (n < 15 && (argv[n] = va_arg(ap, const char *)))
-		n++;
-	va_end(ap);
-	argv[n] = NULL;
-	s->pid = fork();
-	assert_true(s->pid >= 0);
-	if (!s->pid) {
-		fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execv(LLMSIM_PATH, (char *const *)argv);
-		_exit(127);
-	}
-	for (i = 0; i < 1000; i++) {	/* 20 s */
-		f = fopen(portfile, "r");
-		if (f) {
-			if (fgets(buf, sizeof(buf), f) && strchr(buf, '\n'))
-				s->port = (unsigned)strtoul(buf, NULL, 10);
-			fclose(f);
-			if (s->port)
-				return;
-		}
-		assert_int_equal(waitpid(s->pid, NULL, WNOHANG), 0);
-		sleep_ms(20);
-	}
-	fail_msg("llmsim %s wrote no port file", name);
-}
-
 static int group_setup(void **state)
 {
 	char answers[256], key[256];
@@ -137,27 +72,13 @@ static int group_setup(void **state)
 	write_file("key", KEY "\n");
 	path_in(answers, sizeof(answers), "answers.jsonl");
 	path_in(key, sizeof(key), "key");
-	sim_start(&sims[SIM_MAIN], "main", "--batch-delay-ms", "200",
+	sim_start(&sims[SIM_MAIN], dir, "main", "--batch-delay-ms", "200",
 		  "--answers", answers, (char *)NULL);
-	sim_start(&sims[SIM_EXPIRE], "expire", "--batch-expire", "1",
+	sim_start(&sims[SIM_EXPIRE], dir, "expire", "--batch-expire", "1",
 		  (char *)NULL);
-	sim_start(&sims[SIM_SLOW], "slow", "--batch-delay-ms", "600000",
+	sim_start(&sims[SIM_SLOW], dir, "slow", "--batch-delay-ms", "600000",
 		  "--api-key-file", key, (char *)NULL);
 	return 0;
-}
-
-/* SIGTERM an llmsim and reap it; its wait status, or -1. */
-static int sim_stop(struct sim *s)
-{
-	int status = -1;
-
-	if (s->pid <= 0)
-		return -1;
-	kill(s->pid, SIGTERM);
-	if (waitpid(s->pid, &status, 0) != s->pid)
-		status = -1;
-	s->pid = 0;
-	return status;
 }
 
 static int group_teardown(void **state)

@@ -1,4 +1,8 @@
-/* Unit tests for common/llm: reading answers in each mode. */
+/*
+ * Unit tests for common/llm: reading answers in each mode, request
+ * bodies, and extractions whose first answer came from a Batch API,
+ * against a real llmsim (simproc.h) that answers the live calls.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -9,8 +13,13 @@
 #include <stdlib.h>
 
 #include "config.h"
+#include "http.h"
 #include "llm.h"
 #include "schema.h"
+#include "simproc.h"
+
+static struct sim sim;
+static char dir[] = "/tmp/test_llm.XXXXXX";
 
 static int parse(enum cfg_llm_mode mode, const char *body,
 		 struct llm_reply *r, char *err)
@@ -405,6 +414,213 @@ static void stable_prefix(void **state)
 	}
 }
 
+static int group_setup(void **state)
+{
+	(void)state;
+	if (!mkdtemp(dir) || http_global_init())
+		return -1;
+	sim_start(&sim, dir, "sim", (char *)NULL);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	char cmd[300];
+
+	(void)state;
+	sim_stop(&sim);
+	http_global_cleanup();
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* HTTP calls the llm made (canaries included): the observer's count. */
+static unsigned calls;
+
+static void count_call(void *arg, const struct llm_call *call)
+{
+	(void)arg;
+	(void)call;
+	calls++;
+}
+
+/* A body as a Batch API returns a chat completion: content (a JSON
+ * string's inside, escaped) or a refusal, finish_reason, usage. */
+static char *batch_body(const char *content, const char *refusal,
+			const char *finish, unsigned prompt, unsigned cached,
+			unsigned completion)
+{
+	char *body = NULL;
+	size_t size = 0;
+	FILE *f = open_memstream(&body, &size);
+
+	assert_non_null(f);
+	fprintf(f, "{\"id\":\"chatcmpl-b1\",\"object\":\"chat.completion\","
+		"\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,"
+		"\"message\":{\"role\":\"assistant\",");
+	if (refusal)
+		fprintf(f, "\"content\":null,\"refusal\":\"%s\"", refusal);
+	else
+		fprintf(f, "\"content\":\"%s\",\"refusal\":null", content);
+	fprintf(f, "},\"finish_reason\":\"%s\"}],\"usage\":{"
+		"\"prompt_tokens\":%u,\"completion_tokens\":%u,"
+		"\"prompt_tokens_details\":{\"cached_tokens\":%u}}}",
+		finish, prompt, completion, cached);
+	assert_int_equal(fclose(f), 0);
+	return body;
+}
+
+#define TEXT "Ann Lee is a 30-year-old cook."
+#define ANN "{\"name\":\"Ann Lee\",\"age\":30,\"occupation\":\"cook\"}"
+#define ANN_ESCAPED                                                      \
+	"{\\\"name\\\":\\\"Ann Lee\\\",\\\"age\\\":30,"                  \
+	"\\\"occupation\\\":\\\"cook\\\"}"
+
+/*
+ * llm_extract_answered(): a batch's answer is judged as a live one, and
+ * only what follows it goes live. Every case's calls are counted by the
+ * observer, after a first live extraction has settled the format (its
+ * canary is a call too).
+ */
+static void batch_answers(void **state)
+{
+	char url[64], base[80], err[256];
+	const char *ov[] = { base, "llm.mode=json_schema",
+			     "llm.api_key_env=\"\"" };
+	struct extractd_config *cfg;
+	struct schema *schema;
+	struct llm_result res;
+	struct llm_worker *w;
+	struct llm *llm;
+	char *body;
+
+	(void)state;
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/v1", sim.port);
+	snprintf(base, sizeof(base), "llm.base_url=%s", url);
+	llm = make_llm(ov, 3, &cfg, &schema);
+	llm_set_observer(llm, count_call, NULL);
+	w = llm_worker_new(llm, NULL, NULL, 1, err, sizeof(err));
+	if (!w)
+		fail_msg("worker: %s", err);
+	llm_extract(w, TEXT, strlen(TEXT), &res);
+	assert_int_equal(res.status, LLM_OK);
+	assert_false(res.batched);
+	assert_true(res.batch_prompt_tokens == 0);
+	llm_result_clear(&res);
+
+	/* Valid: no call at all; every token is the batch's. */
+	calls = 0;
+	body = batch_body(ANN_ESCAPED, NULL, "stop", 120, 64, 18);
+	llm_extract_answered(w, TEXT, strlen(TEXT), CFG_MODE_JSON_SCHEMA,
+			     body, strlen(body), &res);
+	free(body);
+	assert_int_equal(calls, 0);
+	assert_int_equal(res.status, LLM_OK);
+	assert_string_equal(res.output, ANN);
+	assert_true(res.batched);
+	assert_int_equal(res.attempts, 1);
+	assert_int_equal(res.reasks, 0);
+	assert_int_equal(res.mode, CFG_MODE_JSON_SCHEMA);
+	assert_true(res.prompt_tokens == 120 && res.batch_prompt_tokens == 120);
+	assert_true(res.cached_tokens == 64 && res.batch_cached_tokens == 64);
+	assert_true(res.completion_tokens == 18 &&
+		    res.batch_completion_tokens == 18);
+	llm_result_clear(&res);
+
+	/* Invalid: one live re-ask with the errors, which llmsim answers
+	 * with what it matched; the totals hold both calls, the batch_*
+	 * the batch's only. */
+	calls = 0;
+	body = batch_body("{\\\"name\\\":\\\"Ann Lee\\\",\\\"age\\\":"
+			  "\\\"thirty\\\",\\\"occupation\\\":\\\"cook\\\"}",
+			  NULL, "stop", 120, 0, 18);
+	llm_extract_answered(w, TEXT, strlen(TEXT), CFG_MODE_JSON_SCHEMA,
+			     body, strlen(body), &res);
+	free(body);
+	assert_int_equal(calls, 1);
+	assert_int_equal(res.status, LLM_OK);
+	assert_string_equal(res.output, ANN);
+	assert_true(res.batched);
+	assert_int_equal(res.attempts, 2);
+	assert_int_equal(res.reasks, 1);
+	assert_true(res.batch_prompt_tokens == 120);
+	assert_true(res.batch_completion_tokens == 18);
+	assert_true(res.batch_cached_tokens == 0);
+	assert_true(res.prompt_tokens > 120);
+	assert_true(res.completion_tokens > 18);
+	llm_result_clear(&res);
+
+	/* A refusal ends it: no call. */
+	calls = 0;
+	body = batch_body(NULL, "I cannot help with that.", "stop", 50, 0, 7);
+	llm_extract_answered(w, TEXT, strlen(TEXT), CFG_MODE_JSON_SCHEMA,
+			     body, strlen(body), &res);
+	free(body);
+	assert_int_equal(calls, 0);
+	assert_int_equal(res.status, LLM_ERR_REFUSAL);
+	assert_string_equal(res.detail,
+			    "the model refused: I cannot help with that.");
+	assert_true(res.batched);
+	assert_true(res.batch_prompt_tokens == 50);
+	llm_result_clear(&res);
+
+	/* Cut at the token limit: asked again live, with more room. */
+	calls = 0;
+	body = batch_body("{\\\"name\\\":\\\"Ann", NULL, "length", 120, 0,
+			  64);
+	llm_extract_answered(w, TEXT, strlen(TEXT), CFG_MODE_JSON_SCHEMA,
+			     body, strlen(body), &res);
+	free(body);
+	assert_int_equal(calls, 1);
+	assert_int_equal(res.status, LLM_OK);
+	assert_int_equal(res.attempts, 2);
+	assert_int_equal(res.retries, 1);
+	assert_int_equal(res.reasks, 0);
+	assert_true(res.batched);
+	llm_result_clear(&res);
+
+	/* Not a chat completion (an error line's body, or no JSON): the
+	 * first call is made live, at the live price. */
+	{
+		static const char *const bodies[] = {
+			"{\"error\":{\"message\":\"server_error\"}}",
+			"not json",
+		};
+		size_t i;
+
+		for (i = 0; i < 2; i++) {
+			calls = 0;
+			llm_extract_answered(w, TEXT, strlen(TEXT),
+					     CFG_MODE_JSON_SCHEMA, bodies[i],
+					     strlen(bodies[i]), &res);
+			assert_int_equal(calls, 1);
+			assert_int_equal(res.status, LLM_OK);
+			assert_string_equal(res.output, ANN);
+			assert_false(res.batched);
+			assert_int_equal(res.attempts, 1);
+			assert_true(res.prompt_tokens > 0);
+			assert_true(res.batch_prompt_tokens == 0 &&
+				    res.batch_completion_tokens == 0 &&
+				    res.batch_cached_tokens == 0);
+			llm_result_clear(&res);
+		}
+	}
+
+	/* No request is built in auto: that answer is not ours. */
+	calls = 0;
+	body = batch_body(ANN_ESCAPED, NULL, "stop", 120, 0, 18);
+	llm_extract_answered(w, TEXT, strlen(TEXT), CFG_MODE_AUTO, body,
+			     strlen(body), &res);
+	free(body);
+	assert_int_equal(calls, 1);
+	assert_int_equal(res.status, LLM_OK);
+	assert_false(res.batched);
+	llm_result_clear(&res);
+
+	llm_worker_free(w);
+	drop_llm(llm, cfg, schema);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -419,7 +635,8 @@ int main(void)
 		cmocka_unit_test(malformed_bodies),
 		cmocka_unit_test(error_names),
 		cmocka_unit_test(stable_prefix),
+		cmocka_unit_test(batch_answers),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
