@@ -41,6 +41,26 @@ double spend_cost(const struct cfg_price *price, uint64_t prompt,
 		(double)completion * price->output) / 1e6;
 }
 
+static uint64_t at_most(uint64_t n, uint64_t max)
+{
+	return n < max ? n : max;
+}
+
+double spend_cost_batched(const struct cfg_price *price, uint64_t prompt,
+			  uint64_t cached, uint64_t completion,
+			  uint64_t batch_prompt, uint64_t batch_cached,
+			  uint64_t batch_completion)
+{
+	batch_prompt = at_most(batch_prompt, prompt);
+	batch_cached = at_most(batch_cached, cached);
+	batch_completion = at_most(batch_completion, completion);
+	return spend_cost(price, prompt - batch_prompt, cached - batch_cached,
+			  completion - batch_completion) +
+	       price->batch_factor * spend_cost(price, batch_prompt,
+						batch_cached,
+						batch_completion);
+}
+
 void spend_format(double usd, char *buf, size_t size)
 {
 	size_t len;

@@ -36,6 +36,20 @@ double spend_cost(const struct cfg_price *price, uint64_t prompt,
 		  uint64_t cached, uint64_t completion);
 
 /**
+ * @brief Dollars for a record's tokens when a Batch API answered its
+ * first call: spend_cost() of the live tokens (the totals less the
+ * batch's) plus price->batch_factor x spend_cost() of the batch's.
+ * @param prompt, cached, completion every call's tokens, the batch's
+ *        included (llm_result's totals)
+ * @param batch_prompt, batch_cached, batch_completion the batch answer's
+ *        part of them; each counts at most its total
+ */
+double spend_cost_batched(const struct cfg_price *price, uint64_t prompt,
+			  uint64_t cached, uint64_t completion,
+			  uint64_t batch_prompt, uint64_t batch_cached,
+			  uint64_t batch_completion);
+
+/**
  * @brief Write a cost as a decimal string ("0.000043"): up to 12
  * decimals, trailing zeros dropped, at least one decimal.
  */

@@ -406,15 +406,20 @@ static void add_number(rd_kafka_headers_t *h, const char *name,
 	add_header(h, name, text);
 }
 
-/* What a record's calls cost at llm.price, -1 without a price. */
+/* What a record's calls cost at llm.price (a Batch API answer's tokens
+ * at llm.price.batch_factor of it), -1 without a price. */
 static double job_cost(const struct job *job)
 {
 	const struct extractd_config *cfg = job->pl->cfg;
+	const struct llm_result *res = &job->res;
 
 	if (!cfg_priced(cfg))
 		return -1;
-	return spend_cost(&cfg->llm.price, job->res.prompt_tokens,
-			  job->res.cached_tokens, job->res.completion_tokens);
+	return spend_cost_batched(&cfg->llm.price, res->prompt_tokens,
+				  res->cached_tokens, res->completion_tokens,
+				  res->batch_prompt_tokens,
+				  res->batch_cached_tokens,
+				  res->batch_completion_tokens);
 }
 
 /* The tokens of every call made for the record, by kind, and their cost:
@@ -446,6 +451,8 @@ static rd_kafka_headers_t *job_headers(const struct job *job)
 		 (int)ledger_id(job->part), (long long)job->offset);
 	add_header(h, "extractd.source", source);
 	add_number(h, "extractd.attempts", res->attempts);
+	if (res->batched)
+		add_header(h, "extractd.batch", "true");
 	if (job->outcome == JOB_OUTPUT) {
 		add_header(h, "extractd.model", res->model);
 		if (*res->served_model)

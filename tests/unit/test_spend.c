@@ -38,6 +38,42 @@ static void cost(void **state)
 	assert_true(spend_cost(&mini, 0, 0, 0) == 0);
 }
 
+/* A batch answer's tokens at batch_factor of the price, the live rest at
+ * the price. */
+static void cost_batched(void **state)
+{
+	const struct cfg_price mini = { .input = 0.15, .cached_input = 0.075,
+					.output = 0.6, .batch_factor = 0.5 };
+	double batch = spend_cost(&mini, 1000, 400, 200);
+	double live = spend_cost(&mini, 1500, 0, 250);
+
+	(void)state;
+	/* The batch's first answer (1000/400/200), then a live re-ask
+	 * (1500/0/250): the totals are their sums. */
+	assert_true(fabs(spend_cost_batched(&mini, 2500, 400, 450, 1000, 400,
+					    200) -
+			 (live + 0.5 * batch)) < 1e-15);
+	/* All from the batch: half price. */
+	assert_true(fabs(spend_cost_batched(&mini, 1000, 400, 200, 1000, 400,
+					    200) -
+			 0.5 * batch) < 1e-15);
+	/* Nothing from a batch: spend_cost(). */
+	assert_true(spend_cost_batched(&mini, 1500, 0, 250, 0, 0, 0) == live);
+	/* A batch part past its total counts as the total. */
+	assert_true(fabs(spend_cost_batched(&mini, 1000, 400, 200, 5000, 900,
+					    300) -
+			 0.5 * batch) < 1e-15);
+	/* batch_factor 1: no discount. */
+	{
+		struct cfg_price full = mini;
+
+		full.batch_factor = 1;
+		assert_true(fabs(spend_cost_batched(&full, 2500, 400, 450,
+						    1000, 400, 200) -
+				 (live + batch)) < 1e-15);
+	}
+}
+
 static void format(void **state)
 {
 	char buf[32];
@@ -139,6 +175,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(cost),
+		cmocka_unit_test(cost_batched),
 		cmocka_unit_test(format),
 		cmocka_unit_test(caps_refused),
 		cmocka_unit_test(window_stops_and_resumes),
