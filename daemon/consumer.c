@@ -54,6 +54,7 @@
 #include "consumer.h"
 
 #include "admission.h"
+#include "batcher.h"
 #include "clock.h"
 #include "config.h"
 #include "kafka.h"
@@ -113,6 +114,14 @@ struct consumer {
 	size_t hold_max;           /**< pause the partitions at this many */
 	bool paused;
 	enum ledger_order order;   /**< the pipeline's */
+	bool track_arrival;        /**< offsets tracked as records arrive
+				     *  (pipeline_tracks_arrival) */
+	struct batcher *batcher;   /**< batch.mode not off, else NULL */
+	bool state_wait;           /**< batches: the state topic is not read
+				     *  to its end since an assignment: what
+				     *  comes waits, unrouted */
+	rd_kafka_message_t **unrouted; /**< they wait here, in order */
+	size_t n_unrouted, cap_unrouted;
 	struct keyset *passed;     /**< key order: keys passed over in one
 				     *  look at the held queue */
 
@@ -253,11 +262,47 @@ static void held_drop(struct consumer *c, int32_t id)
 			continue;
 		}
 		part = table_get(c, msg->partition);
-		if (part && ledger_keyed(part))
+		if (part && c->track_arrival)
 			ledger_abandon(part, msg->offset);
 		rd_kafka_message_destroy(msg);
 	}
 	c->n_held = kept;
+	for (i = kept = 0; i < c->n_unrouted; i++) {
+		rd_kafka_message_t *msg = c->unrouted[i];
+
+		if (id >= 0 && msg->partition != id)
+			c->unrouted[kept++] = msg;
+		else
+			rd_kafka_message_destroy(msg); /* not tracked yet */
+	}
+	c->n_unrouted = kept;
+}
+
+/*
+ * Batches: before records of a partition just assigned are routed, the
+ * state topic must be read to its end (batcher_sync), or a record in a
+ * batch its last owner sent could be sent again. Returns 0 when it is.
+ */
+static int sync_state(struct consumer *c, unsigned timeout_ms)
+{
+	static struct log_limit limit = LOG_LIMIT_INIT;
+	char err[512];
+	uint64_t held;
+
+	if (batcher_sync(c->batcher, timeout_ms, err, sizeof(err)) == 0) {
+		if (c->state_wait)
+			LOG_INFO("batch.state_topic read: records move on",
+				 LOG_U("consumer", c->index));
+		c->state_wait = false;
+		return 0;
+	}
+	if (log_limit(&limit, 1, 30000000000LL, &held))
+		LOG_ERROR("cannot read batch.state_topic to its end: the "
+			  "partitions wait",
+			  LOG_U("consumer", c->index), LOG_S("error", err),
+			  LOG_U("held_back", held));
+	c->state_wait = true;
+	return -1;
 }
 
 static void on_assign(struct consumer *c,
@@ -302,6 +347,8 @@ static void on_assign(struct consumer *c,
 		rd_kafka_pause_partitions(c->rk, parts);
 	else
 		rd_kafka_resume_partitions(c->rk, parts);
+	if (c->batcher && sync_state(c, REVOKE_WAIT_MS) < 0)
+		rd_kafka_pause_partitions(c->rk, parts);
 	publish_assigned(c);
 	c->assigned_once = true;
 	atomic_store(&c->brokers_down, false); /* the group answered */
@@ -423,6 +470,34 @@ static void txn_commit(struct consumer *c, unsigned timeout_ms)
 	rd_kafka_topic_partition_list_destroy(list);
 }
 
+/* Batches: the positions committed, so that the batches before them are
+ * forgotten (batcher_committed). */
+static void tell_committed(struct consumer *c,
+			   const rd_kafka_topic_partition_list_t *list)
+{
+	int i;
+
+	if (!c->batcher || !list)
+		return;
+	for (i = 0; i < list->cnt; i++) {
+		const rd_kafka_topic_partition_t *tp = &list->elems[i];
+
+		if (!tp->err && tp->offset >= 0 &&
+		    !strcmp(tp->topic, c->cfg->kafka.input_topic))
+			batcher_committed(c->batcher, tp->partition,
+					  tp->offset);
+	}
+}
+
+/* An auto-commit's result (librdkafka's offset commit callback). */
+static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+		      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+	(void)rk;
+	if (!err)
+		tell_committed(opaque, offsets);
+}
+
 /*
  * Commit the stored offsets and wait for the result, at most timeout_ms
  * (librdkafka's synchronous commit has no bound: with the coordinator
@@ -450,6 +525,10 @@ static rd_kafka_resp_err_t commit_bounded(struct consumer *c,
 		if (ev && rd_kafka_event_type(ev) ==
 				  RD_KAFKA_EVENT_OFFSET_COMMIT) {
 			err = rd_kafka_event_error(ev);
+			if (!err)
+				tell_committed(
+					c, rd_kafka_event_topic_partition_list(
+						   ev));
 			rd_kafka_event_destroy(ev);
 			break;
 		}
@@ -500,9 +579,14 @@ static void on_revoke(struct consumer *c,
 				   1000000;
 	int i;
 
-	/* Held records were not admitted: they are not waited for. */
-	for (i = 0; i < parts->cnt; i++)
+	/* Held records were not admitted: they are not waited for; nor are
+	 * those waiting for a batch (their next owner finds the batch). */
+	for (i = 0; i < parts->cnt; i++) {
 		held_drop(c, parts->elems[i].partition);
+		if (c->batcher)
+			batcher_revoke(c->batcher, parts->elems[i].partition,
+				       stop_left_ms(c->stop, REVOKE_WAIT_MS));
+	}
 	if (!lost) {
 		/* Let in-flight work of these partitions be delivered (and
 		 * so stored), then commit before another member reads. */
@@ -659,6 +743,8 @@ struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
 	c->stop = pipeline_stop(pl);
 	c->index = index;
 	c->order = pipeline_order(pl);
+	c->track_arrival = pipeline_tracks_arrival(pl);
+	c->batcher = pipeline_batcher(pl);
 	c->hold_max = cfg->pool.max_in_flight;
 	if (c->order == LEDGER_KEY)
 		c->hold_max *= KEY_HOLD_FACTOR;
@@ -681,6 +767,8 @@ struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
 	rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
 	rd_kafka_conf_set_error_cb(conf, on_error);
 	rd_kafka_conf_set_stats_cb(conf, on_stats);
+	if (c->batcher)
+		rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
 	c->rk = kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
 	if (!c->rk) {
 		snprintf(err, err_size, "cannot create the consumer: %s", why);
@@ -705,9 +793,9 @@ fail:
 	return NULL;
 }
 
-/* Key order: track a record's offset as it arrives (see DESIGN).
- * Returns 0, or -1 when it was dropped. */
-static int track_arrival(struct consumer *c, rd_kafka_message_t *msg)
+/* Track a record's offset as it arrives (key order, batches: see
+ * DESIGN). Returns 0, or -1 when it was dropped. */
+static int track(struct consumer *c, rd_kafka_message_t *msg)
 {
 	struct ledger *part = table_get(c, msg->partition);
 	int r;
@@ -736,7 +824,23 @@ static int track_arrival(struct consumer *c, rd_kafka_message_t *msg)
 	return 0;
 }
 
-/* A polled message joins the held queue; admission takes it from there. */
+/* Records after msg in its partition, as far as this consumer knows. */
+static int64_t lag_of(struct consumer *c, const rd_kafka_message_t *msg)
+{
+	int64_t lo = -1, hi = -1;
+
+	if (rd_kafka_get_watermark_offsets(c->rk, c->cfg->kafka.input_topic,
+					   msg->partition, &lo, &hi) ||
+	    hi < 0)
+		return 0;
+	return hi - msg->offset - 1;
+}
+
+/*
+ * A polled message joins the held queue, where admission takes it from;
+ * or with batches, goes to the batcher (batcher_route). While the state
+ * topic is not read to its end, it waits unrouted.
+ */
 static void handle_message(struct consumer *c, rd_kafka_message_t *msg)
 {
 	if (msg->err) {
@@ -745,13 +849,36 @@ static void handle_message(struct consumer *c, rd_kafka_message_t *msg)
 		rd_kafka_message_destroy(msg);
 		return;
 	}
-	if (c->order == LEDGER_KEY && track_arrival(c, msg) < 0)
+	if (c->batcher && c->state_wait) {
+		if (c->n_unrouted == c->cap_unrouted) {
+			size_t cap = c->cap_unrouted ? 2 * c->cap_unrouted
+						     : 64;
+			rd_kafka_message_t **p =
+				realloc(c->unrouted, cap * sizeof(*p));
+
+			if (!p) {
+				rd_kafka_message_destroy(msg);
+				LOG_ERROR("out of memory holding a record");
+				stop_request(c->stop, true);
+				return;
+			}
+			c->unrouted = p;
+			c->cap_unrouted = cap;
+		}
+		c->unrouted[c->n_unrouted++] = msg;
 		return;
+	}
+	if (c->track_arrival && track(c, msg) < 0)
+		return;
+	if (c->batcher && batcher_route(c->batcher, msg, lag_of(c, msg))) {
+		batcher_add(c->batcher, table_get(c, msg->partition), msg);
+		return;
+	}
 	if (held_push(c, msg) < 0) {
 		/* Not committed: fetched again later. */
 		struct ledger *part = table_get(c, msg->partition);
 
-		if (part && ledger_keyed(part))
+		if (part && c->track_arrival)
 			ledger_abandon(part, msg->offset);
 		rd_kafka_message_destroy(msg);
 		LOG_ERROR("out of memory holding a record");
@@ -850,6 +977,15 @@ static rd_kafka_message_t *admission_turn(struct consumer *c)
 		set_paused(c, true);
 		return rd_kafka_consumer_poll(c->rk, SLOT_WAIT_MS);
 	}
+	if (c->batcher && c->state_wait) {
+		set_paused(c, true);
+		if (sync_state(c, SLOT_WAIT_MS) < 0)
+			return rd_kafka_consumer_poll(c->rk, SLOT_WAIT_MS);
+		/* Read: what waited goes on, in order. */
+		for (size_t i = 0; i < c->n_unrouted; i++)
+			handle_message(c, c->unrouted[i]);
+		c->n_unrouted = 0;
+	}
 	/* Before the look: a key freed during it ends a job after it. */
 	ended = admission_ended(c->admission);
 	while (c->n_held && admission_try(c->admission)) {
@@ -859,7 +995,8 @@ static rd_kafka_message_t *admission_turn(struct consumer *c)
 			break;
 		}
 	}
-	if (c->n_held >= c->hold_max)
+	if (c->n_held >= c->hold_max ||
+	    (c->batcher && batcher_full(c->batcher)))
 		set_paused(c, true);
 	else if (c->n_held <= c->hold_max / 2)
 		set_paused(c, false);
@@ -1102,6 +1239,7 @@ void consumer_free(struct consumer *c)
 		ledger_unref(c->parts[i]);
 	free(c->parts);
 	free(c->held);
+	free(c->unrouted);
 	keyset_free(c->passed);
 	if (c->rk && !c->unclosed)
 		rd_kafka_destroy(c->rk);

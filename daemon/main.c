@@ -25,6 +25,7 @@
  * threads inherit it): see batch_scheduling().
  */
 #define _GNU_SOURCE /* SCHED_BATCH */
+#include "batcher.h"
 #include "config.h"
 #include "consumer.h"
 #include "health.h"
@@ -288,6 +289,7 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 	struct health *health = NULL;
 	struct spend *spend = NULL;
 	struct httpd *httpd = NULL;
+	struct batcher *batcher = NULL;
 	unsigned i, n_consumers = 0;
 	char err[1024], addr[300];
 	sigset_t signals;
@@ -346,6 +348,13 @@ static int run(struct extractd_config *cfg, struct schema *schema,
 		goto fail;
 	if (pipeline_start(pl, err, sizeof(err)) < 0)
 		goto fail;
+	if (cfg->batch.mode != CFG_BATCH_OFF) {
+		batcher = batcher_new(cfg, pl, llm, api_key, share, err,
+				      sizeof(err));
+		if (!batcher || batcher_start(batcher, err, sizeof(err)) < 0)
+			goto fail;
+		pipeline_set_batcher(pl, batcher);
+	}
 	for (i = 0; i < cfg->kafka.consumer_threads; i++) {
 		consumers[i] = consumer_new(pl, i, err, sizeof(err));
 		if (!consumers[i] || consumer_start(consumers[i], err,
@@ -383,10 +392,15 @@ out:
 	notify_stopping();
 	sd = shutdown_begin(stop, llm, metrics, cfg->shutdown.timeout_ms,
 			    &signals);
+	batcher_stop(batcher);
 	for (i = 0; i < n_consumers; i++)
 		consumer_wake(consumers[i]);
 	for (i = 0; i < n_consumers; i++)
 		consumer_join(consumers[i]);
+	/* No consumer hands it records any more: its thread gives what it
+	 * holds up (the batches stay in the state topic) and leaves. */
+	stop_step(stop, "closing the batcher");
+	batcher_free(batcher);
 	httpd_stop(httpd); /* its probes read the consumers */
 	/* Consumers' handles stay open until here: late delivery reports
 	 * still store offsets through them (harmlessly, once closed). */

@@ -57,6 +57,10 @@ struct job {
 	bool delivered;           /**< its offset was marked delivered */
 	bool cached;              /**< its output came from the answer
 				    *  cache: no LLM call */
+	char *answer;             /**< its first call's answer, from a
+				    *  batch (owned), or NULL */
+	size_t answer_len;
+	enum cfg_llm_mode mode;   /**< the request format of answer */
 	struct await *_Atomic await; /**< a worker waits for its delivery
 				    *  report (pipeline.await_lock), else
 				    *  NULL */
@@ -79,6 +83,7 @@ struct pipeline {
 	void *observer_arg;
 	struct pool *pool;
 	struct producer *producer;
+	struct batcher *batcher;  /**< batch.mode not off, else NULL (main's) */
 
 	pthread_mutex_t await_lock; /**< guards every job's await, and the
 				      *  struct await it points to */
@@ -145,6 +150,7 @@ static void job_free(struct job *job)
 		ledger_key_give(part, keyset_hash(msg->key, msg->key_len));
 	}
 	pl->msg_free(job->msg);
+	free(job->answer);
 	llm_result_clear(&job->res);
 	ledger_unref(part);
 	admission_end(pl->admission, job->early);
@@ -157,21 +163,24 @@ static void job_free(struct job *job)
 	pthread_mutex_unlock(&pl->lock);
 }
 
-int pipeline_admit(struct pipeline *pl, struct ledger *part,
-		   rd_kafka_message_t *msg)
+/* Make a record's job and queue it; tracked says its offset is in the
+ * ledger already. Takes msg and answer. */
+static int admit(struct pipeline *pl, struct ledger *part,
+		 rd_kafka_message_t *msg, bool tracked, char *answer,
+		 size_t answer_len, enum cfg_llm_mode mode)
 {
 	struct job *job;
 	int64_t first = 0;
 	int r;
 
-	/* In key order the consumer tracked it as it arrived. */
-	r = ledger_keyed(part) ? 0 : ledger_track(part, msg->offset);
+	r = tracked ? 0 : ledger_track(part, msg->offset);
 	if (r < 0 && r != -ERANGE) {
 		/* Out of memory: not tracked, so later offsets could be
 		 * committed past it. Stop; nothing past it is committed. */
 		LOG_ERROR("out of memory tracking a record",
 			  LOG_I("offset", msg->offset));
 		pl->msg_free(msg);
+		free(answer);
 		admission_cancel(pl->admission);
 		stop_request(pl->stop, true);
 		return -1;
@@ -183,6 +192,7 @@ int pipeline_admit(struct pipeline *pl, struct ledger *part,
 			  LOG_I("partition", ledger_id(part)),
 			  LOG_I("offset", msg->offset));
 		pl->msg_free(msg);
+		free(answer);
 		admission_cancel(pl->admission);
 		return -1;
 	}
@@ -191,7 +201,10 @@ int pipeline_admit(struct pipeline *pl, struct ledger *part,
 	if (!job) {
 		/* Out of memory: stop; the offset stays uncommitted. */
 		LOG_ERROR("out of memory admitting a record");
+		if (tracked)
+			ledger_abandon(part, msg->offset);
 		pl->msg_free(msg);
+		free(answer);
 		admission_cancel(pl->admission);
 		stop_request(pl->stop, true);
 		return -1;
@@ -201,6 +214,9 @@ int pipeline_admit(struct pipeline *pl, struct ledger *part,
 	ledger_ref(part);
 	job->msg = msg;
 	job->offset = msg->offset;
+	job->answer = answer;
+	job->answer_len = answer_len;
+	job->mode = mode;
 	job->consumed_ns = mono_ns();
 	atomic_compare_exchange_strong(&pl->first_consumed_ms, &first,
 				       wall_ms());
@@ -220,6 +236,26 @@ int pipeline_admit(struct pipeline *pl, struct ledger *part,
 		return -1;
 	}
 	return 0;
+}
+
+int pipeline_admit(struct pipeline *pl, struct ledger *part,
+		   rd_kafka_message_t *msg)
+{
+	return admit(pl, part, msg, pipeline_tracks_arrival(pl), NULL, 0,
+		     CFG_MODE_AUTO);
+}
+
+int pipeline_admit_answered(struct pipeline *pl, struct ledger *part,
+			    rd_kafka_message_t *msg, char *answer,
+			    size_t answer_len, enum cfg_llm_mode mode)
+{
+	return admit(pl, part, msg, true, answer, answer_len, mode);
+}
+
+bool pipeline_tracks_arrival(const struct pipeline *pl)
+{
+	return pl->cfg->output.ordering == CFG_ORDER_KEY ||
+	       pl->cfg->batch.mode != CFG_BATCH_OFF;
 }
 
 static void llm_paused_changed(void *arg, enum llm_fault fault, const char *reason)
@@ -1027,36 +1063,34 @@ static void answer_keep(struct job *job, const char *text, size_t len)
 	metrics_answer_cache_entries(pl->metrics, st.entries);
 }
 
-/*
- * The record's text: with input.format = json, the string its
- * input.text_pointer names in the document (*ret_doc, the caller puts
- * it). Returns 0, or -1 with the job a dead letter "input".
- */
-static int job_text(struct job *job, const char **text, size_t *len,
-		    struct json_object **ret_doc)
+int pipeline_text(const struct extractd_config *cfg,
+		  const rd_kafka_message_t *msg, const char **text,
+		  size_t *len, struct json_object **ret_doc, char *detail,
+		  size_t size)
 {
-	const struct extractd_config *cfg = job->pl->cfg;
-	char *detail = job->res.detail;
-	size_t size = sizeof(job->res.detail);
-	int r = 0;
-
-	*text = job->msg->payload ? job->msg->payload : "";
-	*len = job->msg->payload ? job->msg->len : 0;
+	*text = msg->payload ? msg->payload : "";
+	*len = msg->payload ? msg->len : 0;
 	*ret_doc = NULL;
 	if (cfg->input.format == CFG_INPUT_JSON) {
 		*ret_doc = input_json(*text, *len, cfg->input.text_pointer,
 				      cfg->input.max_bytes, text, len, detail,
 				      size);
-		r = *ret_doc ? 0 : -1;
-	} else {
-		r = input_check(*text, *len, cfg->input.max_bytes, detail,
-				size);
+		return *ret_doc ? 0 : -1;
 	}
-	if (r < 0) {
-		job->outcome = JOB_DEAD_LETTER;
-		job->error = "input";
-	}
-	return r;
+	return input_check(*text, *len, cfg->input.max_bytes, detail, size);
+}
+
+/* The record's text (pipeline_text); -1 with the job a dead letter
+ * "input". */
+static int job_text(struct job *job, const char **text, size_t *len,
+		    struct json_object **ret_doc)
+{
+	if (pipeline_text(job->pl->cfg, job->msg, text, len, ret_doc,
+			  job->res.detail, sizeof(job->res.detail)) == 0)
+		return 0;
+	job->outcome = JOB_DEAD_LETTER;
+	job->error = "input";
+	return -1;
 }
 
 /* Send the input's traceparent (and tracestate) with the worker's calls
@@ -1117,6 +1151,22 @@ static int carry_fields(struct job *job, struct json_object *doc)
 	return 0;
 }
 
+/* A batch answer was paid for without a call the observer saw: count it
+ * against the spending caps, at the batch price. */
+static void batch_spent(const struct job *job)
+{
+	const struct llm_result *res = &job->res;
+	const struct cfg_price *price = &job->pl->cfg->llm.price;
+
+	if (!job->pl->spend || !res->batched)
+		return;
+	spend_add(job->pl->spend, mono_ns(),
+		  price->batch_factor *
+			  spend_cost(price, res->batch_prompt_tokens,
+				     res->batch_cached_tokens,
+				     res->batch_completion_tokens));
+}
+
 static void worker_run(void *arg, void *worker)
 {
 	struct job *job = arg;
@@ -1125,12 +1175,18 @@ static void worker_run(void *arg, void *worker)
 	const char *text;
 	size_t len;
 
-	if (job_text(job, &text, &len, &doc) == 0 &&
+	if (job_text(job, &text, &len, &doc) == 0 && !job->answer &&
 	    answer_cached(job, text, len)) {
 		job->outcome = JOB_OUTPUT;
 	} else if (job->outcome != JOB_DEAD_LETTER) {
 		trace_begin(job, worker);
-		llm_extract(worker, text, len, &job->res);
+		if (job->answer) {
+			llm_extract_answered(worker, text, len, job->mode,
+					     job->answer, job->answer_len,
+					     &job->res);
+			batch_spent(job);
+		} else
+			llm_extract(worker, text, len, &job->res);
 		(void)llm_worker_trace(worker, NULL, NULL);
 		switch (job->res.status) {
 		case LLM_OK:
@@ -1449,6 +1505,16 @@ struct metrics *pipeline_metrics(struct pipeline *pl)
 void pipeline_set_spend(struct pipeline *pl, struct spend *spend)
 {
 	pl->spend = spend;
+}
+
+void pipeline_set_batcher(struct pipeline *pl, struct batcher *b)
+{
+	pl->batcher = b;
+}
+
+struct batcher *pipeline_batcher(struct pipeline *pl)
+{
+	return pl->batcher;
 }
 
 bool pipeline_paused(const struct pipeline *pl)

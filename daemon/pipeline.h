@@ -154,6 +154,12 @@ struct metrics *pipeline_metrics(struct pipeline *pl);
 struct spend;
 void pipeline_set_spend(struct pipeline *pl, struct spend *spend);
 
+/** The batcher records go to a batch through (batcher.h), set before the
+ * consumers start; NULL (the default) when batch.mode is off. Not owned. */
+struct batcher;
+void pipeline_set_batcher(struct pipeline *pl, struct batcher *b);
+struct batcher *pipeline_batcher(struct pipeline *pl);
+
 /** Whether to admit nothing: the LLM API is paused for the deployment,
  * or a spending cap is reached (one log line each time that changes). */
 bool pipeline_paused(const struct pipeline *pl);
@@ -170,14 +176,44 @@ enum ledger_order pipeline_order(const struct pipeline *pl);
 
 /**
  * @brief Admit a message the consumer holds a slot for: track its offset,
- * make its job and queue it. Takes ownership of msg. In key order the
- * consumer has tracked the offset already (ledger_track, as the record
- * arrived) and taken its key (ledger_key_take), which the job gives back
- * once delivered.
+ * make its job and queue it. Takes ownership of msg. When records are
+ * tracked as they arrive (pipeline_tracks_arrival) the consumer has
+ * tracked the offset already (ledger_track); in key order it has taken
+ * its key too (ledger_key_take), which the job gives back once
+ * delivered.
  * @returns 0, or -1 when the message was dropped (the slot is returned).
  */
 int pipeline_admit(struct pipeline *pl, struct ledger *part,
 		   rd_kafka_message_t *msg);
+
+/**
+ * @brief Admit a record whose offset is tracked already, with its first
+ * call's answer from a batch (the body of a 200 for the request in
+ * format mode; NULL: none, the record is asked live). The caller holds a
+ * slot; takes msg and answer (malloc'ed).
+ * @returns 0, or -1 when dropped (the slot is returned).
+ */
+int pipeline_admit_answered(struct pipeline *pl, struct ledger *part,
+			    rd_kafka_message_t *msg, char *answer,
+			    size_t answer_len, enum cfg_llm_mode mode);
+
+/** Whether the consumers track each offset as its record arrives (key
+ * order, and with batches: records are admitted out of offset order, and
+ * the tracker takes offsets in order), not at admission. */
+bool pipeline_tracks_arrival(const struct pipeline *pl);
+
+/**
+ * @brief A record's text: the message itself, or with input.format =
+ * json the string input.text_pointer names in it (*ret_doc holds it: the
+ * caller puts it).
+ * @returns 0, or -1 with the reason in detail (the record is a dead
+ *          letter "input").
+ */
+struct json_object;
+int pipeline_text(const struct extractd_config *cfg,
+		  const rd_kafka_message_t *msg, const char **text,
+		  size_t *len, struct json_object **ret_doc, char *detail,
+		  size_t size);
 
 /**
  * @brief Wait until no job is in flight or the deadline passes.

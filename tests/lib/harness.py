@@ -225,6 +225,17 @@ _JOBS = ["software engineer", "data scientist", "product manager",
          "glass-blower", "retired", "pilot", "barista & DJ"]
 
 
+def wait_until(cond, what, watch=(), timeout=None):
+    """Poll cond() every POLL seconds until it is true, with the
+    processes in watch alive meanwhile; fails after timeout (DEADLINE)."""
+    end = time.monotonic() + (timeout or DEADLINE)
+    while not cond():
+        for p in watch:
+            p.check_running()
+        check(time.monotonic() < end, "timed out waiting for: %s", what)
+        time.sleep(POLL)
+
+
 def person_texts(n, seed, first=0):
     """n texts llmsim extracts (UTF-8 names, ages 0..150, many jobs).
 
