@@ -46,6 +46,9 @@ def run(h, coll, mode, first):
     want = first + N
     coll.until(lambda c: c.count() >= want, "%d outputs" % N, watch=[d])
     h.until_committed_end(d.group, watch=[d])
+    coll.read_to_end(watch=[d])
+    check(coll.count(h.topics["output"]) == want, "%d outputs for %d "
+          "records", coll.count(h.topics["output"]) - first, N)
     if mode != "off":
         # Every file goes once the commit has passed its batch.
         harness.wait_until(lambda: h.llm.stats().get("files") == 0,

@@ -615,6 +615,13 @@ class Collector:
                 last = time.monotonic()
         log("have %s: %s", what, self.summary())
 
+    def read_to_end(self, watch=()):
+        """Poll until every topic read is read to its end offsets as they
+        are now (for a check that nothing more came, e.g. duplicates)."""
+        want = {t: sum(self.h.end_offsets(t).values()) for t in self.records}
+        self.until(lambda c: all(c.count(t) >= n for t, n in want.items()),
+                   "every topic read to its end %r" % want, watch=watch)
+
     def count(self, topic=None):
         if topic is None:
             return sum(len(v) for v in self.records.values())
