@@ -71,6 +71,10 @@ struct metrics {
 	atomic_uint_fast64_t reasks;
 	atomic_uint_fast64_t cache_hits, cache_misses;
 	atomic_uint_fast64_t cache_entries;
+	atomic_uint_fast64_t batch_records;  /**< waiting on a batch */
+	atomic_uint_fast64_t batches;        /**< in flight at the API */
+	atomic_uint_fast64_t batch_oldest_ms; /**< the oldest's age */
+	atomic_uint_fast64_t batches_created;
 	atomic_uint_fast64_t tokens_prompt, tokens_completion;
 	atomic_uint_fast64_t tokens_cached, tokens_reasoning;
 	_Atomic double cost_usd;
@@ -266,6 +270,22 @@ void metrics_answer_cache_entries(struct metrics *m, size_t entries)
 {
 	atomic_store_explicit(&m->cache_entries, entries,
 			      memory_order_relaxed);
+}
+
+void metrics_batch(struct metrics *m, uint64_t records, uint64_t batches,
+		   uint64_t oldest_ms)
+{
+	atomic_store_explicit(&m->batch_records, records,
+			      memory_order_relaxed);
+	atomic_store_explicit(&m->batches, batches, memory_order_relaxed);
+	atomic_store_explicit(&m->batch_oldest_ms, oldest_ms,
+			      memory_order_relaxed);
+}
+
+void metrics_batch_created(struct metrics *m)
+{
+	atomic_fetch_add_explicit(&m->batches_created, 1,
+				  memory_order_relaxed);
 }
 
 void metrics_inflight_add(struct metrics *m, int delta)
@@ -497,6 +517,26 @@ static void render_rest(FILE *f, struct metrics *m, const char *version)
 	       "Validated answers the answer cache holds.");
 	fprintf(f, "extractd_answer_cache_entries %llu\n",
 		(unsigned long long)load(&m->cache_entries));
+
+	family(f, "extractd_batch_records", "gauge",
+	       "Records waiting on a batch (batch.mode): in one being "
+	       "gathered or in flight at the Batch API.");
+	fprintf(f, "extractd_batch_records %llu\n",
+		(unsigned long long)load(&m->batch_records));
+	family(f, "extractd_batches", "gauge",
+	       "Batches this instance follows at the Batch API, not yet "
+	       "over.");
+	fprintf(f, "extractd_batches %llu\n",
+		(unsigned long long)load(&m->batches));
+	family(f, "extractd_batch_oldest_seconds", "gauge",
+	       "How long the oldest of them has been in flight; 0 when "
+	       "none is.");
+	fprintf(f, "extractd_batch_oldest_seconds %.3f\n",
+		(double)load(&m->batch_oldest_ms) / 1000);
+	family(f, "extractd_batches_created_total", "counter",
+	       "Batches this instance created at the Batch API.");
+	fprintf(f, "extractd_batches_created_total %llu\n",
+		(unsigned long long)load(&m->batches_created));
 
 	family(f, "extractd_inflight", "gauge",
 	       "Records admitted and not yet delivered (at most "

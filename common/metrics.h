@@ -87,6 +87,14 @@ void metrics_answer_cache(struct metrics *m, bool hit, size_t entries);
 /** Set the entries the answer cache holds (after an insert). */
 void metrics_answer_cache_entries(struct metrics *m, size_t entries);
 
+/** The batches (batch.mode): records waiting on one, batches in flight
+ * at the API and the oldest's age. Lock-free. */
+void metrics_batch(struct metrics *m, uint64_t records, uint64_t batches,
+		   uint64_t oldest_ms);
+
+/** A batch was created at the Batch API. */
+void metrics_batch_created(struct metrics *m);
+
 /**
  * @brief The llm observer (llm_observer_fn): count one LLM HTTP call, its
  * duration, and, when it is tried again, the retry with its reason.

@@ -11,6 +11,7 @@
 #include "ledger.h"
 #include "llm.h"
 #include "log.h"
+#include "metrics.h"
 #include "pipeline.h"
 #include "stop.h"
 #include "thread.h"
@@ -35,6 +36,8 @@
 						     *  API refused one */
 #define FILE_MAX ((size_t)2 << 30) /**< an output file, at most */
 #define SWEEP_MAX 16        /**< old state entries cleaned up at once */
+#define HAND_ON_MAX 256     /**< records handed on before the inbox is
+			      *  looked at again (a revoke waits) */
 
 /* A record waiting for its batch's answer. */
 struct rec {
@@ -70,6 +73,7 @@ struct bbatch {
 	size_t n_answers;
 	int64_t opened_ns;       /**< PHASE_OPEN: its first record */
 	int64_t next_ns;         /**< the next try or status request */
+	int64_t created_at;      /**< at the API (Unix s), 0: unknown */
 	unsigned tries;          /**< failed tries in a row */
 };
 
@@ -90,6 +94,7 @@ struct batcher {
 	struct llm *llm;
 	struct admission *admission;
 	struct stop *stop;
+	struct metrics *metrics;
 	struct batchstate *state;
 	struct batch_client *client; /**< the thread's */
 	atomic_bool abort;        /**< cuts a Batch API call (the stop) */
@@ -139,6 +144,7 @@ struct batcher *batcher_new(const struct extractd_config *cfg,
 	b->llm = llm;
 	b->admission = pipeline_admission(pl);
 	b->stop = pipeline_stop(pl);
+	b->metrics = pipeline_metrics(pl);
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_cond_init(&b->wake, NULL);
 	pthread_cond_init(&b->acked, NULL);
@@ -717,6 +723,8 @@ static void submit(struct batcher *b, struct bbatch *bb)
 		return;
 	}
 	snprintf(bb->e.batch_id, sizeof(bb->e.batch_id), "%s", info.id);
+	bb->created_at = info.created_at;
+	metrics_batch_created(b->metrics);
 	bb->phase = PHASE_SUBMITTED;
 	bb->tries = 0;
 	bb->next_ns = mono_ns() + (int64_t)b->cfg->batch.poll_ms * NS_PER_MS;
@@ -824,6 +832,7 @@ static void poll_batch(struct batcher *b, struct bbatch *bb)
 		return;
 	}
 	bb->tries = 0;
+	bb->created_at = info.created_at;
 	if (!batch_status_final(info.status)) {
 		bb->next_ns = mono_ns() +
 			      (int64_t)b->cfg->batch.poll_ms * NS_PER_MS;
@@ -895,7 +904,7 @@ static void hand_on(struct batcher *b, struct bbatch *bb)
 {
 	size_t i, j;
 
-	for (i = 0; i < bb->n; i++) {
+	for (i = 0; i < bb->n && i < HAND_ON_MAX; i++) {
 		struct rec *r = &bb->recs[i];
 		size_t len = 0;
 		char *answer;
@@ -960,6 +969,24 @@ static int64_t next_due(struct batcher *b, int64_t now)
 	return due;
 }
 
+/* The batches' gauges, once a turn. */
+static void publish(struct batcher *b)
+{
+	int64_t now_s = wall_ms() / 1000, oldest = 0;
+	uint64_t n = 0;
+	struct bbatch *bb;
+
+	for (bb = b->batches; bb; bb = bb->next) {
+		if (bb->phase != PHASE_SUBMITTED)
+			continue;
+		n++;
+		if (bb->created_at > 0 && now_s - bb->created_at > oldest)
+			oldest = now_s - bb->created_at;
+	}
+	metrics_batch(b->metrics, atomic_load(&b->pending), n,
+		      (uint64_t)oldest * 1000);
+}
+
 static void *batcher_main(void *arg)
 {
 	struct batcher *b = arg;
@@ -988,6 +1015,7 @@ static void *batcher_main(void *arg)
 				batch_free(bb);
 			}
 		}
+		publish(b);
 		due = next_due(b, mono_ns());
 		pthread_mutex_lock(&b->lock);
 		if (!b->n_in && !stop_stopping(b->stop) && due > mono_ns()) {

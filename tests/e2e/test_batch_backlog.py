@@ -54,6 +54,11 @@ def run(h, coll, mode, first):
         harness.wait_until(lambda: h.llm.stats().get("files") == 0,
                            "llmsim holds no file", watch=[d])
     st = h.llm.stats()
+    samples = opshelp.parse_metrics(d.metrics())
+    check(samples.get("extractd_batches_created_total") ==
+          st["batches_created"], "extractd_batches_created_total %r, "
+          "llmsim created %d", samples.get("extractd_batches_created_total"),
+          st["batches_created"])
     rc = d.terminate()
     check(rc == 0, "extractd exit status %d after SIGTERM", rc)
     return coll.records[h.topics["output"]][first:want], st

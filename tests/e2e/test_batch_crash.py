@@ -7,7 +7,9 @@ they are in flight: nothing was committed. The restart reads the state
 topic, finds both batches and downloads them instead of creating new
 ones: llmsim created 2 batches and answered 1,000 batch lines in all,
 and made no live call but the start-up checks. Every record has its one
-right output, the commits reach the end, and no file is left at llmsim.
+right output, the commits reach the end, and no file is left at llmsim;
+the restart's metrics say it created no batch and follows none at the
+end.
 """
 
 import os
@@ -56,6 +58,7 @@ def body(h):
     harness.wait_until(lambda: h.llm.stats()["files"] == 0,
                        "llmsim holds no file", watch=[b])
     st = h.llm.stats()
+    samples = opshelp.parse_metrics(b.metrics())
     rc = b.terminate()
     check(rc == 0, "extractd exit status %d after SIGTERM", rc)
     log("after the restart: %d batches created, %d batch lines, %d live "
@@ -63,6 +66,11 @@ def body(h):
         st["requests"])
     check(st["batches_created"] == 2, "%d batches created: the restart "
           "sent its records again", st["batches_created"])
+    for name, want in (("extractd_batches_created_total", 0),
+                       ("extractd_batches", 0),
+                       ("extractd_batch_records", 0)):
+        check(samples.get(name) == want, "after the restart: %s = %r, "
+              "want %d", name, samples.get(name), want)
     check(st["batch_requests"] == N, "%d batch lines for %d records",
           st["batch_requests"], N)
     check(st["requests"] <= 2 * harness.STARTUP_CHECKS,
