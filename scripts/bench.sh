@@ -16,8 +16,10 @@
 # calls allowed: records/s over the provider's limit, 429s per 1,000
 # records, p99, timeouts; extractd adaptive and fixed, one and three
 # instances, beside the Instructor peer and LiteLLM's Router,
-# scripts/bench/peer_litellm.py); then the seed's table, ours
-# (scripts/demo.sh, unchanged).
+# scripts/bench/peer_litellm.py); then the cost runs
+# (scripts/bench/cost.py: dollars per 1,000 records, live and with
+# batch.mode = backlog, on the same 5,000 records); then the seed's table,
+# ours (scripts/demo.sh, unchanged).
 #
 # Writes DIR/results.json (one object per run, fields in docs/benchmark.md
 # and DESIGN.md), DIR/*.png (gnuplot: throughput with the Little's-law line,
@@ -40,6 +42,11 @@
 #             on kafka-embedded those two runs are left out
 #   -- --no-goodput
 #             no goodput runs
+#   -- --only cost
+#             only the cost runs (about a minute), no demo.sh; the other
+#             runs already in DIR/results.json stay
+#   -- --no-cost
+#             no cost runs
 #
 # Environment: KAFKA_BOOTSTRAP (use that Kafka instead of kafka-embedded;
 # topics are created and deleted again), BENCH_BUILD_DIR (Release build,

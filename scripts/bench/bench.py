@@ -3,7 +3,8 @@
 
 Measures extractd, and the seed article's stack as a Kafka pipeline
 (peer_instructor.py), against llmsim at a fixed latency, on one Kafka, with
-the same records. See scripts/bench.sh for the command and docs/benchmark.md
+the same records; then the goodput runs (goodput.py) and the cost runs
+(cost.py: live vs batch.mode = backlog). See scripts/bench.sh for the command and docs/benchmark.md
 for what the figures mean. Run by the system python3 (confluent_kafka from
 scripts/deps.sh); the peer runs in its own venv (--peer-python).
 
@@ -180,6 +181,7 @@ class Bench:
         self.procs = []
         self.kafka = None
         self.created = []  # topics made on KAFKA_BOOTSTRAP, deleted at close
+        self.topic_config = {}  # {topic: {setting: value}} on KAFKA_BOOTSTRAP
         self.llmsims = {}
         self.results = []
         self.current = None  # the system process of the run under way
@@ -199,7 +201,8 @@ class Bench:
             n = len(admin.list_topics(timeout=30).brokers)
             futs = admin.create_topics(
                 [NewTopic(t, num_partitions=p,
-                          replication_factor=min(3, max(n, 1)))
+                          replication_factor=min(3, max(n, 1)),
+                          config=self.topic_config.get(t, {}))
                  for t, p in topics.items()], operation_timeout=60)
             for f in futs.values():
                 f.result(timeout=120)
@@ -363,8 +366,9 @@ class Bench:
     # -- one run
 
     def extractd_config(self, run, c, ordering, jitter, input_topic,
-                        pool=""):
-        """The config of a run; pool: more pool.* settings."""
+                        pool="", llm="", more=""):
+        """The config of a run; pool, llm: more pool.* and llm.*
+        settings; more: more groups."""
         base = self.llmsims[jitter][1] + "/v1"
         text = """
 kafka: {
@@ -374,17 +378,18 @@ kafka: {
   properties = ( ("session.timeout.ms", 6000) );
 };
 llm: { base_url = "%s"; api_key_env = "OPENAI_API_KEY";
-       model = "gpt-4o-mini"; mode = "json_schema"; timeout_ms = 30000; };
+       model = "gpt-4o-mini"; mode = "json_schema"; timeout_ms = 30000;
+       %s};
 schema: { file = "%s"; name = "Person"; };
 pool: { workers = %d; max_in_flight = %d; %s};
 output: { ordering = "%s"; partitioning = "key";
           delivery = "at-least-once"; };
 http: { listen = ""; };
 log: { level = "info"; format = "json"; };
-""" % (self.bootstrap, "bench-%s-%s" % (run, self.uid), input_topic,
-            run + ".out", run + ".dlq", base,
+%s""" % (self.bootstrap, "bench-%s-%s" % (run, self.uid), input_topic,
+            run + ".out", run + ".dlq", base, llm,
             os.path.join(self.source, "schemas/person.schema.json"),
-            c, c, pool, ordering)
+            c, c, pool, ordering, more)
         path = os.path.join(self.work, run + ".cfg")
         with open(path, "w") as f:
             f.write(text)
@@ -757,7 +762,7 @@ def plots(out, results, gp_dir):
         return
     series = {}
     for r in results:
-        if "backlog" in r or r.get("kind") == "goodput":
+        if "backlog" in r or r.get("kind") in ("goodput", "cost"):
             continue
         key = "%s-%s-j%d" % (r["system"], r["mode"], r["jitter_ms"])
         series.setdefault(key, []).append(r)
@@ -804,7 +809,7 @@ def table(results):
     last two columns compare a run with the floor's at the same point
     (tools/floor: the bare call loop): CPU per record and efficiency, each
     divided by the floor's."""
-    if all(r.get("kind") == "goodput" for r in results):
+    if all(r.get("kind") in ("goodput", "cost") for r in results):
         return ""
     floor = {(r["jitter_ms"], r["concurrency"]): r for r in results
              if r.get("system") == "floor"}
@@ -814,7 +819,7 @@ def table(results):
             "efficiency ÷ floor |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
-        if "backlog" in r or r.get("kind") == "goodput":
+        if "backlog" in r or r.get("kind") in ("goodput", "cost"):
             continue
         f = floor.get((r["jitter_ms"], r["concurrency"]))
         vs = ("%.2f | %.3f" % (r["cpu_us_per_record"] /
@@ -844,7 +849,8 @@ def table(results):
 
 
 def main():
-    import goodput  # it imports this module, so not at the top
+    import cost  # they import this module, so not at the top
+    import goodput
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", required=True)
@@ -873,9 +879,15 @@ def main():
                     help="the LiteLLM peer's venv python (goodput runs)")
     ap.add_argument("--no-goodput", action="store_true",
                     help="no goodput runs (goodput.py)")
-    ap.add_argument("--only", choices=("goodput",),
-                    help="only the goodput runs; the other runs already "
-                    "in DIR/results.json are kept")
+    ap.add_argument("--no-cost", action="store_true",
+                    help="no cost runs (cost.py: live vs batch.mode = "
+                    "backlog)")
+    ap.add_argument("--cost-records", type=int, default=cost.RECORDS,
+                    help="records of the cost runs (default %d)" %
+                    cost.RECORDS)
+    ap.add_argument("--only", choices=("goodput", "cost"),
+                    help="only the goodput runs, or only the cost runs; "
+                    "the other runs already in DIR/results.json are kept")
     ap.add_argument("--goodput-steady", type=float, default=None,
                     help="seconds measured a goodput run (default 30, "
                     "quick 15)")
@@ -896,9 +908,10 @@ def main():
         args.goodput_warmup = 5.0 if args.quick else 10.0
     if not args.peer_python:
         args.no_peer = True
-    if args.only == "goodput":
+    if args.only:
         args.no_backlog = True
-        args.no_goodput = False
+        args.no_goodput = args.only != "goodput"
+        args.no_cost = args.only != "cost"
     gp_dir = os.path.dirname(os.path.abspath(__file__))
 
     if args.plots_only:
@@ -935,6 +948,8 @@ def main():
             topics[bl_run + ".dlq"] = args.partitions
         if not args.no_goodput:
             topics.update(goodput.topics(b, args))
+        if not args.no_cost:
+            topics.update(cost.topics(b, args))
         say("plan: %d points, %d runs, %.0fs of steady state each; "
             "machine: %d cores, load %.2f", len(pts),
             sum(len(p[3]) for p in pts), args.steady, os.cpu_count(),
@@ -959,6 +974,8 @@ def main():
             b.run_backlog(bl_topic, args.backlog, 256, args.backlog_seconds)
         if not args.no_goodput:
             goodput.run(b, args)
+        if not args.no_cost:
+            cost.run(b, args)
     finally:
         b.close()
     sys.stdout.write(report(b.out, b.results, gp_dir))
@@ -967,11 +984,12 @@ def main():
 
 def report(out, results, gp_dir):
     """The plots and DIR/results.md; returns the tables."""
+    import cost
     import goodput
-    if any(r.get("kind") != "goodput" for r in results):
+    if any(r.get("kind") not in ("goodput", "cost") for r in results):
         plots(out, results, gp_dir)
     goodput.plot(out, results, gp_dir)
-    text = table(results) + goodput.table(results)
+    text = table(results) + goodput.table(results) + cost.table(results)
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(text)
     return text

@@ -9,9 +9,13 @@ DESIGN.md lists (system, mode, concurrency, latency_ms, records, seconds,
 throughput, littles_law = C / latency, efficiency = throughput /
 littles_law, cpu_s_per_record, rss_mb) and values that add up; every
 record of a point was delivered; llmsim never saw more than C requests
-open; the backlog run has its peak RSS; results.md and the four PNG plots
-exist (gnuplot comes with scripts/deps.sh). Nothing about speed is
-asserted: that is what scripts/bench.sh measures.
+open; the backlog run has its peak RSS; the cost runs
+(scripts/bench/cost.py, on COST_RECORDS records) have a row each, live
+and batch.mode = backlog, every record delivered, a price per 1,000
+records, and batches answered most of the backlog run's records for less
+than live; results.md and the four PNG plots exist (gnuplot comes with
+scripts/deps.sh). Nothing about speed is asserted: that is what
+scripts/bench.sh measures.
 """
 
 import argparse
@@ -23,6 +27,7 @@ import sys
 import tempfile
 
 CONCURRENCY = (2, 4)
+COST_RECORDS = 1000
 FIELDS = ("system", "mode", "concurrency", "latency_ms", "records",
           "seconds", "throughput", "littles_law", "efficiency",
           "cpu_s_per_record", "rss_mb")
@@ -47,7 +52,8 @@ def main():
                "--bin", a.bin, "--source", a.source, "--out", out,
                "--concurrency", ",".join(map(str, CONCURRENCY)),
                "--jitter", "0", "--steady", "1", "--no-peer",
-               "--backlog", "3000", "--backlog-seconds", "2", "--no-goodput"]
+               "--backlog", "3000", "--backlog-seconds", "2", "--no-goodput",
+               "--cost-records", str(COST_RECORDS)]
         print("$ " + " ".join(cmd), flush=True)
         r = subprocess.run(cmd, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=240)
@@ -57,8 +63,10 @@ def main():
 
         with open(os.path.join(out, "results.json")) as f:
             runs = json.load(f)
-        points = [x for x in runs if "backlog" not in x]
-        backlog = [x for x in runs if "backlog" in x]
+        cost = [x for x in runs if x.get("kind") == "cost"]
+        runs_ = [x for x in runs if x.get("kind") != "cost"]
+        points = [x for x in runs_ if "backlog" not in x]
+        backlog = [x for x in runs_ if "backlog" in x]
         want = {("extractd", m, c) for m in ("completion", "offset")
                 for c in CONCURRENCY} | \
             {("floor", "completion", c) for c in CONCURRENCY}
@@ -97,6 +105,21 @@ def main():
                   x["llm_requests"], x["records"], checks)
         check(len(backlog) == 1 and backlog[0]["backlog"] == 3000,
               "backlog runs %r", backlog)
+        modes = {x["batch_mode"]: x for x in cost}
+        check(sorted(modes) == ["backlog", "off"] and len(cost) == 2,
+              "cost runs %r", cost)
+        for x in cost:
+            check(x["records"] == COST_RECORDS and x["dead_letters"] == 0,
+                  "cost run %r", x)
+            check(x["usd_per_1000"] > 0, "no cost in %r", x)
+        off, bl = modes["off"], modes["backlog"]
+        check(off["batched"] == 0 and off["batch_requests"] == 0,
+              "batch.mode off batched: %r", off)
+        check(bl["batches"] > 0 and bl["batched"] == bl["batch_requests"]
+              and bl["batched"] >= COST_RECORDS // 2,
+              "backlog run batched too little: %r", bl)
+        check(0 < bl["vs_live"] < 1, "backlog mode cost %r of live",
+              bl.get("vs_live"))
         # Each extractd row is compared with the floor at its point.
         with open(os.path.join(out, "results.md")) as f:
             md = [ln for ln in f if ln.startswith("| extractd ")]
@@ -105,6 +128,9 @@ def main():
             cells = [v.strip() for v in ln.strip().strip("|").split("|")]
             check(float(cells[-2]) > 0 and float(cells[-1]) > 0,
                   "no ratio to the floor in %r", ln)
+        check(any(ln.startswith("| backlog |") for ln in
+                  open(os.path.join(out, "results.md"))),
+              "results.md has no cost row")
         for name in ("results.md",) + PLOTS:
             path = os.path.join(out, name)
             check(os.path.isfile(path) and os.path.getsize(path) > 0,
