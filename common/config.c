@@ -1939,17 +1939,15 @@ static int cfg_check_batch(struct cfg_loader *ld)
 				"at-least-once)",
 				cfg_batch_mode_name(cfg->batch.mode));
 	}
-	if (cfg->output.ordering != CFG_ORDER_COMPLETION) {
+	if (cfg->output.ordering == CFG_ORDER_KEY) {
 		blamed = cfg_given_last(ld, "batch.mode", "output.ordering");
 		return cfg_fail(ld, cfg->meta->origin[blamed],
 				cfg_table[blamed].path,
-				"batch.mode = %s with output.ordering = %s: "
-				"not supported (batches answer out of offset "
-				"order, and every later record would wait for "
-				"a batch's answers: use output.ordering = "
-				"completion)",
-				cfg_batch_mode_name(cfg->batch.mode),
-				cfg_ordering_name(cfg->output.ordering));
+				"batch.mode = %s with output.ordering = key: "
+				"not supported (a key's records would wait "
+				"one by one for their batches: use "
+				"output.ordering = completion or offset)",
+				cfg_batch_mode_name(cfg->batch.mode));
 	}
 	return 0;
 }

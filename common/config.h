@@ -15,7 +15,7 @@
  * Relative paths (schema.file, llm.api_key_file) resolve against the
  * directory of the config file, or the working directory without one.
  * Rules across settings are checked last: the three topics and
- * batch.state_topic differ; batches need completion order and
+ * batch.state_topic differ; batches need completion or offset order and
  * at-least-once delivery.
  *
  * Secrets: a kafka.properties value "${env:NAME}" or "${file:PATH}" is

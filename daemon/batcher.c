@@ -61,8 +61,12 @@ enum phase {
 
 struct bbatch {
 	struct bbatch *next;
+	uint64_t seq;            /**< made after every batch of a lower one */
 	enum phase phase;
 	bool adopted;            /**< found in the state topic */
+	bool after;              /**< not a batch: offset order's records
+				   *  that go live once the batches of their
+				   *  partition before them have gone on */
 	bool saved;              /**< its state record is written */
 	struct batchstate_entry e; /**< id, input file, range, format */
 	char output_file[BATCH_ID_MAX];
@@ -86,6 +90,7 @@ struct event {
 	uint64_t seq;            /**< EV_REVOKE */
 	struct ledger *part;     /**< EV_ADD */
 	rd_kafka_message_t *msg; /**< EV_ADD */
+	bool after;              /**< EV_ADD: BATCHER_AFTER */
 };
 
 struct batcher {
@@ -112,8 +117,13 @@ struct batcher {
 	size_t n_in, cap_in;
 	uint64_t revokes_asked, revokes_done;
 	bool exited;              /**< the thread gave everything up */
+	size_t *held;             /**< records held, by partition */
+	size_t *live;             /**< offset order: records waiting in a
+				    *  consumer's held queue, by partition */
+	size_t n_held;            /**< partitions in held and live */
 
 	struct bbatch *batches;   /**< the thread's */
+	uint64_t seq;             /**< the last batch's seq */
 };
 
 static struct log_limit api_limit = LOG_LIMIT_INIT;
@@ -181,35 +191,107 @@ static int push(struct batcher *b, const struct event *ev)
 
 /* A record is given up: its offset abandoned (never committed past; read
  * again by the partition's next reader). */
-static void give_up(struct batcher *b, struct ledger *part,
-		    rd_kafka_message_t *msg)
+static void settle(struct batcher *b, int32_t partition)
 {
-	ledger_abandon(part, msg->offset);
-	rd_kafka_message_destroy(msg);
-	ledger_unref(part);
+	pthread_mutex_lock(&b->lock);
+	if (partition >= 0 && (size_t)partition < b->n_held &&
+	    b->held[partition])
+		b->held[partition]--;
+	pthread_mutex_unlock(&b->lock);
 	atomic_fetch_sub(&b->pending, 1);
 }
 
-bool batcher_route(struct batcher *b, const rd_kafka_message_t *msg,
-		   int64_t lag)
+/* A record is given up: its offset abandoned (never committed past; read
+ * again by the partition's next reader; in offset order the records
+ * after it do not wait for it). */
+static void give_up(struct batcher *b, struct ledger *part,
+		    rd_kafka_message_t *msg)
+{
+	int32_t partition = msg->partition;
+
+	pipeline_abandon(b->pl, part, msg);
+	ledger_unref(part);
+	settle(b, partition);
+}
+
+/* With the lock: make room for partition in the counts; -1 when out of
+ * memory. */
+static int counts_for(struct batcher *b, int32_t partition)
+{
+	size_t n = (size_t)partition + 1;
+	size_t *h, *l;
+
+	if (partition < 0)
+		return -1;
+	if (n <= b->n_held)
+		return 0;
+	h = realloc(b->held, n * sizeof(*h));
+	if (h)
+		b->held = h;
+	l = h ? realloc(b->live, n * sizeof(*l)) : NULL;
+	if (!l)
+		return -1;
+	b->live = l;
+	memset(b->held + b->n_held, 0, (n - b->n_held) * sizeof(*h));
+	memset(b->live + b->n_held, 0, (n - b->n_held) * sizeof(*l));
+	b->n_held = n;
+	return 0;
+}
+
+/* With the lock: count a record of partition in; -1 when out of memory. */
+static int count_in(struct batcher *b, int32_t partition)
+{
+	if (counts_for(b, partition) < 0)
+		return -1;
+	b->held[partition]++;
+	return 0;
+}
+
+void batcher_live(struct batcher *b, int32_t partition, int delta)
+{
+	pthread_mutex_lock(&b->lock);
+	if (counts_for(b, partition) == 0) {
+		if (delta > 0) {
+			b->live[partition]++;
+		} else if (b->live[partition]) {
+			/* The last one went: its partition's batches may go
+			 * on. */
+			if (!--b->live[partition])
+				pthread_cond_signal(&b->wake);
+		}
+	}
+	pthread_mutex_unlock(&b->lock);
+}
+
+enum batcher_way batcher_route(struct batcher *b,
+			       const rd_kafka_message_t *msg, int64_t lag)
 {
 	struct batchstate_entry e;
+	bool batch, waiting = false;
 
 	if (batchstate_find(b->state, b->cfg->kafka.input_topic,
 			    msg->partition, msg->offset, &e))
-		return true;
-	if (mono_ns() < atomic_load(&b->refused_until_ns))
-		return false;
-	if (b->cfg->batch.mode == CFG_BATCH_ALWAYS)
-		return true;
-	return lag > (int64_t)b->cfg->batch.min_backlog;
+		return BATCHER_BATCH;
+	batch = mono_ns() >= atomic_load(&b->refused_until_ns) &&
+		(b->cfg->batch.mode == CFG_BATCH_ALWAYS ||
+		 lag > (int64_t)b->cfg->batch.min_backlog);
+	if (batch)
+		return BATCHER_BATCH;
+	if (pipeline_ordered(b->pl)) {
+		pthread_mutex_lock(&b->lock);
+		waiting = msg->partition >= 0 &&
+			  (size_t)msg->partition < b->n_held &&
+			  b->held[msg->partition];
+		pthread_mutex_unlock(&b->lock);
+	}
+	return waiting ? BATCHER_AFTER : BATCHER_LIVE;
 }
 
 void batcher_add(struct batcher *b, struct ledger *part,
-		 rd_kafka_message_t *msg)
+		 rd_kafka_message_t *msg, bool after)
 {
 	struct event ev = { .kind = EV_ADD, .partition = msg->partition,
-			    .part = part, .msg = msg };
+			    .part = part, .msg = msg, .after = after };
 	bool exited;
 	int r = -1;
 
@@ -217,8 +299,13 @@ void batcher_add(struct batcher *b, struct ledger *part,
 	atomic_fetch_add(&b->pending, 1);
 	pthread_mutex_lock(&b->lock);
 	exited = b->exited;
-	if (!exited)
+	if (!exited && count_in(b, msg->partition) == 0) {
 		r = push(b, &ev);
+		if (r < 0)
+			b->held[msg->partition]--;
+	}
+	if (r < 0)
+		(void)count_in(b, msg->partition); /* give_up settles it */
 	pthread_mutex_unlock(&b->lock);
 	if (r < 0) {
 		if (!exited)
@@ -286,12 +373,14 @@ void batcher_committed(struct batcher *b, int32_t partition,
 
 /* --- the batcher thread --------------------------------------------- */
 
-static struct bbatch *batch_new(int32_t partition, const char *topic)
+static struct bbatch *batch_new(struct batcher *b, int32_t partition,
+				const char *topic)
 {
 	struct bbatch *bb = calloc(1, sizeof(*bb));
 
 	if (!bb)
 		return NULL;
+	bb->seq = ++b->seq;
 	bb->e.partition = partition;
 	snprintf(bb->e.topic, sizeof(bb->e.topic), "%s", topic);
 	bb->opened_ns = mono_ns();
@@ -367,7 +456,7 @@ static struct bbatch *batch_for(struct batcher *b, const rd_kafka_message_t *m)
 			if (bb->phase >= PHASE_SUBMITTED &&
 			    !strcmp(bb->e.batch_id, e.batch_id))
 				return bb;
-		bb = batch_new(m->partition, topic);
+		bb = batch_new(b, m->partition, topic);
 		if (!bb)
 			return NULL;
 		bb->e = e;
@@ -392,7 +481,7 @@ static struct bbatch *batch_for(struct batcher *b, const rd_kafka_message_t *m)
 		bb->phase = PHASE_CLOSED; /* full: submitted next */
 		bb->next_ns = mono_ns();
 	}
-	bb = batch_new(m->partition, topic);
+	bb = batch_new(b, m->partition, topic);
 	if (!bb)
 		return NULL;
 	bb->next = b->batches;
@@ -400,10 +489,34 @@ static struct bbatch *batch_for(struct batcher *b, const rd_kafka_message_t *m)
 	return bb;
 }
 
-static void on_add(struct batcher *b, struct ledger *part,
-		   rd_kafka_message_t *msg)
+/* Offset order: the records that go live after the batches of their
+ * partition before them; the partition's newest if it is such, else a
+ * new one. NULL when out of memory. */
+static struct bbatch *after_for(struct batcher *b, int32_t partition)
 {
-	struct bbatch *bb = batch_for(b, msg);
+	struct bbatch *bb, *newest = NULL;
+
+	for (bb = b->batches; bb; bb = bb->next)
+		if (bb->e.partition == partition &&
+		    (!newest || bb->seq > newest->seq))
+			newest = bb;
+	if (newest && newest->after)
+		return newest;
+	bb = batch_new(b, partition, b->cfg->kafka.input_topic);
+	if (!bb)
+		return NULL;
+	bb->after = true;
+	bb->phase = PHASE_DONE;
+	bb->next = b->batches;
+	b->batches = bb;
+	return bb;
+}
+
+static void on_add(struct batcher *b, struct ledger *part,
+		   rd_kafka_message_t *msg, bool after)
+{
+	struct bbatch *bb = after ? after_for(b, msg->partition)
+				  : batch_for(b, msg);
 
 	if (!bb || rec_push(bb, part, msg) < 0) {
 		LOG_ERROR("out of memory batching a record: it is read again "
@@ -523,7 +636,7 @@ static void take_inbox(struct batcher *b)
 
 		switch (ev->kind) {
 		case EV_ADD:
-			on_add(b, ev->part, ev->msg);
+			on_add(b, ev->part, ev->msg, ev->after);
 			break;
 		case EV_REVOKE:
 			on_revoke(b, ev->partition);
@@ -915,11 +1028,45 @@ static void hand_on(struct batcher *b, struct bbatch *bb)
 		pipeline_admit_answered(b->pl, r->part, r->msg, answer, len,
 					bb->e.mode);
 		ledger_unref(r->part);
-		atomic_fetch_sub(&b->pending, 1);
+		settle(b, bb->e.partition);
 	}
 	for (j = 0; i < bb->n; i++, j++)
 		bb->recs[j] = bb->recs[i];
 	bb->n = j;
+}
+
+/*
+ * Whether a batch's records may go on now. In offset order, only once
+ * every record of its partition before them has: those that wait in a
+ * consumer's held queue (all older than any in the batcher: a record
+ * goes there only while the batcher holds none of its partition) and
+ * those of the partition's other batches. So each partition's oldest
+ * record waiting is always admitted first, as on the live path, and the
+ * jobs waiting in the sequencer for it, which may keep their slots,
+ * cannot take every slot from it.
+ */
+static bool may_go(struct batcher *b, const struct bbatch *bb)
+{
+	const struct bbatch *o;
+	int32_t p = bb->e.partition;
+	int64_t first;
+	bool live;
+
+	if (!bb->n)
+		return false;
+	if (!pipeline_ordered(b->pl))
+		return true;
+	pthread_mutex_lock(&b->lock);
+	live = (size_t)p < b->n_held && b->live[p];
+	pthread_mutex_unlock(&b->lock);
+	if (live)
+		return false;
+	first = bb->recs[0].msg->offset;
+	for (o = b->batches; o; o = o->next)
+		if (o != bb && o->e.partition == bb->e.partition && o->n &&
+		    o->recs[0].msg->offset < first)
+			return false;
+	return true;
 }
 
 /* Move a batch on as far as it can go now. */
@@ -947,7 +1094,8 @@ static void step(struct batcher *b, struct bbatch *bb, int64_t now)
 	case PHASE_DONE:
 		break;
 	}
-	if (bb->phase == PHASE_DONE && bb->n && !stop_stopping(b->stop))
+	if (bb->phase == PHASE_DONE && may_go(b, bb) &&
+	    !stop_stopping(b->stop))
 		hand_on(b, bb);
 }
 
@@ -960,7 +1108,8 @@ static int64_t next_due(struct batcher *b, int64_t now)
 
 	for (bb = b->batches; bb; bb = bb->next) {
 		int64_t t = bb->phase == PHASE_OPEN ? bb->opened_ns + wait
-			    : bb->phase == PHASE_DONE ? (bb->n ? now : due)
+			    : bb->phase == PHASE_DONE ? (may_go(b, bb) ? now
+								    : due)
 						      : bb->next_ns;
 
 		if (t < due)
@@ -1087,6 +1236,8 @@ void batcher_free(struct batcher *b)
 	batchstate_free(b->state);
 	batch_client_free(b->client);
 	free(b->inbox);
+	free(b->held);
+	free(b->live);
 	pthread_cond_destroy(&b->acked);
 	pthread_cond_destroy(&b->wake);
 	pthread_mutex_destroy(&b->lock);

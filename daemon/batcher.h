@@ -25,17 +25,23 @@
  *
  * A revoked partition's records are given up (the next owner reads them
  * again and finds their batch in the state topic); so are all at the
- * stop. The order is completion order only (config.c refuses the rest).
+ * stop. In offset order the pipeline's sequencer puts the answers back
+ * in order, and a record that goes live after a batch of its partition
+ * waits in the batcher until that batch's records have gone on (so it
+ * holds no slot meanwhile, and other partitions never wait for it). Key
+ * order and exactly-once are refused (config.c).
  *
  * DESIGN
  * ------
  * The batcher thread owns every batch, its records (their messages and a
  * ledger reference each) and the Batch API client; it calls out (HTTP,
  * the state topic, admission waits) holding no lock. Consumers reach it
- * through its inbox, under its one mutex: records added, partitions
- * revoked (the consumer waits, bounded, until the thread has given their
- * records up), commit positions. The records it holds are counted in an
- * atomic, which batcher_full() reads.
+ * through its inbox, under its one mutex: records added (each counted
+ * for its partition under the same mutex, so a consumer can tell whether
+ * a partition has records in the batcher), partitions revoked (the
+ * consumer waits, bounded, until the thread has given their records up),
+ * commit positions. The records it holds are counted in an atomic, which
+ * batcher_full() reads.
  */
 #ifndef EXTRACTD_BATCHER_H
 #define EXTRACTD_BATCHER_H
@@ -76,20 +82,40 @@ void batcher_stop(struct batcher *b);
  */
 void batcher_free(struct batcher *b);
 
-/**
- * @brief Whether a record goes to a batch: it is in a batch in flight,
- * or batch.mode is always, or backlog with lag (records after it in its
- * partition) above batch.min_backlog. A consumer thread.
- */
-bool batcher_route(struct batcher *b, const rd_kafka_message_t *msg,
-		   int64_t lag);
+/** Where a record goes. */
+enum batcher_way {
+	BATCHER_LIVE,  /**< the live API, as without batches */
+	BATCHER_BATCH, /**< a batch */
+	BATCHER_AFTER, /**< offset order: the live API, once the records of
+			 *  its partition's batches before it have gone on
+			 *  (until then it waits in the batcher, holding no
+			 *  slot: a batch is one more reason to wait) */
+};
 
 /**
- * @brief Hand a record over (its offset tracked in part already): the
- * batcher owns msg now and holds a reference to part.
+ * @brief Where a record goes: to a batch when it is in a batch in
+ * flight, or batch.mode is always, or backlog with lag (records after it
+ * in its partition) above batch.min_backlog; else live, or in offset
+ * order after its partition's batches. A consumer thread.
+ */
+enum batcher_way batcher_route(struct batcher *b,
+			       const rd_kafka_message_t *msg, int64_t lag);
+
+/**
+ * @brief Hand a record over (its offset tracked in part already), to a
+ * batch or (after) to wait for its partition's batches: the batcher owns
+ * msg now and holds a reference to part.
  */
 void batcher_add(struct batcher *b, struct ledger *part,
-		 rd_kafka_message_t *msg);
+		 rd_kafka_message_t *msg, bool after);
+
+/**
+ * @brief Offset order: a record of partition joined (delta 1) or left
+ * (-1: admitted or dropped) a consumer's held queue. The batcher hands a
+ * partition's records on only while none waits there (batcher.c,
+ * may_go). A consumer thread.
+ */
+void batcher_live(struct batcher *b, int32_t partition, int delta);
 
 /** Whether it holds batch.max_pending records or more: the input waits. */
 bool batcher_full(struct batcher *b);

@@ -117,6 +117,9 @@ struct consumer {
 	bool track_arrival;        /**< offsets tracked as records arrive
 				     *  (pipeline_tracks_arrival) */
 	struct batcher *batcher;   /**< batch.mode not off, else NULL */
+	bool count_live;           /**< offset order with batches: the held
+				     *  records are counted in the batcher
+				     *  (batcher_live) */
 	bool state_wait;           /**< batches: the state topic is not read
 				     *  to its end since an assignment: what
 				     *  comes waits, unrouted */
@@ -226,6 +229,8 @@ static int held_push(struct consumer *c, rd_kafka_message_t *msg)
 		c->held = h;
 		c->cap_held = cap;
 	}
+	if (c->count_live)
+		batcher_live(c->batcher, msg->partition, 1);
 	c->held[c->n_held++] = (struct held){
 		.msg = msg,
 		.key = c->order == LEDGER_KEY && msg->key
@@ -240,6 +245,8 @@ static rd_kafka_message_t *held_take(struct consumer *c, size_t i)
 {
 	rd_kafka_message_t *msg = c->held[i].msg;
 
+	if (c->count_live)
+		batcher_live(c->batcher, msg->partition, -1);
 	memmove(c->held + i, c->held + i + 1,
 		(--c->n_held - i) * sizeof(*c->held));
 	return msg;
@@ -261,10 +268,13 @@ static void held_drop(struct consumer *c, int32_t id)
 			c->held[kept++] = c->held[i];
 			continue;
 		}
+		if (c->count_live)
+			batcher_live(c->batcher, msg->partition, -1);
 		part = table_get(c, msg->partition);
 		if (part && c->track_arrival)
-			ledger_abandon(part, msg->offset);
-		rd_kafka_message_destroy(msg);
+			pipeline_abandon(c->pl, part, msg);
+		else
+			rd_kafka_message_destroy(msg);
 	}
 	c->n_held = kept;
 	for (i = kept = 0; i < c->n_unrouted; i++) {
@@ -745,6 +755,7 @@ struct consumer *consumer_new(struct pipeline *pl, unsigned index, char *err,
 	c->order = pipeline_order(pl);
 	c->track_arrival = pipeline_tracks_arrival(pl);
 	c->batcher = pipeline_batcher(pl);
+	c->count_live = c->batcher && pipeline_ordered(pl);
 	c->hold_max = cfg->pool.max_in_flight;
 	if (c->order == LEDGER_KEY)
 		c->hold_max *= KEY_HOLD_FACTOR;
@@ -870,19 +881,26 @@ static void handle_message(struct consumer *c, rd_kafka_message_t *msg)
 	}
 	if (c->track_arrival && track(c, msg) < 0)
 		return;
-	if (c->batcher && batcher_route(c->batcher, msg, lag_of(c, msg))) {
-		batcher_add(c->batcher, table_get(c, msg->partition), msg);
-		return;
+	if (c->batcher) {
+		enum batcher_way way = batcher_route(c->batcher, msg,
+						     lag_of(c, msg));
+
+		if (way != BATCHER_LIVE) {
+			batcher_add(c->batcher, table_get(c, msg->partition),
+				    msg, way == BATCHER_AFTER);
+			return;
+		}
 	}
 	if (held_push(c, msg) < 0) {
 		/* Not committed: fetched again later. */
 		struct ledger *part = table_get(c, msg->partition);
 
-		if (part && c->track_arrival)
-			ledger_abandon(part, msg->offset);
-		rd_kafka_message_destroy(msg);
 		LOG_ERROR("out of memory holding a record");
 		stop_request(c->stop, true);
+		if (part && c->track_arrival)
+			pipeline_abandon(c->pl, part, msg);
+		else
+			rd_kafka_message_destroy(msg);
 	}
 }
 
@@ -1234,6 +1252,7 @@ void consumer_free(struct consumer *c)
 
 	if (!c)
 		return;
+	c->count_live = false; /* the batcher is gone by now */
 	held_drop(c, -1);
 	for (i = 0; i < c->n_parts; i++)
 		ledger_unref(c->parts[i]);

@@ -57,6 +57,8 @@ struct job {
 	bool delivered;           /**< its offset was marked delivered */
 	bool cached;              /**< its output came from the answer
 				    *  cache: no LLM call */
+	bool slotless;            /**< it took no admission slot
+				    *  (pipeline_abandon) */
 	char *answer;             /**< its first call's answer, from a
 				    *  batch (owned), or NULL */
 	size_t answer_len;
@@ -153,7 +155,8 @@ static void job_free(struct job *job)
 	free(job->answer);
 	llm_result_clear(&job->res);
 	ledger_unref(part);
-	admission_end(pl->admission, job->early);
+	if (!job->slotless)
+		admission_end(pl->admission, job->early);
 	free(job);
 
 	metrics_inflight_add(pl->metrics, -1);
@@ -243,6 +246,39 @@ int pipeline_admit(struct pipeline *pl, struct ledger *part,
 {
 	return admit(pl, part, msg, pipeline_tracks_arrival(pl), NULL, 0,
 		     CFG_MODE_AUTO);
+}
+
+void pipeline_abandon(struct pipeline *pl, struct ledger *part,
+		      rd_kafka_message_t *msg)
+{
+	struct job *job;
+
+	if (!ledger_ordered(part) || !(job = calloc(1, sizeof(*job)))) {
+		if (ledger_ordered(part)) {
+			/* The sequencer still waits for it: nothing after
+			 * it can be released any more. */
+			LOG_ERROR("out of memory giving a record up");
+			stop_request(pl->stop, true);
+		}
+		ledger_abandon(part, msg->offset);
+		pl->msg_free(msg);
+		return;
+	}
+	/* In offset order its place in the sequencer must be taken, or the
+	 * records after it would wait for it for ever: an abandoned job
+	 * takes it, and the order breaks there (release). */
+	job->pl = pl;
+	job->part = part;
+	ledger_ref(part);
+	job->msg = msg;
+	job->offset = msg->offset;
+	job->slotless = true;
+	job->outcome = JOB_ABANDONED;
+	pthread_mutex_lock(&pl->lock);
+	pl->inflight++;
+	pthread_mutex_unlock(&pl->lock);
+	metrics_inflight_add(pl->metrics, 1);
+	release(pl, job);
 }
 
 int pipeline_admit_answered(struct pipeline *pl, struct ledger *part,

@@ -197,6 +197,15 @@ int pipeline_admit_answered(struct pipeline *pl, struct ledger *part,
 			    rd_kafka_message_t *msg, char *answer,
 			    size_t answer_len, enum cfg_llm_mode mode);
 
+/**
+ * @brief Give up a record whose offset is tracked and that was never
+ * admitted (dropped at a revoke or the stop): its offset is abandoned,
+ * and in offset order its place in the sequencer is taken, so that the
+ * records after it do not wait for it. Takes msg; holds no slot.
+ */
+void pipeline_abandon(struct pipeline *pl, struct ledger *part,
+		      rd_kafka_message_t *msg);
+
 /** Whether the consumers track each offset as its record arrives (key
  * order, and with batches: records are admitted out of offset order, and
  * the tracker takes offsets in order), not at admission. */

@@ -586,20 +586,18 @@ static const struct error_case error_cases[] = {
 	{ "kafka: {\n  input_topic = \"extractd.batches\";\n};\n",
 	  "@:2: kafka.input_topic: must differ from batch.state_topic (both "
 	  "are 'extractd.batches'): the batch state would be read as input" },
-	/* batches answer out of offset order; of two in the file, the one
-	 * later in the table is blamed */
-	{ "output: {\n  ordering = \"offset\";\n};\n"
+	/* a key's records would wait one by one; of two in the file, the
+	 * one later in the table is blamed */
+	{ "output: {\n  ordering = \"key\";\n};\n"
 	  "batch: {\n  mode = \"backlog\";\n};\n",
 	  "@:5: batch.mode: batch.mode = backlog with output.ordering = "
-	  "offset: not supported (batches answer out of offset order, and "
-	  "every later record would wait for a batch's answers: use "
-	  "output.ordering = completion)" },
+	  "key: not supported (a key's records would wait one by one for "
+	  "their batches: use output.ordering = completion or offset)" },
 	{ "batch: {\n  mode = \"always\";\n};\n"
 	  "output: {\n  ordering = \"key\";\n};\n",
 	  "@:2: batch.mode: batch.mode = always with output.ordering = "
-	  "key: not supported (batches answer out of offset order, and every "
-	  "later record would wait for a batch's answers: use "
-	  "output.ordering = completion)" },
+	  "key: not supported (a key's records would wait one by one for "
+	  "their batches: use output.ordering = completion or offset)" },
 	{ "output: {\n  delivery = \"exactly-once\";\n};\n"
 	  "batch: {\n  mode = \"always\";\n};\n",
 	  "@:5: batch.mode: batch.mode = always with exactly-once: not "
@@ -951,11 +949,11 @@ static void override_errors(void **state)
 		  "exactly-once: not supported (exactly-once releases in offset "
 		  "order, so every later record would wait for a batch's "
 		  "answers: use output.delivery = at-least-once)" },
-		{ { "output.ordering=offset", "batch.mode=backlog" }, 2,
+		{ { "output.ordering=key", "batch.mode=backlog" }, 2,
 		  "-s:2: batch.mode: batch.mode = backlog with output.ordering "
-		  "= offset: not supported (batches answer out of offset "
-		  "order, and every later record would wait for a batch's "
-		  "answers: use output.ordering = completion)" },
+		  "= key: not supported (a key's records would wait one by "
+		  "one for their batches: use output.ordering = completion or "
+		  "offset)" },
 		{ { "batch.state_topic=texts" }, 1,
 		  "-s:1: batch.state_topic: must differ from kafka.input_topic "
 		  "(both are 'texts'): the batch state would be read as "
