@@ -127,6 +127,8 @@ struct batcher {
 };
 
 static struct log_limit api_limit = LOG_LIMIT_INIT;
+static struct log_limit state_limit = LOG_LIMIT_INIT;
+static struct log_limit file_limit = LOG_LIMIT_INIT;
 
 struct batcher *batcher_new(const struct extractd_config *cfg,
 			    struct pipeline *pl, struct llm *llm,
@@ -548,13 +550,15 @@ static void delete_file(struct batcher *b, const char *id)
 {
 	char err[512];
 	enum batch_result r;
+	uint64_t held;
 
 	if (!*id)
 		return;
 	r = batch_file_delete(b->client, id, err, sizeof(err));
-	if (r != BATCH_OK && r != BATCH_ERR_NOT_FOUND)
+	if (r != BATCH_OK && r != BATCH_ERR_NOT_FOUND &&
+	    log_limit(&file_limit, 3, 60 * 1000 * NS_PER_MS, &held))
 		LOG_WARN("cannot delete a batch file", LOG_S("file", id),
-			 LOG_S("error", err));
+			 LOG_S("error", err), LOG_U("held_back", held));
 }
 
 /* A batch is over and its records committed: delete its files, forget
@@ -852,14 +856,17 @@ static void submit(struct batcher *b, struct bbatch *bb)
 static void save(struct batcher *b, struct bbatch *bb)
 {
 	char err[512];
+	uint64_t held;
 
 	if (batchstate_put(b->state, &bb->e, STATE_MS, err, sizeof(err)) == 0) {
 		bb->saved = true;
 		return;
 	}
-	LOG_WARN("cannot write a batch to batch.state_topic: tried again; "
-		 "until it is written a restart would send its records again",
-		 LOG_S("batch", bb->e.batch_id), LOG_S("error", err));
+	if (log_limit(&state_limit, 3, 60 * 1000 * NS_PER_MS, &held))
+		LOG_WARN("cannot write a batch to batch.state_topic: tried "
+			 "again; until it is written a restart would send its "
+			 "records again", LOG_S("batch", bb->e.batch_id),
+			 LOG_S("error", err), LOG_U("held_back", held));
 }
 
 static int answer_cmp(const void *a, const void *b)

@@ -166,6 +166,27 @@ static void job_free(struct job *job)
 	pthread_mutex_unlock(&pl->lock);
 }
 
+/* A job for msg of part (a reference taken), counted in flight; NULL
+ * when out of memory. */
+static struct job *job_new(struct pipeline *pl, struct ledger *part,
+			   rd_kafka_message_t *msg)
+{
+	struct job *job = calloc(1, sizeof(*job));
+
+	if (!job)
+		return NULL;
+	job->pl = pl;
+	job->part = part;
+	ledger_ref(part);
+	job->msg = msg;
+	job->offset = msg->offset;
+	pthread_mutex_lock(&pl->lock);
+	pl->inflight++;
+	pthread_mutex_unlock(&pl->lock);
+	metrics_inflight_add(pl->metrics, 1);
+	return job;
+}
+
 /* Make a record's job and queue it; tracked says its offset is in the
  * ledger already. Takes msg and answer. */
 static int admit(struct pipeline *pl, struct ledger *part,
@@ -200,7 +221,7 @@ static int admit(struct pipeline *pl, struct ledger *part,
 		return -1;
 	}
 
-	job = calloc(1, sizeof(*job));
+	job = job_new(pl, part, msg);
 	if (!job) {
 		/* Out of memory: stop; the offset stays uncommitted. */
 		LOG_ERROR("out of memory admitting a record");
@@ -212,22 +233,12 @@ static int admit(struct pipeline *pl, struct ledger *part,
 		stop_request(pl->stop, true);
 		return -1;
 	}
-	job->pl = pl;
-	job->part = part;
-	ledger_ref(part);
-	job->msg = msg;
-	job->offset = msg->offset;
 	job->answer = answer;
 	job->answer_len = answer_len;
 	job->mode = mode;
 	job->consumed_ns = mono_ns();
 	atomic_compare_exchange_strong(&pl->first_consumed_ms, &first,
 				       wall_ms());
-
-	pthread_mutex_lock(&pl->lock);
-	pl->inflight++;
-	pthread_mutex_unlock(&pl->lock);
-	metrics_inflight_add(pl->metrics, 1);
 	LOG_DEBUG("record consumed", LOG_I("partition", ledger_id(part)),
 		  LOG_I("offset", job->offset));
 
@@ -253,7 +264,7 @@ void pipeline_abandon(struct pipeline *pl, struct ledger *part,
 {
 	struct job *job;
 
-	if (!ledger_ordered(part) || !(job = calloc(1, sizeof(*job)))) {
+	if (!ledger_ordered(part) || !(job = job_new(pl, part, msg))) {
 		if (ledger_ordered(part)) {
 			/* The sequencer still waits for it: nothing after
 			 * it can be released any more. */
@@ -267,17 +278,8 @@ void pipeline_abandon(struct pipeline *pl, struct ledger *part,
 	/* In offset order its place in the sequencer must be taken, or the
 	 * records after it would wait for it for ever: an abandoned job
 	 * takes it, and the order breaks there (release). */
-	job->pl = pl;
-	job->part = part;
-	ledger_ref(part);
-	job->msg = msg;
-	job->offset = msg->offset;
 	job->slotless = true;
 	job->outcome = JOB_ABANDONED;
-	pthread_mutex_lock(&pl->lock);
-	pl->inflight++;
-	pthread_mutex_unlock(&pl->lock);
-	metrics_inflight_add(pl->metrics, 1);
 	release(pl, job);
 }
 

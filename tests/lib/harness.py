@@ -674,6 +674,19 @@ class Collector:
                 n += 1
         return n
 
+    def check_each_once(self, placed, values):
+        """Fail unless no record is a dead letter and every input placed
+        (values[i] at placed[i]) has exactly one output, the Person
+        llmsim extracts from it (read_to_end first, so that a duplicate
+        cannot hide)."""
+        check(self.count(self.h.topics["dlq"]) == 0, "dead letters: %r",
+              self.records[self.h.topics["dlq"]][:3])
+        self.check_persons(placed, values)
+        sources = [r.source() for r in self.records[self.h.topics["output"]]]
+        check(len(set(sources)) == len(sources) == len(placed),
+              "%d outputs for %d sources, %d inputs", len(sources),
+              len(set(sources)), len(placed))
+
     def check_persons(self, placed, values):
         """Fail unless every output is the Person llmsim extracts from its
         input: values[i] was produced at placed[i], (partition, offset)."""
