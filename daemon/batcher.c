@@ -317,6 +317,17 @@ void batcher_add(struct batcher *b, struct ledger *part,
 	}
 }
 
+bool batcher_holds(struct batcher *b, int32_t partition)
+{
+	bool holds;
+
+	pthread_mutex_lock(&b->lock);
+	holds = partition >= 0 && (size_t)partition < b->n_held &&
+		b->held[partition];
+	pthread_mutex_unlock(&b->lock);
+	return holds;
+}
+
 bool batcher_full(struct batcher *b)
 {
 	return atomic_load(&b->pending) >= b->cfg->batch.max_pending;
@@ -333,31 +344,42 @@ int batcher_sync(struct batcher *b, unsigned timeout_ms, char *err,
 	return batchstate_sync(b->state, timeout_ms, err, err_size);
 }
 
-void batcher_revoke(struct batcher *b, int32_t partition,
+void batcher_revoke(struct batcher *b,
+		    const rd_kafka_topic_partition_list_t *parts,
 		    unsigned timeout_ms)
 {
 	struct timespec until = realtime_in_ns((int64_t)timeout_ms *
 					       NS_PER_MS);
-	struct event ev = { .kind = EV_REVOKE, .partition = partition };
-	int r = 0;
+	uint64_t wait_for = 0;
+	int i, r = 0;
 
 	pthread_mutex_lock(&b->lock);
 	if (b->exited) {
 		pthread_mutex_unlock(&b->lock);
 		return;
 	}
-	ev.seq = ++b->revokes_asked;
-	if (push(b, &ev) < 0) {
-		pthread_mutex_unlock(&b->lock);
-		LOG_ERROR("out of memory revoking a partition's batches");
-		return;
+	for (i = 0; i < parts->cnt; i++) {
+		int32_t p = parts->elems[i].partition;
+		struct event ev = { .kind = EV_REVOKE, .partition = p,
+				    .seq = b->revokes_asked + 1 };
+
+		if (push(b, &ev) < 0) {
+			LOG_ERROR("out of memory revoking a partition's "
+				  "batches");
+			continue;
+		}
+		b->revokes_asked++;
+		/* Only records held need the thread to give them up before
+		 * the partition goes; the rest is its own bookkeeping. */
+		if (p >= 0 && (size_t)p < b->n_held && b->held[p])
+			wait_for = ev.seq;
 	}
-	while (b->revokes_done < ev.seq && !b->exited && r != ETIMEDOUT)
+	while (b->revokes_done < wait_for && !b->exited && r != ETIMEDOUT)
 		r = pthread_cond_timedwait(&b->acked, &b->lock, &until);
-	if (b->revokes_done < ev.seq && !b->exited)
-		LOG_WARN("the batcher did not give a revoked partition's "
-			 "records up in time: its next owner may send some "
-			 "again", LOG_I("partition", partition));
+	if (b->revokes_done < wait_for && !b->exited)
+		LOG_WARN("the batcher did not give the revoked partitions' "
+			 "records up in time: their next owners may send some "
+			 "again", LOG_I("partitions", parts->cnt));
 	pthread_mutex_unlock(&b->lock);
 }
 
@@ -407,11 +429,17 @@ static void batch_free(struct bbatch *bb)
 	free(bb);
 }
 
-/* Give a batch's waiting records up and free it (unlinked). */
+static void save(struct batcher *b, struct bbatch *bb);
+
+/* Give a batch's waiting records up and free it (unlinked). A batch
+ * created and not yet in the state topic is written there first, so
+ * that the next owner downloads it instead of paying again. */
 static void batch_drop(struct batcher *b, struct bbatch *bb)
 {
 	size_t i;
 
+	if (bb->phase == PHASE_SUBMITTED && !bb->saved)
+		save(b, bb);
 	for (i = 0; i < bb->n; i++)
 		give_up(b, bb->recs[i].part, bb->recs[i].msg);
 	batch_free(bb);
@@ -504,6 +532,15 @@ static struct bbatch *after_for(struct batcher *b, int32_t partition)
 			newest = bb;
 	if (newest && newest->after)
 		return newest;
+	/* Records that come for a batch after these start a new one: a
+	 * partition's records go on oldest first (may_go), and a batch
+	 * that took records on both sides of these would wait for them
+	 * while they wait for it. */
+	for (bb = b->batches; bb; bb = bb->next)
+		if (bb->e.partition == partition && bb->phase == PHASE_OPEN) {
+			bb->phase = PHASE_CLOSED;
+			bb->next_ns = mono_ns();
+		}
 	bb = batch_new(b, partition, b->cfg->kafka.input_topic);
 	if (!bb)
 		return NULL;
@@ -569,10 +606,19 @@ static void forget(struct batcher *b, const struct batchstate_entry *e,
 	struct batch_info info;
 	char err[512];
 
-	if (!output && batch_retrieve(b->client, e->batch_id, &info, err,
-				      sizeof(err)) == BATCH_OK) {
-		delete_file(b, info.output_file_id);
-		delete_file(b, info.error_file_id);
+	if (!output) {
+		uint64_t held;
+
+		if (batch_retrieve(b->client, e->batch_id, &info, err,
+				   sizeof(err)) == BATCH_OK) {
+			delete_file(b, info.output_file_id);
+			delete_file(b, info.error_file_id);
+		} else if (log_limit(&file_limit, 3, 60 * 1000 * NS_PER_MS,
+				     &held)) {
+			LOG_WARN("cannot find an old batch's files to delete "
+				 "them", LOG_S("batch", e->batch_id),
+				 LOG_S("error", err), LOG_U("held_back", held));
+		}
 	}
 	if (output)
 		delete_file(b, output);
@@ -626,7 +672,6 @@ static void take_inbox(struct batcher *b)
 {
 	struct event *evs;
 	size_t i, n;
-	uint64_t done = 0;
 
 	pthread_mutex_lock(&b->lock);
 	evs = b->inbox;
@@ -635,29 +680,26 @@ static void take_inbox(struct batcher *b)
 	b->n_in = b->cap_in = 0;
 	pthread_mutex_unlock(&b->lock);
 
+	/* Records and revokes in order (a partition revoked and assigned
+	 * again keeps what came after); each revoke is acknowledged at
+	 * once. The commits, which may call the API, come last. */
 	for (i = 0; i < n; i++) {
 		struct event *ev = &evs[i];
 
-		switch (ev->kind) {
-		case EV_ADD:
+		if (ev->kind == EV_ADD) {
 			on_add(b, ev->part, ev->msg, ev->after);
-			break;
-		case EV_REVOKE:
+		} else if (ev->kind == EV_REVOKE) {
 			on_revoke(b, ev->partition);
-			done = ev->seq;
-			break;
-		case EV_COMMIT:
-			on_commit(b, ev->partition, ev->position);
-			break;
+			pthread_mutex_lock(&b->lock);
+			b->revokes_done = ev->seq;
+			pthread_cond_broadcast(&b->acked);
+			pthread_mutex_unlock(&b->lock);
 		}
 	}
+	for (i = 0; i < n; i++)
+		if (evs[i].kind == EV_COMMIT)
+			on_commit(b, evs[i].partition, evs[i].position);
 	free(evs);
-	if (done) {
-		pthread_mutex_lock(&b->lock);
-		b->revokes_done = done;
-		pthread_cond_broadcast(&b->acked);
-		pthread_mutex_unlock(&b->lock);
-	}
 }
 
 /* The wait before the next try of something that failed. */
@@ -849,6 +891,7 @@ static void submit(struct batcher *b, struct bbatch *bb)
 		 LOG_I("partition", bb->e.partition),
 		 LOG_I("first", bb->e.first), LOG_I("last", bb->e.last),
 		 LOG_U("requests", bb->e.count));
+	save(b, bb);
 }
 
 /* Write the batch's state record (until it is written, a crash means its
@@ -884,9 +927,11 @@ static int answer_cmp(const void *a, const void *b)
  */
 static int read_answers(struct bbatch *bb, char *data, size_t len)
 {
-	char prefix[300];
-	size_t plen, cap = 0;
+	char prefix[300], first_err[256] = "";
+	size_t plen, cap = 0, unread = 0;
 	char *p = data, *end = data + len;
+
+	answers_free(bb); /* a download tried again reads them all again */
 
 	plen = (size_t)snprintf(prefix, sizeof(prefix), "%s/%" PRId32 "/",
 				bb->e.topic, bb->e.partition);
@@ -897,40 +942,52 @@ static int read_answers(struct bbatch *bb, char *data, size_t len)
 		char perr[256], *tail;
 		long long off;
 
-		if (n && batch_output_parse(p, n, &o, perr, sizeof(perr)) == 0) {
-			if (o.status == 200 && o.body &&
-			    !strncmp(o.custom_id, prefix, plen)) {
-				errno = 0;
-				off = strtoll(o.custom_id + plen, &tail, 10);
-				if (!errno && !*tail && off >= bb->e.first &&
-				    off <= bb->e.last) {
-					if (bb->n_answers == cap) {
-						size_t c = cap ? 2 * cap : 256;
-						struct answer *a = realloc(
-							bb->answers,
-							c * sizeof(*a));
-
-						if (!a) {
-							batch_output_clear(&o);
-							return -1;
-						}
-						bb->answers = a;
-						cap = c;
-					}
-					bb->answers[bb->n_answers++] =
-						(struct answer){
-							.offset = off,
-							.body = o.body,
-							.len = o.body_len,
-						};
-					o.body = NULL;
-				}
-			}
-			batch_output_clear(&o);
+		if (!n) {
+			p++;
+			continue;
 		}
+		if (batch_output_parse(p, n, &o, perr, sizeof(perr)) < 0) {
+			if (!unread++)
+				snprintf(first_err, sizeof(first_err), "%s",
+					 perr);
+			p += n + 1;
+			continue;
+		}
+		if (o.status == 200 && o.body &&
+		    !strncmp(o.custom_id, prefix, plen)) {
+			errno = 0;
+			off = strtoll(o.custom_id + plen, &tail, 10);
+			if (!errno && !*tail && off >= bb->e.first &&
+			    off <= bb->e.last) {
+				if (bb->n_answers == cap) {
+					size_t c = cap ? 2 * cap : 256;
+					struct answer *a = realloc(
+						bb->answers, c * sizeof(*a));
+
+					if (!a) {
+						batch_output_clear(&o);
+						return -1;
+					}
+					bb->answers = a;
+					cap = c;
+				}
+				bb->answers[bb->n_answers++] = (struct answer){
+					.offset = off,
+					.body = o.body,
+					.len = o.body_len,
+				};
+				o.body = NULL;
+			}
+		}
+		batch_output_clear(&o);
 		p += n + 1;
 	}
 	qsort(bb->answers, bb->n_answers, sizeof(*bb->answers), answer_cmp);
+	if (unread)
+		LOG_WARN("lines of a batch's output file could not be read: "
+			 "their records go to the live API",
+			 LOG_S("batch", bb->e.batch_id), LOG_U("lines", unread),
+			 LOG_S("first", first_err));
 	return 0;
 }
 
@@ -943,12 +1000,19 @@ static void poll_batch(struct batcher *b, struct bbatch *bb)
 	enum batch_result r;
 
 	r = batch_retrieve(b->client, bb->e.batch_id, &info, err, sizeof(err));
-	if (r == BATCH_ERR_RETRY || r == BATCH_ERR_NOMEM) {
-		retry_later(b, bb, "status", err);
+	if (r == BATCH_ERR_NOT_FOUND) {
+		/* Not this account's, or gone: nothing will answer it. */
+		LOG_ERROR("the Batch API does not know a batch in flight: its "
+			  "records go to the live API",
+			  LOG_S("batch", bb->e.batch_id),
+			  LOG_I("partition", bb->e.partition),
+			  LOG_S("error", err));
+		bb->phase = PHASE_DONE;
 		return;
 	}
 	if (r != BATCH_OK) {
-		refused(b, bb, "status", err);
+		/* The batch may well be running (and billed): ask again. */
+		retry_later(b, bb, "status", err);
 		return;
 	}
 	bb->tries = 0;
@@ -1089,7 +1153,12 @@ static void step(struct batcher *b, struct bbatch *bb, int64_t now)
 		}
 		break;
 	case PHASE_CLOSED:
-		if (now >= bb->next_ns && !pipeline_paused(b->pl))
+		if (now < bb->next_ns)
+			break;
+		if (pipeline_paused(b->pl))
+			/* Nothing new is spent while paused: look again. */
+			bb->next_ns = now + (int64_t)WAKE_MS * NS_PER_MS;
+		else
 			submit(b, bb);
 		break;
 	case PHASE_SUBMITTED:
@@ -1102,7 +1171,7 @@ static void step(struct batcher *b, struct bbatch *bb, int64_t now)
 		break;
 	}
 	if (bb->phase == PHASE_DONE && may_go(b, bb) &&
-	    !stop_stopping(b->stop))
+	    !pipeline_paused(b->pl) && !stop_stopping(b->stop))
 		hand_on(b, bb);
 }
 
@@ -1115,9 +1184,11 @@ static int64_t next_due(struct batcher *b, int64_t now)
 
 	for (bb = b->batches; bb; bb = bb->next) {
 		int64_t t = bb->phase == PHASE_OPEN ? bb->opened_ns + wait
-			    : bb->phase == PHASE_DONE ? (may_go(b, bb) ? now
-								    : due)
-						      : bb->next_ns;
+			    : bb->phase == PHASE_DONE
+				    ? (may_go(b, bb) && !pipeline_paused(b->pl)
+					       ? now
+					       : due)
+				    : bb->next_ns;
 
 		if (t < due)
 			due = t;

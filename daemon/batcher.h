@@ -129,11 +129,16 @@ int batcher_sync(struct batcher *b, unsigned timeout_ms, char *err,
 		 size_t err_size);
 
 /**
- * @brief A partition is revoked: wait (at most timeout_ms) until the
- * batcher has given up its records (their offsets abandoned).
+ * @brief Partitions are revoked: wait (at most timeout_ms in all) until
+ * the batcher has given up their records (their offsets abandoned); a
+ * partition it holds no record of is not waited for.
  */
-void batcher_revoke(struct batcher *b, int32_t partition,
+void batcher_revoke(struct batcher *b,
+		    const rd_kafka_topic_partition_list_t *parts,
 		    unsigned timeout_ms);
+
+/** Whether it holds records of partition (any thread). */
+bool batcher_holds(struct batcher *b, int32_t partition);
 
 /** The group committed position (the next offset to read) for a
  * partition: batches wholly before it are over. Any thread. */

@@ -43,14 +43,28 @@ struct batchstate {
 	size_t n, cap;
 };
 
-/* The writer's delivery report: the result of the one record a put or a
- * drop waits for (flush serves it in the caller's thread). */
+/* A state record's delivery, as write_record() waits for it. */
+struct delivery {
+	bool done;
+	bool abandoned;  /**< its writer stopped waiting: the report frees it */
+	rd_kafka_resp_err_t err;
+};
+
+/* The writer's delivery report (in whichever thread serves the writer:
+ * the batcher's flushes, then batchstate_free's, never two at once). */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg,
 			void *opaque)
 {
+	struct delivery *d = msg->_private;
+
 	(void)rk;
 	(void)opaque;
-	*(rd_kafka_resp_err_t *)msg->_private = msg->err;
+	if (d->abandoned) {
+		free(d);
+		return;
+	}
+	d->err = msg->err;
+	d->done = true;
 }
 
 struct batchstate *batchstate_new(const struct extractd_config *cfg,
@@ -374,8 +388,10 @@ static bool stopping(struct batchstate *bs)
 
 static void *tail_main(void *arg)
 {
+	static struct log_limit read_limit = LOG_LIMIT_INIT;
 	struct batchstate *bs = arg;
 	int64_t next_log = 0;
+	uint64_t held;
 
 	thread_enter("batchstate");
 	while (!stopping(bs)) {
@@ -415,9 +431,11 @@ static void *tail_main(void *arg)
 			continue;
 		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
 			at_end(bs, m->partition, m->offset);
-		else if (m->err)
+		else if (m->err && log_limit(&read_limit, 3, 60 * NS_PER_S,
+					     &held))
 			LOG_WARN("batch.state_topic read error",
-				 LOG_S("error", rd_kafka_message_errstr(m)));
+				 LOG_S("error", rd_kafka_message_errstr(m)),
+				 LOG_U("held_back", held));
 		else
 			take(bs, m);
 		rd_kafka_message_destroy(m);
@@ -583,31 +601,39 @@ static int write_record(struct batchstate *bs, const char *key,
 			const char *value, unsigned timeout_ms, char *err,
 			size_t err_size)
 {
-	rd_kafka_resp_err_t result = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+	struct delivery *d = calloc(1, sizeof(*d));
 	rd_kafka_resp_err_t e;
 
+	if (!d) {
+		snprintf(err, err_size, "out of memory");
+		return -1;
+	}
 	e = rd_kafka_producev(
 		bs->writer, RD_KAFKA_V_TOPIC(bs->cfg->batch.state_topic),
 		RD_KAFKA_V_KEY(key, strlen(key)),
 		RD_KAFKA_V_VALUE((void *)value, value ? strlen(value) : 0),
 		RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		RD_KAFKA_V_OPAQUE(&result), RD_KAFKA_V_END);
+		RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
 	if (e) {
+		free(d);
 		snprintf(err, err_size, "cannot write to batch.state_topic: "
 			 "%s", rd_kafka_err2str(e));
 		return -1;
 	}
 	rd_kafka_flush(bs->writer, (int)timeout_ms);
-	if (result == RD_KAFKA_RESP_ERR__IN_PROGRESS) {
-		/* Still queued: it may yet be written; a later put or drop
-		 * of the same key supersedes it. */
+	if (!d->done) {
+		/* Still queued: it may yet be written (a later put or drop
+		 * of the same key supersedes it); its report frees d. */
+		d->abandoned = true;
 		snprintf(err, err_size, "batch.state_topic did not take the "
 			 "record within %u ms", timeout_ms);
 		return -1;
 	}
-	if (result) {
+	e = d->err;
+	free(d);
+	if (e) {
 		snprintf(err, err_size, "batch.state_topic refused the "
-			 "record: %s", rd_kafka_err2str(result));
+			 "record: %s", rd_kafka_err2str(e));
 		return -1;
 	}
 	return 0;

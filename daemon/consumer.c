@@ -125,6 +125,9 @@ struct consumer {
 				     *  comes waits, unrouted */
 	rd_kafka_message_t **unrouted; /**< they wait here, in order */
 	size_t n_unrouted, cap_unrouted;
+	bool *bpaused;             /**< by partition: paused while the batcher
+				     *  is full and holds records of it */
+	size_t n_bpaused;          /**< partitions so paused */
 	struct keyset *passed;     /**< key order: keys passed over in one
 				     *  look at the held queue */
 
@@ -177,15 +180,61 @@ static int table_put(struct consumer *c, int32_t id, struct ledger *part)
 	if ((size_t)id >= c->n_parts) {
 		size_t n = (size_t)id + 1;
 		struct ledger **p = realloc(c->parts, n * sizeof(*p));
+		bool *b;
 
 		if (!p)
 			return -1;
 		memset(p + c->n_parts, 0, (n - c->n_parts) * sizeof(*p));
 		c->parts = p;
+		b = realloc(c->bpaused, n * sizeof(*b));
+		if (!b)
+			return -1;
+		memset(b + c->n_parts, 0, (n - c->n_parts) * sizeof(*b));
+		c->bpaused = b;
 		c->n_parts = n;
 	}
 	c->parts[id] = part;
 	return 0;
+}
+
+/* Pause or resume one partition for the batcher (batch_pause). */
+static void bpause_set(struct consumer *c, int32_t id, bool pause)
+{
+	rd_kafka_topic_partition_list_t *list =
+		rd_kafka_topic_partition_list_new(1);
+
+	rd_kafka_topic_partition_list_add(list, c->cfg->kafka.input_topic, id);
+	if (pause)
+		rd_kafka_pause_partitions(c->rk, list);
+	else
+		rd_kafka_resume_partitions(c->rk, list);
+	rd_kafka_topic_partition_list_destroy(list);
+	c->bpaused[id] = pause;
+	c->n_bpaused += pause ? 1 : -1;
+	LOG_DEBUG(pause ? "batcher full: partition paused"
+			: "batcher has room: partition resumed",
+		  LOG_U("consumer", c->index), LOG_I("partition", id));
+}
+
+/*
+ * While the batcher holds batch.max_pending records, the partitions it
+ * holds records of wait (their next records would most likely join
+ * them); the others go on, live. Not while all are paused anyway.
+ */
+static void batch_pause(struct consumer *c)
+{
+	bool full = batcher_full(c->batcher);
+	size_t i;
+
+	if (c->paused || (!full && !c->n_bpaused))
+		return;
+	for (i = 0; i < c->n_parts; i++) {
+		bool want = c->parts[i] && full &&
+			    batcher_holds(c->batcher, (int32_t)i);
+
+		if (want != c->bpaused[i])
+			bpause_set(c, (int32_t)i, want);
+	}
 }
 
 /* Publish the assignment's size for /readyz. */
@@ -213,6 +262,12 @@ static void set_paused(struct consumer *c, bool pause)
 		rd_kafka_topic_partition_list_destroy(list);
 	}
 	c->paused = pause;
+	if (!pause && c->n_bpaused) {
+		/* Every partition runs again: batch_pause() pauses again
+		 * those it must. */
+		memset(c->bpaused, 0, c->n_parts * sizeof(*c->bpaused));
+		c->n_bpaused = 0;
+	}
 	LOG_DEBUG(pause ? "no free slot: partitions paused"
 			: "slots free: partitions resumed",
 		  LOG_U("consumer", c->index));
@@ -336,6 +391,11 @@ static void on_assign(struct consumer *c,
 			LOG_ERROR("out of memory on assignment");
 			stop_request(c->stop, true);
 			continue;
+		}
+		if (c->bpaused[tp->partition]) {
+			/* Its state is set below, with the others'. */
+			c->bpaused[tp->partition] = false;
+			c->n_bpaused--;
 		}
 	}
 	if (cooperative)
@@ -589,14 +649,14 @@ static void on_revoke(struct consumer *c,
 				   1000000;
 	int i;
 
-	/* Held records were not admitted: they are not waited for; nor are
-	 * those waiting for a batch (their next owner finds the batch). */
-	for (i = 0; i < parts->cnt; i++) {
+	/* Records waiting for a batch are given up (their next owner finds
+	 * the batch), then the held records: none was admitted, so none is
+	 * waited for. */
+	if (c->batcher)
+		batcher_revoke(c->batcher, parts,
+			       stop_left_ms(c->stop, REVOKE_WAIT_MS));
+	for (i = 0; i < parts->cnt; i++)
 		held_drop(c, parts->elems[i].partition);
-		if (c->batcher)
-			batcher_revoke(c->batcher, parts->elems[i].partition,
-				       stop_left_ms(c->stop, REVOKE_WAIT_MS));
-	}
 	if (!lost) {
 		/* Let in-flight work of these partitions be delivered (and
 		 * so stored), then commit before another member reads. */
@@ -995,14 +1055,19 @@ static rd_kafka_message_t *admission_turn(struct consumer *c)
 		set_paused(c, true);
 		return rd_kafka_consumer_poll(c->rk, SLOT_WAIT_MS);
 	}
-	if (c->batcher && c->state_wait) {
-		set_paused(c, true);
-		if (sync_state(c, SLOT_WAIT_MS) < 0)
-			return rd_kafka_consumer_poll(c->rk, SLOT_WAIT_MS);
+	if (c->batcher && (c->state_wait || c->n_unrouted)) {
+		size_t i, n = c->n_unrouted;
+
+		if (c->state_wait) {
+			set_paused(c, true);
+			if (sync_state(c, SLOT_WAIT_MS) < 0)
+				return rd_kafka_consumer_poll(c->rk,
+							      SLOT_WAIT_MS);
+		}
 		/* Read: what waited goes on, in order. */
-		for (size_t i = 0; i < c->n_unrouted; i++)
-			handle_message(c, c->unrouted[i]);
 		c->n_unrouted = 0;
+		for (i = 0; i < n; i++)
+			handle_message(c, c->unrouted[i]);
 	}
 	/* Before the look: a key freed during it ends a job after it. */
 	ended = admission_ended(c->admission);
@@ -1013,11 +1078,12 @@ static rd_kafka_message_t *admission_turn(struct consumer *c)
 			break;
 		}
 	}
-	if (c->n_held >= c->hold_max ||
-	    (c->batcher && batcher_full(c->batcher)))
+	if (c->n_held >= c->hold_max)
 		set_paused(c, true);
 	else if (c->n_held <= c->hold_max / 2)
 		set_paused(c, false);
+	if (c->batcher)
+		batch_pause(c);
 
 	if (!c->n_held)
 		return rd_kafka_consumer_poll(c->rk, idle_poll_ms(c));
@@ -1259,6 +1325,7 @@ void consumer_free(struct consumer *c)
 	free(c->parts);
 	free(c->held);
 	free(c->unrouted);
+	free(c->bpaused);
 	keyset_free(c->passed);
 	if (c->rk && !c->unclosed)
 		rd_kafka_destroy(c->rk);

@@ -226,8 +226,9 @@ static int admit(struct pipeline *pl, struct ledger *part,
 		/* Out of memory: stop; the offset stays uncommitted. */
 		LOG_ERROR("out of memory admitting a record");
 		if (tracked)
-			ledger_abandon(part, msg->offset);
-		pl->msg_free(msg);
+			pipeline_abandon(pl, part, msg);
+		else
+			pl->msg_free(msg);
 		free(answer);
 		admission_cancel(pl->admission);
 		stop_request(pl->stop, true);
