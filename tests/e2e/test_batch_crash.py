@@ -1,15 +1,15 @@
 """e2e.batch_crash: a batch in flight survives a crash, paid for once.
 
 1,000 Person texts on two partitions; extractd with batch.mode = always
-sends them as two batches (one a partition) that llmsim takes 8 s to
-answer, writes both to batch.state_topic, and is killed (SIGKILL) while
-they are in flight: nothing was committed. The restart reads the state
-topic, finds both batches and downloads them instead of creating new
-ones: llmsim created 2 batches and answered 1,000 batch lines in all,
-and made no live call but the start-up checks. Every record has its one
-right output, the commits reach the end, and no file is left at llmsim;
-the restart's metrics say it created no batch and follows none at the
-end.
+sends them as two batches (one a partition), which llmsim holds in
+progress until the test lets them finish (--batch-hold), writes both to
+batch.state_topic, and is killed (SIGKILL) while they are in flight:
+nothing was committed. The restart reads the state topic and finds both
+batches; let finish, they are downloaded instead of created again:
+llmsim created 2 batches and answered 1,000 batch lines in all, and made
+no live call but the start-up checks. Every record has its one right
+output, the commits reach the end, and no file is left at llmsim; the
+restart's metrics say it created no batch and follows none at the end.
 """
 
 import os
@@ -30,7 +30,9 @@ def state_records(h):
 
 def body(h):
     h.start_kafka(partitions=2, more_topics={"batches": 1})
-    h.start_llmsim(latency_ms=5, extra=["--batch-delay-ms", "8000"])
+    hold = os.path.join(h.dir, "batches.hold")
+    open(hold, "w").close()
+    h.start_llmsim(latency_ms=5, extra=["--batch-hold", hold])
     coll = h.collector()
     texts = person_texts(N, seed=29)
     placed = h.produce([(("k-%d" % i).encode(), t, i % 2)
@@ -52,6 +54,10 @@ def body(h):
           "committed %r before any output", committed)
 
     b = opshelp.start_extractd(h, over, tag="restart")
+    harness.wait_until(lambda: b.log_text().count(
+        "found in batch.state_topic") == 2, "the restart finds both "
+        "batches", watch=[b])
+    os.remove(hold)
     coll.until(lambda c: c.count() >= N, "%d outputs" % N, watch=[b])
     h.until_committed_end(a.group, watch=[b])
     coll.read_to_end(watch=[b])

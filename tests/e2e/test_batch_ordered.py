@@ -2,17 +2,18 @@
 
 output.ordering = offset, batch.mode = backlog (min_backlog 200, batches
 of at most 400). 1,000 keyless Person texts wait on each of partitions 0
-and 1 before extractd starts; llmsim takes 4 s to answer a batch and
-makes 5 % of answers invalid (re-asked live). Once batches are in
-flight, 50 texts arrive on partition 2: they are answered live and all
-delivered while partitions 0 and 1 have delivered nothing, their first
-records being in batches (a batch holds back only its own partition).
-The last ~200 records of partitions 0 and 1 go live, after their
-partition's batches. extractd is stopped (SIGTERM) then, with batches in
-flight and records waiting behind them: it exits 0 without waiting for
-its deadline, and the restart finds the batches (no batch line is sent
-twice). In the end every record has its one right output, and a reader
-sees each input partition's outputs in offset order.
+and 1 before extractd starts; llmsim holds every batch in progress until
+the test lets them finish (--batch-hold), and makes 5 % of answers
+invalid (re-asked live). Once batches are in flight, 50 texts arrive on
+partition 2: they are answered live and all delivered while partitions 0
+and 1 have delivered nothing, their first records being in batches (a
+batch holds back only its own partition). The last ~200 records of
+partitions 0 and 1 go live, after their partition's batches. extractd is
+stopped (SIGTERM) then, with batches in flight and records waiting
+behind them: it exits 0 without waiting for its deadline, and the
+restart finds the batches (no batch line is sent twice). In the end
+every record has its one right output, and a reader sees each input
+partition's outputs in offset order.
 """
 
 import os
@@ -31,8 +32,10 @@ MIN_BACKLOG = 200
 
 def body(h):
     h.start_kafka(partitions=3, more_topics={"batches": 1})
+    hold = os.path.join(h.dir, "batches.hold")
+    open(hold, "w").close()
     h.start_llmsim(latency_ms=5, faults={"invalid": 0.05}, seed=41,
-                   extra=["--batch-delay-ms", "4000"])
+                   extra=["--batch-hold", hold])
     coll = h.collector()
     texts = person_texts(2 * N + LIVE, seed=41)
     records = [(None, t, i % 2) for i, t in enumerate(texts[:2 * N])]
@@ -74,6 +77,7 @@ def body(h):
         "batch": {"mode": "backlog", "min_backlog": MIN_BACKLOG,
                   "max_requests": 400, "max_wait_s": 0.5, "poll_ms": 100,
                   "state_topic": h.topics["batches"]}}, tag="restart")
+    os.remove(hold)
     coll.until(lambda c: c.count() >= 2 * N + LIVE, "every output",
                watch=[d])
     h.until_committed_end(d.group, watch=[d])

@@ -2,14 +2,14 @@
 batches, and holds back only the partitions that feed them.
 
 batch.mode = backlog (min_backlog 100), batches of at most 200, at most
-300 records held (batch.max_pending); llmsim takes 5 s to answer a
-batch. 1,500 texts wait on partition 0 before extractd starts: the
-batcher fills up and partition 0 waits. Then 30 texts arrive on
-partition 1, whose lag is small: they are answered live and delivered
-before any record of partition 0 (all waiting on batches).
-extractd_batch_records never goes far past 300 (the records already
-fetched when the pause came), and in the end every record has its one
-right output.
+300 records held (batch.max_pending); llmsim holds every batch in
+progress until the test lets them finish (--batch-hold). 1,500 texts
+wait on partition 0 before extractd starts: the batcher fills up and
+partition 0 waits. Then 30 texts arrive on partition 1, whose lag is
+small: they are answered live and delivered before any record of
+partition 0 (all waiting on batches). extractd_batch_records never goes
+far past 300 (the records already fetched when the pause came), and in
+the end every record has its one right output.
 """
 
 import os
@@ -29,7 +29,9 @@ SLACK = 100     # fetched before the pause took effect
 
 def body(h):
     h.start_kafka(partitions=2, more_topics={"batches": 1})
-    h.start_llmsim(latency_ms=5, extra=["--batch-delay-ms", "5000"])
+    hold = os.path.join(h.dir, "batches.hold")
+    open(hold, "w").close()
+    h.start_llmsim(latency_ms=5, extra=["--batch-hold", hold])
     coll = h.collector()
     texts = person_texts(N + LIVE, seed=43)
     placed = h.produce([(None, t, 0) for t in texts[:N]])
@@ -62,6 +64,7 @@ def body(h):
         early, N)
     check(early == 0, "partition 1 waited for partition 0's batches "
           "(%d of its records delivered first)", early)
+    os.remove(hold)
     coll.until(lambda c: held() >= 0 and c.count() >= N + LIVE,
                "every output", watch=[d])
     h.until_committed_end(d.group, watch=[d])

@@ -1,11 +1,12 @@
 """e2e.batch_takeover: another instance takes a batch over, paid for once.
 
 1,000 Person texts on two partitions. Instance A (batch.mode = always)
-sends them as two batches, one a partition, that llmsim takes 20 s to
-answer. Instance B joins the group: the rebalance moves one partition to
-B, A gives its records up, and B finds that partition's batch in
-batch.state_topic. Then A is killed (SIGKILL): after the session
-timeout B gets the other partition, and finds its batch too. llmsim
+sends them as two batches, one a partition, that llmsim holds in
+progress until the test lets them finish (--batch-hold). Instance B
+joins the group: the rebalance moves one partition to B, A gives its
+records up, and B finds that partition's batch in batch.state_topic.
+Then A is killed (SIGKILL): after the session timeout B gets the other
+partition, and finds its batch too. Then the batches finish: llmsim
 created 2 batches and answered 1,000 batch lines in all, with no live
 call but the start-up checks; every record has its one right output from
 B, and the commits reach the end.
@@ -25,7 +26,9 @@ N = 1000
 
 def body(h):
     h.start_kafka(partitions=2, more_topics={"batches": 1})
-    h.start_llmsim(latency_ms=5, extra=["--batch-delay-ms", "20000"])
+    hold = os.path.join(h.dir, "batches.hold")
+    open(hold, "w").close()
+    h.start_llmsim(latency_ms=5, extra=["--batch-hold", hold])
     coll = h.collector()
     texts = person_texts(N, seed=31)
     placed = h.produce([(("k-%d" % i).encode(), t, i % 2)
@@ -46,6 +49,11 @@ def body(h):
     a.proc.signal(9)
     a.proc.wait(30)
     log("A killed")
+    harness.wait_until(lambda: b.log_text().count(
+        "found in batch.state_topic") == 2, "B finds the other batch",
+        watch=[b])
+    os.remove(hold)
+    log("B found both batches; they may finish now")
     coll.until(lambda c: c.count() >= N, "%d outputs" % N, watch=[b])
     h.until_committed_end(a.group, watch=[b])
     coll.read_to_end(watch=[b])

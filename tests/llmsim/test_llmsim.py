@@ -14,8 +14,8 @@ queued in order, a queued client that leaves freeing its place), seeded
 determinism, prompt caching (cached_tokens for a repeated prefix, from
 --cache-min-tokens) and --reasoning-tokens, the Files and Batch APIs
 (upload, create, poll, download, a line's fault in the error file,
---batch-expire, cancel, delete, failed batches for bad input files, the
-key, the batch counters in /stats), and a clean exit 0 on SIGTERM even
+--batch-expire, --batch-hold, cancel, delete, failed batches for bad
+input files, the key, the batch counters in /stats), and a clean exit 0 on SIGTERM even
 with a held or queued connection.
 
 Standard library only (tests/lib/llmsim.py starts each llmsim); every
@@ -1136,6 +1136,26 @@ def test_batch_expire(sim):
     assert st["batches_created"] == 2 and st["batch_requests"] == 10, st
 
 
+def test_batch_hold(sim, hold):
+    """--batch-hold FILE: a batch stays in_progress while FILE exists,
+    however often it is asked for, and completes once FILE is gone."""
+    sim.reset()
+    lines = [batch_line("h%d" % i, "Ann Lee is a %d-year-old pupil" % i)
+             for i in range(1, 4)]
+    status, f = upload(sim, jsonl(lines))
+    assert status == 200, f
+    b = create_batch(sim, f["id"])
+    for _ in range(5):
+        time.sleep(0.1)
+        assert get_batch(sim, b["id"])["status"] == "in_progress", b
+    assert sim.stats()["batch_requests"] == 0
+    os.remove(hold)
+    b, _ = wait_batch(sim, b["id"])
+    assert b["status"] == "completed", b
+    assert len(file_lines(sim, b["output_file_id"])) == 3, b
+    assert sim.stats()["batch_requests"] == 3
+
+
 def test_batch_cancel(sim):
     """--batch-delay-ms 60000: in progress until cancelled; the cancel
     answers "cancelling", then it is "cancelled" with every line in the
@@ -1325,6 +1345,9 @@ def main():
         start("batch", "--answers", answers, "--batch-delay-ms", "1000")
         start("batch_expire", "--batch-expire", "1")
         start("batch_cancel", "--batch-delay-ms", "60000")
+        hold = os.path.join(workdir, "batches.hold")
+        open(hold, "w").close()
+        start("batch_hold", "--batch-hold", hold)
         key_file = os.path.join(workdir, "key")
         with open(key_file, "w") as f:
             f.write("sk-llmsim-batch-key\n")
@@ -1372,6 +1395,8 @@ def main():
             ("batch_faults", lambda: test_batch_faults(faults)),
             ("batch_expire", lambda: test_batch_expire(sims["batch_expire"])),
             ("batch_cancel", lambda: test_batch_cancel(sims["batch_cancel"])),
+            ("batch_hold",
+             lambda: test_batch_hold(sims["batch_hold"], hold)),
             ("batch_cancel_done",
              lambda: test_batch_cancel_done(sims["main"])),
             ("batch_invalid", lambda: test_batch_invalid(sims["main"])),

@@ -222,6 +222,7 @@ struct sim_options {
 	unsigned long reasoning;	/**< --reasoning-tokens */
 	unsigned long batch_delay_ms;	/**< --batch-delay-ms */
 	unsigned long batch_expire;	/**< --batch-expire */
+	const char *batch_hold;		/**< --batch-hold FILE */
 };
 
 /** Counters behind GET /stats; every field guarded by lock. */
@@ -1534,7 +1535,8 @@ static void sim_usage(FILE *f)
 	      "              [--served-model NAME] [--capacity N]\n"
 	      "              [--no-rate-headers] [--cache-min-tokens N]\n"
 	      "              [--reasoning-tokens N] [--batch-delay-ms N]\n"
-	      "              [--batch-expire N] [-h | --help]\n"
+	      "              [--batch-expire N] [--batch-hold FILE]\n"
+	      "              [-h | --help]\n"
 	      "cache-min-tokens: a repeated prefix (all but the last user\n"
 	      "         message) of at least N tokens is reported as\n"
 	      "         cached_tokens (default 1024)\n"
@@ -1560,6 +1562,8 @@ static void sim_usage(FILE *f)
 	      "  usage sums the answers'. A batch cancelled while in progress\n"
 	      "  answers no line: all go to the error file as batch_cancelled.\n"
 	      "batch-delay-ms: how long a batch stays in_progress (default 0)\n"
+	      "batch-hold: while FILE exists, no batch leaves in_progress (a\n"
+	      "         test's gate: it removes FILE to let them finish)\n"
 	      "batch-expire: the first N batches created expire instead: their\n"
 	      "         first half of lines answered, the rest in the error file\n"
 	      "         with code batch_expired\n"
@@ -1703,6 +1707,7 @@ static int sim_parse_args(int argc, char **argv, struct sim_options *o,
 		{ "reasoning-tokens", required_argument, NULL, 'e' },
 		{ "batch-delay-ms", required_argument, NULL, 'B' },
 		{ "batch-expire", required_argument, NULL, 'X' },
+		{ "batch-hold", required_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1722,6 +1727,7 @@ static int sim_parse_args(int argc, char **argv, struct sim_options *o,
 		case 'H': o->api_key_header = optarg; continue;
 		case 'M': o->served_model = optarg; continue;
 		case 'n': o->rate_headers = false; continue;
+		case 'O': o->batch_hold = optarg; continue;
 		case 'h': return 1;
 		case 'R':
 			if (sim_parse_refusals(optarg, o, err, errlen))
@@ -1931,6 +1937,7 @@ static int sim_server_init(struct sim_server *s, const struct sim_options *o,
 	r = sim_batch_new(&(struct sim_batch_opts){
 				  .delay_ms = o->batch_delay_ms,
 				  .expire = o->batch_expire,
+				  .hold_file = o->batch_hold,
 				  .answer = sim_batch_line,
 				  .answer_cls = s },
 			  &s->batch);

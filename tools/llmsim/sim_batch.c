@@ -39,6 +39,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -830,7 +831,8 @@ static int sb_advance(struct sim_batch *b, struct sb_batch *bt)
 		return sb_finish(b, bt, 0, SB_CANCELLED, "batch_cancelled",
 				 "The batch was cancelled before this "
 				 "request was executed.");
-	if (bt->status != SB_IN_PROGRESS || sb_now_ns() < bt->due_ns)
+	if (bt->status != SB_IN_PROGRESS || sb_now_ns() < bt->due_ns ||
+	    (b->opt.hold_file && access(b->opt.hold_file, F_OK) == 0))
 		return 0;
 	if (bt->expire)
 		return sb_finish(b, bt, bt->n / 2, SB_EXPIRED, "batch_expired",

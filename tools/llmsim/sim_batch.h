@@ -40,6 +40,8 @@ struct sim_batch_opts {
 	uint64_t delay_ms;	/**< --batch-delay-ms: in progress this long */
 	unsigned long expire;	/**< --batch-expire: the first N batches
 				 *   created expire instead of completing */
+	const char *hold_file;	/**< --batch-hold: while it exists, batches
+				 *   stay in progress; NULL: none */
 	sim_batch_answer_fn answer;
 	void *answer_cls;
 };
