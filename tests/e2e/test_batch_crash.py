@@ -47,6 +47,7 @@ def body(h):
     a.proc.signal(9)
     a.proc.wait(30)
     log("killed with both batches in flight")
+    coll.poll(0.5)
     check(coll.count() == 0, "%d outputs before the batches were over",
           coll.count())
     committed = h.committed(a.group)
