@@ -231,15 +231,21 @@ class Bench:
         say("Kafka: kafka-embedded at %s (pid %d), %d topics",
             self.bootstrap, p.pid, len(topics))
 
-    def start_llmsim(self, jitter):
-        sim = Llmsim(os.path.join(self.bin, "llmsim"), self.work,
-                     "llmsim-%d" % jitter, latency_ms=LATENCY_MS,
-                     jitter_ms=jitter, seed=1, wait=False, new_session=True)
+    def llmsim(self, name, latency_ms=LATENCY_MS, **kw):
+        """An llmsim of the run (seed 1, its own session, stopped with the
+        services); kw as Llmsim takes them. Exits when it cannot start."""
+        sim = Llmsim(os.path.join(self.bin, "llmsim"), self.work, name,
+                     latency_ms=latency_ms, seed=1, wait=False,
+                     new_session=True, **kw)
         self.procs.append(sim.proc)
         try:
             sim.wait_port()
         except TestFailure as e:
             raise SystemExit("llmsim did not start: %s" % e)
+        return sim
+
+    def start_llmsim(self, jitter):
+        sim = self.llmsim("llmsim-%d" % jitter, jitter_ms=jitter)
         self.llmsims[jitter] = (sim.proc, sim.base)
         say("llmsim at %s: latency %d ms, jitter %d ms (pid %d)", sim.base,
             LATENCY_MS, jitter, sim.proc.pid)

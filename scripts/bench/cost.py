@@ -35,7 +35,7 @@ import os
 import time
 
 import bench
-from bench import Llmsim, loadavg, say
+from bench import loadavg, say
 from confluent_kafka import Consumer, TopicPartition
 
 RECORDS = 5000
@@ -173,16 +173,8 @@ def run(b, args):
     n = args.cost_records
     say("cost: %d records, live vs batch.mode = backlog", n)
     b.produce(topic, n)
-    sim = Llmsim(os.path.join(b.bin, "llmsim"), b.work, "llmsim-cost",
-                 latency_ms=bench.LATENCY_MS, seed=1,
-                 faults={"invalid": INVALID},
-                 extra=["--batch-delay-ms", str(BATCH_DELAY_MS)],
-                 wait=False, new_session=True)
-    b.procs.append(sim.proc)
-    try:
-        sim.wait_port()
-    except bench.TestFailure as e:
-        raise SystemExit("llmsim did not start: %s" % e)
+    sim = b.llmsim("llmsim-cost", faults={"invalid": INVALID},
+                   extra=["--batch-delay-ms", str(BATCH_DELAY_MS)])
     live = None
     try:
         for mode in MODES:

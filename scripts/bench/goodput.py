@@ -56,7 +56,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import bench
-from bench import Llmsim, loadavg, machine_busy_s, proc_cpu_s, say
+from bench import loadavg, machine_busy_s, proc_cpu_s, say
 
 LATENCY_MS = 50
 MAX_IN_FLIGHT = 256
@@ -123,14 +123,8 @@ def topics(b, args):
 
 
 def start_llmsim(b, setup, run):
-    sim = Llmsim(os.path.join(b.bin, "llmsim"), b.work, run + ".llmsim",
-                 latency_ms=LATENCY_MS, seed=1, extra=setup.sim_args,
-                 wait=False, new_session=True)
-    b.procs.append(sim.proc)
-    try:
-        sim.wait_port()
-    except bench.TestFailure as e:
-        raise SystemExit("llmsim did not start: %s" % e)
+    sim = b.llmsim(run + ".llmsim", latency_ms=LATENCY_MS,
+                   extra=setup.sim_args)
     b.llmsims[run] = (sim.proc, sim.base)
     return sim
 
