@@ -1083,7 +1083,7 @@ static char *take_answer(struct bbatch *bb, int64_t offset, size_t *ret_len)
 }
 
 /* A batch that is over: its records go on to the pipeline, each with its
- * answer (or none: the live API), as slots come free. */
+ * answer (or none: the live API), as admission's queue has room. */
 static void hand_on(struct batcher *b, struct bbatch *bb)
 {
 	size_t i, j;
@@ -1093,7 +1093,8 @@ static void hand_on(struct batcher *b, struct bbatch *bb)
 		size_t len = 0;
 		char *answer;
 
-		if (!admission_wait(b->admission, SLOT_STEP_MS))
+		if (!admission_room(b->admission) &&
+		    !admission_wait_room(b->admission, SLOT_STEP_MS))
 			break;
 		answer = take_answer(bb, r->msg->offset, &len);
 		pipeline_admit_answered(b->pl, r->part, r->msg, answer, len,

@@ -8,13 +8,19 @@
  * them, except the ledgers' store callback (store_position), which only
  * calls librdkafka (thread-safe) with the handle.
  *
- * Admission: each message needs a slot (admission.h). When none is free
- * the message is held, every assigned partition is paused, and the loop
- * waits for a slot in short steps, polling in between so rebalances and
- * the group session are served. Pausing makes librdkafka drop what it had
+ * Admission: each message needs a slot (admission.h). The loop hands
+ * held messages to the pipeline, which queues them in admission for a
+ * slot, while that queue has room; the workers take them from there as
+ * their calls end, so this thread is woken once per half a queue, not
+ * per record. While the queue is full, messages are held; when the held
+ * queue is full every assigned partition is paused, and the loop waits
+ * for room in short steps, polling in between so rebalances and the
+ * group session are served. Pausing makes librdkafka drop what it had
  * fetched for those partitions and fetch again from the position after
  * the last message handed to us, so nothing is skipped; a message that
- * still arrives while paused joins the held queue.
+ * still arrives while paused joins the held queue. A revoke, a rewind
+ * and the stop take the partitions' records out of admission's queue as
+ * well (pipeline_drop_queued).
  *
  * Key order (output.ordering = key): at most one record of a key (per
  * partition: keys are per partition anyway) is in flight at a time, so
@@ -307,13 +313,25 @@ static rd_kafka_message_t *held_take(struct consumer *c, size_t i)
 	return msg;
 }
 
-/* Drop held messages of one partition (-1: all). They hold no slot and
- * they are fetched again by whoever owns them; in key order their
- * offsets were tracked, and are abandoned (the commit stops before
- * them). */
+/* Drop held messages of one partition (-1: all), and its records queued
+ * for a slot. They hold no slot and they are fetched again by whoever
+ * owns them; tracked offsets (every queued record's, and in key order
+ * or with batches every held one's) are abandoned: the commit stops
+ * before them. */
 static void held_drop(struct consumer *c, int32_t id)
 {
 	size_t i, kept = 0;
+
+	if (id >= 0) {
+		struct ledger *part = table_get(c, id);
+
+		if (part)
+			pipeline_drop_queued(c->pl, part);
+	} else {
+		for (i = 0; i < c->n_parts; i++)
+			if (c->parts[i])
+				pipeline_drop_queued(c->pl, c->parts[i]);
+	}
 
 	for (i = 0; i < c->n_held; i++) {
 		rd_kafka_message_t *msg = c->held[i].msg;
@@ -447,6 +465,7 @@ static void rewind_to_committed(struct consumer *c)
 		if (!part)
 			continue;
 		ledger_rewound(part);
+		pipeline_drop_queued(c->pl, part);
 		c->parts[i] = NULL;
 		ledger_unref(part);
 	}
@@ -1002,8 +1021,8 @@ static long pick_keyed(struct consumer *c)
 }
 
 /* Hand the next held message to the pipeline (the oldest; in key order
- * the first whose key is free); a slot is taken. Returns false when none
- * may go now (key order): the caller gives the slot back. */
+ * the first whose key is free), which queues it for a slot. Returns
+ * false when none may go now (key order). */
 static bool admit_one(struct consumer *c)
 {
 	long i = c->order == LEDGER_KEY ? pick_keyed(c) : 0;
@@ -1014,13 +1033,11 @@ static bool admit_one(struct consumer *c)
 		return false;
 	msg = held_take(c, (size_t)i);
 	part = table_get(c, msg->partition);
-	if (part) {
+	if (part)
 		pipeline_admit(c->pl, part, msg);
-	} else {
+	else
 		/* Not (or no longer) assigned to us. */
 		rd_kafka_message_destroy(msg);
-		admission_cancel(c->admission);
-	}
 	return true;
 }
 
@@ -1038,20 +1055,24 @@ static int idle_poll_ms(const struct consumer *c)
 }
 
 /*
- * One turn of admission: admit held messages while slots are free, pause
- * the partitions when the held queue is full and resume them when it is
- * half empty (each pause makes librdkafka fetch again, so it must not
- * happen per record), then wait for what can move: a message when nothing
- * is held, else a slot, or in key order when every held message waits
- * for its key, a job's end or a new message. While the API refuses us
- * nothing is admitted. Returns the message polled, if any.
+ * One turn of admission: move held messages into admission's queue while
+ * it has room (they start as slots come free: the workers whose calls
+ * end take them, admission.h), pause the partitions when the held queue
+ * is full and resume them when it is half empty (each pause makes
+ * librdkafka fetch again, so it must not happen per record), then wait
+ * for what can move: a message when nothing is held, else room in the
+ * queue, or in key order when every held message waits for its key, a
+ * job's end or a new message. While the API refuses us nothing starts.
+ * Returns the message polled, if any.
  */
 static rd_kafka_message_t *admission_turn(struct consumer *c)
 {
 	unsigned ended;
 	bool blocked = false;
+	bool paused = pipeline_paused(c->pl);
 
-	if (pipeline_paused(c->pl)) {
+	admission_hold(c->admission, paused);
+	if (paused) {
 		set_paused(c, true);
 		return rd_kafka_consumer_poll(c->rk, SLOT_WAIT_MS);
 	}
@@ -1071,9 +1092,8 @@ static rd_kafka_message_t *admission_turn(struct consumer *c)
 	}
 	/* Before the look: a key freed during it ends a job after it. */
 	ended = admission_ended(c->admission);
-	while (c->n_held && admission_try(c->admission)) {
+	while (c->n_held && admission_room(c->admission)) {
 		if (!admit_one(c)) {
-			admission_cancel(c->admission);
 			blocked = true;
 			break;
 		}
@@ -1088,26 +1108,24 @@ static rd_kafka_message_t *admission_turn(struct consumer *c)
 	if (!c->n_held)
 		return rd_kafka_consumer_poll(c->rk, idle_poll_ms(c));
 	if (blocked) {
-		/* A slot is free, and every held message waits for a record
-		 * of its key in flight: a job's end frees a key, a new
-		 * message may bring another. */
+		/* The queue has room, and every held message waits for a
+		 * record of its key in flight: a job's end frees a key, a
+		 * new message may bring another. */
 		rd_kafka_message_t *msg = rd_kafka_consumer_poll(c->rk, 0);
 
 		if (!msg)
 			admission_wait_ended(c->admission, ended, KEY_WAIT_MS);
 		return msg;
 	}
-	/* Slots are full and a message waits: only a slot can move it. Poll
-	 * (which serves the callbacks, and may hand over one more message)
-	 * only when no slot came for SLOT_WAIT_MS. Polling every few ms
-	 * would fill the held queue within one LLM latency and pause the
-	 * partitions in steady state; librdkafka fetches again only up to
-	 * fetch.wait.max.ms after the resume, and the slots idle meanwhile. */
-	if (admission_wait(c->admission, SLOT_WAIT_MS)) {
-		if (!admit_one(c))
-			admission_cancel(c->admission);
+	/* The queue is full and messages are held: only room in it can
+	 * move them. Poll (which serves the callbacks, and may hand over
+	 * one more message) only when none came for SLOT_WAIT_MS. Polling
+	 * every few ms would fill the held queue within one LLM latency
+	 * and pause the partitions in steady state; librdkafka fetches
+	 * again only up to fetch.wait.max.ms after the resume, and the
+	 * slots idle meanwhile. */
+	if (admission_wait_room(c->admission, SLOT_WAIT_MS))
 		return NULL;
-	}
 	return rd_kafka_consumer_poll(c->rk, 0);
 }
 
@@ -1238,6 +1256,7 @@ static void *consumer_main(void *arg)
 	 * shutdown watchdog cuts the LLM calls still open at two thirds of
 	 * the deadline), serving rebalances; then commit and leave, each
 	 * bounded by what is left of shutdown.timeout_ms. */
+	admission_hold(c->admission, true);
 	held_drop(c, -1);
 	stop_step(c->stop, "waiting for the records in flight");
 	while (pipeline_wait_drained(pl, mono_ns() + 100000000LL) < 0 &&

@@ -46,7 +46,8 @@ struct job {
 	struct ledger *part;      /**< its partition's, a reference */
 	rd_kafka_message_t *msg;  /**< the input, owned */
 	int64_t offset;
-	int64_t consumed_ns;      /**< CLOCK_MONOTONIC at admission */
+	int64_t consumed_ns;      /**< CLOCK_MONOTONIC when it got its slot
+				    *  (extractd.latency_ms from there) */
 	enum job_outcome outcome;
 	const char *error;        /**< dead letter: extractd.error value */
 	struct llm_result res;
@@ -57,8 +58,11 @@ struct job {
 	bool delivered;           /**< its offset was marked delivered */
 	bool cached;              /**< its output came from the answer
 				    *  cache: no LLM call */
-	bool slotless;            /**< it took no admission slot
-				    *  (pipeline_abandon) */
+	bool slotless;            /**< it holds no admission slot: queued,
+				    *  or given up unstarted */
+	bool counted;             /**< counted in pipeline.inflight */
+	bool started;             /**< it was given a slot */
+	struct admission_link link; /**< its place in admission's queue */
 	char *answer;             /**< its first call's answer, from a
 				    *  batch (owned), or NULL */
 	size_t answer_len;
@@ -91,12 +95,14 @@ struct pipeline {
 				      *  struct await it points to */
 	pthread_mutex_t lock;     /**< guards inflight for drained */
 	pthread_cond_t drained;   /**< broadcast when inflight drops to 0 */
-	unsigned inflight;        /**< jobs admitted and not yet freed */
+	unsigned inflight;        /**< jobs started (or given up) and not
+				    *  yet freed; queued ones are not */
 
 	atomic_bool llm_paused;   /**< the API does not work for the
 				    *  deployment: consumption waits */
 	atomic_int_fast64_t llm_paused_ns; /**< since when (monotonic), 0 */
-	atomic_uint_fast64_t n_abandoned; /**< jobs ended undelivered (the
+	atomic_uint_fast64_t n_abandoned; /**< jobs started and ended
+					     *  undelivered (the
 					     *  rest is counted in metrics) */
 	atomic_int_fast64_t first_consumed_ms; /**< wall clock, 0 = none */
 	atomic_int_fast64_t last_delivered_ms;
@@ -131,7 +137,17 @@ enum ledger_order pipeline_order(const struct pipeline *pl)
 #define HEADER_FRAMING 16 /**< bytes a header takes besides its name and
 			    *  value, about */
 
+#define QUEUE_MIN 16 /**< records queued for a slot: at least this many */
+
 static void release(struct pipeline *pl, struct job *job);
+
+/* How many records may wait for a slot: enough that a consumer refills
+ * the queue once per half of it, not once per record. */
+static size_t queue_max(const struct extractd_config *cfg)
+{
+	return cfg->pool.max_in_flight > QUEUE_MIN ? cfg->pool.max_in_flight
+						   : QUEUE_MIN;
+}
 
 /* The end of a job: free it, give its slot back, wake a drain wait. A
  * job that was not delivered gives its offset up (ledger_abandon):
@@ -146,7 +162,8 @@ static void job_free(struct job *job)
 	const rd_kafka_message_t *msg = job->msg;
 
 	if (!job->delivered) {
-		atomic_fetch_add(&pl->n_abandoned, 1);
+		if (job->started)
+			atomic_fetch_add(&pl->n_abandoned, 1);
 		ledger_abandon(part, job->offset);
 	} else if (ledger_keyed(part) && msg->key) {
 		ledger_key_give(part, keyset_hash(msg->key, msg->key_len));
@@ -157,16 +174,17 @@ static void job_free(struct job *job)
 	ledger_unref(part);
 	if (!job->slotless)
 		admission_end(pl->admission, job->early);
+	if (job->counted) {
+		metrics_inflight_add(pl->metrics, -1);
+		pthread_mutex_lock(&pl->lock);
+		if (--pl->inflight == 0)
+			pthread_cond_broadcast(&pl->drained);
+		pthread_mutex_unlock(&pl->lock);
+	}
 	free(job);
-
-	metrics_inflight_add(pl->metrics, -1);
-	pthread_mutex_lock(&pl->lock);
-	if (--pl->inflight == 0)
-		pthread_cond_broadcast(&pl->drained);
-	pthread_mutex_unlock(&pl->lock);
 }
 
-/* A job for msg of part (a reference taken), counted in flight; NULL
+/* A job for msg of part (a reference taken), holding no slot; NULL
  * when out of memory. */
 static struct job *job_new(struct pipeline *pl, struct ledger *part,
 			   rd_kafka_message_t *msg)
@@ -180,15 +198,63 @@ static struct job *job_new(struct pipeline *pl, struct ledger *part,
 	ledger_ref(part);
 	job->msg = msg;
 	job->offset = msg->offset;
+	job->slotless = true;
+	return job;
+}
+
+/* Count a job in flight: started, or given up (the drain waits for it
+ * to leave the sequencer). */
+static void job_count(struct job *job)
+{
+	struct pipeline *pl = job->pl;
+
+	job->counted = true;
 	pthread_mutex_lock(&pl->lock);
 	pl->inflight++;
 	pthread_mutex_unlock(&pl->lock);
 	metrics_inflight_add(pl->metrics, 1);
+}
+
+/* A queued job was given a slot: it is counted in flight. */
+static struct job *job_started(struct admission_link *link)
+{
+	struct job *job = (struct job *)((char *)link -
+					 offsetof(struct job, link));
+
+	job->slotless = false;
+	job->started = true;
+	job->consumed_ns = mono_ns();
+	job_count(job);
 	return job;
 }
 
-/* Make a record's job and queue it; tracked says its offset is in the
- * ledger already. Takes msg and answer. */
+/* Give up a job that holds no slot: in offset order it takes its place
+ * in the sequencer, and the order breaks there (release). */
+static void job_give_up(struct job *job)
+{
+	job->slotless = true;
+	job->outcome = JOB_ABANDONED;
+	if (!job->counted)
+		job_count(job);
+	release(job->pl, job);
+}
+
+/* admission_start_fn: a queued job has its slot: to a worker. */
+static void job_start(struct admission_link *link, void *arg)
+{
+	struct pipeline *pl = arg;
+	struct job *job = job_started(link);
+
+	if (pool_submit(pl->pool, job) < 0) {
+		/* The pool is stopping: the record is done after restart
+		 * (in offset order, its turn must still pass). */
+		job->outcome = JOB_ABANDONED;
+		release(pl, job);
+	}
+}
+
+/* Make a record's job and queue it for a slot; tracked says its offset
+ * is in the ledger already. Takes msg and answer. */
 static int admit(struct pipeline *pl, struct ledger *part,
 		 rd_kafka_message_t *msg, bool tracked, char *answer,
 		 size_t answer_len, enum cfg_llm_mode mode)
@@ -205,7 +271,6 @@ static int admit(struct pipeline *pl, struct ledger *part,
 			  LOG_I("offset", msg->offset));
 		pl->msg_free(msg);
 		free(answer);
-		admission_cancel(pl->admission);
 		stop_request(pl->stop, true);
 		return -1;
 	}
@@ -217,7 +282,6 @@ static int admit(struct pipeline *pl, struct ledger *part,
 			  LOG_I("offset", msg->offset));
 		pl->msg_free(msg);
 		free(answer);
-		admission_cancel(pl->admission);
 		return -1;
 	}
 
@@ -225,31 +289,19 @@ static int admit(struct pipeline *pl, struct ledger *part,
 	if (!job) {
 		/* Out of memory: stop; the offset stays uncommitted. */
 		LOG_ERROR("out of memory admitting a record");
-		if (tracked)
-			pipeline_abandon(pl, part, msg);
-		else
-			pl->msg_free(msg);
+		pipeline_abandon(pl, part, msg);
 		free(answer);
-		admission_cancel(pl->admission);
 		stop_request(pl->stop, true);
 		return -1;
 	}
 	job->answer = answer;
 	job->answer_len = answer_len;
 	job->mode = mode;
-	job->consumed_ns = mono_ns();
 	atomic_compare_exchange_strong(&pl->first_consumed_ms, &first,
 				       wall_ms());
 	LOG_DEBUG("record consumed", LOG_I("partition", ledger_id(part)),
 		  LOG_I("offset", job->offset));
-
-	if (pool_submit(pl->pool, job) < 0) {
-		/* The pool is stopping: the record is done after restart
-		 * (in offset order, its turn must still pass). */
-		job->outcome = JOB_ABANDONED;
-		release(pl, job);
-		return -1;
-	}
+	admission_queue(pl->admission, &job->link);
 	return 0;
 }
 
@@ -277,11 +329,30 @@ void pipeline_abandon(struct pipeline *pl, struct ledger *part,
 		return;
 	}
 	/* In offset order its place in the sequencer must be taken, or the
-	 * records after it would wait for it for ever: an abandoned job
-	 * takes it, and the order breaks there (release). */
-	job->slotless = true;
-	job->outcome = JOB_ABANDONED;
-	release(pl, job);
+	 * records after it would wait for it for ever. */
+	job_give_up(job);
+}
+
+static bool queued_of(const struct admission_link *link, void *arg)
+{
+	const struct job *job = (const struct job *)(
+		(const char *)link - offsetof(struct job, link));
+
+	return !arg || job->part == arg;
+}
+
+void pipeline_drop_queued(struct pipeline *pl, struct ledger *part)
+{
+	struct admission_link *l =
+		admission_remove(pl->admission, queued_of, part);
+
+	while (l) {
+		struct admission_link *next = l->next;
+
+		job_give_up((struct job *)((char *)l -
+					   offsetof(struct job, link)));
+		l = next;
+	}
 }
 
 int pipeline_admit_answered(struct pipeline *pl, struct ledger *part,
@@ -1206,10 +1277,12 @@ static void batch_spent(const struct job *job)
 				     res->batch_completion_tokens));
 }
 
-static void worker_run(void *arg, void *worker)
+/* Run one job; returns the queued one its slot went to, if any. */
+static struct job *run_one(struct job *job, struct llm_worker *worker)
 {
-	struct job *job = arg;
 	struct pipeline *pl = job->pl;
+	struct admission_link *next;
+	bool go;
 	struct json_object *doc;
 	const char *text;
 	size_t len;
@@ -1255,9 +1328,26 @@ static void worker_run(void *arg, void *worker)
 	 * producing, the delivery report) needs no LLM slot. Give it back
 	 * now, while at most max_in_flight jobs are in that state, so the
 	 * next record's call starts without waiting for this one's delivery
-	 * (in offset order, for every older record of its partition). */
-	job->early = admission_call_done(pl->admission);
+	 * (in offset order, for every older record of its partition).
+	 * While records wait for a slot this worker takes the oldest
+	 * itself, once this one is released: no thread is woken for it.
+	 * Not when stopping, nor while the API or a spending cap says to
+	 * start nothing: then admission holds every record until the
+	 * consumers see the pause lifted. */
+	go = !stop_stopping(pl->stop) && !pipeline_paused(pl);
+	if (!go)
+		admission_hold(pl->admission, true);
+	job->early = admission_call_done(pl->admission, go, &next);
 	release(pl, job);
+	return next ? job_started(next) : NULL;
+}
+
+static void worker_run(void *arg, void *worker)
+{
+	struct job *job = arg;
+
+	while (job)
+		job = run_one(job, worker);
 }
 
 /* A delivery report (producer_delivered_fn). */
@@ -1411,7 +1501,10 @@ struct pipeline *pipeline_new(const struct extractd_config *cfg,
 {
 	struct pipeline *pl = calloc(1, sizeof(*pl));
 
-	if (!pl || !(pl->admission = admission_new(cfg->pool.max_in_flight)) ||
+	if (!pl ||
+	    !(pl->admission = admission_new(cfg->pool.max_in_flight,
+					    queue_max(cfg), job_start,
+					    pl)) ||
 	    (cfg->pool.concurrency == CFG_CONC_ADAPTIVE &&
 	     !(pl->limiter = limiter_new(1, cfg->pool.max_in_flight,
 					 cfg->pool.max_in_flight))) ||
@@ -1468,6 +1561,10 @@ int pipeline_shutdown(struct pipeline *pl)
 {
 	int left;
 
+	/* What still waits for a slot (a batch's records handed on as the
+	 * consumers stopped) starts no more. */
+	admission_hold(pl->admission, true);
+	pipeline_drop_queued(pl, NULL);
 	stop_step(pl->stop, "joining the workers");
 	pool_free(pl->pool);
 	pl->pool = NULL;

@@ -5,8 +5,9 @@
  * ------
  * A record is a job (private to pipeline.c) from admission to delivery:
  *
- *   consumer thread ── admission slot ── pool queue ── worker thread
- *     (owns the job until pool_submit)     (llm_extract, then release)
+ *   consumer thread ── admission queue ── slot ── worker thread
+ *     (makes the job)   (waits for a slot)        (llm_extract, then
+ *                                                   release)
  *   release: completion order → produce now;
  *            offset order → the partition's ledger, produce in order;
  *            key order → produce now (the consumer admitted no other
@@ -15,8 +16,10 @@
  *     contiguous delivered prefix (through the consumer's callback) →
  *     free the job → admission_end
  *
- * Ownership moves with the job pointer: the consumer creates it, the pool
- * owns it while queued, the worker while it runs, the partition's
+ * Ownership moves with the job pointer: the consumer (or the batcher)
+ * creates it, admission's queue owns it until it has a slot, then the
+ * pool's queue, or directly the worker whose call just ended (which takes
+ * the oldest queued job itself, admission.h), the worker while it runs, the partition's
  * sequencer while it waits its turn, librdkafka while it is in the
  * producer queue (the job is the message opaque), and the delivery report
  * frees it. The input message (value and key) lives in the job until then,
@@ -68,8 +71,11 @@
  * never passes it, so the next reader of the partition does it again.
  *
  * Admission (admission.h) bounds the LLM calls to pool.max_in_flight and
- * the jobs to twice that: a job takes a slot at admission and gives it
- * back when its call ends, or at its end when the early window is full.
+ * the started jobs to twice that: a job takes a slot when it leaves the
+ * queue and gives it back (or hands it to the next queued job) when its
+ * call ends, or at its end when the early window is full. Queued jobs
+ * are not in flight yet: a revoke or the stop takes them out
+ * (pipeline_drop_queued).
  *
  * Metrics are counted where the facts happen, lock-free: admission and
  * job_free move the in-flight gauge, the delivery report counts the
@@ -175,13 +181,13 @@ bool pipeline_ordered(const struct pipeline *pl);
 enum ledger_order pipeline_order(const struct pipeline *pl);
 
 /**
- * @brief Admit a message the consumer holds a slot for: track its offset,
- * make its job and queue it. Takes ownership of msg. When records are
- * tracked as they arrive (pipeline_tracks_arrival) the consumer has
- * tracked the offset already (ledger_track); in key order it has taken
- * its key too (ledger_key_take), which the job gives back once
- * delivered.
- * @returns 0, or -1 when the message was dropped (the slot is returned).
+ * @brief Admit a message: track its offset, make its job and queue it
+ * for a slot (admission.h; the caller keeps to admission_room()). Takes
+ * ownership of msg. When records are tracked as they arrive
+ * (pipeline_tracks_arrival) the consumer has tracked the offset already
+ * (ledger_track); in key order it has taken its key too
+ * (ledger_key_take), which the job gives back once delivered.
+ * @returns 0, or -1 when the message was dropped.
  */
 int pipeline_admit(struct pipeline *pl, struct ledger *part,
 		   rd_kafka_message_t *msg);
@@ -189,13 +195,20 @@ int pipeline_admit(struct pipeline *pl, struct ledger *part,
 /**
  * @brief Admit a record whose offset is tracked already, with its first
  * call's answer from a batch (the body of a 200 for the request in
- * format mode; NULL: none, the record is asked live). The caller holds a
- * slot; takes msg and answer (malloc'ed).
- * @returns 0, or -1 when dropped (the slot is returned).
+ * format mode; NULL: none, the record is asked live), queued as
+ * pipeline_admit() does. Takes msg and answer (malloc'ed).
+ * @returns 0, or -1 when dropped.
  */
 int pipeline_admit_answered(struct pipeline *pl, struct ledger *part,
 			    rd_kafka_message_t *msg, char *answer,
 			    size_t answer_len, enum cfg_llm_mode mode);
+
+/**
+ * @brief Give up the records of part (NULL: of every partition) that
+ * wait for a slot (a revoke, a rewind, the stop): each is abandoned as
+ * pipeline_abandon() says.
+ */
+void pipeline_drop_queued(struct pipeline *pl, struct ledger *part);
 
 /**
  * @brief Give up a record whose offset is tracked and that was never

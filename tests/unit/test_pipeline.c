@@ -395,17 +395,15 @@ static void rig_up(struct rig *r, const char *ordering, const char *slots)
 	assert_non_null(r->ledger);
 }
 
-/* Admit a text as the consumer does: a slot first (waiting at most
- * wait_ms); false when none came. */
-static bool admit(struct rig *r, const char *text, unsigned wait_ms)
+/* Admit a text as the consumer does: it waits in admission's queue for
+ * a slot. */
+static void admit(struct rig *r, const char *text)
 {
-	if (!admission_wait(r->adm, wait_ms))
-		return false;
+	assert_true(admission_room(r->adm));
 	assert_int_equal(pipeline_admit(r->pl, r->ledger,
 					message(r->admitted, text)),
 			 0);
 	r->admitted++;
-	return true;
 }
 
 static void rig_down(struct rig *r)
@@ -441,7 +439,7 @@ static void offset_order(void **state)
 	(void)state;
 	rig_up(&r, "offset", "8");
 	for (i = 0; i < 6; i++)
-		assert_true(admit(&r, texts[i], 1000));
+		admit(&r, texts[i]);
 	assert_int_equal(wait_sent(6), 6);
 	for (i = 0; i < 6; i++) {
 		assert_int_equal(fake.sent[i].offset, i);
@@ -463,9 +461,9 @@ static void completion_order(void **state)
 
 	(void)state;
 	rig_up(&r, "completion", "8");
-	assert_true(admit(&r, "delay=600", 1000));
+	admit(&r, "delay=600");
 	for (i = 1; i < 4; i++)
-		assert_true(admit(&r, "delay=0", 1000));
+		admit(&r, "delay=0");
 	assert_int_equal(wait_sent(4), 4);
 	assert_int_equal(fake.sent[3].offset, 0);
 	deliver_all();
@@ -475,26 +473,35 @@ static void completion_order(void **state)
 
 /*
  * The early window: with max_in_flight 2 and the oldest record's call
- * open, answered records give their slot back while at most 2 of them
- * wait without one; the third keeps its slot. So exactly 4 records get
- * in, and at most 2 calls are ever open.
+ * open, answered records give their slot back (to the next queued
+ * record) while at most 2 of them wait without one; the third keeps its
+ * slot. So exactly 4 records are called, the other 4 wait in the queue,
+ * and at most 2 calls are ever open.
  */
 static void early_window_bounds_the_jobs(void **state)
 {
 	struct rig r;
+	int i;
 
 	(void)state;
 	rig_up(&r, "offset", "2");
-	assert_true(admit(&r, "delay=2500", 1000));
-	while (admit(&r, "delay=0", 500))
-		;
-	assert_int_equal(r.admitted, 4);
+	admit(&r, "delay=2500");
+	for (i = 0; i < 7; i++)
+		admit(&r, "delay=0");
+	for (i = 0; i < 200 && atomic_load(&calls) < 4; i++)
+		usleep(10000);
+	usleep(200000); /* and no more come */
 	assert_int_equal(atomic_load(&calls), 4);
+	assert_int_equal(admission_queued(r.adm), 4);
 	assert_int_equal(n_sent(), 0); /* all wait for offset 0 */
 	assert_int_equal(wait_sent(4), 4);
 	deliver_all();
+	assert_int_equal(wait_sent(8), 8);
+	for (i = 7; i >= 4; i--)
+		fake.delivered(fake.sent[i].opaque,
+			       RD_KAFKA_RESP_ERR_NO_ERROR);
 	assert_true(atomic_load(&peak_calls) <= 2);
-	assert_int_equal(r.stored.last, 4);
+	assert_int_equal(r.stored.last, 8);
 	rig_down(&r);
 }
 
@@ -508,7 +515,7 @@ static void revoke_with_jobs_in_flight(void **state)
 	(void)state;
 	rig_up(&r, "completion", "8");
 	for (i = 0; i < 3; i++)
-		assert_true(admit(&r, "delay=200", 1000));
+		admit(&r, "delay=200");
 	/* The consumer lets the partition go: its reference is dropped. */
 	ledger_revoke(r.ledger);
 	ledger_unref(r.ledger);
@@ -531,9 +538,9 @@ static void abandoned_jobs(void **state)
 
 	(void)state;
 	rig_up(&r, "offset", "8");
-	assert_true(admit(&r, "delay=5000", 1000));
+	admit(&r, "delay=5000");
 	for (i = 1; i < 3; i++)
-		assert_true(admit(&r, "delay=0", 1000));
+		admit(&r, "delay=0");
 	/* The two fast answers are in: they wait for offset 0 without a
 	 * slot. */
 	while (admission_early(r.adm) < 2)
@@ -560,7 +567,6 @@ static void admit_keyed(struct rig *r, const char *key, const char *text)
 	assert_int_equal(ledger_track(r->ledger, msg->offset), 0);
 	assert_int_equal(
 		ledger_key_take(r->ledger, keyset_hash(key, strlen(key))), 1);
-	assert_true(admission_wait(r->adm, 1000));
 	assert_int_equal(pipeline_admit(r->pl, r->ledger, msg), 0);
 	r->admitted++;
 }
