@@ -189,36 +189,27 @@ void admission_hold(struct admission *a, bool on)
 	start_all(a, go);
 }
 
-/* A slot goes back: a queued record may start on it. */
-static void put(struct admission *a)
-{
-	struct admission_link *go;
-
-	pthread_mutex_lock(&a->lock);
-	a->held--;
-	go = startable(a);
-	pthread_mutex_unlock(&a->lock);
-	start_all(a, go);
-}
-
-bool admission_call_done(struct admission *a, bool pass,
+bool admission_call_done(struct admission *a, bool go,
 			 struct admission_link **next)
 {
-	*next = NULL;
-	if (atomic_fetch_add(&a->early, 1) >= a->max) {
+	struct admission_link *start;
+	bool early = atomic_fetch_add(&a->early, 1) < a->max;
+
+	if (!early)
 		atomic_fetch_sub(&a->early, 1);
-		return false;
-	}
-	if (pass) {
-		pthread_mutex_lock(&a->lock);
-		if (!a->hold && a->head && a->held <= a->limit)
+	*next = NULL;
+	pthread_mutex_lock(&a->lock);
+	a->hold = !go;
+	if (early) {
+		if (go && a->head && a->held <= a->limit)
 			*next = pop(a);
-		pthread_mutex_unlock(&a->lock);
-		if (*next)
-			return true;
+		else
+			a->held--;
 	}
-	put(a);
-	return true;
+	start = startable(a);
+	pthread_mutex_unlock(&a->lock);
+	start_all(a, start);
+	return early;
 }
 
 void admission_end(struct admission *a, bool early)

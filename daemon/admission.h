@@ -36,9 +36,11 @@
  * and the count of jobs ended, with a condition variable for a thread
  * waiting for room in the queue and one for a consumer waiting for a
  * job's end; the early window is an atomic counter. Any thread; no other
- * lock is taken under the mutex, and the start function is called with
- * none held (by whichever thread freed the slot, queued the record,
- * raised the limit or lifted the hold). The queue links live in the
+ * lock is taken under the mutex, and the start function is called
+ * without it (by whichever thread freed the slot, queued the record,
+ * raised the limit or lifted the hold, possibly holding locks of its
+ * own: a delivery report's, a rewind's), so it may take only leaf locks
+ * and must not block. The queue links live in the
  * records' jobs: the queue owns a job from admission_queue until it is
  * started or removed.
  */
@@ -97,13 +99,15 @@ void admission_hold(struct admission *a, bool on);
 
 /**
  * @brief A job's LLM call ended: give its slot back now if the early
- * window has room; with pass (the worker can run another record) the
- * slot goes to the oldest queued record instead, returned in *next for
- * the caller to run (NULL: none).
+ * window has room. With go (the worker can run another record, and
+ * nothing says to hold) the slot goes to the oldest queued record
+ * instead, returned in *next for the caller to run (NULL: none); without
+ * it admission holds (admission_hold), as the caller saw a pause or the
+ * stop.
  * @returns true when the slot left the job (the job tells admission_end
  *          so), false when the job keeps it to its end.
  */
-bool admission_call_done(struct admission *a, bool pass,
+bool admission_call_done(struct admission *a, bool go,
 			 struct admission_link **next);
 
 /** A job ended; early is what admission_call_done returned for it

@@ -27,7 +27,8 @@
 
 #define NS_PER_MS 1000000LL
 #define WAKE_MS 1000        /**< the thread looks at the stop this often */
-#define SLOT_STEP_MS 20     /**< a record waits for a slot in such steps */
+#define SLOT_STEP_MS 20     /**< a record waits for room in admission's
+			      *  queue in such steps */
 #define STATE_MS 10000      /**< a state record's write, at most */
 #define CALL_MS 600000      /**< one Batch API call (an upload, a download) */
 #define RETRY_MAX_MS 60000  /**< the longest wait between failed tries */
@@ -1112,10 +1113,11 @@ static void hand_on(struct batcher *b, struct bbatch *bb)
  * every record of its partition before them has: those that wait in a
  * consumer's held queue (all older than any in the batcher: a record
  * goes there only while the batcher holds none of its partition) and
- * those of the partition's other batches. So each partition's oldest
- * record waiting is always admitted first, as on the live path, and the
- * jobs waiting in the sequencer for it, which may keep their slots,
- * cannot take every slot from it.
+ * those of the partition's other batches (a consumer counts a held
+ * record out only once it is in admission's queue, ahead of them). So
+ * each partition's oldest record waiting is always first in admission's
+ * queue, as on the live path, and the jobs waiting in the sequencer for
+ * it, which may keep their slots, cannot take every slot from it.
  */
 static bool may_go(struct batcher *b, const struct bbatch *bb)
 {

@@ -93,7 +93,8 @@
 			 *  this often while every held one waits */
 #define KEY_HOLD_FACTOR 4 /**< key order: held queue x max_in_flight */
 
-/* A message waiting for admission; in key order with its key's hash. */
+/* A message waiting for room in admission's queue (in key order, or for
+ * its key); in key order with its key's hash. */
 struct held {
 	rd_kafka_message_t *msg;
 	uint64_t key; /**< keyset_hash of its key; 0: it has none */
@@ -301,13 +302,12 @@ static int held_push(struct consumer *c, rd_kafka_message_t *msg)
 	return 0;
 }
 
-/* Take the i-th held message out of the queue. */
+/* Take the i-th held message out of the queue; it is still counted in
+ * the batcher (count_live) until the caller has queued it. */
 static rd_kafka_message_t *held_take(struct consumer *c, size_t i)
 {
 	rd_kafka_message_t *msg = c->held[i].msg;
 
-	if (c->count_live)
-		batcher_live(c->batcher, msg->partition, -1);
 	memmove(c->held + i, c->held + i + 1,
 		(--c->n_held - i) * sizeof(*c->held));
 	return msg;
@@ -326,11 +326,9 @@ static void held_drop(struct consumer *c, int32_t id)
 		struct ledger *part = table_get(c, id);
 
 		if (part)
-			pipeline_drop_queued(c->pl, part);
-	} else {
-		for (i = 0; i < c->n_parts; i++)
-			if (c->parts[i])
-				pipeline_drop_queued(c->pl, c->parts[i]);
+			pipeline_drop_queued(c->pl, &part, 1);
+	} else if (c->n_parts) {
+		pipeline_drop_queued(c->pl, c->parts, c->n_parts);
 	}
 
 	for (i = 0; i < c->n_held; i++) {
@@ -459,13 +457,16 @@ static void rewind_to_committed(struct consumer *c)
 	size_t i;
 	int j;
 
+	/* Every partition first, then their queued records at once: none
+	 * starts meanwhile. */
+	for (i = 0; i < c->n_parts; i++)
+		if (c->parts[i])
+			ledger_rewound(c->parts[i]);
+	if (c->n_parts)
+		pipeline_drop_queued(c->pl, c->parts, c->n_parts);
 	for (i = 0; i < c->n_parts; i++) {
 		struct ledger *part = c->parts[i];
 
-		if (!part)
-			continue;
-		ledger_rewound(part);
-		pipeline_drop_queued(c->pl, part);
 		c->parts[i] = NULL;
 		ledger_unref(part);
 	}
@@ -657,6 +658,30 @@ static void wait_idle(struct ledger *part, int64_t deadline_ns)
 			 LOG_U("records", left));
 }
 
+/* Give up the records of parts queued for a slot, all at once. */
+static void drop_queued(struct consumer *c,
+			const rd_kafka_topic_partition_list_t *parts)
+{
+	struct ledger **list = calloc((size_t)parts->cnt + 1, sizeof(*list));
+	int i;
+
+	if (!list) {
+		/* One by one, then. */
+		for (i = 0; i < parts->cnt; i++) {
+			struct ledger *part =
+				table_get(c, parts->elems[i].partition);
+
+			if (part)
+				pipeline_drop_queued(c->pl, &part, 1);
+		}
+		return;
+	}
+	for (i = 0; i < parts->cnt; i++)
+		list[i] = table_get(c, parts->elems[i].partition);
+	pipeline_drop_queued(c->pl, list, (size_t)parts->cnt);
+	free(list);
+}
+
 static void on_revoke(struct consumer *c,
 		      rd_kafka_topic_partition_list_t *parts)
 {
@@ -668,9 +693,12 @@ static void on_revoke(struct consumer *c,
 				   1000000;
 	int i;
 
-	/* Records waiting for a batch are given up (their next owner finds
-	 * the batch), then the held records: none was admitted, so none is
+	/* The records queued for a slot are given up at once (none of them
+	 * may start during the revoke's waits), records waiting for a batch
+	 * (their next owner finds the batch), then the held records and
+	 * what the batcher queued meanwhile: none was started, so none is
 	 * waited for. */
+	drop_queued(c, parts);
 	if (c->batcher)
 		batcher_revoke(c->batcher, parts,
 			       stop_left_ms(c->stop, REVOKE_WAIT_MS));
@@ -1028,16 +1056,22 @@ static bool admit_one(struct consumer *c)
 	long i = c->order == LEDGER_KEY ? pick_keyed(c) : 0;
 	rd_kafka_message_t *msg;
 	struct ledger *part;
+	int32_t partition;
 
 	if (i < 0)
 		return false;
 	msg = held_take(c, (size_t)i);
-	part = table_get(c, msg->partition);
+	partition = msg->partition;
+	part = table_get(c, partition);
 	if (part)
 		pipeline_admit(c->pl, part, msg);
 	else
 		/* Not (or no longer) assigned to us. */
 		rd_kafka_message_destroy(msg);
+	/* Only now, once it is queued ahead of them, may the partition's
+	 * records in the batcher follow it (batcher.c, may_go). */
+	if (c->count_live)
+		batcher_live(c->batcher, partition, -1);
 	return true;
 }
 
@@ -1071,7 +1105,7 @@ static rd_kafka_message_t *admission_turn(struct consumer *c)
 	bool blocked = false;
 	bool paused = pipeline_paused(c->pl);
 
-	admission_hold(c->admission, paused);
+	admission_hold(c->admission, paused || stop_stopping(c->stop));
 	if (paused) {
 		set_paused(c, true);
 		return rd_kafka_consumer_poll(c->rk, SLOT_WAIT_MS);

@@ -1,10 +1,10 @@
 /*
  * consumer: one consumer thread with its own rd_kafka_t in the group.
  *
- * It polls, takes an admission slot for each message (pausing its
- * partitions and polling on while none is free, so the group session and
- * max.poll.interval.ms stay satisfied however slow the LLM is), and hands
- * the message to the pipeline. Its rebalance callback owns the partition
+ * It polls and hands each message to the pipeline, which queues it in
+ * admission for a slot (while that queue is full the consumer holds
+ * messages, pausing its partitions and polling on, so the group session
+ * and max.poll.interval.ms stay satisfied however slow the LLM is). Its rebalance callback owns the partition
  * table: states are made on assign, and on revoke the delivered prefix is
  * committed synchronously before the partitions are let go.
  */

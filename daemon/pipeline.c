@@ -333,18 +333,32 @@ void pipeline_abandon(struct pipeline *pl, struct ledger *part,
 	job_give_up(job);
 }
 
+struct parts {
+	struct ledger *const *parts;
+	size_t n;
+};
+
 static bool queued_of(const struct admission_link *link, void *arg)
 {
 	const struct job *job = (const struct job *)(
 		(const char *)link - offsetof(struct job, link));
+	const struct parts *p = arg;
+	size_t i;
 
-	return !arg || job->part == arg;
+	if (!p->parts)
+		return true;
+	for (i = 0; i < p->n; i++)
+		if (job->part == p->parts[i])
+			return true;
+	return false;
 }
 
-void pipeline_drop_queued(struct pipeline *pl, struct ledger *part)
+void pipeline_drop_queued(struct pipeline *pl, struct ledger *const *parts,
+			  size_t n)
 {
+	struct parts p = { parts, n };
 	struct admission_link *l =
-		admission_remove(pl->admission, queued_of, part);
+		admission_remove(pl->admission, queued_of, &p);
 
 	while (l) {
 		struct admission_link *next = l->next;
@@ -377,6 +391,8 @@ static void llm_paused_changed(void *arg, enum llm_fault fault, const char *reas
 	if (fault == LLM_FAULT_NONE) {
 		atomic_store(&pl->llm_paused_ns, 0);
 		atomic_store(&pl->llm_paused, false);
+		admission_hold(pl->admission,
+			       stop_stopping(pl->stop) || pipeline_paused(pl));
 		LOG_INFO("the LLM API answers again: consumption resumed",
 			 LOG_D("paused_s",
 			       since ? (double)(mono_ns() - since) / 1e9 : 0.0,
@@ -1282,6 +1298,7 @@ static struct job *run_one(struct job *job, struct llm_worker *worker)
 {
 	struct pipeline *pl = job->pl;
 	struct admission_link *next;
+	struct job *successor;
 	bool go;
 	struct json_object *doc;
 	const char *text;
@@ -1335,11 +1352,10 @@ static struct job *run_one(struct job *job, struct llm_worker *worker)
 	 * start nothing: then admission holds every record until the
 	 * consumers see the pause lifted. */
 	go = !stop_stopping(pl->stop) && !pipeline_paused(pl);
-	if (!go)
-		admission_hold(pl->admission, true);
 	job->early = admission_call_done(pl->admission, go, &next);
+	successor = next ? job_started(next) : NULL;
 	release(pl, job);
-	return next ? job_started(next) : NULL;
+	return successor;
 }
 
 static void worker_run(void *arg, void *worker)
@@ -1564,7 +1580,7 @@ int pipeline_shutdown(struct pipeline *pl)
 	/* What still waits for a slot (a batch's records handed on as the
 	 * consumers stopped) starts no more. */
 	admission_hold(pl->admission, true);
-	pipeline_drop_queued(pl, NULL);
+	pipeline_drop_queued(pl, NULL, 0);
 	stop_step(pl->stop, "joining the workers");
 	pool_free(pl->pool);
 	pl->pool = NULL;

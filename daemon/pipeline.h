@@ -204,11 +204,14 @@ int pipeline_admit_answered(struct pipeline *pl, struct ledger *part,
 			    size_t answer_len, enum cfg_llm_mode mode);
 
 /**
- * @brief Give up the records of part (NULL: of every partition) that
- * wait for a slot (a revoke, a rewind, the stop): each is abandoned as
+ * @brief Give up the records of the n partitions parts (NULL entries are
+ * skipped; parts NULL: of every partition) that wait for a slot (a
+ * revoke, a rewind, the stop), all at once, so that none of them starts
+ * while the others are taken out: each is abandoned as
  * pipeline_abandon() says.
  */
-void pipeline_drop_queued(struct pipeline *pl, struct ledger *part);
+void pipeline_drop_queued(struct pipeline *pl, struct ledger *const *parts,
+			  size_t n);
 
 /**
  * @brief Give up a record whose offset is tracked and that was never

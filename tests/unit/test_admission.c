@@ -55,12 +55,8 @@ static void slots_and_queue(void **state)
 	assert_true(admission_call_done(a, true, &next));
 	assert_ptr_equal(next, &l[3]);
 	assert_int_equal(s.n, 3);
-	/* One that cannot run another gives the slot back: the next
-	 * waiting record starts through the start function. */
-	assert_true(admission_call_done(a, false, &next));
-	assert_null(next);
-	assert_int_equal(s.n, 4);
-	assert_ptr_equal(s.links[3], &l[4]);
+	assert_true(admission_call_done(a, true, &next));
+	assert_ptr_equal(next, &l[4]);
 	/* Down to half the queue: room again. */
 	assert_int_equal(admission_queued(a), 2);
 	assert_true(admission_wait_room(a, 20));
@@ -72,6 +68,12 @@ static void slots_and_queue(void **state)
 	assert_null(next);
 	assert_int_equal(admission_early(a), 3);
 	assert_int_equal(admission_queued(a), 1);
+	/* A job that kept its slot ends: the last waiting record starts
+	 * through the start function. */
+	admission_end(a, false);
+	assert_int_equal(s.n, 4);
+	assert_ptr_equal(s.links[3], &l[6]);
+	assert_int_equal(admission_queued(a), 0);
 	admission_free(NULL);
 	admission_free(a);
 }
@@ -181,9 +183,10 @@ static bool odd(const struct admission_link *link, void *arg)
 	return (link - base) % 2;
 }
 
-/* Held, nothing starts (nor passes from a worker); lifted, the queue
- * starts on the free slots. Removing takes the matching records out in
- * order, and the queue keeps the rest in order. */
+/* Held, nothing starts (nor passes from a worker that saw the pause:
+ * go false holds as well); lifted, the queue starts on the free slots.
+ * Removing takes the matching records out in order, and the queue keeps
+ * the rest in order. */
 static void hold_and_remove(void **state)
 {
 	struct admission_link l[8];
@@ -198,9 +201,10 @@ static void hold_and_remove(void **state)
 	for (i = 1; i < 8; i++)
 		admission_queue(a, &l[i]);
 	assert_int_equal(s.n, 1);
-	assert_true(admission_call_done(a, true, &next));
+	assert_true(admission_call_done(a, false, &next));
 	assert_null(next);
 	assert_int_equal(admission_free_slots(a), 2);
+	assert_int_equal(s.n, 1);
 
 	out = admission_remove(a, odd, l);
 	for (i = 1; i < 8; i += 2) {
@@ -218,6 +222,14 @@ static void hold_and_remove(void **state)
 	out = admission_remove(a, odd, l);
 	assert_ptr_equal(out, &l[1]);
 	assert_null(out->next);
+	/* l0 ends. l2's call ends in a pause: its worker holds admission
+	 * itself, and the slot goes back to no one. l4's ends with no
+	 * pause: its worker lifts the hold and takes l6. */
+	admission_end(a, true);
+	assert_true(admission_call_done(a, false, &next));
+	assert_null(next);
+	assert_int_equal(s.n, 3);
+	assert_int_equal(admission_free_slots(a), 1);
 	assert_true(admission_call_done(a, true, &next));
 	assert_ptr_equal(next, &l[6]);
 	assert_int_equal(admission_queued(a), 0);
