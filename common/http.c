@@ -14,6 +14,7 @@
 #include "backoff.h"
 
 #include <curl/curl.h>
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -203,6 +204,11 @@ static size_t on_header(char *data, size_t size, size_t n, void *p)
 	char value[128];
 	unsigned ms;
 
+	/* Every header read below starts with r or x: most lines of an
+	 * answer (the status line, content-type, date, ...) stop here. */
+	if (!len || (tolower((unsigned char)*data) != 'r' &&
+		     tolower((unsigned char)*data) != 'x'))
+		return len;
 	if (!header_value(data, len, "retry-after-ms", value, sizeof(value))) {
 		long v = header_number(value);
 

@@ -1827,16 +1827,38 @@ static struct json_object *first_messages(const struct llm_format *f,
 	return messages;
 }
 
-/* A request's body: the format's head, max_tokens, the messages. */
+/* A request's body: the format's head, max_tokens, the messages. Put
+ * together with memcpy: the head holds the schema (kilobytes), which
+ * printf would copy a byte at a time, twice. */
 static char *request_body(const struct llm *llm, enum cfg_llm_mode mode,
 			  unsigned max_tokens, struct json_object *messages)
 {
+	static const char key[] = ",\"messages\":";
+	const char *head = llm->fmt[mode].head;
 	char mt[32];
+	const char *field = max_tokens_field(max_tokens, mt, sizeof(mt));
+	size_t hlen = strlen(head), flen = strlen(field), mlen;
+	const char *msgs = json_object_to_json_string_length(
+		messages, LLM_JSON_FLAGS, &mlen);
+	char *body, *p;
 
-	return str_printf("%s%s,\"messages\":%s}", llm->fmt[mode].head,
-			  max_tokens_field(max_tokens, mt, sizeof(mt)),
-			  json_object_to_json_string_ext(messages,
-							 LLM_JSON_FLAGS));
+	if (!msgs)
+		return NULL;
+	body = malloc(hlen + flen + sizeof(key) - 1 + mlen + 2);
+	if (!body)
+		return NULL;
+	p = body;
+	memcpy(p, head, hlen);
+	p += hlen;
+	memcpy(p, field, flen);
+	p += flen;
+	memcpy(p, key, sizeof(key) - 1);
+	p += sizeof(key) - 1;
+	memcpy(p, msgs, mlen);
+	p += mlen;
+	*p++ = '}';
+	*p = '\0';
+	return body;
 }
 
 char *llm_request_body(struct llm *llm, enum cfg_llm_mode mode,
