@@ -57,8 +57,15 @@ void admission_free(struct admission *a)
 	free(a);
 }
 
-/* With the lock: the oldest queued record out; the waiters for room are
- * woken when the queue comes down to half. */
+/* With the lock: a record left the queue; the waiters for room are
+ * woken when it comes down to half. */
+static void dequeued(struct admission *a)
+{
+	if (a->queued-- == a->queue_max / 2 + 1)
+		pthread_cond_broadcast(&a->room);
+}
+
+/* With the lock: the oldest queued record out. */
 static struct admission_link *pop(struct admission *a)
 {
 	struct admission_link *l = a->head;
@@ -67,8 +74,7 @@ static struct admission_link *pop(struct admission *a)
 	if (!a->head)
 		a->tail = NULL;
 	l->next = NULL;
-	if (a->queued-- == a->queue_max / 2 + 1)
-		pthread_cond_broadcast(&a->room);
+	dequeued(a);
 	return l;
 }
 
@@ -159,8 +165,7 @@ struct admission_link *admission_remove(
 		l->next = NULL;
 		*out_end = l;
 		out_end = &l->next;
-		if (a->queued-- == a->queue_max / 2 + 1)
-			pthread_cond_broadcast(&a->room);
+		dequeued(a);
 	}
 	pthread_mutex_unlock(&a->lock);
 	return out;
