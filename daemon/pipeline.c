@@ -239,18 +239,22 @@ static void job_give_up(struct job *job)
 	release(job->pl, job);
 }
 
-/* admission_start_fn: a queued job has its slot: to a worker. */
-static void job_start(struct admission_link *link, void *arg)
+/* A started job to the pool's queue, for the next free worker (the
+ * queue holds only started jobs, each with a slot: it is never full). */
+static void submit(struct pipeline *pl, struct job *job)
 {
-	struct pipeline *pl = arg;
-	struct job *job = job_started(link);
-
 	if (pool_submit(pl->pool, job) < 0) {
 		/* The pool is stopping: the record is done after restart
 		 * (in offset order, its turn must still pass). */
 		job->outcome = JOB_ABANDONED;
 		release(pl, job);
 	}
+}
+
+/* admission_start_fn: a queued job has its slot: to a worker. */
+static void job_start(struct admission_link *link, void *arg)
+{
+	submit(arg, job_started(link));
 }
 
 /* Make a record's job and queue it for a slot; tracked says its offset
@@ -1355,6 +1359,12 @@ static struct job *run_one(struct job *job, struct llm_worker *worker)
 	job->early = admission_call_done(pl->admission, go, &next);
 	successor = next ? job_started(next) : NULL;
 	release(pl, job);
+	if (successor && pool_queued(pl->pool)) {
+		/* Older started jobs wait for a worker (pool.workers below
+		 * pool.max_in_flight): they go first. */
+		submit(pl, successor);
+		successor = NULL;
+	}
 	return successor;
 }
 

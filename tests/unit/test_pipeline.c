@@ -354,12 +354,13 @@ struct rig {
 	int admitted;
 };
 
-static void rig_up(struct rig *r, const char *ordering, const char *slots)
+static void rig_up_workers(struct rig *r, const char *ordering,
+			   const char *slots, const char *workers)
 {
 	char url[128], err[1024];
-	char ord[64], mif[64];
-	const char *ov[] = { url, "llm.mode=json_schema", ord, mif,
-			     "pool.workers=8", "llm.api_key_env=",
+	char ord[64], mif[64], wrk[64];
+	const char *ov[] = { url, "llm.mode=json_schema", ord, mif, wrk,
+			     "llm.api_key_env=",
 			     "retry.base_delay_ms=10" };
 
 	memset(r, 0, sizeof(*r));
@@ -372,6 +373,7 @@ static void rig_up(struct rig *r, const char *ordering, const char *slots)
 		 server_port);
 	snprintf(ord, sizeof(ord), "output.ordering=%s", ordering);
 	snprintf(mif, sizeof(mif), "pool.max_in_flight=%s", slots);
+	snprintf(wrk, sizeof(wrk), "pool.workers=%s", workers);
 	if (cfg_load(NULL, ov, sizeof(ov) / sizeof(ov[0]), &r->cfg, err,
 		     sizeof(err)) < 0)
 		fail_msg("config: %s", err);
@@ -393,6 +395,11 @@ static void rig_up(struct rig *r, const char *ordering, const char *slots)
 	r->ledger = ledger_new(store, &r->stored, "texts", 0,
 			       pipeline_order(r->pl));
 	assert_non_null(r->ledger);
+}
+
+static void rig_up(struct rig *r, const char *ordering, const char *slots)
+{
+	rig_up_workers(r, ordering, slots, "8");
 }
 
 /* Admit a text as the consumer does: it waits in admission's queue for
@@ -502,6 +509,32 @@ static void early_window_bounds_the_jobs(void **state)
 			       RD_KAFKA_RESP_ERR_NO_ERROR);
 	assert_true(atomic_load(&peak_calls) <= 2);
 	assert_int_equal(r.stored.last, 8);
+	rig_down(&r);
+}
+
+/*
+ * Fewer workers than slots: the jobs started wait in the pool's queue for
+ * a worker, and a worker whose call ends does not take a newer record
+ * from admission's queue ahead of them. With one worker the calls go in
+ * offset order.
+ */
+static void fewer_workers_than_slots(void **state)
+{
+	struct rig r;
+	int i;
+
+	(void)state;
+	rig_up_workers(&r, "completion", "4", "1");
+	for (i = 0; i < 10; i++)
+		admit(&r, "delay=20");
+	for (i = 0; i < 10; i++) {
+		assert_int_equal(wait_sent(i + 1), i + 1);
+		assert_int_equal(fake.sent[i].offset, i);
+		fake.delivered(fake.sent[i].opaque,
+			       RD_KAFKA_RESP_ERR_NO_ERROR);
+	}
+	assert_true(atomic_load(&peak_calls) <= 1);
+	assert_int_equal(r.stored.last, 10);
 	rig_down(&r);
 }
 
@@ -641,6 +674,7 @@ int main(void)
 		cmocka_unit_test(offset_order),
 		cmocka_unit_test(completion_order),
 		cmocka_unit_test(early_window_bounds_the_jobs),
+		cmocka_unit_test(fewer_workers_than_slots),
 		cmocka_unit_test(revoke_with_jobs_in_flight),
 		cmocka_unit_test(abandoned_jobs),
 		cmocka_unit_test(key_order),
