@@ -215,11 +215,16 @@ static void job_count(struct job *job)
 	metrics_inflight_add(pl->metrics, 1);
 }
 
+/* The job a queue link is in. */
+static struct job *job_of(const struct admission_link *link)
+{
+	return (struct job *)((const char *)link - offsetof(struct job, link));
+}
+
 /* A queued job was given a slot: it is counted in flight. */
 static struct job *job_started(struct admission_link *link)
 {
-	struct job *job = (struct job *)((char *)link -
-					 offsetof(struct job, link));
+	struct job *job = job_of(link);
 
 	job->slotless = false;
 	job->started = true;
@@ -344,8 +349,7 @@ struct parts {
 
 static bool queued_of(const struct admission_link *link, void *arg)
 {
-	const struct job *job = (const struct job *)(
-		(const char *)link - offsetof(struct job, link));
+	const struct job *job = job_of(link);
 	const struct parts *p = arg;
 	size_t i;
 
@@ -367,8 +371,7 @@ void pipeline_drop_queued(struct pipeline *pl, struct ledger *const *parts,
 	while (l) {
 		struct admission_link *next = l->next;
 
-		job_give_up((struct job *)((char *)l -
-					   offsetof(struct job, link)));
+		job_give_up(job_of(l));
 		l = next;
 	}
 }
