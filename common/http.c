@@ -141,30 +141,6 @@ static size_t on_body(char *data, size_t size, size_t n, void *p)
 	return len;
 }
 
-/* Copy a header's value (trimmed) into out; 0 when the name matches. */
-static int header_value(const char *line, size_t len, const char *name,
-			char *out, size_t out_size)
-{
-	size_t nlen = strlen(name), vlen;
-	const char *v;
-
-	if (len <= nlen || strncasecmp(line, name, nlen) || line[nlen] != ':')
-		return -1;
-	v = line + nlen + 1;
-	len -= nlen + 1;
-	while (len && (*v == ' ' || *v == '\t')) {
-		v++;
-		len--;
-	}
-	while (len && (v[len - 1] == '\r' || v[len - 1] == '\n' ||
-		       v[len - 1] == ' '))
-		len--;
-	vlen = len < out_size - 1 ? len : out_size - 1;
-	memcpy(out, v, vlen);
-	out[vlen] = '\0';
-	return 0;
-}
-
 /* A header's value as a positive whole number, or 0. */
 static long header_number(const char *value)
 {
@@ -197,45 +173,109 @@ static void take_reset(struct http_client *c, const char *value, long *ret)
 		c->reset_ms = ms;
 }
 
+/* The response headers read, by name (lower case). */
+enum header {
+	H_RETRY_AFTER_MS,
+	H_RETRY_AFTER,
+	H_RESET_REQUESTS,
+	H_RESET_TOKENS,
+	H_REMAINING_REQUESTS,
+	H_REMAINING_TOKENS,
+	H_LIMIT_REQUESTS,
+	H_LIMIT_TOKENS,
+	H_NONE
+};
+
+#define HEADER(s) { s, sizeof(s) - 1 }
+static const struct {
+	const char *name;
+	size_t len;
+} header_names[H_NONE] = {
+	[H_RETRY_AFTER_MS] = HEADER("retry-after-ms"),
+	[H_RETRY_AFTER] = HEADER("retry-after"),
+	[H_RESET_REQUESTS] = HEADER("x-ratelimit-reset-requests"),
+	[H_RESET_TOKENS] = HEADER("x-ratelimit-reset-tokens"),
+	[H_REMAINING_REQUESTS] = HEADER("x-ratelimit-remaining-requests"),
+	[H_REMAINING_TOKENS] = HEADER("x-ratelimit-remaining-tokens"),
+	[H_LIMIT_REQUESTS] = HEADER("x-ratelimit-limit-requests"),
+	[H_LIMIT_TOKENS] = HEADER("x-ratelimit-limit-tokens"),
+};
+#undef HEADER
+
+/* Which of header_names a line's name (len bytes, before its colon) is. */
+static enum header header_of(const char *name, size_t len)
+{
+	for (int h = 0; h < H_NONE; h++)
+		if (len == header_names[h].len &&
+		    !strncasecmp(name, header_names[h].name, len))
+			return h;
+	return H_NONE;
+}
+
 static size_t on_header(char *data, size_t size, size_t n, void *p)
 {
 	struct http_client *c = p;
-	size_t len = size * n;
+	size_t len = size * n, vlen;
+	const char *colon, *v;
 	char value[128];
 	unsigned ms;
+	enum header h;
 
 	/* Every header read below starts with r or x: most lines of an
 	 * answer (the status line, content-type, date, ...) stop here. */
 	if (!len || (tolower((unsigned char)*data) != 'r' &&
 		     tolower((unsigned char)*data) != 'x'))
 		return len;
-	if (!header_value(data, len, "retry-after-ms", value, sizeof(value))) {
-		long v = header_number(value);
+	colon = memchr(data, ':', len);
+	if (!colon || (h = header_of(data, colon - data)) == H_NONE)
+		return len;
+	/* The value, trimmed, cut to what a number or a date needs. */
+	v = colon + 1;
+	vlen = len - (v - data);
+	while (vlen && (*v == ' ' || *v == '\t')) {
+		v++;
+		vlen--;
+	}
+	while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' ||
+			v[vlen - 1] == ' '))
+		vlen--;
+	if (vlen > sizeof(value) - 1)
+		vlen = sizeof(value) - 1;
+	memcpy(value, v, vlen);
+	value[vlen] = '\0';
 
-		if (v > 0 || !strcmp(value, "0"))
-			c->retry_after_ms_exact = v;
-	} else if (!header_value(data, len, "retry-after", value,
-				 sizeof(value))) {
+	switch (h) {
+	case H_RETRY_AFTER_MS: {
+		long ms_exact = header_number(value);
+
+		if (ms_exact > 0 || !strcmp(value, "0"))
+			c->retry_after_ms_exact = ms_exact;
+		break;
+	}
+	case H_RETRY_AFTER:
 		if (!backoff_parse_retry_after(value, time(NULL), &ms))
 			c->retry_after_ms = ms;
-	} else if (!header_value(data, len, "x-ratelimit-reset-requests",
-				 value, sizeof(value))) {
+		break;
+	case H_RESET_REQUESTS:
 		take_reset(c, value, &c->reset_requests_ms);
-	} else if (!header_value(data, len, "x-ratelimit-reset-tokens", value,
-				 sizeof(value))) {
+		break;
+	case H_RESET_TOKENS:
 		take_reset(c, value, &c->reset_tokens_ms);
-	} else if (!header_value(data, len, "x-ratelimit-remaining-requests",
-				 value, sizeof(value))) {
+		break;
+	case H_REMAINING_REQUESTS:
 		c->remaining_requests = header_count(value);
-	} else if (!header_value(data, len, "x-ratelimit-remaining-tokens",
-				 value, sizeof(value))) {
+		break;
+	case H_REMAINING_TOKENS:
 		c->remaining_tokens = header_count(value);
-	} else if (!header_value(data, len, "x-ratelimit-limit-requests",
-				 value, sizeof(value))) {
+		break;
+	case H_LIMIT_REQUESTS:
 		c->limit_requests = header_number(value);
-	} else if (!header_value(data, len, "x-ratelimit-limit-tokens", value,
-				 sizeof(value))) {
+		break;
+	case H_LIMIT_TOKENS:
 		c->limit_tokens = header_number(value);
+		break;
+	case H_NONE:
+		break;
 	}
 	return len;
 }
