@@ -10,16 +10,19 @@
 # blocking calls, one keep-alive libcurl handle per thread, json-c in and
 # out, no Kafka: extractd's CPU per record and efficiency are reported
 # divided by its, in results.md; -- --no-floor leaves it out);
-# then extractd at concurrency 256 on a million-record backlog
-# (peak RSS); then the goodput runs (scripts/bench/goodput.py: against
+# then extractd idle on an empty topic (CPU a second); then extractd at
+# concurrency 256 on a million-record backlog (peak RSS); then the goodput
+# runs (scripts/bench/goodput.py: against
 # llmsim at 1200 requests a minute, and serving 4 calls at once, with 256
 # calls allowed: records/s over the provider's limit, 429s per 1,000
 # records, p99, timeouts; extractd adaptive and fixed, one and three
 # instances, beside the Instructor peer and LiteLLM's Router,
 # scripts/bench/peer_litellm.py); then the cost runs
 # (scripts/bench/cost.py: dollars per 1,000 records, live and with
-# batch.mode = backlog, on the same 5,000 records); then the seed's table,
-# ours (scripts/demo.sh, unchanged).
+# batch.mode = backlog, on the same 5,000 records); then extractd and the
+# floor under callgrind at concurrency 64 (scripts/bench/instructions.py:
+# instructions per record, which the machine's load does not move); then
+# the seed's table, ours (scripts/demo.sh, unchanged).
 #
 # Writes DIR/results.json (one object per run, fields in docs/benchmark.md
 # and DESIGN.md), DIR/*.png (gnuplot: throughput with the Little's-law line,
@@ -47,6 +50,11 @@
 #             runs already in DIR/results.json stay
 #   -- --no-cost
 #             no cost runs
+#   -- --only instructions
+#             only the callgrind runs (under a minute), no demo.sh; the
+#             other runs already in DIR/results.json stay
+#   -- --no-instructions, -- --no-idle
+#             no callgrind runs, no idle run
 #
 # Environment: KAFKA_BOOTSTRAP (use that Kafka instead of kafka-embedded;
 # topics are created and deleted again), BENCH_BUILD_DIR (Release build,
@@ -54,7 +62,7 @@
 # RelWithDebInfo build, default build/bench-demo), BENCH_SKIP_DEMO=1.
 #
 # Installs what is missing: scripts/deps.sh's build and bench packages
-# (gnuplot-nox, python3-venv, kcat, ...), then the peer's pinned Python
+# (gnuplot-nox, python3-venv, kcat, valgrind, ...), then the peer's pinned Python
 # packages (scripts/bench/requirements.txt) into a venv in the build
 # directory with pip, and LiteLLM's, pinned with hashes
 # (scripts/bench/requirements-litellm.txt, pip --require-hashes), into

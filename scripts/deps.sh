@@ -14,7 +14,8 @@
 #          ...; then the JSON-Schema-Test-Suite for unit.test_schema_suite
 #          (scripts/schema-suite.sh fetch, into a cache outside the
 #          repository)
-#   bench  scripts/bench.sh beyond build: gnuplot, python3-venv, kcat
+#   bench  scripts/bench.sh beyond build: gnuplot, python3-venv, kcat,
+#          valgrind (its instructions per record)
 #   kafka  scripts/kafka.sh's real Apache Kafka: a JRE and Maven (the
 #          jars come from Maven Central), kcat
 #
@@ -39,7 +40,7 @@ test=(
 	# the tsan and fuzz passes: clang, its sanitizer and fuzzer runtimes
 	clang libclang-rt-14-dev
 )
-bench=(gnuplot-nox python3 python3-venv python3-confluent-kafka kcat)
+bench=(gnuplot-nox python3 python3-venv python3-confluent-kafka kcat valgrind)
 kafka=(openjdk-17-jre-headless maven kcat)
 all_purposes="build demo test bench kafka"
 

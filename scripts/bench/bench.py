@@ -59,6 +59,9 @@ from llmsim import Llmsim  # noqa: E402
 from procs import TestFailure  # noqa: E402
 
 LATENCY_MS = 50
+# Rows of these kinds come from goodput.py, cost.py and instructions.py
+# and have their own tables.
+OTHER_KINDS = ("goodput", "cost", "instructions", "idle")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 T0 = time.monotonic()
@@ -88,11 +91,13 @@ def text_for(i):
 # /proc
 
 
-def proc_cpu_s(pid):
-    """utime + stime of a process, seconds (all its threads)."""
+def proc_cpu_s(pid, sys_only=False):
+    """utime + stime of a process (stime alone with sys_only), seconds (all
+    its threads)."""
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return (int(fields[12]) if sys_only else
+            int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def proc_status_kb(pid, key):
@@ -463,6 +468,7 @@ log: { level = "info"; format = "json"; };
                                       input_topic)
         self.current = p
         cpu_ready = None
+        sys_ready = 0.0
         ready_at = None
         done = 0
         last_note = time.monotonic()
@@ -477,6 +483,7 @@ log: { level = "info"; format = "json"; };
             if cpu_ready is None:
                 if marker in p.text():
                     cpu_ready = proc_cpu_s(p.pid)
+                    sys_ready = proc_cpu_s(p.pid, sys_only=True)
                     ready_at = time.monotonic()
                 time.sleep(0.01)
                 continue
@@ -499,6 +506,7 @@ log: { level = "info"; format = "json"; };
                 last_note, last_done, last_t = now, done, now
             time.sleep(0.2)
         cpu_total = proc_cpu_s(p.pid)
+        sys_net = proc_cpu_s(p.pid, sys_only=True) - sys_ready
         hwm_kb = proc_status_kb(p.pid, "VmHWM")
         delivered_at_read = done
         busy1 = machine_busy_s()
@@ -564,6 +572,8 @@ log: { level = "info"; format = "json"; };
             "cpu_s_per_record": round(cpu_net / max(delivered_at_read, 1), 9),
             "cpu_us_per_record": round(cpu_net / max(delivered_at_read, 1)
                                        * 1e6, 1),
+            "sys_us_per_record": round(sys_net / max(delivered_at_read, 1)
+                                       * 1e6, 1),
             "cpu_s": round(cpu_net, 3), "cpu_startup_s": round(
                 cpu_ready or 0.0, 3),
             "rss_mb": round(hwm_kb / 1024.0, 1),
@@ -585,11 +595,11 @@ log: { level = "info"; format = "json"; };
         self.save()
         say("%s: %d records in %.2fs = %.0f/s (Little %.0f/s, eff %.3f; "
             "middle 80%%: %.0f/s), "
-            "%.1f us CPU/record, RSS %.1f MiB, p50 %s p99 %s ms, peak %s "
-            "in flight | load %.2f, other procs %.2f cores%s", label,
-            records_done, secs, thr, littles, thr / littles,
-            steady_thr or 0,
-            res["cpu_us_per_record"], res["rss_mb"], res["p50_ms"],
+            "%.1f us CPU/record (system %.1f), RSS %.1f MiB, p50 %s p99 %s "
+            "ms, peak %s in flight | load %.2f, other procs %.2f cores%s",
+            label, records_done, secs, thr, littles, thr / littles,
+            steady_thr or 0, res["cpu_us_per_record"],
+            res["sys_us_per_record"], res["rss_mb"], res["p50_ms"],
             res["p99_ms"], res["llm_peak_concurrent"], load1, others,
             " (stopped at the time budget)" if timed_out else "")
         return res
@@ -642,6 +652,8 @@ log: { level = "info"; format = "json"; };
             "cpu_s_per_record": round(cpu / max(final["records"], 1), 9),
             "cpu_us_per_record": round(cpu / max(final["records"], 1)
                                        * 1e6, 1),
+            "sys_us_per_record": round(final["cpu_sys_s"] /
+                                       max(final["records"], 1) * 1e6, 1),
             "cpu_s": round(cpu, 3),
             "rss_mb": round(final["rss_kb"] / 1024.0, 1),
             "p50_ms": final["p50_ms"], "p99_ms": final["p99_ms"],
@@ -654,10 +666,59 @@ log: { level = "info"; format = "json"; };
         self.results.append(res)
         self.save()
         say("%s: %d calls in %.2fs = %.0f/s (Little %.0f/s, eff %.3f), "
-            "%.1f us CPU/call, p50 %s p99 %s ms | load %.2f, other procs "
-            "%.2f cores", label, final["records"], secs, thr, littles,
-            thr / littles, res["cpu_us_per_record"], res["p50_ms"],
+            "%.1f us CPU/call (system %.1f), p50 %s p99 %s ms | load %.2f, "
+            "other procs %.2f cores", label, final["records"], secs, thr,
+            littles, thr / littles, res["cpu_us_per_record"],
+            res["sys_us_per_record"], res["p50_ms"],
             res["p99_ms"], res["load1"], others)
+        return res
+
+    def run_idle(self, system, topic, seconds):
+        """extractd ready on an empty topic: CPU and thread switches a
+        second, over seconds (after two to settle). Threads that end
+        meanwhile are not counted."""
+        run = "bench.%s.idle.%s" % (system, self.uid)
+        p, marker = self.start_system(system, run, 64, "completion", 0,
+                                      topic)
+        self.current = p
+        end = time.monotonic() + 120
+        while marker not in p.text():
+            if not p.alive() or time.monotonic() > end:
+                raise SystemExit("%s (idle) did not get ready:\n%s" % (
+                    system, p.tail()))
+            time.sleep(0.01)
+        time.sleep(2)
+
+        def sched():
+            """(CPU seconds, switches) of the threads: schedstat counts in
+            ns where /proc/PID/stat counts in clock ticks."""
+            cpu = n = 0
+            for t in os.listdir("/proc/%d/task" % p.pid):
+                try:
+                    with open("/proc/%d/task/%s/schedstat" % (p.pid, t)) as f:
+                        v = f.read().split()
+                except OSError:  # a thread that just ended
+                    continue
+                cpu += int(v[0]) / 1e9
+                n += int(v[2])
+            return cpu, n
+        (cpu0, sw0), t0 = sched(), time.monotonic()
+        time.sleep(seconds)
+        (cpu1, sw1), t1 = sched(), time.monotonic()
+        rc = p.stop(grace=60)
+        self.current = None
+        if rc != 0:
+            raise SystemExit("%s (idle): exit status %s:\n%s" % (
+                system, rc, p.tail()))
+        res = {"kind": "idle", "system": system, "seconds": round(t1 - t0, 1),
+               "cpu_ms_per_s": round((cpu1 - cpu0) * 1000 / (t1 - t0), 3),
+               "switches_per_s": round((sw1 - sw0) / (t1 - t0), 1),
+               "load1": loadavg()}
+        self.results.append(res)
+        self.save()
+        say("%s idle: %.3f ms of CPU a second, %.1f thread switches a second "
+            "(over %.0f s)", system, res["cpu_ms_per_s"],
+            res["switches_per_s"], res["seconds"])
         return res
 
     def run_backlog(self, topic, n, c, seconds):
@@ -768,7 +829,7 @@ def plots(out, results, gp_dir):
         return
     series = {}
     for r in results:
-        if "backlog" in r or r.get("kind") in ("goodput", "cost"):
+        if "backlog" in r or r.get("kind") in OTHER_KINDS:
             continue
         key = "%s-%s-j%d" % (r["system"], r["mode"], r["jitter_ms"])
         series.setdefault(key, []).append(r)
@@ -815,17 +876,17 @@ def table(results):
     last two columns compare a run with the floor's at the same point
     (tools/floor: the bare call loop): CPU per record and efficiency, each
     divided by the floor's."""
-    if all(r.get("kind") in ("goodput", "cost") for r in results):
+    if all(r.get("kind") in OTHER_KINDS for r in results):
         return ""
     floor = {(r["jitter_ms"], r["concurrency"]): r for r in results
-             if r.get("system") == "floor"}
+             if r.get("system") == "floor" and "kind" not in r}
     head = ("| system | order | jitter ms | C | records | s | records/s | "
             "Little's law | efficiency | middle 80 % /s | CPU us/record | "
             "RSS MiB | p50/p99 ms | load1 | other cores | CPU ÷ floor | "
             "efficiency ÷ floor |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
-        if "backlog" in r or r.get("kind") in ("goodput", "cost"):
+        if "backlog" in r or r.get("kind") in OTHER_KINDS:
             continue
         f = floor.get((r["jitter_ms"], r["concurrency"]))
         vs = ("%.2f | %.3f" % (r["cpu_us_per_record"] /
@@ -851,12 +912,21 @@ def table(results):
                             r["concurrency"], r["backlog"],
                             r["seconds"] or 0, r["rss_mb"], r["records"],
                             r["cpu_us_per_record"], r["load1"]))
+    for r in results:
+        if r.get("kind") == "idle":
+            rows.append("")
+            rows.append("Idle: %s ready on an empty topic: %.3f ms of CPU a "
+                        "second, %.1f thread switches a second (over %.0f "
+                        "s), load1 %.2f." % (
+                            r["system"], r["cpu_ms_per_s"],
+                            r["switches_per_s"], r["seconds"], r["load1"]))
     return "\n".join(rows) + "\n"
 
 
 def main():
     import cost  # they import this module, so not at the top
     import goodput
+    import instructions
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", required=True)
@@ -876,6 +946,11 @@ def main():
                     help="no floor runs (tools/floor: the bare call loop "
                     "extractd's CPU and efficiency are compared with)")
     ap.add_argument("--no-backlog", action="store_true")
+    ap.add_argument("--no-idle", action="store_true",
+                    help="no idle runs (extractd ready on an empty topic: "
+                    "CPU a second)")
+    ap.add_argument("--idle-seconds", type=float, default=10.0,
+                    help="seconds measured an idle run (default 10)")
     ap.add_argument("--backlog", type=int, default=1000000)
     ap.add_argument("--backlog-seconds", type=float, default=None)
     ap.add_argument("--variant", action="append", metavar="NAME=BINARY",
@@ -891,8 +966,15 @@ def main():
     ap.add_argument("--cost-records", type=int, default=cost.RECORDS,
                     help="records of the cost runs (default %d)" %
                     cost.RECORDS)
-    ap.add_argument("--only", choices=("goodput", "cost"),
-                    help="only the goodput runs, or only the cost runs; "
+    ap.add_argument("--no-instructions", action="store_true",
+                    help="no callgrind runs (instructions.py: instructions "
+                    "per record of extractd and the floor)")
+    ap.add_argument("--instructions-records", default=instructions.RECORDS,
+                    metavar="SMALL,LARGE",
+                    help="records of the two callgrind runs of each system "
+                    "(default %s)" % instructions.RECORDS)
+    ap.add_argument("--only", choices=("goodput", "cost", "instructions"),
+                    help="only the goodput, cost or instructions runs; "
                     "the other runs already in DIR/results.json are kept")
     ap.add_argument("--goodput-steady", type=float, default=None,
                     help="seconds measured a goodput run (default 30, "
@@ -916,8 +998,10 @@ def main():
         args.no_peer = True
     if args.only:
         args.no_backlog = True
+        args.no_idle = True
         args.no_goodput = args.only != "goodput"
         args.no_cost = args.only != "cost"
+        args.no_instructions = args.only != "instructions"
     gp_dir = os.path.dirname(os.path.abspath(__file__))
 
     if args.plots_only:
@@ -946,6 +1030,14 @@ def main():
                 run = "bench.%s.%s.j%d.c%d.%s" % (system, mode, j, c, b.uid)
                 topics[run + ".out"] = args.partitions
                 topics[run + ".dlq"] = args.partitions
+        idle_topic = "bench.idle.in.%s" % b.uid
+        idle_systems = ["extractd"] + sorted(b.variants)
+        if not args.no_idle:
+            topics[idle_topic] = args.partitions
+            for system in idle_systems:
+                run = "bench.%s.idle.%s" % (system, b.uid)
+                topics[run + ".out"] = args.partitions
+                topics[run + ".dlq"] = args.partitions
         bl_topic = "bench.backlog.%s" % b.uid
         bl_run = "bench.extractd.backlog.c256.%s" % b.uid
         if not args.no_backlog:
@@ -956,13 +1048,16 @@ def main():
             topics.update(goodput.topics(b, args))
         if not args.no_cost:
             topics.update(cost.topics(b, args))
+        if not args.no_instructions:
+            topics.update(instructions.topics(b, args))
         say("plan: %d points, %d runs, %.0fs of steady state each; "
             "machine: %d cores, load %.2f", len(pts),
             sum(len(p[3]) for p in pts), args.steady, os.cpu_count(),
             loadavg())
         b.start_kafka(topics)
         for j in sorted({p[0] for p in pts} |
-                        (set() if args.no_backlog else {0})):
+                        (set() if args.no_backlog and args.no_idle and
+                         args.no_instructions else {0})):
             b.start_llmsim(j)
         for j, c, n, systems in pts:
             topic = "bench.in.j%d.c%d.%s" % (j, c, b.uid)
@@ -974,6 +1069,9 @@ def main():
                     b.run_floor(c, j, n)
                 else:
                     b.run_one(system, mode, c, j, topic, n, args.steady)
+        if not args.no_idle:
+            for system in idle_systems:
+                b.run_idle(system, idle_topic, args.idle_seconds)
         if not args.no_backlog:
             say("million-record backlog: producing %d records", args.backlog)
             b.produce(bl_topic, args.backlog, small=True)
@@ -982,6 +1080,8 @@ def main():
             goodput.run(b, args)
         if not args.no_cost:
             cost.run(b, args)
+        if not args.no_instructions:
+            instructions.run(b, args)
     finally:
         b.close()
     sys.stdout.write(report(b.out, b.results, gp_dir))
@@ -992,10 +1092,13 @@ def report(out, results, gp_dir):
     """The plots and DIR/results.md; returns the tables."""
     import cost
     import goodput
-    if any(r.get("kind") not in ("goodput", "cost") for r in results):
+    import instructions
+    if any(r.get("kind") not in OTHER_KINDS
+           for r in results):
         plots(out, results, gp_dir)
     goodput.plot(out, results, gp_dir)
-    text = table(results) + goodput.table(results) + cost.table(results)
+    text = table(results) + goodput.table(results) + cost.table(results) + \
+        instructions.table(results)
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(text)
     return text

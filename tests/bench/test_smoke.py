@@ -3,7 +3,8 @@
 scripts/bench/bench.py at C = 2 and 4, jitter 0, 1 s of steady state,
 extractd in both orders and the floor (tools/floor: the bare call loop
 extractd's CPU is compared with), no peer (its venv needs PyPI), and a
-3,000-record backlog for 2 s. Proves the parts a full run relies on:
+3,000-record backlog for 2 s, extractd idle for 2 s, and the callgrind
+runs (scripts/bench/instructions.py) over IR_RECORDS. Proves the parts a full run relies on:
 results.json has one run per system, order and C, each with the fields
 DESIGN.md lists (system, mode, concurrency, latency_ms, records, seconds,
 throughput, littles_law = C / latency, efficiency = throughput /
@@ -13,7 +14,9 @@ open; the backlog run has its peak RSS; the cost runs
 (scripts/bench/cost.py, on COST_RECORDS records) have a row each, live
 and batch.mode = backlog, every record delivered, a price per 1,000
 records, and batches answered most of the backlog run's records for less
-than live; results.md and the four PNG plots exist (gnuplot comes with
+than live; the idle run has its CPU a second; extractd and the floor have
+instructions per record from two callgrind runs that add up;
+results.md and the four PNG plots exist (gnuplot comes with
 scripts/deps.sh). Nothing about speed is asserted: that is what
 scripts/bench.sh measures.
 """
@@ -28,6 +31,7 @@ import tempfile
 
 CONCURRENCY = (2, 4)
 COST_RECORDS = 1000
+IR_RECORDS = (100, 300)
 FIELDS = ("system", "mode", "concurrency", "latency_ms", "records",
           "seconds", "throughput", "littles_law", "efficiency",
           "cpu_s_per_record", "rss_mb")
@@ -53,7 +57,8 @@ def main():
                "--concurrency", ",".join(map(str, CONCURRENCY)),
                "--jitter", "0", "--steady", "1", "--no-peer",
                "--backlog", "3000", "--backlog-seconds", "2", "--no-goodput",
-               "--cost-records", str(COST_RECORDS)]
+               "--cost-records", str(COST_RECORDS), "--idle-seconds", "2",
+               "--instructions-records", "%d,%d" % IR_RECORDS]
         print("$ " + " ".join(cmd), flush=True)
         r = subprocess.run(cmd, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=240)
@@ -64,7 +69,10 @@ def main():
         with open(os.path.join(out, "results.json")) as f:
             runs = json.load(f)
         cost = [x for x in runs if x.get("kind") == "cost"]
-        runs_ = [x for x in runs if x.get("kind") != "cost"]
+        idle = [x for x in runs if x.get("kind") == "idle"]
+        ir = {x["system"]: x for x in runs
+              if x.get("kind") == "instructions"}
+        runs_ = [x for x in runs if "kind" not in x]
         points = [x for x in runs_ if "backlog" not in x]
         backlog = [x for x in runs_ if "backlog" in x]
         want = {("extractd", m, c) for m in ("completion", "offset")
@@ -91,6 +99,10 @@ def main():
             check(0 < x["cpu_s_per_record"] < 1, "cpu_s_per_record %r",
                   x["cpu_s_per_record"])
             check(0 < x["rss_mb"] < 1024, "rss_mb %r", x["rss_mb"])
+        for x in points:
+            check(0 <= x["sys_us_per_record"] <=
+                  x["cpu_us_per_record"] + 0.1, "sys_us_per_record %r of "
+                  "%r", x["sys_us_per_record"], x["cpu_us_per_record"])
         for x in points:
             check(not x.get("stopped_early"), "run stopped early: %r", x)
             check(x["dead_letters"] == 0, "dead letters: %r", x)
@@ -120,9 +132,23 @@ def main():
               "backlog run batched too little: %r", bl)
         check(0 < bl["vs_live"] < 1, "backlog mode cost %r of live",
               bl.get("vs_live"))
+        check(len(idle) == 1 and idle[0]["system"] == "extractd" and
+              idle[0]["cpu_ms_per_s"] > 0 and idle[0]["seconds"] >= 2,
+              "idle runs %r", idle)
+        check(sorted(ir) == ["extractd", "floor"], "callgrind runs %r", ir)
+        for x in ir.values():
+            per = (x["ir_large"] - x["ir_small"]) / float(IR_RECORDS[1] -
+                                                         IR_RECORDS[0])
+            check(x["ir_small"] > 0 and x["instructions_per_record"] > 0 and
+                  abs(x["instructions_per_record"] - per) <= 1,
+                  "callgrind run %r", x)
+            check(abs(x["vs_floor"] - x["instructions_per_record"] /
+                      ir["floor"]["instructions_per_record"]) < 0.01,
+                  "vs_floor of %r", x)
         # Each extractd row is compared with the floor at its point.
         with open(os.path.join(out, "results.md")) as f:
-            md = [ln for ln in f if ln.startswith("| extractd ")]
+            md = [ln for ln in f if ln.startswith("| extractd ") and
+                  ln.count("|") > 10]
         check(len(md) == 2 * len(CONCURRENCY), "results.md rows %r", md)
         for ln in md:
             cells = [v.strip() for v in ln.strip().strip("|").split("|")]
@@ -131,6 +157,9 @@ def main():
         check(any(ln.startswith("| backlog |") for ln in
                   open(os.path.join(out, "results.md"))),
               "results.md has no cost row")
+        check(any(ln.startswith("| extractd |") and ln.count("|") == 4
+                  for ln in open(os.path.join(out, "results.md"))),
+              "results.md has no instructions row")
         for name in ("results.md",) + PLOTS:
             path = os.path.join(out, name)
             check(os.path.isfile(path) and os.path.getsize(path) > 0,
