@@ -464,12 +464,16 @@ static char *system_message(const struct extractd_config *cfg,
 	return text;
 }
 
+#define MAX_TOKENS_NAME ",\"max_tokens\":"
+#define MAX_TOKENS_FIELD (sizeof(MAX_TOKENS_NAME) - 1 + STR_U64_SIZE)
+
 /* max_tokens for a request, or "" when not sent: into buf. */
-static const char *max_tokens_field(unsigned n, char *buf, size_t size)
+static const char *max_tokens_field(unsigned n, char buf[MAX_TOKENS_FIELD])
 {
 	if (!n)
 		return "";
-	snprintf(buf, size, ",\"max_tokens\":%u", n);
+	memcpy(buf, MAX_TOKENS_NAME, sizeof(MAX_TOKENS_NAME) - 1);
+	str_u64(buf + sizeof(MAX_TOKENS_NAME) - 1, n);
 	return buf;
 }
 
@@ -506,7 +510,7 @@ static int format_new(struct llm_format *f, const struct extractd_config *cfg,
 	struct json_object *head = request_head(cfg, mode, doc, key), *msgs;
 	const char *text = json_object_to_json_string_ext(head, LLM_JSON_FLAGS);
 	size_t n = strlen(text);
-	char mt[32];
+	char mt[MAX_TOKENS_FIELD];
 
 	f->system = system_message(cfg, mode, doc);
 	f->head = malloc(n);
@@ -526,7 +530,7 @@ static int format_new(struct llm_format *f, const struct extractd_config *cfg,
 	add_message(msgs, "user", LLM_CANARY_TEXT, strlen(LLM_CANARY_TEXT));
 	f->canary = str_printf(
 		"%s%s,\"messages\":%s}", f->head,
-		max_tokens_field(cfg->llm.max_tokens, mt, sizeof(mt)),
+		max_tokens_field(cfg->llm.max_tokens, mt),
 		json_object_to_json_string_ext(msgs, LLM_JSON_FLAGS));
 	json_object_put(msgs);
 	return f->canary ? 0 : -1;
@@ -854,10 +858,9 @@ static int parse_reply(struct json_tokener *tok, enum cfg_llm_mode mode,
 		goto out;
 	}
 	if ((s = get_string(choice, "finish_reason")))
-		snprintf(out->finish_reason, sizeof(out->finish_reason), "%s",
-			 s);
+		str_copy(out->finish_reason, sizeof(out->finish_reason), s);
 	if ((s = get_string(root, "model")))
-		snprintf(out->model, sizeof(out->model), "%s", s);
+		str_copy(out->model, sizeof(out->model), s);
 	if (json_object_object_get_ex(root, "usage", &usage)) {
 		out->prompt_tokens = usage_count(usage, "prompt_tokens", NULL);
 		out->completion_tokens =
@@ -1835,8 +1838,8 @@ static char *request_body(const struct llm *llm, enum cfg_llm_mode mode,
 {
 	static const char key[] = ",\"messages\":";
 	const char *head = llm->fmt[mode].head;
-	char mt[32];
-	const char *field = max_tokens_field(max_tokens, mt, sizeof(mt));
+	char mt[MAX_TOKENS_FIELD];
+	const char *field = max_tokens_field(max_tokens, mt);
 	size_t hlen = strlen(head), flen = strlen(field), mlen;
 	const char *msgs = json_object_to_json_string_length(
 		messages, LLM_JSON_FLAGS, &mlen);

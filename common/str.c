@@ -27,6 +27,30 @@ char *str_printf(const char *fmt, ...)
 	return s;
 }
 
+size_t str_u64(char *buf, uint64_t v)
+{
+	char tmp[STR_U64_SIZE];
+	size_t n = 0, i;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (i = 0; i < n; i++)
+		buf[i] = tmp[n - 1 - i];
+	buf[n] = '\0';
+	return n;
+}
+
+size_t str_copy(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+	return n;
+}
+
 /* ---- UTF-8 -------------------------------------------------------------- */
 
 /* The sequence length a first byte announces; 0 for a continuation byte

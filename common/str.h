@@ -25,6 +25,23 @@
 /** A malloc'ed formatted string, or NULL when out of memory. */
 char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/** Room for any str_u64() text and its NUL. */
+#define STR_U64_SIZE 21
+
+/**
+ * @brief v in decimal into buf (STR_U64_SIZE bytes at least), NUL-ended:
+ * snprintf's "%" PRIu64 without its cost, for what a record writes.
+ * @returns the digits written (1 to 20)
+ */
+size_t str_u64(char *buf, uint64_t v);
+
+/**
+ * @brief src into dst (size > 0 bytes), cut to size - 1 bytes and
+ * NUL-ended: snprintf(dst, size, "%s", src) without its cost.
+ * @returns the bytes copied
+ */
+size_t str_copy(char *dst, size_t size, const char *src);
+
 /* ---- UTF-8 -------------------------------------------------------------- */
 
 /**

@@ -22,6 +22,7 @@
 #include "secret.h"
 #include "spend.h"
 #include "stop.h"
+#include "str.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -569,10 +570,9 @@ static void add_header(rd_kafka_headers_t *h, const char *name,
 static void add_number(rd_kafka_headers_t *h, const char *name,
 		       uint64_t value)
 {
-	char text[24];
+	char text[STR_U64_SIZE];
 
-	snprintf(text, sizeof(text), "%" PRIu64, value);
-	add_header(h, name, text);
+	rd_kafka_header_add(h, name, -1, text, (ssize_t)str_u64(text, value));
 }
 
 /* What a record's calls cost at llm.price (a Batch API answer's tokens
@@ -609,16 +609,28 @@ static void add_usage(rd_kafka_headers_t *h, const struct job *job)
 	add_header(h, "extractd.cost_usd", text);
 }
 
+/* extractd.source: TOPIC/PARTITION/OFFSET of the input record. */
+static void add_source(rd_kafka_headers_t *h, const struct job *job)
+{
+	const char *topic = ledger_topic(job->part);
+	char text[512];
+	size_t n = str_copy(text, sizeof(text) - 2 * STR_U64_SIZE - 2, topic);
+
+	text[n++] = '/';
+	n += str_u64(text + n, (uint64_t)ledger_id(job->part));
+	text[n++] = '/';
+	n += str_u64(text + n, (uint64_t)job->offset);
+	rd_kafka_header_add(h, "extractd.source", -1, text, (ssize_t)n);
+}
+
 static rd_kafka_headers_t *job_headers(const struct job *job)
 {
 	const struct llm_result *res = &job->res;
 	rd_kafka_headers_t *h = rd_kafka_headers_new(16);
-	char source[512], text[LLM_ANSWER_MAX + 1];
+	char text[LLM_ANSWER_MAX + 1];
 
 	carry_headers(job, h);
-	snprintf(source, sizeof(source), "%s/%d/%lld", ledger_topic(job->part),
-		 (int)ledger_id(job->part), (long long)job->offset);
-	add_header(h, "extractd.source", source);
+	add_source(h, job);
 	add_number(h, "extractd.attempts", res->attempts);
 	if (res->batched)
 		add_header(h, "extractd.batch", "true");

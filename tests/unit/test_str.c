@@ -1,6 +1,7 @@
 /*
- * Unit tests for common/str.c: UTF-8 validation and cuts, and the capped
- * text builder (its cap, its cut on a character boundary, its count).
+ * Unit tests for common/str.c: the number and copy helpers, UTF-8
+ * validation and cuts, and the capped text builder (its cap, its cut on a
+ * character boundary, its count).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,11 +11,48 @@
 
 #include "str.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 static size_t seq(const char *s)
 {
 	return utf8_seq(s, strlen(s), NULL);
+}
+
+/* str_u64 writes what snprintf's PRIu64 does, at the edges too. */
+static void test_u64(void **state)
+{
+	static const uint64_t v[] = { 0, 1, 9, 10, 99, 100, 4294967295u,
+				      4294967296u, 10000000000000000000u,
+				      UINT64_MAX };
+	char got[STR_U64_SIZE], want[32];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		memset(got, 'x', sizeof(got));
+		size_t n = str_u64(got, v[i]);
+
+		snprintf(want, sizeof(want), "%" PRIu64, v[i]);
+		assert_string_equal(got, want);
+		assert_int_equal(n, strlen(want));
+	}
+}
+
+/* str_copy copies what fits, always ends the text, and says how much. */
+static void test_copy(void **state)
+{
+	char buf[6];
+
+	(void)state;
+	assert_int_equal(str_copy(buf, sizeof(buf), "stop"), 4);
+	assert_string_equal(buf, "stop");
+	assert_int_equal(str_copy(buf, sizeof(buf), "length"), 5);
+	assert_string_equal(buf, "lengt");
+	assert_int_equal(str_copy(buf, sizeof(buf), ""), 0);
+	assert_string_equal(buf, "");
+	assert_int_equal(str_copy(buf, 1, "x"), 0);
+	assert_string_equal(buf, "");
 }
 
 static void test_utf8_seq(void **state)
@@ -190,6 +228,8 @@ static void test_textbuf_count_only(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_u64),
+		cmocka_unit_test(test_copy),
 		cmocka_unit_test(test_utf8_seq),
 		cmocka_unit_test(test_utf8_check),
 		cmocka_unit_test(test_utf8_count),
