@@ -425,12 +425,13 @@ log: { level = "info"; format = "json"; };
         return path
 
     def start_system(self, system, run, c, mode, jitter, input_topic,
-                     instance=0, pool="", peer_args=()):
+                     instance=0, pool="", peer_args=(), wrap=()):
         """(Proc, ready marker) for one run, or for one of its instances
         (instance > 0: its own log; every instance of a run is in the
         run's consumer group). pool: more pool.* settings for extractd;
-        peer_args: more arguments for a peer. System "peer" is the
-        Instructor peer, "litellm" the LiteLLM one."""
+        peer_args: more arguments for a peer; wrap: the argv extractd
+        runs under (valgrind's). System "peer" is the Instructor peer,
+        "litellm" the LiteLLM one."""
         logpath = os.path.join(self.work, run + (
             ".%d" % instance if instance else "") + ".log")
         if system.startswith("extractd"):
@@ -442,7 +443,7 @@ log: { level = "info"; format = "json"; };
             env = dict(os.environ, OPENAI_API_KEY="sk-bench")
             binary = self.variants.get(system) or \
                 os.path.join(self.bin, "extractd")
-            p = Proc([binary, "-c", cfg], logpath, env=env)
+            p = Proc(list(wrap) + [binary, "-c", cfg], logpath, env=env)
             marker = '"msg":"partitions assigned"'
         else:
             python, script = (self.args.litellm_python, "peer_litellm.py") \

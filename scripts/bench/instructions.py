@@ -92,11 +92,8 @@ def run_extractd(b, args, system, n, topic, run):
     """Ir of extractd (or a variant) over the n records of topic."""
     vg, path = callgrind(b, run)
     b.llm_call(0, "/reset", post=True)
-    cfg = b.extractd_config(run, CONCURRENCY, "completion", 0, topic)
-    binary = b.variants.get(system) or os.path.join(b.bin, "extractd")
-    p = bench.Proc(vg + [binary, "-c", cfg],
-                   os.path.join(b.work, run + ".log"),
-                   env=dict(os.environ, OPENAI_API_KEY="sk-bench"))
+    p, _ = b.start_system(system, run, CONCURRENCY, "completion", 0, topic,
+                          wrap=vg)
     b.current = p
     outs = [run + ".out", run + ".dlq"]
     t0 = time.monotonic()
