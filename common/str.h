@@ -3,16 +3,17 @@
  *
  * DESIGN
  * ------
- * Two things live here so that each is written once: UTF-8 (how long a
- * character is, whether bytes are valid, where a cut may fall) and the
- * capped text builder, struct textbuf, that every bounded message in
- * common/ and daemon/ is written with. A textbuf writes into the caller's
- * fixed buffer, never allocates, never overflows, and keeps its text
- * NUL-terminated and a prefix of what was appended: once an append does
- * not fit, that append is cut (on a character boundary) or dropped whole,
- * as the builder was set up, and every later append keeps nothing. It
- * still counts what was appended, as snprintf() does. No state, no lock:
- * a textbuf belongs to its caller.
+ * What lives here is written once: a number's decimal text and a bounded
+ * copy (what every record's headers need, without snprintf's cost), UTF-8
+ * (how long a character is, whether bytes are valid, where a cut may
+ * fall) and the capped text builder, struct textbuf, that every bounded
+ * message in common/ and daemon/ is written with. A textbuf writes into
+ * the caller's fixed buffer, never allocates, never overflows, and keeps
+ * its text NUL-terminated and a prefix of what was appended: once an
+ * append does not fit, that append is cut (on a character boundary) or
+ * dropped whole, as the builder was set up, and every later append keeps
+ * nothing. It still counts what was appended, as snprintf() does. No
+ * state, no lock: a textbuf belongs to its caller.
  */
 #ifndef EXTRACTD_STR_H
 #define EXTRACTD_STR_H
