@@ -205,7 +205,9 @@ static const struct {
 /* Which of header_names a line's name (len bytes, before its colon) is. */
 static enum header header_of(const char *name, size_t len)
 {
-	for (int h = 0; h < H_NONE; h++)
+	int h;
+
+	for (h = 0; h < H_NONE; h++)
 		if (len == header_names[h].len &&
 		    !strncasecmp(name, header_names[h].name, len))
 			return h;

@@ -25,7 +25,6 @@
 #include "str.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -609,7 +608,8 @@ static void add_usage(rd_kafka_headers_t *h, const struct job *job)
 	add_header(h, "extractd.cost_usd", text);
 }
 
-/* extractd.source: TOPIC/PARTITION/OFFSET of the input record. */
+/* extractd.source: TOPIC/PARTITION/OFFSET of the input record (a
+ * consumed record's partition and offset are never negative). */
 static void add_source(rd_kafka_headers_t *h, const struct job *job)
 {
 	const char *topic = ledger_topic(job->part);

@@ -119,7 +119,7 @@ def run_extractd(b, args, system, n, topic, run):
 
 def run_floor(b, args, n, run):
     vg, path = callgrind(b, run)
-    texts = os.path.join(b.work, "floor-texts.txt")
+    texts = os.path.join(b.work, "ir-texts.txt")
     with open(texts, "w") as f:
         f.writelines(bench.text_for(i) + "\n" for i in range(n))
     b.llm_call(0, "/reset", post=True)

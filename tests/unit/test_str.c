@@ -27,12 +27,12 @@ static void test_u64(void **state)
 				      4294967296u, 10000000000000000000u,
 				      UINT64_MAX };
 	char got[STR_U64_SIZE], want[32];
+	size_t i, n;
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 		memset(got, 'x', sizeof(got));
-		size_t n = str_u64(got, v[i]);
-
+		n = str_u64(got, v[i]);
 		snprintf(want, sizeof(want), "%" PRIu64, v[i]);
 		assert_string_equal(got, want);
 		assert_int_equal(n, strlen(want));
